@@ -1,0 +1,91 @@
+"""The command line: ``python -m almanac <group> <command> ...``.
+
+Each command group lives in its own module with a ``register(subparsers)`` function;
+commands import heavy layers (features, ml) lazily inside their handlers. A user's
+mistake (an :class:`~almanac.errors.AlmanacError` or bad usage) prints one line on
+stderr and exits with 2; success exits with 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+from almanac.errors import AlmanacError
+
+#: Modules under almanac.cli that register command groups, in help order.
+GROUPS = ("data", "features", "experiments", "bench")
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m almanac",
+                    description="Almanac ML Lab: market data, features, experiments and reports from the command line.")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name in GROUPS:
+        try:
+            module = importlib.import_module(f"almanac.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"almanac.cli.{name}":
+                continue  # a group not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def progress_printer(label: str = ""):
+    """A ``progress(fraction, stage)`` callable that draws a bar on stderr."""
+    tty = sys.stderr.isatty()
+    last = {"stage": None}
+
+    def progress(fraction: float, stage: str = "") -> None:
+        pct = max(0.0, min(1.0, float(fraction)))
+        if tty:
+            bar = "#" * int(pct * 30)
+            sys.stderr.write(f"\r{label}[{bar:<30}] {pct:4.0%} {stage[:50]:<50}")
+            if pct >= 1.0:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif stage != last["stage"]:
+            sys.stderr.write(f"{label}{pct:4.0%} {stage}\n")
+            last["stage"] = stage
+
+    return progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except AlmanacError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,95 @@
+"""``data`` commands: import, list, show."""
+
+from __future__ import annotations
+
+import sys
+
+from almanac.cli import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="the market data on disk: import, list, show",
+                       description="Market data in the store under ALMANAC_HOME.")
+    cmds = p.add_subparsers(dest="command", metavar="COMMAND")
+    cmds.required = True
+
+    imp = cmds.add_parser(
+        "import", help="validate a CSV or Parquet file and store it as a symbol",
+        description="Validate a CSV or Parquet file of bars and store it. Importing a symbol that "
+                    "already has data at that frequency REPLACES it atomically (no append). Unsorted rows "
+                    "are sorted and exact duplicate rows dropped, with a warning; any other problem refuses "
+                    "the file and leaves the store unchanged.")
+    imp.add_argument("path", help="CSV or Parquet file (columns such as Date/Datetime/Timestamp/time, "
+                                  "Open, High, Low, Close or Adj Close, Volume; any case)")
+    imp.add_argument("--symbol", required=True, help="symbol to store it under, e.g. ES")
+    imp.add_argument("--freq", choices=["1min", "1d"], help="bar frequency (default: detected from the timestamps)")
+    imp.add_argument("--tz", help="time zone of naive timestamps (default: the symbol's exchange time zone, "
+                                  "America/New_York for the sample symbols); aware timestamps keep theirs")
+    imp.add_argument("--json", action="store_true", help="print the catalog entry as JSON")
+    imp.set_defaults(handler=cmd_import)
+
+    ls = cmds.add_parser("list", help="list the catalog", description="List the datasets in the catalog.")
+    ls.add_argument("--json", action="store_true", help="print a JSON list of catalog entries")
+    ls.set_defaults(handler=cmd_list)
+
+    show = cmds.add_parser("show", help="show one catalog entry", description="Show one dataset's catalog entry.")
+    show.add_argument("symbol")
+    show.add_argument("--freq", choices=["1min", "1d"], help="which frequency (default: 1min if present, else 1d)")
+    show.add_argument("--json", action="store_true", help="print the entry as JSON")
+    show.set_defaults(handler=cmd_show)
+
+
+def _check_tz(tz: str | None) -> None:
+    if tz is None:
+        return
+    from zoneinfo import ZoneInfo
+
+    from almanac.errors import DataError
+    try:
+        ZoneInfo(tz)
+    except Exception:
+        raise DataError(f"--tz {tz!r} is not a time zone: use an IANA name such as America/New_York or UTC") from None
+
+
+def cmd_import(args) -> int:
+    from almanac.importer import import_file
+
+    _check_tz(args.tz)
+    result = import_file(args.path, args.symbol, freq=args.freq, tz=args.tz)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    e = result.entry
+    if args.json:
+        print_json(e.to_dict())
+    else:
+        print(f"imported {e.symbol} {e.freq}: {e.rows} rows {e.start} .. {e.end} (sha256 {e.sha256[:12]})")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from almanac.store import Store
+
+    entries = Store().catalog()
+    if args.json:
+        print_json([e.to_dict() for e in entries])
+        return 0
+    if not entries:
+        print("the catalog is empty: start the app (it creates sample data) or run `python -m almanac data import`")
+        return 0
+    print(f"{'symbol':<8}{'freq':<6}{'start':<27}{'end':<27}{'rows':>10}  source")
+    for e in entries:
+        flag = " [sample]" if e.sample else ""
+        print(f"{e.symbol:<8}{e.freq:<6}{e.start:<27}{e.end:<27}{e.rows:>10}  {e.source[:60]}{flag}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from almanac.store import Store
+
+    e = Store().entry(args.symbol, args.freq)
+    if args.json:
+        print_json(e.to_dict())
+    else:
+        for k, v in e.to_dict().items():
+            print(f"{k:>14}: {v}")
+    return 0

@@ -1,0 +1,21 @@
+"""Shared fixtures: every test that writes gets its own empty data home."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty ALMANAC_HOME for one test."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("ALMANAC_HOME", str(h))
+    return h
+
+
+@pytest.fixture
+def store(home):
+    from almanac.store import Store
+
+    return Store(home)
