@@ -1,0 +1,1 @@
+"""Machine-learning layer: labels, models, walk-forward validation, backtests, statistics."""
