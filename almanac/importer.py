@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from almanac.errors import DataError
@@ -27,6 +26,7 @@ from almanac.store import FREQS, CatalogEntry, Store, check_freq, normalize_symb
 TIME_NAMES = ("timestamp", "datetime", "date", "time", "ts")
 ALIASES = {"adjclose": "adj_close", "adjustedclose": "adj_close", "vol": "volume"}
 CSV_SUFFIXES = {".csv", ".txt"}
+_OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 
 
@@ -69,17 +69,21 @@ class _Reader:
     def _read_parquet(self) -> pd.DataFrame:
         try:
             table = pq.read_table(self.path, page_checksum_verification=True)
-        except (pa.ArrowException, OSError, ValueError) as exc:
+            frame = table.to_pandas()
+        except Exception as exc:  # noqa: BLE001 - corrupt files raise Arrow, OS, JSON, Unicode, Key errors...
             detail = str(exc).splitlines()[0][:160]
             raise self.fail(f"not a readable Parquet file (truncated, corrupt or another format: {detail}); "
                             "re-export it as Parquet or CSV") from None
         if table.num_rows == 0:
             raise self.fail("the file has no rows: export the bars again")
-        return table.to_pandas()
+        return frame
 
     def _read_csv(self) -> pd.DataFrame:
         try:
-            df = pd.read_csv(self.path, dtype=str, skipinitialspace=True, keep_default_na=False)
+            # numbers are inferred by the fast parser; a column with any non-number stays
+            # text and is checked cell by cell later, so its first bad row is named
+            df = pd.read_csv(self.path, skipinitialspace=True, keep_default_na=False, na_values=[],
+                             dtype={0: str}, low_memory=False)
         except pd.errors.EmptyDataError:
             raise self.fail("the file is empty: export the bars again") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -155,14 +159,25 @@ def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, tz: str
         raise rd.fail("time values are numbers; write them as dates or ISO timestamps", row=1, column=col)
     else:
         text = raw.astype("string").str.strip()
-        ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
+        aware = text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+        if aware.any() and not aware.all():
+            i = int(np.argmax(aware != aware[0]))
+            raise rd.fail("mixes times with and without a UTC offset; give every row an offset or none",
+                          row=i + 1, column=col)
+        utc = bool(aware.all())
+        try:  # the common, fast case: one ISO 8601 layout
+            ts = pd.to_datetime(text, format="ISO8601", utc=utc)
+        except (ValueError, TypeError):
+            try:
+                ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=utc)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise rd.fail(f"times could not be read ({str(exc)[:120]}); use ISO timestamps such as "
+                              "2018-03-09 09:30:00", column=col) from None
         bad = ts.isna().to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
             raise rd.fail(f"{str(raw.iloc[i])[:40]!r} is not a date or time; use e.g. 2018-03-09 09:30:00",
                           row=i + 1, column=col)
-        if ts.dtype == object:  # mixed offsets: normalise to UTC
-            ts = pd.to_datetime(text, utc=True, format="mixed")
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
         return ts.dt.tz_convert("UTC")
     try:
@@ -229,8 +244,7 @@ def read_bars_file(path: Path | str, symbol: str, freq: str | None = None, tz: s
                       f"(found {list(mapping.values())})")
     df["__row"] = np.arange(1, len(df) + 1)
     if freq == "1min":
-        df["timestamp"] = ts.to_numpy()
-        df["timestamp"] = df["timestamp"].dt.tz_localize("UTC") if df["timestamp"].dt.tz is None else df["timestamp"]
+        df["timestamp"] = ts  # already UTC, same index
         tcol = "timestamp"
     else:
         local = ts.dt.tz_convert(session_for(sym).tz).dt.tz_localize(None)

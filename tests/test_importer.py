@@ -186,6 +186,20 @@ def test_aware_times_are_kept(store, tmp_path):
     assert store.read_bars("ES")["timestamp"].iloc[0] == pd.Timestamp("2018-03-09 14:30", tz="UTC")
 
 
+def test_offsets_that_change_with_daylight_saving(store, tmp_path):
+    text = ("Datetime,Open,High,Low,Close,Volume\n2018-03-09 09:30:00-05:00,1,2,0.5,1.5,10\n"
+            "2018-03-12T09:30:00-04:00,1,2,0.5,1.5,10\n")
+    import_file(write(tmp_path, "dst.csv", text), "ES", freq="1min", store=store)
+    assert store.read_bars("ES")["timestamp"].tolist() == list(
+        pd.to_datetime(["2018-03-09 14:30", "2018-03-12 13:30"], utc=True))
+
+
+def test_times_with_and_without_offsets_are_refused(store, tmp_path):
+    text = GOOD.replace("2018-03-09 09:32:00", "2018-03-09 09:32:00Z")
+    with pytest.raises(DataError, match="row 3, column 'Datetime': mixes times with and without a UTC offset"):
+        import_file(write(tmp_path, "mix.csv", text), "ES", store=store)
+
+
 def test_column_spellings_and_adj_close(store, tmp_path):
     text = "date,OPEN,high,Low,Adj Close,vOlUmE\n2018-01-02,1,2,0.5,1.5,100\n2018-01-03,1.5,2.5,1,2,50\n"
     res = import_file(write(tmp_path, "daily.csv", text), "SPX", store=store)
@@ -260,3 +274,36 @@ def test_validation_is_vectorized_for_a_million_rows(store, tmp_path):
     p = tmp_path / "big.parquet"
     df.to_parquet(p)
     assert import_file(p, "ES", store=store).entry.rows == n
+
+
+def test_damaged_files_are_always_refused_cleanly(store, tmp_path):
+    """Seeded byte-level damage to a good CSV and a good Parquet file: every outcome is a
+    clean import or a DataError (a one-line message), never another exception."""
+    import random
+
+    parquet = tmp_path / "good.parquet"
+    pd.read_csv(pd.io.common.StringIO(GOOD)).to_parquet(parquet)
+    sources = {".csv": GOOD.encode(), ".parquet": parquet.read_bytes()}
+    rng = random.Random(2026)
+    alphabet = b"0123456789,.-:\n T+Zabc\"'\x00\xff;"
+    outcomes = {"ok": 0, "refused": 0}
+    for i in range(600):
+        suffix = (".csv", ".parquet")[i % 2]
+        b = bytearray(sources[suffix])
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randrange(len(b)) if b else 0
+            op = rng.random()
+            if op < 0.4 and b:
+                b[pos] = rng.choice(alphabet)
+            elif op < 0.7 and b:
+                del b[pos:pos + rng.randint(1, 10)]
+            else:
+                b[pos:pos] = bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 5)))
+        f = _bytes(tmp_path, f"f{i}{suffix}", bytes(b))
+        try:
+            import_file(f, "ES", store=store)
+            outcomes["ok"] += 1
+        except DataError as exc:
+            assert "\n" not in exc.message and exc.message.startswith(f"f{i}{suffix}")
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 300  # most damage is caught, and none of it escaped as a crash
