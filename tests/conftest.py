@@ -19,3 +19,11 @@ def store(home):
     from almanac.store import Store
 
     return Store(home)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_library():
+    """Model libraries use the lab's thread setting (ml.threads), never all cores by chance."""
+    from ml.threads import limit_threads
+
+    limit_threads()
