@@ -1,0 +1,349 @@
+"""``build_features``: the one entry point that turns stored bars into a feature table.
+
+It validates the request once (unknown set, unknown symbol, cutoff outside the session,
+start after end -> :class:`~almanac.errors.SpecError` / :class:`~almanac.errors.NotFoundError`
+with a message that says what to change), decides which datasets it needs, returns a
+cached table when the same data, configuration and code were built before, and
+otherwise computes:
+
+* the session table of the target (from its minute bars; a daily-only symbol's from its
+  daily bars, known at the open, so ``cutoff_price = open``);
+* ``early_session`` features (minute bars only), ``cross_asset`` and ``regime`` features.
+
+Rows are the trading days of the symbol (its minute bars' days when it has minute bars,
+else its daily dates) between ``start`` and ``end``. Everything is computed on the data
+from its first row up to ``end``, so a day's features never depend on ``start``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import time
+
+import numpy as np
+import pandas as pd
+
+from almanac.errors import NotFoundError, SpecError
+from almanac.sessions import Session, parse_time, session_for
+from almanac.store import CatalogEntry, Store, normalize_symbol
+from features import cache
+from features.cross_asset import cross_features
+from features.early import early_features
+from features.lineage import FEATURE_SETS, MAX_STALE_DAYS, NEEDS_OHLC, definition, lineage_entry
+from features.regime import align_prev, daily_atr, regime_daily
+from features.sessions_table import (daily_from_sessions, daily_session_table, split_bars,
+                                     table_from_daybars)
+
+Progress = Callable[[float, str], None]
+OHLC = ("open", "high", "low")
+
+
+@dataclass
+class FeatureTable:
+    """Features of one symbol, one row per trading day, with their provenance."""
+
+    frame: pd.DataFrame
+    sessions: pd.DataFrame
+    lineage: dict[str, dict]
+    notes: list[str]
+    data_hashes: dict[str, str]
+    config: dict
+    cache_key: str = ""
+    from_cache: bool = False
+    feature_sets: dict[str, str] = field(default_factory=dict)  # feature -> set
+
+    def table(self) -> pd.DataFrame:
+        """``date`` column + feature columns (what the command line writes)."""
+        return self.frame.reset_index()
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def _parse_date(value, what: str) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise SpecError(f"{what} {value!r} is not a date: use YYYY-MM-DD, e.g. 2015-01-02") from None
+    if ts is pd.NaT:
+        raise SpecError(f"{what} {value!r} is not a date: use YYYY-MM-DD")
+    return ts.tz_localize(None).normalize().strftime("%Y-%m-%d") if ts.tzinfo else ts.normalize().strftime("%Y-%m-%d")
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def normalize_config(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str] | str = FEATURE_SETS,
+                     cross_assets: Iterable[str] | str = (), start=None, end=None) -> dict:
+    """The validated, canonical configuration (JSON-able; sets in FEATURE_SETS order)."""
+    sym = normalize_symbol(symbol)
+    session = session_for(sym)
+    cut = session.check_cutoff(parse_time(cutoff))
+    chosen = _as_list(sets)
+    unknown = [s for s in chosen if s not in FEATURE_SETS]
+    if unknown:
+        raise SpecError(f"unknown feature set(s) {', '.join(unknown)}: choose from {', '.join(FEATURE_SETS)}")
+    if not chosen:
+        raise SpecError(f"no feature set chosen: choose one or more of {', '.join(FEATURE_SETS)}")
+    cross = []
+    for c in _as_list(cross_assets):
+        c = normalize_symbol(c)
+        if c == sym:
+            raise SpecError(f"cross-asset symbol {c} is the target symbol itself: choose other markets, e.g. VIX")
+        if c not in cross:
+            cross.append(c)
+    s, e = _parse_date(start, "start"), _parse_date(end, "end")
+    if s and e and s > e:
+        raise SpecError(f"start {s} is after end {e}: choose a start on or before the end")
+    return {"symbol": sym, "cutoff": f"{cut:%H:%M}", "sets": [x for x in FEATURE_SETS if x in chosen],
+            "cross_assets": cross if "cross_asset" in chosen else [], "start": s, "end": e,
+            "_cross_ignored": cross if "cross_asset" not in chosen else []}
+
+
+# ------------------------------------------------------------------ plan
+
+
+def _label(e: CatalogEntry) -> str:
+    return f"{e.symbol} {e.freq} {e.sha256[:12]}"
+
+
+def _entry(store: Store, sym: str, freq: str) -> CatalogEntry | None:
+    return store.entry(sym, freq) if store.has(sym, freq) else None
+
+
+@dataclass
+class _Source:
+    """Where one symbol's data comes from."""
+
+    sym: str
+    minute: CatalogEntry | None
+    daily: CatalogEntry | None  # the 1d file used for daily bars, or None (derived from minutes)
+
+    @property
+    def daily_labels(self) -> list[str]:
+        return [_label(self.daily)] if self.daily else [_label(self.minute)]
+
+
+def _source(store: Store, sym: str, role: str) -> _Source:
+    minute, daily = _entry(store, sym, "1min"), _entry(store, sym, "1d")
+    if minute is None and daily is None:
+        have = ", ".join(store.symbols()) or "nothing yet"
+        raise NotFoundError(f"{role} {sym} has no data in the store (it holds {have}): "
+                            f"import {sym} first or choose another symbol")
+    if daily is not None and minute is not None and not all(c in daily.columns for c in OHLC):
+        daily = None  # a close-only 1d file: derive full daily bars from the minute bars
+    return _Source(sym, minute, daily)
+
+
+# ------------------------------------------------------------------ build
+
+
+def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str] | str = FEATURE_SETS,
+                   cross_assets: Iterable[str] | str = (), start=None, end=None, store: Store | None = None,
+                   use_cache: bool = True, progress: Progress | None = None) -> FeatureTable:
+    """Build (or load from the cache) the feature table of ``symbol``; see the module doc."""
+    step = progress or (lambda f, s: None)
+    cfg = normalize_config(symbol, cutoff, sets, cross_assets, start, end)
+    ignored = cfg.pop("_cross_ignored")
+    store = store if store is not None else Store()
+    sym, session = cfg["symbol"], session_for(cfg["symbol"])
+    target = _source(store, sym, "symbol")
+    crosses = [_source(store, c, "cross-asset symbol") for c in cfg["cross_assets"]]
+    hashes = _data_hashes(target, crosses, cfg)
+
+    key = cache.cache_key(hashes, cfg)
+    folder = cache.cache_dir(store.home)
+    if use_cache:
+        hit = cache.load(folder, key)
+        if hit is not None:
+            frame, sessions, meta = hit
+            step(1.0, "loaded from cache")
+            return FeatureTable(frame, sessions, meta["lineage"], meta["notes"], meta["data_hashes"],
+                                meta["config"], key, True, meta.get("feature_sets", {}))
+
+    step(0.05, f"reading {sym} bars")
+    notes = [f"cross-asset symbols {', '.join(ignored)} ignored: the cross_asset set is not selected"] if ignored else []
+    frame, sessions, lineage, fsets = _compute(store, target, crosses, cfg, session, notes, step)
+    s, e = cfg["start"], cfg["end"]
+    keep = np.ones(len(frame), dtype=bool)
+    if s:
+        keep &= frame.index >= pd.Timestamp(s)
+    if e:
+        keep &= frame.index <= pd.Timestamp(e)
+    if not keep.any():
+        raise NotFoundError(f"{sym} has no trading day between {s or 'the start'} and {e or 'the end'}: "
+                            f"its data covers {_span(target)}; choose dates inside it")
+    frame, sessions = frame[keep], sessions[keep]
+    ft = FeatureTable(frame, sessions, lineage, notes, hashes, cfg, key, False, fsets)
+    if use_cache:
+        step(0.95, "writing cache")
+        cache.save(folder, key, frame, sessions, {"lineage": lineage, "notes": notes, "data_hashes": hashes,
+                                                  "config": cfg, "feature_sets": fsets})
+    step(1.0, "features ready")
+    return ft
+
+
+def _span(src: _Source) -> str:
+    """``"first .. last"`` local dates of the rows a build of ``src`` can have."""
+    e = src.minute or src.daily
+    tz = session_for(src.sym).tz
+    first, last = (pd.Timestamp(v) for v in (e.start, e.end))
+    if first.tzinfo is not None:
+        first, last = first.tz_convert(tz), last.tz_convert(tz)
+    return f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}"
+
+
+def _uses_target_daily(target: _Source, cfg: dict) -> bool:
+    return target.minute is None or "regime" in cfg["sets"] or "early_session" in cfg["sets"]
+
+
+def _data_hashes(target: _Source, crosses: list[_Source], cfg: dict) -> dict[str, str]:
+    used: list[CatalogEntry] = []
+    if target.minute is not None:
+        used.append(target.minute)
+    if target.daily is not None and _uses_target_daily(target, cfg):
+        used.append(target.daily)
+    for c in crosses:
+        used.append(c.daily or c.minute)
+        if c.minute is not None and target.minute is not None:
+            used.append(c.minute)
+    return {f"{e.symbol} {e.freq}": e.sha256 for e in used}
+
+
+def _read_daily(store: Store, src: _Source, end, session: Session, cutoff) -> pd.DataFrame:
+    """Daily bars of a source: its 1d file, else derived from its minute bars."""
+    if src.daily is not None:
+        return store.read_bars(src.sym, "1d", end=end)
+    bars = store.read_bars(src.sym, "1min", end=end)
+    return daily_from_sessions(table_from_daybars(split_bars(bars, session, cutoff)))
+
+
+def _compute(store, target: _Source, crosses, cfg, session, notes, step):
+    sym, cutoff, end = cfg["symbol"], parse_time(cfg["cutoff"]), cfg["end"]
+    opts = {"open_": f"{session.open:%H:%M}", "cutoff": cfg["cutoff"], "tz": session.tz,
+            "daily_only": target.minute is None}
+    parts: list[pd.DataFrame] = []
+    lineage: dict[str, dict] = {}
+    fsets: dict[str, str] = {}
+
+    def add(df: pd.DataFrame, labels_of: Callable[[str], list[str]], sym_of=None):
+        for col in df.columns:
+            d = definition(col, sym_of(col) if sym_of else None)
+            lineage[col] = lineage_entry(d, labels_of(col), **opts)
+            fsets[col] = d.set
+        parts.append(df)
+
+    db = None
+    if target.minute is not None:
+        bars = store.read_bars(sym, "1min", end=end)
+        step(0.3, "session table")
+        db = split_bars(bars, session, cutoff)
+        del bars
+        sessions = table_from_daybars(db)
+        needs_daily = "early_session" in cfg["sets"] or "regime" in cfg["sets"]
+        daily = None
+        if needs_daily:
+            daily = (store.read_bars(sym, "1d", end=end) if target.daily is not None
+                     else daily_from_sessions(sessions))
+        _gap_notes(db, sessions, session, cutoff, notes)
+    else:
+        daily = store.read_bars(sym, "1d", end=end)
+        sessions = daily_session_table(daily)
+        if "early_session" in cfg["sets"]:
+            notes.append(f"early_session features absent: {sym} has no 1min bars (daily-only symbol); "
+                         "features are known at the session open")
+    if sessions.empty:
+        raise NotFoundError(f"{sym} has no trading day up to {end}: its data covers {_span(target)}; "
+                            "choose a later end")
+    days = sessions.index
+    daily_label = target.daily_labels
+    minute_label = [_label(target.minute)] if target.minute is not None else []
+
+    if "early_session" in cfg["sets"] and db is not None:
+        step(0.5, "early-session features")
+        atr = daily_atr(daily)
+        atr_prev = (align_prev(atr, days).iloc[:, 0].to_numpy() if atr is not None
+                    else np.full(len(days), np.nan))
+        early = early_features(db, sessions, atr_prev)
+        atr_cols = {"or_range_atr", "overnight_range_atr"}
+        add(early, lambda c: minute_label + (daily_label if c in atr_cols and daily_label != minute_label else []))
+        if not db.has_overnight:
+            notes.append(f"overnight_range_atr absent: {sym} 1min has no bars outside the regular session")
+        _stale_note(daily, days, f"{sym} daily bars (ATR)", notes)
+
+    if "cross_asset" in cfg["sets"]:
+        step(0.65, "cross-asset features")
+        for src in crosses:
+            cs = session_for(src.sym)
+            early_ok = src.minute is not None and target.minute is not None and cs.tz == session.tz
+            cdaily = _read_daily(store, src, end, cs, cutoff)
+            csess = None
+            if early_ok:
+                cs.check_cutoff(cutoff)
+                csess = table_from_daybars(split_bars(store.read_bars(src.sym, "1min", end=end), cs, cutoff))
+            elif target.minute is None and src.minute is not None:
+                notes.append(f"{src.sym}_early_ret absent: {sym} is daily-only, so its features are known "
+                             "at the session open, before any early move")
+            elif src.minute is None and target.minute is not None:
+                notes.append(f"{src.sym}_early_ret absent: {src.sym} has no 1min bars (only its daily closes "
+                             "up to D-1 are used)")
+            cf = cross_features(cdaily, src.sym, days, csess)
+            labels = src.daily_labels
+            add(cf, lambda c, s=src, lb=labels: [_label(s.minute)] if c.endswith("_early_ret") else lb,
+                sym_of=lambda c, s=src.sym: s)
+            _stale_note(cdaily, days, f"{src.sym} daily closes", notes)
+
+    if "regime" in cfg["sets"]:
+        step(0.8, "regime features")
+        reg = regime_daily(daily)
+        missing = [c for c in NEEDS_OHLC if c not in reg.columns]
+        if missing:
+            notes.append(f"{', '.join(missing)} absent: {sym}'s daily bars have no open/high/low "
+                         "(close-only series)")
+        add(align_prev(reg, days), lambda c: daily_label)
+        if target.minute is not None and target.daily is None:
+            notes.append(f"regime daily bars derived from {sym} 1min (regular session): {sym} has no usable 1d file")
+
+    if not parts:
+        raise SpecError(f"no features to build for {sym} with sets {', '.join(cfg['sets'])}: "
+                        + (notes[-1] if notes else "choose other sets") + "; add regime or cross_asset")
+    frame = pd.concat(parts, axis=1).astype("float64")
+    frame.index = pd.DatetimeIndex(days, name="date")
+    sessions = sessions.astype("float64")
+    sessions.index.name = "date"
+    return frame, sessions, lineage, fsets
+
+
+def _gap_notes(db, sessions, session: Session, cutoff: time, notes: list[str]) -> None:
+    open_min = session.open.hour * 60 + session.open.minute
+    cut_min = cutoff.hour * 60 + cutoff.minute
+    no_window = int(sessions["cutoff_price"].isna().sum())
+    late = int(((db.first_minute > open_min) & (db.first_minute < cut_min)).sum())
+    if no_window:
+        notes.append(f"{no_window} day(s) have no bar before the cutoff {cutoff:%H:%M} (data gap or late "
+                     "start): their early-session features and cutoff price are NaN")
+    if late:
+        notes.append(f"{late} day(s) start after {session.open:%H:%M} (late first bar): their session open "
+                     "is the first bar's open and their window holds the bars present")
+
+
+def _stale_note(daily: pd.DataFrame, days: pd.DatetimeIndex, what: str, notes: list[str]) -> None:
+    if daily.empty or len(days) == 0:
+        return
+    dates = pd.DatetimeIndex(daily["date"]).sort_values()
+    prev = dates.searchsorted(days, side="left") - 1  # last daily date strictly before each day
+    ok = prev >= 0
+    age = np.full(len(days), np.inf)
+    age[ok] = (days[ok] - dates[prev[ok]]).days
+    n = int((age > MAX_STALE_DAYS).sum())
+    if n > 1:  # the very first day never has a previous bar
+        notes.append(f"{what} cover {dates[0]:%Y-%m-%d} .. {dates[-1]:%Y-%m-%d}: {n} of {len(days)} days have "
+                     f"no value within {MAX_STALE_DAYS} days before them, so those features are NaN")

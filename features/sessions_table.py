@@ -1,0 +1,256 @@
+"""Minute bars assigned to trading days, and the per-day session table.
+
+Everything here is vectorized over all days at once. Bars are sorted by time, so the
+bars of a day's session, window or overnight are one contiguous row range: the UTC
+instants of every local date's open, cutoff and close (DST-correct, from
+:meth:`Session.at`) are located among the timestamps with ``searchsorted``, and per-day
+values come from ``numpy.ufunc.reduceat`` over those ranges.
+
+Which bar belongs where (``t`` = bar start, local wall-clock time):
+
+* *regular-session bar* of date d: ``open(d) <= t < close(d)``; a *trading day* is a
+  date with at least one;
+* *window bar* of day D: a regular-session bar of D with ``t < cutoff(D)``;
+* *overnight bar* of day D: any other bar after the session close of the previous
+  trading day and before the open of D (for a 23-hour futures session: the evening and
+  night before D; a holiday without a regular session folds into the next trading
+  day's overnight). Overnight bars never enter the session table.
+
+Data gaps, decided here and relied on by the features:
+
+* a missing day does not exist: D-1 is the previous trading day present;
+* a late first bar (data starting after the open): the session ``open`` is the open of
+  the first regular-session bar present, and the window holds the bars present;
+* a day whose first regular-session bar starts at or after the cutoff has no window:
+  ``cutoff_price`` and every window feature are NaN;
+* a half day (early close) simply has fewer bars; with a cutoff after its close, the
+  window is the whole session and the price at the cutoff is the session close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+
+import numpy as np
+import pandas as pd
+
+from almanac.errors import DataError
+from almanac.sessions import Session, parse_time
+
+SESSION_COLUMNS = ("open", "high", "low", "close", "volume", "cutoff_price", "prev_close")
+
+
+def utc_micros(ts) -> np.ndarray:
+    """Timezone-aware timestamps as int64 microseconds since the epoch (UTC)."""
+    idx = pd.DatetimeIndex(ts)
+    if idx.tz is None:
+        raise DataError("minute bars need a timezone-aware 'timestamp' column (UTC)")
+    return idx.tz_convert("UTC").as_unit("us").asi8
+
+
+class Groups:
+    """Per-group reductions of values sorted by a non-decreasing integer code.
+
+    ``codes`` give each row's group (0 .. n-1, non-decreasing); groups without rows get
+    NaN (sums get 0 only where stated).
+    """
+
+    def __init__(self, codes: np.ndarray, n: int):
+        self.n = n
+        self.codes = codes
+        if codes.size:
+            self.starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+            self.ends = np.r_[self.starts[1:], codes.size].astype(np.int64)
+        else:
+            self.starts = self.ends = np.zeros(0, dtype=np.int64)
+        self.present = codes[self.starts] if codes.size else np.zeros(0, dtype=np.int64)
+
+    def _out(self, values: np.ndarray) -> np.ndarray:
+        out = np.full(self.n, np.nan)
+        out[self.present] = values
+        return out
+
+    def first(self, x):
+        return self._out(x[self.starts])
+
+    def last(self, x):
+        return self._out(x[self.ends - 1])
+
+    def max(self, x):
+        return self._out(np.maximum.reduceat(x, self.starts) if x.size else x)
+
+    def min(self, x):
+        return self._out(np.minimum.reduceat(x, self.starts) if x.size else x)
+
+    def sum(self, x):
+        return self._out(np.add.reduceat(x, self.starts) if x.size else x)
+
+    def count(self):
+        return self._out((self.ends - self.starts).astype("float64"))
+
+
+def segment_reduce(ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``ufunc.reduce(x[lo_i:hi_i])`` for each segment (NaN when empty).
+
+    Segments must be ordered and non-overlapping (``lo_i <= hi_i <= lo_{i+1}``): one
+    ``reduceat`` pass over ``x`` with the interleaved bounds, no copy of ``x``.
+    """
+    out = np.full(lo.size, np.nan)
+    ok = hi > lo
+    if not ok.any():
+        return out
+    idx = np.empty(2 * int(ok.sum()), dtype=np.int64)
+    idx[0::2], idx[1::2] = lo[ok], hi[ok]
+    if idx[-1] >= x.size:  # the last segment runs to the end of x
+        idx = idx[:-1]
+    out[ok] = ufunc.reduceat(x, idx)[0::2]
+    return out
+
+
+def _gather(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of all segments ``[lo_i, hi_i)`` concatenated, and each row's segment."""
+    lengths = np.maximum(hi - lo, 0)
+    seg = np.repeat(np.arange(lo.size), lengths)
+    offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return lo[seg] + offset, seg
+
+
+@dataclass
+class DayBars:
+    """Minute bars (sorted by time) and, per trading day, the row ranges of its bars.
+
+    ``days``: the trading days (naive midnight, name ``date``); ``cols``: float64 arrays
+    (open, high, low, close, volume) of *all* bars in time order. For trading day i:
+    regular-session bars are rows ``[reg_lo[i], reg_hi[i])``, window bars
+    ``[reg_lo[i], win_hi[i])`` and overnight bars ``[night_lo[i], night_hi[i])``.
+    ``win`` / ``win_pos``: the window bars' columns gathered (small) and their day index.
+    """
+
+    days: pd.DatetimeIndex
+    cols: dict[str, np.ndarray]
+    reg_lo: np.ndarray
+    reg_hi: np.ndarray
+    win_hi: np.ndarray
+    night_lo: np.ndarray
+    night_hi: np.ndarray
+    first_minute: np.ndarray  # local minute-of-day of each day's first regular bar
+    win: dict[str, np.ndarray] = None
+    win_pos: np.ndarray = None
+
+    def __post_init__(self):
+        idx, self.win_pos = _gather(self.reg_lo, self.win_hi)
+        self.win = {c: x[idx] for c, x in self.cols.items()}
+
+    @property
+    def n(self) -> int:
+        return len(self.days)
+
+    @property
+    def has_overnight(self) -> bool:
+        return bool((self.night_hi > self.night_lo).any())
+
+    def reg(self, how: str, col: str) -> np.ndarray:
+        """Per day over the regular-session bars: ``first``, ``last``, ``max``, ``min`` or ``sum``."""
+        x = self.cols[col]
+        ok = self.reg_hi > self.reg_lo  # always true for a trading day
+        if how == "first":
+            return np.where(ok, x[np.minimum(self.reg_lo, x.size - 1)], np.nan)
+        if how == "last":
+            return np.where(ok, x[np.maximum(self.reg_hi - 1, 0)], np.nan)
+        return segment_reduce(_UFUNC[how], x, self.reg_lo, self.reg_hi)
+
+    def night(self, how: str, col: str) -> np.ndarray:
+        """Per day over the overnight bars: ``max``, ``min`` or ``sum`` (NaN without any)."""
+        return segment_reduce(_UFUNC[how], self.cols[col], self.night_lo, self.night_hi)
+
+    def win_groups(self) -> Groups:
+        return Groups(self.win_pos, self.n)
+
+
+_UFUNC = {"max": np.maximum, "min": np.minimum, "sum": np.add}
+
+
+def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str,
+               columns=("open", "high", "low", "close", "volume")) -> DayBars:
+    """Assign minute bars (canonical schema, any order) to trading days; see the module doc.
+
+    Bars are sorted once (if needed); then the session open, cutoff and close instants of
+    every local date are located in the timestamps with ``searchsorted`` (a few thousand
+    look-ups), so no per-bar day code or mask is ever built.
+    """
+    cutoff = parse_time(cutoff)
+    t = utc_micros(bars["timestamp"])
+    order = None
+    if t.size > 1 and not (t[1:] >= t[:-1]).all():
+        order = np.argsort(t, kind="stable")
+        t = t[order]
+    cols = {}
+    for c in columns:
+        x = bars[c].to_numpy(dtype="float64", na_value=np.nan)
+        cols[c] = x[order] if order is not None else x
+    z = np.zeros(0, dtype=np.int64)
+    if t.size == 0:
+        return DayBars(pd.DatetimeIndex([], name="date", dtype="datetime64[us]"), cols, z, z, z, z, z, np.zeros(0))
+
+    tz = session.tz
+    first = pd.Timestamp(t[0], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
+    last = pd.Timestamp(t[-1], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
+    cal = pd.date_range(first - pd.Timedelta(days=1), last + pd.Timedelta(days=1), freq="D", unit="us")
+    opens = session.opens(cal).as_unit("us").asi8
+    o_idx = np.searchsorted(t, opens, side="left")  # first bar at or after each open
+    c_idx = np.searchsorted(t, session.closes(cal).as_unit("us").asi8, side="left")
+    w_idx = np.searchsorted(t, session.at(cal, cutoff).as_unit("us").asi8, side="left")
+    trading = np.flatnonzero(c_idx > o_idx)
+    reg_lo, reg_hi = o_idx[trading], c_idx[trading]
+    win_hi = np.minimum(w_idx[trading], reg_hi)
+    night_lo = np.r_[0, reg_hi[:-1]].astype(np.int64)  # after the previous trading day's close
+    night_hi = reg_lo
+    open_min = session.open.hour * 60 + session.open.minute
+    first_minute = (t[np.minimum(reg_lo, t.size - 1)] - opens[trading]) // 60_000_000 + open_min
+    return DayBars(days=pd.DatetimeIndex(cal[trading], name="date"), cols=cols, reg_lo=reg_lo, reg_hi=reg_hi,
+                   win_hi=win_hi, night_lo=night_lo, night_hi=night_hi,
+                   first_minute=first_minute.astype("float64"))
+
+
+def table_from_daybars(db: DayBars) -> pd.DataFrame:
+    """The session table (see :func:`session_table`) of already split bars."""
+    close = db.reg("last", "close")
+    wg = db.win_groups()
+    return pd.DataFrame({
+        "open": db.reg("first", "open"), "high": db.reg("max", "high"), "low": db.reg("min", "low"),
+        "close": close, "volume": db.reg("sum", "volume"),
+        "cutoff_price": wg.last(db.win["close"]),
+        "prev_close": np.r_[np.nan, close[:-1]],
+    }, index=db.days)
+
+
+def session_table(bars_1min: pd.DataFrame, session: Session, cutoff: time | str) -> pd.DataFrame:
+    """One row per trading day from minute bars (regular session only).
+
+    Index ``date`` (naive midnight local date). Columns: ``open`` (open of the first
+    regular-session bar), ``high``, ``low``, ``close`` (close of the last regular-session
+    bar), ``volume`` (sum), ``cutoff_price`` (close of the last bar stamped in
+    ``[open, cutoff)``; NaN when the day has no such bar) and ``prev_close`` (previous
+    trading day's ``close``; NaN on the first day). Overnight bars are ignored.
+    """
+    return table_from_daybars(split_bars(bars_1min, session, cutoff))
+
+
+def daily_from_sessions(table: pd.DataFrame) -> pd.DataFrame:
+    """Daily bars (``date, open, high, low, close, volume``) derived from a session table."""
+    return table[["open", "high", "low", "close", "volume"]].reset_index()
+
+
+def daily_session_table(daily: pd.DataFrame) -> pd.DataFrame:
+    """The session table of a daily-only symbol: known at the open, so ``cutoff_price = open``.
+
+    Missing ``open``/``high``/``low``/``volume`` columns become NaN.
+    """
+    d = daily.set_index("date").sort_index()
+    out = pd.DataFrame(index=pd.DatetimeIndex(d.index, name="date"))
+    for c in ("open", "high", "low", "close", "volume"):
+        out[c] = d[c].astype("float64") if c in d.columns else np.nan
+    out["cutoff_price"] = out["open"]
+    out["prev_close"] = out["close"].shift(1)
+    return out
