@@ -1,0 +1,175 @@
+"""Experiment commands: ``train``, ``runs list|show|delete``, ``export``, ``predict``, ``report``.
+
+``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work),
+runs it with a progress bar on stderr and prints the run id (``--json``: the same JSON as
+``runs show --json``). The heavy layers (ml, features) are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+from almanac.cli import print_json, progress_printer
+
+_METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
+            "multiclass": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
+            "regression": ("mae", "rmse", "r2", "ic")}
+_STATS = ("sharpe", "sortino", "max_drawdown", "cagr", "calmar", "win_rate", "trades", "total_return",
+          "psr", "dsr", "n_trials")
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="run an experiment spec (walk-forward, SHAP, backtest, final model)",
+                       description="Validate the YAML spec, build features and labels, fit the walk-forward "
+                                   "folds, explain, backtest and refit the final model; the run is registered "
+                                   "under ALMANAC_HOME/runs only when complete. Prints the run id.")
+    t.add_argument("--config", required=True, help="experiment spec (YAML), e.g. configs/es-rest-of-day-lgbm.yaml")
+    t.add_argument("--json", action="store_true", help="print the run record (as `runs show --json`)")
+    t.set_defaults(handler=cmd_train)
+
+    r = sub.add_parser("runs", help="the registered runs: list, show, delete",
+                       description="Complete experiment runs under ALMANAC_HOME/runs.")
+    cmds = r.add_subparsers(dest="command", metavar="COMMAND")
+    cmds.required = True
+    ls = cmds.add_parser("list", help="list runs, newest first", description="List complete runs, newest first.")
+    ls.add_argument("--json", action="store_true", help="print a JSON list of run summaries")
+    ls.set_defaults(handler=cmd_list)
+    show = cmds.add_parser("show", help="show one run", description="Spec, metrics, folds and backtest of a run.")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the whole run record (run.json + path)")
+    show.set_defaults(handler=cmd_show)
+    rm = cmds.add_parser("delete", help="delete a run", description="Delete a run folder (atomically unlisted).")
+    rm.add_argument("run_id")
+    rm.set_defaults(handler=cmd_delete)
+
+    e = sub.add_parser("export", help="export a run's final model as a verified bundle (.zip)",
+                       description="Write the run's final model, metadata, model card and SHA-256 manifest "
+                                   "into one zip bundle.")
+    e.add_argument("run_id")
+    e.add_argument("--out", required=True, help="bundle file (.zip) or an existing folder")
+    e.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("predict", help="predict feature rows with an exported bundle",
+                       description="Load and verify a bundle, predict the rows of a features Parquet file "
+                                   "(e.g. from `features build`) and write the predictions.")
+    p.add_argument("--bundle", required=True, help="bundle written by `export`")
+    p.add_argument("--input", required=True, help="Parquet file with the model's feature columns")
+    p.add_argument("--out", required=True, help="output file (.parquet or .csv)")
+    p.set_defaults(handler=cmd_predict)
+
+    rep = sub.add_parser("report", help="write a run's self-contained HTML report",
+                         description="Metrics, folds, SHAP, backtest and reproducibility details of a run "
+                                     "in one HTML file.")
+    rep.add_argument("run_id")
+    rep.add_argument("--out", required=True, help="report file (.html) or an existing folder")
+    rep.set_defaults(handler=cmd_report)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def cmd_train(args) -> int:
+    from almanac.registry import get_run
+    from almanac.spec import load_spec
+
+    spec = load_spec(args.config)  # a bad spec fails here, before anything is imported or read
+    from ml.runner import run_experiment
+
+    record = run_experiment(spec, progress=progress_printer("train "))
+    if args.json:
+        print_json(get_run(record["run_id"]))
+    else:
+        print(record["run_id"])
+    return 0
+
+
+def cmd_list(args) -> int:
+    from almanac.registry import list_runs
+
+    runs = list_runs()
+    if args.json:
+        print_json(runs)
+        return 0
+    if not runs:
+        print("no runs yet: train one with `python -m almanac train --config configs/es-rest-of-day-lgbm.yaml`")
+        return 0
+    print(f"{'run id':<52}{'label':<16}{'model':<15}{'score':>9}{'sharpe':>9}{'dsr':>7}")
+    for r in runs:
+        m = r["metrics"] or {}
+        score = m.get("roc_auc") if r["task"] != "regression" else m.get("ic")
+        flag = " *" if r.get("active") else ""
+        print(f"{r['run_id']:<52}{str(r['label']):<16}{str(r['model']):<15}{_fmt(score):>9}"
+              f"{_fmt(r['sharpe']):>9}{_fmt(r['dsr']):>7}{flag}")
+    print("score: ROC AUC (classification) or IC (regression), pooled out-of-fold; * = active model")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from almanac.registry import get_run
+
+    run = get_run(args.run_id)
+    if args.json:
+        print_json(run)
+        return 0
+    spec = run.get("spec") or {}
+    print(f"run      {run['run_id']}  ({run.get('name')})")
+    print(f"path     {run['path']}")
+    print(f"created  {run.get('created_at')}   code {run.get('code_revision')}")
+    d, f = spec.get("data", {}), spec.get("features", {})
+    print(f"data     {d.get('symbol')} {run.get('date_range', {}).get('start')} .. "
+          f"{run.get('date_range', {}).get('end')} ({run.get('n_rows')} days), cutoff {f.get('cutoff')}, "
+          f"sets {', '.join(f.get('sets', []))}" + (f", cross {', '.join(f['cross_assets'])}"
+                                                     if f.get("cross_assets") else ""))
+    print(f"label    {spec.get('label', {}).get('kind')} ({run.get('task')});  model {spec.get('model', {}).get('kind')}")
+    task = run.get("task", "binary")
+    keys = _METRICS.get(task, ())
+    m = run.get("metrics") or {}
+    print("metrics  " + "  ".join(f"{k} {_fmt(m.get(k))}" for k in keys))
+    print("folds")
+    for fold in run.get("folds") or []:
+        print(f"  {fold['fold']}: train {fold['train_start']} .. {fold['train_end']} ({fold['n_train']}), "
+              f"test {fold['test_start']} .. {fold['test_end']} ({fold['n_test']})  "
+              + "  ".join(f"{k} {_fmt(fold.get(k))}" for k in keys[:3]))
+    bt = run.get("backtest")
+    if bt:
+        print("backtest " + "  ".join(f"{k} {_fmt(bt.get(k))}" for k in _STATS))
+    if run.get("backtest_note"):
+        print(f"         {run['backtest_note']}")
+    for note in run.get("notes") or []:
+        print(f"note     {note}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from almanac.registry import delete_run
+
+    delete_run(args.run_id)
+    print(f"deleted {args.run_id}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ml.export import export_run
+
+    path = export_run(args.run_id, args.out)
+    print(path)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ml.export import predict_bundle
+
+    path = predict_bundle(args.bundle, args.input, args.out)
+    print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ml.report import write_report
+
+    path = write_report(args.run_id, args.out)
+    print(path)
+    return 0

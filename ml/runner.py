@@ -1,0 +1,490 @@
+"""The experiment runner: ``run_experiment(spec) -> run record``, a pure function of spec and data.
+
+Stages (each timed in ``run.json["timings"]`` and reported through ``progress``):
+
+1. **validate** -- the spec against the store (:func:`almanac.spec.validate_against_store`),
+   the model parameters (:func:`ml.models.make_model`), the gap against the label horizon.
+   Nothing is written before this passes.
+2. **features** -- :func:`features.build_features` (cached by data hash and configuration).
+3. **labels** -- :func:`ml.labelers.make_label` on the session table; rows whose label is
+   NaN are dropped (labels are never filled).
+4. **folds** -- :class:`ml.splits.WalkForwardSplit` over the remaining rows (gap >= label
+   horizon). Per fold: a fresh ``make_model`` fitted on the training rows only (imputers
+   and scalers live inside the model pipelines, so they are fitted in the fold too),
+   out-of-fold predictions of the test rows, fold scores, SHAP values of the test rows
+   (additivity checked by :mod:`ml.explain`) and PSI of every feature, train vs test.
+5. **evaluation** -- pooled scores over all out-of-fold rows, threshold grid, ROC,
+   reliability, rolling AUC (window :data:`ROLLING_WINDOW` days); permutation importance
+   of the LAST fold's model on the LAST fold's test rows (recorded in
+   ``run.json["importance_note"]``).
+6. **backtest** -- :func:`ml.backtester.backtest` of the out-of-fold predictions, traded
+   from the cutoff to the close. ``trial_sharpes`` = the Sharpe ratios of the complete runs
+   in the registry with the same symbol and label, plus this run's own (``n_trials``).
+
+   * binary: ``prob`` = P(up) with the spec's threshold / long_only / costs;
+   * regression (forward_return): the position is the SIGN of the predicted return
+     (``prob`` 1 for a positive, 0 for a negative prediction, none for exactly 0), so
+     the threshold plays no role; PSR/DSR are computed on those daily returns as usual;
+   * multiclass (archetype): a day-shape class is not a direction, so there is no
+     backtest: ``run.json["backtest"]`` is None (with ``backtest_note``) and the run is
+     not a trial of any other run's DSR.
+
+   A day whose cutoff price or close is missing cannot be traded (``prob`` NaN there).
+7. **final model** -- ``make_model`` refitted on every row, saved by
+   :func:`ml.persist.save_model` in its native format.
+8. **writing** -- the artifacts of the contract's layout into ``runs/.tmp-<run_id>/``,
+   fsynced, ``run.json`` last, then one ``rename`` to ``runs/<run_id>/``. Any exception
+   (including a cancel's SIGTERM turned into an exception, or Ctrl-C) removes the
+   temporary folder; a SIGKILL leaves it behind, but nothing lists dot-folders.
+
+Artifacts follow the contract's layout (``/work/notes/pipeline_contract.md``), with these
+choices: ``shap.parquet`` holds values in the model's raw output space (``run.json
+["shap_output"]``: log-odds for boosted binary models) and, for multiclass runs, one block
+of rows per class with a ``class`` column (index into ``run.json["classes"]``);
+``drift.json["rolling_auc"]`` is the AUC of P(up) (binary) or of the predicted return
+against "the day was up" (regression), empty for multiclass; classification scores use
+the 0.5 cut (the backtest threshold applies to the backtest; ``threshold_grid.json``
+holds the others).
+
+Determinism: every model and the permutation shuffles are seeded from ``spec.seed`` and
+thread counts are fixed (:mod:`ml.threads`), so a rerun on the same data gives identical
+metrics, predictions and backtest numbers (only run_id, created_at and timings differ).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from almanac import registry
+from almanac.errors import DataError
+from almanac.settings import REPO_ROOT
+from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_against_store
+from almanac.store import Store
+from ml import drift, evaluation, explain, persist
+from ml.backtester import backtest
+from ml.labelers import label_spec, make_label
+from ml.models import make_model
+from ml.splits import WalkForwardSplit, check_gap, fold_ids, fold_table
+from ml.threads import limit_threads
+
+Progress = Callable[[float, str], None]
+
+#: Trailing window (trading days) of the rolling out-of-fold AUC.
+ROLLING_WINDOW = 63
+#: Shuffles per feature in the permutation importance.
+PERMUTATION_REPEATS = 5
+SESSION_COLUMNS = ("open", "high", "low", "close", "cutoff_price", "prev_close")
+
+
+class _Clock:
+    """Seconds spent per stage (accumulated)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+
+def _as_spec(spec) -> ExperimentSpec:
+    if isinstance(spec, ExperimentSpec):
+        return spec
+    if isinstance(spec, (str, Path)):
+        return load_spec(spec)
+    return spec_from_dict(spec)
+
+
+def code_revision() -> str:
+    """``git rev-parse HEAD`` of the repository (+ ``-dirty`` with uncommitted changes to
+    tracked files), or ``"unknown"``."""
+    try:
+        def git(*a):
+            return subprocess.run(["git", "-C", str(REPO_ROOT), *a], capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> dict:
+    from ml.export import versions
+
+    return versions()
+
+
+def _iso(d) -> str:
+    return f"{pd.Timestamp(d):%Y-%m-%d}"
+
+
+# ---------------------------------------------------------------------- stages
+
+
+def _dataset(spec: ExperimentSpec, store: Store, prog: Progress, clock: _Clock):
+    """(dataset with features + "y" + session columns, feature names, FeatureTable)."""
+    from features import build_features
+
+    with clock.stage("features"):
+        ft = build_features(spec.data.symbol, cutoff=spec.features.cutoff, sets=spec.features.sets,
+                            cross_assets=spec.features.cross_assets, start=spec.data.start,
+                            end=spec.data.end, store=store,
+                            progress=lambda f, s: prog(0.12 * f, f"features: {s}"))
+    prog(0.13, "labels")
+    with clock.stage("labels"):
+        y = make_label(spec.label.kind, ft.sessions.reset_index())
+        names = list(ft.frame.columns)
+        data = ft.frame.join(y.rename("y"), how="left")
+        sess = ft.sessions.reindex(ft.frame.index)
+        for c in SESSION_COLUMNS:
+            data[c] = sess[c].to_numpy(dtype="float64") if c in sess.columns else np.nan
+        data = data[data["y"].notna()]  # never fill a label
+        data.index.name = "date"
+    return data, names, ft
+
+
+def _check_classes(y: np.ndarray, k: int, where: str) -> None:
+    missing = sorted(set(range(k)) - set(np.unique(y).astype(int)))
+    if missing:
+        raise DataError(f"{where} lack class(es) {missing} of the label: widen the date range or raise "
+                        "validation.min_train so every class occurs in training")
+
+
+def _fit(model, kind: str, X: pd.DataFrame, y: np.ndarray):
+    """``model.fit(X, y)``. hist_gb cannot bin a feature that has no value at all in the
+    training rows (scikit-learn raises; e.g. a 200-day average in a first fold of 150
+    days), so for fitting only such columns get the constant 0: a constant column has one
+    bin, the model never splits on it, and its values at prediction time (or NaN) change
+    neither predictions nor SHAP values. The other kinds take all-NaN columns as they are."""
+    if kind == "hist_gb":
+        empty = [c for c in X.columns[X.isna().all().to_numpy()]]
+        if empty:
+            X = X.assign(**{c: 0.0 for c in empty})
+    return model.fit(X, y)
+
+
+def _predict(model, X: pd.DataFrame, task: str) -> np.ndarray:
+    if task == "regression":
+        return np.asarray(model.predict(X), dtype="float64")
+    proba = np.asarray(model.predict_proba(X), dtype="float64")
+    return proba[:, 1] if task == "binary" else proba
+
+
+def _folds(spec, data, names, task, classes, prog, clock):
+    """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times."""
+    X, y = data[names], data["y"].to_numpy()
+    splitter = WalkForwardSplit(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
+                                gap=spec.validation.gap, min_train=spec.validation.min_train,
+                                train_size=spec.validation.train_size)
+    splits = list(splitter.split(X))
+    table = fold_table(data.index, splits)
+    n = len(splits)
+    k = len(classes) if classes else 2
+    pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
+    shap_parts, base_parts, psi, fit_s = [], [], {}, []
+    model = None
+    for i, (tr, te) in enumerate(splits):
+        lo, hi = 0.15 + 0.6 * i / n, 0.15 + 0.6 * (i + 1) / n
+        prog(lo, f"fold {i + 1} of {n}: fitting")
+        X_tr, X_te = X.iloc[tr], X.iloc[te]
+        if task != "regression":
+            _check_classes(y[tr], k, f"the training rows of fold {i + 1} ({_iso(X_tr.index[0])} .. "
+                                     f"{_iso(X_tr.index[-1])})")
+        model = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
+        with clock.stage("fit"):
+            t = time.perf_counter()
+            _fit(model, spec.model.kind, X_tr, y[tr].astype("int64") if task != "regression" else y[tr])
+            fit_s.append(time.perf_counter() - t)
+        with clock.stage("predict"):
+            pred[te] = _predict(model, X_te, task)
+        prog(lo + 0.6 * (hi - lo), f"fold {i + 1} of {n}: SHAP")
+        with clock.stage("shap"):
+            results = explain.shap_values_by_class(model, X_te, background=X_tr)
+            for c, r in enumerate(results):
+                part = r.values.reset_index()
+                part.insert(1, "fold", i)
+                base = pd.DataFrame({"date": X_te.index, "fold": i, "base_value": r.base_value})
+                if len(results) > 1:  # multiclass: one block of rows per class index (run.json classes)
+                    part.insert(2, "class", c)
+                    base.insert(2, "class", c)
+                shap_parts.append(part)
+                base_parts.append(base)
+        with clock.stage("drift"):
+            p = drift.psi_table(X_tr, X_te)
+            psi[str(i)] = dict(zip(p["feature"], p["psi"], strict=True))
+    shap_output = results[0].output
+    return {"splits": splits, "table": table, "pred": pred, "model": model, "fit_seconds": fit_s,
+            "shap": pd.concat(shap_parts, ignore_index=True), "shap_base": pd.concat(base_parts, ignore_index=True),
+            "shap_output": shap_output, "psi": psi}
+
+
+def _importance(f: dict, data, names, y, task, last_te, seed) -> pd.DataFrame:
+    """feature, mean_abs_shap (all folds' test rows; multiclass: summed over the classes'
+    means), perm_importance_mean / _std (last fold's model on its test rows)."""
+    X_last = data[names].iloc[last_te]
+    y_last = y[last_te].astype("int64") if task != "regression" else y[last_te]
+    try:
+        perm = explain.permutation_importances(f["model"], X_last, y_last, task,
+                                               n_repeats=PERMUTATION_REPEATS, seed=seed)
+    except ValueError:  # e.g. a class absent from the last fold's test rows: score undefined
+        perm = pd.DataFrame({"feature": names, "importance_mean": np.nan, "importance_std": np.nan})
+    shap_abs = f["shap"][names].abs()
+    mean_abs = shap_abs.groupby(f["shap"]["class"]).mean().sum() if "class" in f["shap"] else shap_abs.mean()
+    out = pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs.reindex(names).to_numpy()})
+    out = out.merge(perm.rename(columns={"importance_mean": "perm_importance_mean",
+                                         "importance_std": "perm_importance_std"}), on="feature", how="left")
+    return out.sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
+
+
+_NO_BACKTEST = ("no backtest: the archetype label is a day shape, not a direction to trade; "
+                "this run is not a trial in other runs' deflated Sharpe ratio")
+
+
+def _backtest(spec, store, rows: pd.DataFrame, pred: np.ndarray, task: str):
+    """(BacktestResult with DSR over the registry's trials + this run, note)."""
+    frame = _backtest_frame(rows, pred, task)
+    kw = dict(threshold=spec.backtest.threshold, cost_bps=spec.backtest.cost_bps, long_only=spec.backtest.long_only)
+    own = backtest(frame, **kw).stats["sharpe"]
+    trials = registry.trial_sharpes(spec.data.symbol, spec.label.kind, home=store.home) + [own]
+    t = spec.backtest.threshold
+    rule = ("position = sign of the predicted return (threshold not used)" if task == "regression"
+            else f"long when P(up) >= {t}" + ("" if spec.backtest.long_only else f", short when P(up) <= {1 - t:.2f}"))
+    note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; n_trials = {len(trials)} "
+            f"runs on {spec.data.symbol} / {spec.label.kind}, this one included")
+    return backtest(frame, trial_sharpes=trials, **kw), note
+
+
+def _backtest_frame(data: pd.DataFrame, pred: np.ndarray, task: str) -> pd.DataFrame:
+    if task == "binary":
+        prob = pred.astype("float64")
+    else:  # regression: trade the sign of the predicted return
+        prob = np.where(pred > 0, 1.0, np.where(pred < 0, 0.0, np.nan))
+    tradable = (data["cutoff_price"] > 0).to_numpy() & (data["close"] > 0).to_numpy()
+    return pd.DataFrame({"date": data.index, "prob": np.where(tradable, prob, np.nan),
+                         "cutoff_price": data["cutoff_price"].to_numpy(), "close": data["close"].to_numpy(),
+                         "prev_close": data["prev_close"].to_numpy()})
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (pd.Timestamp, datetime)):
+        return obj.isoformat()
+    return obj
+
+
+def _columns(rows: list[dict]) -> dict:
+    """List of row dicts -> dict of column lists."""
+    return {k: [r.get(k) for r in rows] for k in (rows[0] if rows else {})}
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    _fsync_tree(tmp)
+    os.rename(tmp, final)  # atomic on one filesystem: the run appears complete or not at all
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(_json_safe(obj), indent=1, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def run_experiment(spec, store: Store | None = None, progress: Progress | None = None) -> dict:
+    """Run ``spec`` (an ExperimentSpec, a dict or a YAML path) end to end; see the module doc.
+
+    Returns the run record (the contents of ``run.json``) plus ``"path"``, the run folder.
+    User mistakes raise :class:`~almanac.errors.AlmanacError` before anything is written.
+    """
+    t0 = time.perf_counter()
+    prog: Progress = progress or (lambda f, s: None)
+    clock = _Clock()
+    spec = _as_spec(spec)
+    store = store if store is not None else Store()
+    limit_threads()
+    with clock.stage("validate"):  # no progress before this passes: a refusal is one line
+        validate_against_store(spec, store)
+        lab = label_spec(spec.label.kind)
+        check_gap(spec.validation.gap, lab.horizon_days)
+        make_model(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # refuses bad params
+    created = datetime.now(timezone.utc)
+    run_id = registry.new_run_id(spec.data.symbol, spec.label.kind, spec.model.kind, created)
+    root = registry.runs_dir(store.home)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{registry.TMP_PREFIX}{run_id}"
+    tmp.mkdir()
+    prog(0.0, f"started {run_id}")
+    try:
+        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0)
+        prog(0.99, "registering")
+        _publish(tmp, root / run_id)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prog(1.0, "done")
+    return {**record, "path": str(root / run_id)}
+
+
+def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0) -> dict:
+    task = lab.task
+    classes = list(lab.classes) if lab.classes else None
+    data, names, ft = _dataset(spec, store, prog, clock)
+    y = data["y"].to_numpy()
+    if task == "binary":
+        _check_classes(y, 2, f"the {len(data)} labelled days")
+
+    f = _folds(spec, data, names, task, classes, prog, clock)
+    fid = fold_ids(len(data), f["splits"])
+    tested = fid >= 0
+    oof_pred = f["pred"][tested]
+    oof_y = y[tested]
+
+    prog(0.76, "evaluation")
+    with clock.stage("evaluation"):
+        ev = evaluation.evaluate(task, oof_y, oof_pred, folds=fid[tested], threshold=0.5, classes=classes)
+        if task == "multiclass":
+            roll = pd.DataFrame({"date": [], "auc": []})
+        else:  # regression: how well the predicted return ranks up-days (y > 0) above the others
+            up = oof_y if task == "binary" else (oof_y > 0).astype("float64")
+            roll = drift.rolling_auc(data.index[tested], up, oof_pred, window=ROLLING_WINDOW)
+
+    prog(0.8, "permutation importance (last fold)")
+    last_te = f["splits"][-1][1]
+    with clock.stage("permutation_importance"):
+        importance = _importance(f, data, names, y, task, last_te, spec.seed)
+
+    bt, bt_record, bt_note = None, None, _NO_BACKTEST
+    if task != "multiclass":
+        prog(0.84, "backtest")
+        with clock.stage("backtest"):
+            bt, bt_note = _backtest(spec, store, data[tested], oof_pred, task)
+            bt_record = {**bt.stats, "params": bt.params}
+
+    prog(0.88, "final model")
+    with clock.stage("final_model"):
+        final = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
+        _fit(final, spec.model.kind, data[names], y.astype("int64") if task != "regression" else y)
+        final_meta = persist.save_model(final, spec.model.kind, task, tmp / "model")
+
+    prog(0.93, "writing")
+    with clock.stage("writing"):
+        per_fold = {r["fold"]: r for r in ev["per_fold"]}
+        folds = []
+        for row in f["table"].to_dict("records"):
+            m = {k_: v for k_, v in per_fold.get(row["fold"], {}).items() if k_ != "fold"}
+            folds.append({**row, **{c: _iso(row[c]) for c in ("train_start", "train_end", "test_start", "test_end")},
+                          **m})
+        _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pred, f, ev, roll,
+                         importance, bt, folds)
+    timings = {**clock.seconds, "fold_fits": f["fit_seconds"], "total": time.perf_counter() - t0}
+    last_dates = data.index[last_te]
+    record = {
+        "run_id": run_id, "name": spec.name, "created_at": created.isoformat(timespec="milliseconds"),
+        "status": "complete", "spec": spec.to_dict(), "seed": spec.seed,
+        "data_hashes": ft.data_hashes, "versions": _versions(), "code_revision": code_revision(),
+        "task": task, "classes": classes, "label": {"kind": lab.name, "horizon_days": lab.horizon_days,
+                                                   "description": lab.description},
+        "feature_names": names, "lineage": ft.lineage, "notes": ft.notes,
+        "n_rows": int(len(data)), "date_range": {"start": _iso(data.index[0]), "end": _iso(data.index[-1])},
+        "n_oof": int(tested.sum()), "metrics": ev["pooled"], "folds": folds,
+        "backtest": bt_record, "backtest_note": bt_note,
+        "shap_output": f["shap_output"],
+        "importance_note": (f"permutation importance: the last fold's model on the last fold's "
+                            f"{len(last_te)} test rows ({_iso(last_dates[0])} .. {_iso(last_dates[-1])}), "
+                            f"{PERMUTATION_REPEATS} shuffles per feature; mean |SHAP| over all folds' test rows"),
+        "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
+        "timings": timings,
+        "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],
+                        "sha256": final_meta["sha256"], "task": task, "classes": final_meta["classes"],
+                        "n_rows": int(len(data))},
+    }
+    record = _json_safe(record)
+    (tmp / "spec.yaml").write_text(spec.to_yaml())
+    _write_json(tmp / "run.json", record)  # last: a folder without run.json is never a run
+    return record
+
+
+def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pred, f, ev, roll, importance, bt,
+                     folds) -> None:
+    def parquet(df: pd.DataFrame, name: str, index: bool = False) -> None:
+        df.to_parquet(tmp / name, index=index, compression="zstd")
+
+    ds = data[[*names, "y", *SESSION_COLUMNS]]
+    parquet(ds, "dataset.parquet", index=True)
+    oof = pd.DataFrame({"date": data.index[tested], "fold": fid[tested], "y": data["y"].to_numpy()[tested]})
+    if task == "binary":
+        oof["prob"] = oof_pred
+    elif task == "regression":
+        oof["pred"] = oof_pred
+    else:
+        for c, name in enumerate(classes):
+            oof[f"prob_{name}"] = oof_pred[:, c]
+    parquet(oof, "oof.parquet")
+    parquet(pd.DataFrame(folds).assign(**{c: lambda d, c=c: pd.to_datetime(d[c]) for c in
+                                          ("train_start", "train_end", "test_start", "test_end")}),
+            "folds.parquet")
+    parquet(f["shap"], "shap.parquet")
+    parquet(f["shap_base"], "shap_base.parquet")
+    parquet(importance, "importance.parquet")
+    curves = {"task": task, "confusion": ev.get("confusion"), "classification_report": ev.get("report"),
+              "roc": None, "reliability": None, "ece": ev["pooled"].get("ece")}
+    if task == "binary":
+        roc = _columns(ev["roc"])
+        curves["roc"] = {"fpr": roc.get("fpr", []), "tpr": roc.get("tpr", []), "thresholds": roc.get("threshold", [])}
+        curves["reliability"] = _columns(ev["reliability"])
+        _write_json(tmp / "threshold_grid.json", {"threshold_used_for_metrics": 0.5,
+                                                  "backtest_threshold": spec.backtest.threshold,
+                                                  "grid": ev["threshold_grid"]})
+    _write_json(tmp / "curves.json", curves)
+    _write_json(tmp / "drift.json", {"rolling_auc": {"window": ROLLING_WINDOW,
+                                                     "date": [_iso(d) for d in roll["date"]],
+                                                     "auc": roll["auc"].tolist()},
+                                     "psi": f["psi"]})
+    if bt is not None:
+        parquet(bt.daily, "backtest.parquet")
+        parquet(bt.trades, "trades.parquet")
+
+
+__all__ = ["run_experiment", "code_revision", "ROLLING_WINDOW", "PERMUTATION_REPEATS"]

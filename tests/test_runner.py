@@ -1,0 +1,344 @@
+"""ml.runner: a complete run folder whose numbers agree with independent recomputation.
+
+One small synthetic market (regular-session bars every 5 minutes) is written once per
+module; runs use few trees and three folds so the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from almanac import registry
+from almanac.errors import SpecError
+from almanac.sessions import Session
+from almanac.spec import spec_from_dict
+from almanac.store import Store
+from ml import drift, persist, stats
+from ml.backtester import backtest
+from ml.models import make_model
+from ml.runner import run_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+DAYS = 360
+NO_WINDOW = pd.to_datetime(["2019-03-05", "2019-06-12", "2019-09-17"])  # days without bars before 10:15
+SPEC = {
+    "name": "tiny",
+    "data": {"symbol": "ES"},
+    "features": {"sets": ["early_session", "cross_asset", "regime"], "cutoff": "10:15", "cross_assets": ["VIX"]},
+    "label": {"kind": "rest_of_day"},
+    "model": {"kind": "lightgbm", "params": {"n_estimators": 25}},
+    "validation": {"n_splits": 3, "gap": 2, "min_train": 150},
+    "backtest": {"threshold": 0.52, "cost_bps": 1.0},
+}
+FILES = {"spec.yaml", "run.json", "dataset.parquet", "oof.parquet", "folds.parquet", "threshold_grid.json",
+         "curves.json", "shap.parquet", "shap_base.parquet", "importance.parquet", "drift.json",
+         "backtest.parquet", "trades.parquet", "model"}
+
+
+def write_market(home: Path) -> Store:
+    from features.synthetic import futures_minutes
+
+    store = Store(home)
+    bars = futures_minutes("2018-07-02", days=DAYS, seed=3, step=5, overnight=False)
+    local = bars["timestamp"].dt.tz_convert("America/New_York")
+    drop = local.dt.tz_localize(None).dt.normalize().isin(NO_WINDOW) & (local.dt.hour * 60 + local.dt.minute < 615)
+    store.write("ES", "1min", bars[~drop.to_numpy()].reset_index(drop=True), source="test")
+    rng = np.random.default_rng(4)
+    dates = pd.bdate_range("2018-01-02", periods=DAYS + 150)
+    store.write("VIX", "1d", pd.DataFrame({"date": dates, "close": 15 * np.exp(np.cumsum(rng.normal(0, .05, len(dates))))}),
+                source="test")
+    return store
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    return write_market(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def first(market):
+    seen = []
+    run = run_experiment(SPEC, store=market, progress=lambda f, s: seen.append((f, s)))
+    return run, seen
+
+
+def names_of(run):
+    return run["feature_names"]
+
+
+def test_layout_and_record(first, market):
+    run, _ = first
+    folder = Path(run["path"])
+    assert folder.parent == market.home / "runs" and folder.name == run["run_id"]
+    assert {p.name for p in folder.iterdir()} == FILES
+    assert json.loads((folder / "run.json").read_text()) == {k: v for k, v in run.items() if k != "path"}
+    for key in ("run_id", "name", "created_at", "status", "spec", "data_hashes", "versions", "code_revision", "task",
+                "classes", "feature_names", "lineage", "notes", "n_rows", "metrics", "folds", "backtest",
+                "timings", "final_model"):
+        assert key in run
+    assert run["status"] == "complete" and run["task"] == "binary" and run["classes"] == ["down", "up"]
+    assert set(run["data_hashes"]) == {"ES 1min", "VIX 1d"}
+    assert run["data_hashes"]["ES 1min"] == market.entry("ES", "1min").sha256
+    assert run["spec"] == spec_from_dict(SPEC).to_dict()
+    assert [p.name for p in (market.home / "runs").iterdir()] == [run["run_id"]]  # no temporary folder left
+
+
+def test_labels_from_raw_bars_and_nan_labels_dropped(first, market):
+    """y = close > price at the cutoff, recomputed from the stored bars with plain pandas."""
+    run, _ = first
+    bars = market.read_bars("ES", "1min")
+    local = bars["timestamp"].dt.tz_convert("America/New_York")
+    bars["day"] = local.dt.tz_localize(None).dt.normalize()
+    before = bars[(local.dt.hour * 60 + local.dt.minute) < 615]
+    cutoff_price = before.groupby("day")["close"].last()
+    close = bars.groupby("day")["close"].last()
+    y = (close > cutoff_price.reindex(close.index)).astype(float).where(cutoff_price.reindex(close.index).notna())
+    y = y.dropna()
+    ds = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
+    assert run["n_rows"] == len(ds) == DAYS - len(NO_WINDOW)
+    assert not ds.index.isin(NO_WINDOW).any() and ds["y"].notna().all()
+    assert ds["y"].to_numpy().tolist() == y.to_numpy().tolist()
+    assert list(ds.columns) == [*names_of(run), "y", "open", "high", "low", "close", "cutoff_price", "prev_close"]
+
+
+def test_folds_purged_and_oof_refit_on_train_only(first):
+    run, _ = first
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    oof = pd.read_parquet(folder / "oof.parquet")
+    dates = ds.index
+    X, y = ds[names_of(run)], ds["y"].astype(int)
+    assert len(run["folds"]) == 3 and sum(f["n_test"] for f in run["folds"]) == len(oof) == run["n_oof"]
+    for f in run["folds"]:
+        train_end, test_start = dates.get_loc(pd.Timestamp(f["train_end"])), dates.get_loc(pd.Timestamp(f["test_start"]))
+        assert test_start - train_end - 1 == 2  # exactly gap rows purged
+        tr = (dates >= pd.Timestamp(f["train_start"])) & (dates <= pd.Timestamp(f["train_end"]))
+        te = (dates >= pd.Timestamp(f["test_start"])) & (dates <= pd.Timestamp(f["test_end"]))
+        assert tr.sum() == f["n_train"] and te.sum() == f["n_test"]
+        model = make_model("lightgbm", "binary", {"n_estimators": 25}, seed=0).fit(X[tr], y[tr])
+        got = oof.loc[oof["fold"] == f["fold"], "prob"].to_numpy()
+        np.testing.assert_array_equal(got, model.predict_proba(X[te])[:, 1])
+        assert f["roc_auc"] == pytest.approx(roc_auc_score(y[te], got), abs=1e-12)
+    assert run["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(oof["y"], oof["prob"]), abs=1e-12)
+    assert run["metrics"]["accuracy"] == pytest.approx(accuracy_score(oof["y"], oof["prob"] >= 0.5), abs=1e-12)
+
+
+def test_shap_matches_lightgbm_contributions_and_importance(first):
+    run, _ = first
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    shap = pd.read_parquet(folder / "shap.parquet")
+    base = pd.read_parquet(folder / "shap_base.parquet")
+    names = names_of(run)
+    last = run["folds"][-1]
+    dates = ds.index
+    tr = (dates >= pd.Timestamp(last["train_start"])) & (dates <= pd.Timestamp(last["train_end"]))
+    te = (dates >= pd.Timestamp(last["test_start"])) & (dates <= pd.Timestamp(last["test_end"]))
+    model = make_model("lightgbm", "binary", {"n_estimators": 25}, seed=0).fit(ds.loc[tr, names], ds.loc[tr, "y"].astype(int))
+    contrib = model.booster_.predict(ds.loc[te, names].to_numpy(), pred_contrib=True)  # LightGBM's own TreeSHAP
+    mine = shap[shap["fold"] == last["fold"]]
+    np.testing.assert_allclose(mine[names].to_numpy(), contrib[:, :-1], atol=1e-10)
+    np.testing.assert_allclose(base.loc[base["fold"] == last["fold"], "base_value"], contrib[:, -1], atol=1e-10)
+    assert len(shap) == run["n_oof"] and run["shap_output"] == "log_odds"
+    imp = pd.read_parquet(folder / "importance.parquet").set_index("feature")
+    assert set(imp.index) == set(names)
+    np.testing.assert_allclose(imp.loc[names, "mean_abs_shap"], shap[names].abs().mean(), rtol=1e-12)
+    assert "last fold" in run["importance_note"]
+    psi = json.loads((folder / "drift.json").read_text())["psi"]
+    col = names[0]
+    assert psi[str(last["fold"])][col] == pytest.approx(drift.psi(ds.loc[tr, col], ds.loc[te, col]), abs=1e-12)
+
+
+def test_backtest_agrees_with_backtester_and_hand_returns(first):
+    run, _ = first
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    oof = pd.read_parquet(folder / "oof.parquet").set_index("date")
+    rows = ds.loc[oof.index]
+    frame = pd.DataFrame({"date": oof.index, "prob": oof["prob"].to_numpy(), "cutoff_price": rows["cutoff_price"].to_numpy(),
+                          "close": rows["close"].to_numpy(), "prev_close": rows["prev_close"].to_numpy()})
+    again = backtest(frame, threshold=0.52, cost_bps=1.0)
+    bt = run["backtest"]
+    assert bt["sharpe"] == pytest.approx(again.stats["sharpe"], abs=1e-12) and bt["n_trials"] == 1
+    pos = np.where(oof["prob"] >= 0.52, 1, np.where(oof["prob"] <= 0.48, -1, 0))
+    ret = pos * (rows["close"] / rows["cutoff_price"] - 1).to_numpy() - np.abs(pos) * 2e-4
+    daily = pd.read_parquet(folder / "backtest.parquet")
+    np.testing.assert_allclose(daily["strategy_return"], ret, atol=1e-15)
+    assert bt["sharpe"] == pytest.approx(ret.mean() / ret.std(ddof=1) * math.sqrt(252), rel=1e-10)
+    assert bt["trades"] == int((pos != 0).sum()) == len(pd.read_parquet(folder / "trades.parquet"))
+
+
+def test_final_model_refit_on_all_rows(first):
+    run, _ = first
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    X, y = ds[names_of(run)], ds["y"].astype(int)
+    loaded = persist.load_model(folder / "model", run["final_model"])
+    fresh = make_model("lightgbm", "binary", {"n_estimators": 25}, seed=0).fit(X, y)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fresh.predict_proba(X))
+    assert run["final_model"]["format"] == "lightgbm-text" and run["final_model"]["n_rows"] == len(ds)
+
+
+def test_progress_stages(first):
+    _, seen = first
+    fr = [f for f, _ in seen]
+    assert fr[0] == 0.0 and fr[-1] == 1.0 and all(a <= b for a, b in zip(fr, fr[1:]))
+    stages = [s for _, s in seen]
+    for want in ("labels", "fold 1 of 3: fitting", "fold 3 of 3: SHAP", "backtest", "final model", "writing", "done"):
+        assert want in stages
+    assert any(s.startswith("features: ") for s in stages)
+
+
+def test_rerun_identical_and_trials_counted(first, market):
+    run1, _ = first
+    run2 = run_experiment(SPEC, store=market)
+    run3 = run_experiment({**SPEC, "backtest": {"threshold": 0.5, "cost_bps": 1.0}}, store=market)
+    assert run2["run_id"] != run1["run_id"]
+    for key in ("metrics", "folds", "n_rows", "feature_names", "data_hashes"):
+        assert run2[key] == run1[key]
+    same = {k: v for k, v in run1["backtest"].items() if k not in ("dsr", "n_trials")}
+    assert {k: v for k, v in run2["backtest"].items() if k not in ("dsr", "n_trials")} == same
+    for name in ("oof.parquet", "shap.parquet", "backtest.parquet", "importance.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(Path(run1["path"]) / name), pd.read_parquet(Path(run2["path"]) / name))
+    # DSR of run 3 deflates against the three trials on ES / rest_of_day: s1, s1 (the rerun), s3
+    bt = run3["backtest"]
+    s1, s3 = run1["backtest"]["sharpe"], bt["sharpe"]
+    assert bt["n_trials"] == 3 and run2["backtest"]["n_trials"] == 2
+    assert registry.trial_sharpes("ES", "rest_of_day", home=market.home) == [s1, s1, s3]  # oldest first
+    assert [r["run_id"] for r in registry.list_runs(home=market.home)] == [run3["run_id"], run2["run_id"],
+                                                                           run1["run_id"]]
+    var = np.var([s1, s1, s3], ddof=1)
+    want = stats.deflated_sharpe_ratio(s3 / math.sqrt(252), bt["days"], bt["skew"], bt["kurtosis"], 3, var / 252)
+    assert bt["dsr"] == pytest.approx(want, abs=1e-12)
+    for r in (run2, run3):
+        registry.delete_run(r["run_id"], home=market.home)
+
+
+@pytest.fixture
+def small(tmp_path):
+    return write_market(tmp_path / "home")
+
+
+def test_multiclass_archetype_has_no_backtest(small):
+    run = run_experiment({**SPEC, "label": "archetype", "features": {"sets": ["early_session", "regime"]},
+                          "model": {"kind": "random_forest", "params": {"n_estimators": 20}}}, store=small)
+    folder = Path(run["path"])
+    assert run["task"] == "multiclass" and run["backtest"] is None and "no backtest" in run["backtest_note"]
+    assert not (folder / "backtest.parquet").exists() and not (folder / "threshold_grid.json").exists()
+    oof = pd.read_parquet(folder / "oof.parquet")
+    cols = [f"prob_{c}" for c in ("TrendUp", "TrendDown", "Range", "Reversal")]
+    np.testing.assert_allclose(oof[cols].sum(axis=1), 1.0, atol=1e-12)
+    assert run["metrics"]["accuracy"] == pytest.approx(accuracy_score(oof["y"], oof[cols].to_numpy().argmax(1)))
+    shap = pd.read_parquet(folder / "shap.parquet")
+    assert sorted(shap["class"].unique()) == [0, 1, 2, 3] and len(shap) == 4 * len(oof)  # index into classes
+    assert run["classes"] == [c[5:] for c in cols]
+    assert registry.trial_sharpes("ES", "archetype", home=small.home) == []
+
+
+def test_regression_trades_the_sign_of_the_prediction(small):
+    run = run_experiment({**SPEC, "label": "forward_return", "model": {"kind": "hist_gb", "params": {"max_iter": 30}}},
+                         store=small)
+    folder = Path(run["path"])
+    oof = pd.read_parquet(folder / "oof.parquet")
+    daily = pd.read_parquet(folder / "backtest.parquet")
+    np.testing.assert_array_equal(daily["position"].to_numpy(), np.sign(oof["pred"].to_numpy()))
+    assert {"mae", "rmse", "r2", "ic"} <= set(run["metrics"]) and run["backtest"]["n_trials"] == 1
+    assert "sign of the predicted return" in run["backtest_note"]
+
+
+def test_direction_logistic_days_without_cutoff_price_are_kept_but_not_traded(small):
+    run = run_experiment({**SPEC, "label": "direction", "model": {"kind": "logistic", "params": {"C": 0.1}}},
+                         store=small)
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    assert run["n_rows"] == DAYS and ds.index.isin(NO_WINDOW).sum() == 3  # the label needs open and close only
+    daily = pd.read_parquet(folder / "backtest.parquet").set_index("date")
+    assert NO_WINDOW.isin(daily.index).all()
+    assert (daily.loc[NO_WINDOW, "position"] == 0).all() and daily.loc[NO_WINDOW, "prob"].isna().all()
+    # LinearExplainer: SHAP = coef * (x - mean of the training rows), both in the fold's
+    # imputed and scaled space (pipeline fitted on the training rows only)
+    names, last = names_of(run), run["folds"][-1]
+    tr = (ds.index >= pd.Timestamp(last["train_start"])) & (ds.index <= pd.Timestamp(last["train_end"]))
+    te = (ds.index >= pd.Timestamp(last["test_start"])) & (ds.index <= pd.Timestamp(last["test_end"]))
+    pipe = make_model("logistic", "binary", {"C": 0.1}).fit(ds.loc[tr, names], ds.loc[tr, "y"].astype(int))
+    pre, coef = pipe[:-1], pipe[-1].coef_[0]
+    want = coef * (pre.transform(ds.loc[te, names]) - pre.transform(ds.loc[tr, names]).mean(axis=0))
+    shap = pd.read_parquet(folder / "shap.parquet")
+    np.testing.assert_allclose(shap.loc[shap["fold"] == last["fold"], names].to_numpy(), want, atol=1e-9)
+    assert run["final_model"]["format"] == "skops"
+
+
+def test_bad_model_parameter_refused_before_anything_is_written(small):
+    with pytest.raises(SpecError, match="unknown parameter"):
+        run_experiment({**SPEC, "model": {"kind": "lightgbm", "params": {"bogus": 1}}}, store=small)
+    assert not (small.home / "runs").exists()
+
+
+def test_exception_mid_run_removes_the_temporary_folder(small):
+    def boom(fraction, stage):
+        if stage == "fold 2 of 3: SHAP":
+            assert any(p.name.startswith(".tmp-") for p in (small.home / "runs").iterdir())
+            raise KeyboardInterrupt  # what a cancel or Ctrl-C looks like inside the run
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(SPEC, store=small, progress=boom)
+    assert list((small.home / "runs").iterdir()) == []
+
+
+_CHILD = """
+import json, sys, time
+from pathlib import Path
+from almanac.store import Store
+from ml.runner import run_experiment
+home, spec, stop_at = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+def progress(f, s):
+    if s == stop_at:
+        (home / "reached").write_text(s)
+        time.sleep(120)
+print(run_experiment(spec, store=Store(home), progress=progress)["run_id"])
+"""
+
+
+def _child(home: Path, stop_at: str = "") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _CHILD, str(home), json.dumps(SPEC), stop_at], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "ALMANAC_HOME": str(home)})
+
+
+def test_killed_run_lists_nothing_and_the_next_run_works(small):
+    proc = _child(small.home, stop_at="fold 2 of 3: fitting")
+    deadline = time.monotonic() + 120
+    while not (small.home / "reached").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [p.name[:5] for p in (small.home / "runs").iterdir()] == [".tmp-"]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert registry.list_runs(home=small.home) == []
+    assert registry.trial_sharpes("ES", "rest_of_day", home=small.home) == []
+    run = run_experiment(SPEC, store=small)
+    assert [r["run_id"] for r in registry.list_runs(home=small.home)] == [run["run_id"]]
+    assert run["backtest"]["n_trials"] == 1
+
+
+def test_two_concurrent_runs_both_complete_and_register(small):
+    procs = [_child(small.home), _child(small.home)]
+    out = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], out
+    ids = sorted(o[0].strip() for o in out)
+    assert len(set(ids)) == 2
+    assert sorted(r["run_id"] for r in registry.list_runs(home=small.home)) == ids
+    runs = [registry.get_run(i, home=small.home) for i in ids]
+    assert runs[0]["metrics"] == runs[1]["metrics"]  # same spec, same data: same numbers

@@ -1,0 +1,164 @@
+"""viz.evaluation: the numbers inside the figures are the numbers passed in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from viz import evaluation as ve
+from viz.evaluation import _swarm_offsets
+
+
+def _trace(fig: go.Figure, name: str):
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_every_builder_uses_the_almanac_template():
+    import plotly.io as pio
+
+    fig = ve.roc_figure([0, 0.5, 1], [0, 0.8, 1], 0.7)
+    assert fig.layout.template == pio.templates["almanac"]
+    assert ve.empty_figure("x").layout.template == pio.templates["almanac"]
+
+
+def test_empty_figure_shows_the_message_without_axes():
+    fig = ve.empty_figure("No run yet: train a model first")
+    assert len(fig.data) == 0
+    assert [a.text for a in fig.layout.annotations] == ["No run yet: train a model first"]
+    assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+
+
+def test_confusion_matrix_cells_and_row_shares():
+    cm = [[78, 37], [38, 66]]
+    fig = ve.confusion_matrix_figure(cm, ["down", "up"], threshold=0.55)
+    hm = fig.data[0]
+    assert np.array_equal(np.asarray(hm.z), np.array(cm))
+    assert list(hm.x) == ["down", "up"] and list(hm.y) == ["down", "up"]
+    # 78 / (78 + 37) = 67.8 % -> "68%"; 66 / (38 + 66) = 63.5 % -> "63%"
+    assert hm.text[0][0] == "78<br>68%" and hm.text[1][1] == "66<br>63%"
+    assert "0.55" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "Predicted class"
+    assert fig.layout.yaxis.title.text == "Actual class"
+    with pytest.raises(ValueError, match="does not match 3 labels"):
+        ve.confusion_matrix_figure(cm, ["a", "b", "c"])
+
+
+def test_confusion_matrix_empty_row_has_no_share():
+    fig = ve.confusion_matrix_figure([[0, 0], [3, 1]], ["down", "up"])
+    assert fig.data[0].text[0][0] == "0" and fig.data[0].text[1][0] == "3<br>75%"
+
+
+def test_roc_trace_equals_inputs_and_auc_in_title():
+    fpr, tpr = np.array([0, 0.1, 0.4, 1.0]), np.array([0, 0.5, 0.8, 1.0])
+    fig = ve.roc_figure(fpr, tpr, 0.7525)
+    model = _trace(fig, "model (AUC 0.752)")  # f"{0.7525:.3f}" == "0.752" (float repr)
+    assert np.array_equal(model.x, fpr) and np.array_equal(model.y, tpr)
+    chance = fig.data[0]
+    assert list(chance.x) == [0, 1] and list(chance.y) == [0, 1]
+    assert "AUC 0.752" in fig.layout.title.text
+    assert ve.roc_figure([], [], None).layout.annotations[0].text.startswith("No ROC curve")
+
+
+def test_calibration_points_skip_empty_bins_and_bars_count_all():
+    from ml.evaluation import reliability_curve
+
+    y = np.array([0, 0, 1, 1, 1, 0, 1, 1])
+    p = np.array([0.05, 0.15, 0.35, 0.62, 0.68, 0.71, 0.85, 0.95])
+    rel = reliability_curve(y, p)
+    fig = ve.calibration_figure(rel, brier=0.1234, ece=0.0456)
+    model = _trace(fig, "model")
+    used = rel[rel["count"] > 0]
+    assert np.allclose(model.x, used["mean_predicted"]) and np.allclose(model.y, used["observed"])
+    # bin (0.6, 0.7] holds 0.62 and 0.68: mean 0.65, both up
+    assert (0.65, 1.0) in {(round(a, 10), b) for a, b in zip(model.x, model.y, strict=True)}
+    bars = _trace(fig, "days per bin")
+    assert list(bars.y) == rel["count"].tolist() and sum(bars.y) == 8
+    assert np.allclose(bars.x, np.arange(10) / 10 + 0.05)
+    assert fig.layout.title.subtitle.text == "Brier 0.1234 · ECE 0.0456"
+
+
+def test_shap_summary_ranks_by_mean_abs_and_keeps_values():
+    rng = np.random.default_rng(1)
+    shap = pd.DataFrame({"a": rng.normal(0, 0.1, 50), "b": rng.normal(0, 1.0, 50),
+                         "c": rng.normal(0, 0.5, 50)})
+    values = pd.DataFrame({"a": np.arange(50.0), "b": np.arange(50.0)[::-1], "c": rng.normal(size=50)})
+    values.loc[3, "b"] = np.nan
+    fig = ve.shap_summary_figure(shap, values, max_display=2)
+    named = [t for t in fig.data if t.name in ("a", "b", "c")]
+    assert [t.name for t in named] == ["b", "c"]  # mean |SHAP| order, "a" dropped by max_display
+    b = _trace(fig, "b")
+    assert np.array_equal(b.x, shap["b"].to_numpy())
+    # b is the top row (y = 1), c the next (y = 0); jitter stays within ±0.4 of the row
+    assert np.all(np.abs(np.asarray(b.y) - 1) <= 0.4 + 1e-12)
+    assert np.all(np.abs(np.asarray(_trace(fig, "c").y)) <= 0.4 + 1e-12)
+    assert list(fig.layout.yaxis.ticktext) == ["c", "b"] and list(fig.layout.yaxis.tickvals) == [0, 1]
+    # colour = quantile of the feature value: b decreases, so row 0 (value 49) is the top
+    colors = np.asarray(b.marker.color)
+    expected = values["b"].rank(pct=True).to_numpy()
+    assert np.allclose(colors[~np.isnan(expected)], expected[~np.isnan(expected)])
+    assert colors[3] == 0.5
+    missing = _trace(fig, "b (missing)")
+    assert list(missing.x) == [shap["b"][3]]
+
+
+def test_swarm_offsets_spread_crowded_points_symmetrically():
+    x = np.zeros(5)  # all in one bin: layers 0, +1, -1, +2, -2 scaled to ±0.4
+    off = _swarm_offsets(x)
+    assert sorted(np.round(off, 12)) == [-0.4, -0.2, 0.0, 0.2, 0.4]
+    spread = np.linspace(0, 1, 60)  # one point per bin: no offsets
+    assert np.array_equal(_swarm_offsets(spread), np.zeros(60))
+    assert np.array_equal(_swarm_offsets(x), _swarm_offsets(x))  # deterministic
+
+
+def test_shap_bar_and_permutation_importance_order():
+    s = pd.Series({"a": 0.1, "b": 0.5, "c": 0.3})
+    fig = ve.shap_bar_figure(s)
+    assert list(fig.data[0].y) == ["a", "c", "b"]  # largest on top (last)
+    assert list(fig.data[0].x) == [0.1, 0.3, 0.5]
+    imp = pd.DataFrame({"feature": ["a", "b", "c"], "perm_importance_mean": [0.02, -0.01, 0.05],
+                        "perm_importance_std": [0.01, 0.002, np.nan]})
+    fig = ve.permutation_importance_figure(imp, max_display=2)
+    assert list(fig.data[0].y) == ["a", "c"] and list(fig.data[0].x) == [0.02, 0.05]
+    assert list(fig.data[0].error_x.array) == [0.01, 0.0]
+
+
+def test_shap_dependence_and_prediction_scatter():
+    fig = ve.shap_dependence_figure("gap_pct", [0.1, 0.2, 0.3], [-0.5, 0.0, 0.5],
+                                    color=[1, 2, 3], color_name="vix")
+    assert list(fig.data[0].x) == [0.1, 0.2, 0.3] and list(fig.data[0].y) == [-0.5, 0.0, 0.5]
+    assert list(fig.data[0].marker.color) == [1.0, 2.0, 3.0]
+    assert fig.layout.xaxis.title.text == "gap_pct (feature value)"
+    fig = ve.prediction_scatter_figure([0.01, -0.02], [0.005, -0.01], ic=0.5, r2=0.1)
+    days = _trace(fig, "days")
+    assert list(days.x) == [0.01, -0.02] and list(days.y) == [0.005, -0.01]
+    assert list(fig.data[0].x) == [-0.02, 0.02]  # y = x line over ±max |value|
+
+
+def test_cv_scores_bars_mean_and_labels():
+    folds = pd.DataFrame({"fold": [0, 1, 2], "test_start": pd.to_datetime(["2020-01-02", "2020-04-01", "2020-07-01"]),
+                          "test_end": pd.to_datetime(["2020-03-31", "2020-06-30", "2020-09-30"]),
+                          "roc_auc": [0.55, 0.60, 0.50]})
+    fig = ve.cv_scores_figure(folds, "roc_auc", reference=0.5, label="ROC AUC")
+    assert list(fig.data[0].y) == [0.55, 0.60, 0.50]
+    assert fig.data[0].x[0] == "Fold 0<br>2020-01-02 → 2020-03-31"
+    lines = {round(s.y0, 12) for s in fig.layout.shapes}
+    assert lines == {0.55, 0.5}  # mean (0.55 + 0.60 + 0.50) / 3 and the reference
+    assert ve.cv_scores_figure(folds, "r2").layout.annotations[0].text == "No per-fold r2 to show"
+
+
+def test_rolling_auc_and_psi_heatmap():
+    dates = pd.bdate_range("2021-01-01", periods=4)
+    fig = ve.rolling_auc_figure(dates, [np.nan, 0.6, 0.7, 0.4], window=60)
+    assert np.array_equal(fig.data[0].y, [np.nan, 0.6, 0.7, 0.4], equal_nan=True)
+    assert pd.DatetimeIndex(fig.data[0].x).equals(dates)
+    assert fig.layout.shapes[0].y0 == 0.5
+    psi = {"0": {"f1": 0.05, "f2": 0.30}, "1": {"f1": 0.12, "f2": 0.01}}
+    fig = ve.psi_figure(psi)
+    hm = fig.data[0]
+    assert list(hm.y) == ["f2", "f1"]  # ordered by largest PSI
+    assert list(hm.x) == ["Fold 0", "Fold 1"]
+    assert np.allclose(hm.z, [[0.30, 0.01], [0.05, 0.12]])
+    frame = pd.DataFrame(psi).T  # the same as a DataFrame (index fold)
+    assert np.allclose(ve.psi_figure(frame).data[0].z, hm.z)

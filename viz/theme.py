@@ -1,0 +1,92 @@
+"""The lab's one plotly template, registered as ``"almanac"``.
+
+It starts from plotly's ``plotly_white`` and sets what every figure shares: the font
+stack of the web pages (the Bootswatch "flatly" theme in ``assets/``), a colour order
+that matches the page palette, light grid lines, left-aligned titles, a horizontal
+legend above the plot and unified hover labels. Figure builders pass
+``template=TEMPLATE`` explicitly instead of relying on plotly's global default.
+
+Importing this module registers the template (idempotent: registering twice gives the
+same template).
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+TEMPLATE = "almanac"
+
+#: Named colours (the flatly palette), used by builders for meaning-bearing colours.
+COLORS: dict[str, str] = {
+    "ink": "#2C3E50",        # text, primary series
+    "muted": "#7B8A8B",      # secondary text, reference lines
+    "grid": "#E5E8EC",
+    "up": "#18BC9C",         # rising bar / positive value
+    "down": "#E74C3C",       # falling bar / negative value
+    "accent": "#3498DB",
+    "warning": "#F39C12",
+    "volume_up": "rgba(24, 188, 156, 0.45)",
+    "volume_down": "rgba(231, 76, 60, 0.45)",
+}
+
+#: Series colours in order (qualitative, distinguishable, readable on white).
+COLORWAY = ["#2C3E50", "#18BC9C", "#3498DB", "#F39C12", "#E74C3C", "#8E44AD", "#7B8A8B", "#16A085"]
+
+FONT_FAMILY = ('Lato, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, '
+               '"Liberation Sans", sans-serif')
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """``base`` updated recursively with ``extra`` (nested dicts merged, other values replaced)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def template_dict() -> dict:
+    """The template as plain JSON: plotly's ``plotly_white`` with the lab's layout merged in."""
+    base = json.loads(pkgutil.get_data("plotly", "package_data/templates/plotly_white.json"))
+    axis = dict(
+        gridcolor=COLORS["grid"], zerolinecolor=COLORS["grid"], linecolor="#C9D1D9",
+        showline=True, ticks="outside", tickcolor="#C9D1D9", ticklen=4,
+        title=dict(font=dict(size=13, color=COLORS["muted"]), standoff=8),
+        tickfont=dict(size=12, color=COLORS["ink"]), automargin=True,
+    )
+    layout = dict(
+        font=dict(family=FONT_FAMILY, size=13, color=COLORS["ink"]),
+        colorway=COLORWAY,
+        title=dict(font=dict(size=16, color=COLORS["ink"]), x=0.0, xanchor="left", xref="paper",
+                   y=0.98, yanchor="top", pad=dict(b=6)),
+        margin=dict(l=64, r=24, t=64, b=48),
+        paper_bgcolor="white", plot_bgcolor="white",
+        xaxis=axis, yaxis=axis,
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=1.02, yanchor="bottom",
+                    bgcolor="rgba(255,255,255,0)", font=dict(size=12)),
+        hovermode="x unified",
+        hoverlabel=dict(font=dict(family=FONT_FAMILY, size=12), bgcolor="white", bordercolor="#C9D1D9"),
+    )
+    return _merge(base, {"layout": layout})
+
+
+def build_template(validate: bool = False) -> go.layout.Template:
+    """A new ``almanac`` template object.
+
+    Built without property validation by default, as plotly builds its own templates
+    (validating the ~100 nested properties costs about half a second at every start);
+    the test suite builds it with ``validate=True`` to catch a misspelt property.
+    """
+    return go.layout.Template(template_dict(), _validate=validate)
+
+
+def register() -> str:
+    """Register (or re-register) the template under :data:`TEMPLATE`; returns its name."""
+    pio.templates[TEMPLATE] = build_template()
+    return TEMPLATE
+
+
+register()
