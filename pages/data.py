@@ -1,0 +1,362 @@
+"""``/data`` — the catalog, a bar chart of any dataset, and the importer.
+
+* Catalog: one grid row per dataset (symbol, frequency, range, rows, kind, source);
+  sample datasets are flagged ``sample`` and say where they come from.
+* Chart: pick a dataset (or click its row). Minute data shows one trading day (date
+  picker limited to the dataset's range; default the last day), daily data a date range
+  (default the last ~6 months). Only that window and the needed columns are read
+  (``Store.read_bars`` with start, end, columns). Each render returns a *new*
+  ``dcc.Graph`` into an empty container (DESIGN.md §11).
+* Import: drop a CSV or Parquet file, check the symbol (default: from the file name),
+  optionally force the frequency or time zone, press Import. The import runs as a
+  background job; success shows the stored range and any warnings, a refusal shows the
+  importer's one-line message, and the store is unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+
+import dash
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import Input, Output, State, callback, dcc, html, no_update
+
+from almanac.errors import DataError
+from almanac.importer import import_bytes
+from almanac.store import CatalogEntry, Store
+from pages._components import (
+    empty_state, failure_alert, info_alert, page_header, page_token, section,
+    success_alert, warning_alert,
+)
+from viz.bars import bars_figure
+
+dash.register_page(__name__, path="/data", name="Data", order=1, title="Data · Almanac ML Lab",
+                   description="See the bars on disk, chart any dataset, import CSV or Parquet files.")
+
+log = logging.getLogger(__name__)
+FREQ_NAMES = {"1min": "1-minute", "1d": "daily"}
+DAILY_WINDOW_DAYS = 182  # default daily chart: the last ~6 months
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+# ----------------------------------------------------------------------------- pure helpers
+def dataset_key(symbol: str, freq: str) -> str:
+    """``"ES|1min"``: how a dataset is named in the dropdown and the grid's row ids."""
+    return f"{symbol}|{freq}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    symbol, _, freq = str(key).partition("|")
+    return symbol, freq
+
+
+def local_date(iso: str, tz: str) -> pd.Timestamp:
+    """The exchange-local calendar date (naive midnight) of a catalog start/end string."""
+    ts = pd.Timestamp(iso)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(tz).tz_localize(None)
+    return ts.normalize()
+
+
+def catalog_rows(entries: list[CatalogEntry]) -> list[dict]:
+    """The grid's rows: one per dataset, with dates in the exchange's local calendar."""
+    return [{
+        "dataset": dataset_key(e.symbol, e.freq),
+        "symbol": e.symbol,
+        "freq": FREQ_NAMES.get(e.freq, e.freq),
+        "first": f"{local_date(e.start, e.tz):%Y-%m-%d}",
+        "last": f"{local_date(e.end, e.tz):%Y-%m-%d}",
+        "rows": e.rows,
+        "kind": "sample" if e.sample else "imported",
+        "source": e.source,
+        "columns": ", ".join(c for c in e.columns if c not in ("timestamp", "date")),
+        "bytes": e.bytes,
+        "imported_at": e.imported_at.replace("T", " ")[:16],
+    } for e in entries]
+
+
+def dataset_options(entries: list[CatalogEntry]) -> list[dict]:
+    return [{"label": f"{e.symbol} · {FREQ_NAMES.get(e.freq, e.freq)}" + (" · sample" if e.sample else ""),
+             "value": dataset_key(e.symbol, e.freq)} for e in entries]
+
+
+def default_dataset(entries: list[CatalogEntry]) -> str | None:
+    """The dataset charted on arrival: the first daily OHLC one, else the first with OHLC, else the first."""
+    def ohlc(e):
+        return {"open", "high", "low"} <= set(e.columns)
+
+    for pick in (lambda e: ohlc(e) and e.freq == "1d", ohlc, lambda e: True):
+        for e in entries:
+            if pick(e):
+                return dataset_key(e.symbol, e.freq)
+    return None
+
+
+def default_window(entry: CatalogEntry) -> dict:
+    """Date bounds and the default window of a dataset's chart (ISO date strings).
+
+    Minute data: ``day`` = the last day with bars. Daily data: ``start`` .. ``end`` =
+    the last :data:`DAILY_WINDOW_DAYS` calendar days (clipped to the first date).
+    """
+    lo, hi = local_date(entry.start, entry.tz), local_date(entry.end, entry.tz)
+    out = {"min": f"{lo:%Y-%m-%d}", "max": f"{hi:%Y-%m-%d}"}
+    if entry.freq == "1min":
+        out["day"] = out["max"]
+    else:
+        out["start"] = f"{max(lo, hi - pd.Timedelta(days=DAILY_WINDOW_DAYS)):%Y-%m-%d}"
+        out["end"] = out["max"]
+    return out
+
+
+def symbol_from_filename(filename: str | None) -> str:
+    """Default symbol for an upload: the file name's leading letters and digits, upper-cased.
+
+    ``"ES_1min_2024.csv"`` → ``"ES"``, ``"vix.parquet"`` → ``"VIX"``; ``""`` if none.
+    """
+    stem = re.sub(r"\.[^.]*$", "", str(filename or ""))
+    m = re.match(r"[A-Za-z0-9]+", stem)
+    return m.group(0).upper() if m else ""
+
+
+def decode_upload(contents: str, filename: str) -> bytes:
+    """The bytes of a ``dcc.Upload`` data URL (``data:<type>;base64,<payload>``)."""
+    try:
+        return base64.b64decode(contents.split(",", 1)[1], validate=True)
+    except (IndexError, ValueError, binascii.Error):
+        raise DataError(f"{filename}: the upload arrived damaged; choose the file again") from None
+
+
+# ----------------------------------------------------------------------------- layout
+def _grid(entries: list[CatalogEntry]) -> dag.AgGrid:
+    columns = [
+        {"field": "symbol", "headerName": "Symbol", "width": 100, "pinned": "left",
+         "cellClass": "almanac-cell-symbol"},
+        {"field": "freq", "headerName": "Bars", "width": 95},
+        {"field": "first", "headerName": "First", "width": 108},
+        {"field": "last", "headerName": "Last", "width": 108},
+        {"field": "rows", "headerName": "Rows", "width": 100, "type": "rightAligned",
+         "valueFormatter": {"function": "d3.format(',')(params.value)"}},
+        {"field": "kind", "headerName": "Kind", "width": 95,
+         "cellClassRules": {"almanac-kind-sample": "params.value === 'sample'",
+                            "almanac-kind-imported": "params.value === 'imported'"}},
+        {"field": "source", "headerName": "Source", "flex": 1, "minWidth": 320, "tooltipField": "source",
+         "wrapText": True, "autoHeight": True, "cellClass": "almanac-cell-wrap"},
+        {"field": "columns", "headerName": "Columns", "width": 150, "tooltipField": "columns"},
+        {"field": "bytes", "headerName": "Size", "width": 90, "type": "rightAligned",
+         "valueFormatter": {"function": "params.value >= 1e6 ? d3.format('.1f')(params.value / 1e6) + ' MB'"
+                                        " : d3.format('.1f')(params.value / 1e3) + ' kB'"}},
+        {"field": "imported_at", "headerName": "Written (UTC)", "width": 140},
+    ]
+    return dag.AgGrid(
+        id="data-catalog", rowData=catalog_rows(entries), columnDefs=columns,
+        getRowId="params.data.dataset",
+        defaultColDef={"sortable": True, "resizable": True, "filter": False},
+        dashGridOptions={"domLayout": "autoHeight", "tooltipShowDelay": 300,
+                         "rowSelection": {"mode": "singleRow", "checkboxes": False, "enableClickSelection": True},
+                         "localeText": {"noRowsToShow": "No datasets yet: import a file on the right."}},
+        className="almanac-grid", style={"width": "100%"},
+    )
+
+
+def _import_form() -> list:
+    return [
+        dcc.Upload(id="data-upload", multiple=False, accept=".csv,.txt,.parquet,.pq,.parq",
+                   className="almanac-upload",
+                   children=html.Div([html.Div("Drop a CSV or Parquet file here", className="fw-bold"),
+                                      html.Div(["or ", html.Span("choose a file", className="almanac-link")])])),
+        html.Div("No file chosen.", id="data-upload-status", className="almanac-upload-status"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Symbol", html_for="data-symbol"),
+                     dbc.Input(id="data-symbol", placeholder="e.g. ES", type="text")], xs=3),
+            dbc.Col([dbc.Label("Bars", html_for="data-freq"),
+                     dbc.Select(id="data-freq", value="auto",
+                                options=[{"label": "detect", "value": "auto"},
+                                         {"label": "1-minute", "value": "1min"},
+                                         {"label": "daily", "value": "1d"}])], xs=3),
+            dbc.Col([dbc.Label("Time zone", html_for="data-tz"),
+                     dbc.Input(id="data-tz", placeholder="America/New_York", type="text")], xs=6),
+        ], className="g-2 mt-1"),
+        html.Div("Bars: leave on detect unless the file's spacing is irregular. Time zone: only for times "
+                 "without a UTC offset; default the exchange's (New York for the sample symbols).",
+                 className="almanac-hint mt-1"),
+        html.Div([
+            dbc.Button("Import", id="data-import-btn", color="primary", n_clicks=0, className="mt-3"),
+            html.Span("Importing a symbol again replaces its dataset.", className="almanac-hint ms-3"),
+        ], className="d-flex align-items-center"),
+        html.Div(id="data-import-result", className="mt-3"),
+    ]
+
+
+def _window_controls(entries: list[CatalogEntry]) -> dbc.Row:
+    return dbc.Row([
+        dbc.Col([dbc.Label("Dataset", html_for="data-dataset"),
+                 dcc.Dropdown(id="data-dataset", clearable=False, searchable=True,
+                              options=dataset_options(entries), value=default_dataset(entries),
+                              placeholder="Choose a dataset")], md=4),
+        dbc.Col(html.Div([dbc.Label("Trading day"),
+                          dcc.DatePickerSingle(id="data-day", display_format="YYYY-MM-DD",
+                                               first_day_of_week=1)],
+                         id="data-day-wrap", style={"display": "none"}), md="auto"),
+        dbc.Col(html.Div([dbc.Label("Date range"),
+                          dcc.DatePickerRange(id="data-range", display_format="YYYY-MM-DD",
+                                              first_day_of_week=1, minimum_nights=0)],
+                         id="data-range-wrap", style={"display": "none"}), md="auto"),
+    ], className="g-3 align-items-end mb-2")
+
+
+def layout(**_query):
+    try:
+        entries = Store().catalog()
+        problem = None
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        entries, problem = [], failure_alert(exc, log, "reading the catalog")
+    return html.Div([
+        page_token("data-token"),
+        dcc.Store(id="data-catalog-rev"),
+        page_header("Market data",
+                    "The bars on disk: click a dataset to chart it, or import your own CSV or Parquet file.",
+                    page_id="data"),
+        problem,
+        section("Catalog", _grid(entries),
+                subtitle="Sample datasets are generated or shipped with the lab; the source column says which. "
+                         "Click a row to chart it.", section_id="data-catalog-section"),
+        dbc.Row([
+            dbc.Col(section("Chart", _window_controls(entries),
+                            dcc.Loading(html.Div(id="data-chart", className="almanac-chart"), type="default",
+                                        delay_show=300),
+                            section_id="data-chart-section"), lg=8),
+            dbc.Col(section("Import bars", *_import_form(), section_id="data-import-section"), lg=4),
+        ], className="g-3 mt-1"),
+    ])
+
+
+# ----------------------------------------------------------------------------- callbacks
+@callback(
+    Output("data-day", "min_date_allowed"), Output("data-day", "max_date_allowed"),
+    Output("data-day", "date"), Output("data-day", "initial_visible_month"),
+    Output("data-range", "min_date_allowed"), Output("data-range", "max_date_allowed"),
+    Output("data-range", "start_date"), Output("data-range", "end_date"),
+    Output("data-range", "initial_visible_month"),
+    Output("data-day-wrap", "style"), Output("data-range-wrap", "style"),
+    Input("data-dataset", "value"),
+)
+def window_controls(dataset):
+    """Bound the date pickers to the chosen dataset and set its default window."""
+    hidden, shown = {"display": "none"}, {"display": "block"}
+    if not dataset:
+        return (no_update,) * 9 + (hidden, hidden)
+    try:
+        w = default_window(Store().entry(*split_key(dataset)))
+    except Exception as exc:  # noqa: BLE001 - the chart callback shows the alert
+        log.info("no window for %s: %s", dataset, exc)
+        return (no_update,) * 9 + (hidden, hidden)
+    if "day" in w:
+        return (w["min"], w["max"], w["day"], w["day"]) + (no_update,) * 5 + (shown, hidden)
+    return (no_update,) * 4 + (w["min"], w["max"], w["start"], w["end"], w["end"], hidden, shown)
+
+
+@callback(
+    Output("data-chart", "children"),
+    Input("data-dataset", "value"), Input("data-day", "date"),
+    Input("data-range", "start_date"), Input("data-range", "end_date"),
+)
+def render_chart(dataset, day, start, end):
+    """Read the chosen window of the dataset and return a new graph (or an alert)."""
+    if not dataset:
+        return empty_state("Nothing to chart", "Choose a dataset above, or import one.")
+    symbol, freq = split_key(dataset)
+    try:
+        entry = Store().entry(symbol, freq)
+        lo, hi = (day, day) if freq == "1min" else (start, end)
+        if lo and hi and pd.Timestamp(lo) > pd.Timestamp(hi):
+            return info_alert(f"the start {lo[:10]} is after the end {hi[:10]}: pick an earlier start.",
+                              title="Empty range")
+        columns = [c for c in BAR_COLUMNS if c in entry.columns]
+        bars = Store().read_bars(symbol, freq, start=lo, end=hi, columns=columns)
+        if bars.empty:
+            when = f"{pd.Timestamp(lo):%a %Y-%m-%d}" if freq == "1min" else f"{lo[:10]} to {hi[:10]}"
+            w = default_window(entry)
+            return info_alert(f"{symbol} has no {FREQ_NAMES.get(freq, freq)} bars on {when} (market closed?); "
+                              f"pick a trading day between {w['min']} and {w['max']}.", title="No bars")
+        fig = bars_figure(bars, symbol, freq, tz=entry.tz, sample=entry.sample,
+                          session=(entry.session_open, entry.session_close))
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return failure_alert(exc, log, f"charting {symbol} {freq}")
+    return dcc.Graph(id="data-graph", figure=fig, className="almanac-graph",
+                     config={"displaylogo": False, "responsive": True,
+                             "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+                             "toImageButtonOptions": {"filename": f"{symbol}_{freq}", "scale": 2}})
+
+
+@callback(
+    Output("data-upload-status", "children"), Output("data-symbol", "value"),
+    Input("data-upload", "filename"), State("data-upload", "contents"),
+    prevent_initial_call=True,
+)
+def describe_upload(filename, contents):
+    """Name the chosen file and suggest a symbol from its name."""
+    if not filename:
+        return "No file chosen.", no_update
+    size = len(contents.split(",", 1)[-1]) * 3 // 4 if contents else 0
+    return [html.Strong(filename), f" · {size / 1024:,.1f} KB · ready to import"], symbol_from_filename(filename)
+
+
+@callback(
+    Output("data-import-result", "children"), Output("data-catalog-rev", "data"),
+    Input("data-import-btn", "n_clicks"),
+    State("data-upload", "contents"), State("data-upload", "filename"), State("data-symbol", "value"),
+    State("data-freq", "value"), State("data-tz", "value"), State("data-token", "data"),
+    background=True,
+    running=[(Output("data-import-btn", "disabled"), True, False),
+             (Output("data-import-btn", "children"), "Importing…", "Import")],
+    prevent_initial_call=True,
+)
+def run_import(n_clicks, contents, filename, symbol, freq, tz, token):
+    """Validate and store the uploaded file (a background job; ``token`` keys it to this page load)."""
+    if not contents or not filename:
+        return warning_alert(["choose a CSV or Parquet file first"], title="Nothing to import"), no_update
+    symbol = (symbol or "").strip() or symbol_from_filename(filename)
+    try:
+        result = import_bytes(decode_upload(contents, filename), filename, symbol,
+                              freq=None if freq in (None, "", "auto") else freq, tz=(tz or "").strip() or None)
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return failure_alert(exc, log, f"importing {filename}"), no_update
+    e = result.entry
+    done = success_alert([f"stored {e.rows:,} {FREQ_NAMES.get(e.freq, e.freq)} bars of ",
+                          html.Strong(e.symbol), f" from {local_date(e.start, e.tz):%Y-%m-%d} to "
+                          f"{local_date(e.end, e.tz):%Y-%m-%d}."], title=f"Imported {filename}")
+    return [done, warning_alert(result.warnings)], {"select": dataset_key(e.symbol, e.freq),
+                                                    "sha256": e.sha256, "at": e.imported_at}
+
+
+@callback(
+    Output("data-catalog", "rowData"), Output("data-dataset", "options"),
+    Output("data-dataset", "value", allow_duplicate=True),
+    Input("data-catalog-rev", "data"),
+    prevent_initial_call=True,
+)
+def refresh_catalog(rev):
+    """After an import: reload the catalog into the grid and dropdown, and chart the new dataset."""
+    if not rev:
+        return no_update, no_update, no_update
+    try:
+        entries = Store().catalog()
+    except Exception as exc:  # noqa: BLE001 - logged; the page keeps its current table
+        log.error("reloading the catalog failed", exc_info=exc)
+        return no_update, no_update, no_update
+    return catalog_rows(entries), dataset_options(entries), rev.get("select") or no_update
+
+
+@callback(
+    Output("data-dataset", "value", allow_duplicate=True),
+    Input("data-catalog", "cellClicked"),
+    prevent_initial_call=True,
+)
+def chart_clicked_row(clicked):
+    """Clicking any cell of a catalog row charts that dataset (row id = ``"SYMBOL|freq"``)."""
+    return (clicked or {}).get("rowId") or no_update

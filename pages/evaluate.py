@@ -1,0 +1,445 @@
+"""``/evaluate`` — judge a run out of sample, fold by fold, from its stored artifacts.
+
+Everything on this page is read from the run folder (``almanac.registry.read_artifact``);
+no model is loaded or fitted, so switching runs, folds or thresholds is instant.
+
+* **Run and fold.** ``run-select`` (default: the newest run, or ``?run=<id>``) and a fold
+  selector ("All folds" or one walk-forward fold): a fold keeps only the out-of-fold and
+  SHAP rows of that fold's test period.
+* **Classification** (binary runs). The threshold slider scrubs the run's precomputed
+  threshold grid (``threshold_grid.json``: confusion counts at 0.30, 0.31, ..., 0.70) for
+  "All folds"; for one fold the same grid is computed from that fold's stored
+  probabilities (``ml.evaluation.threshold_grid``, a vectorized count). The
+  classification report is scikit-learn's, on the counts of the confusion matrix shown.
+  Multiclass runs show the confusion matrix and report of the most probable class;
+  regression runs show predictions against outcomes instead (an info alert says which
+  charts do not apply).
+* **ROC and calibration** (binary): pooled curves from ``curves.json``, per fold from the
+  fold's stored probabilities; Brier and ECE in the calibration chart's subtitle.
+* **SHAP**: beeswarm and mean |SHAP| bars of the stored SHAP values (``shap.parquet``),
+  coloured by the feature values of the same days (``dataset.parquet``); the dependence
+  plot of a chosen feature; multiclass runs choose the class explained.
+* **Permutation importance** as the runner recorded it (the last fold's model on its
+  test rows; ``run.json["importance_note"]``).
+* **Drift**: the rolling out-of-fold AUC (``drift.json``; cut to the fold's test period
+  for one fold) and the PSI of every feature in every fold (training vs test rows).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+from dash import Input, Output, callback, dcc, html
+from sklearn.metrics import classification_report, confusion_matrix
+
+from almanac import registry
+from almanac.errors import NotFoundError
+from ml import evaluation
+from pages._components import failure_alert, info_alert, page_header, section
+from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
+from viz import evaluation as ve
+
+dash.register_page(__name__, path="/evaluate", name="Evaluate", order=4, title="Evaluate · Almanac ML Lab",
+                   description="Judge a run: per-fold scores, ROC, calibration, SHAP, drift.")
+
+log = logging.getLogger(__name__)
+ALL = "all"
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+SHAP_FEATURES = 12  # beeswarm rows: 12 features x ~2,000 days stay an SVG plot
+METRIC = {"binary": ("roc_auc", "ROC AUC", 0.5), "multiclass": ("roc_auc", "ROC AUC (macro, one-vs-rest)", 0.5),
+          "regression": ("ic", "IC (Spearman)", 0.0)}
+
+
+# ----------------------------------------------------------------------------- reading the run
+def fold_number(fold: str | int | None) -> int | None:
+    """The fold index of the fold selector's value (None for "all")."""
+    return None if fold in (None, "", ALL) else int(fold)
+
+
+def fold_options(run: dict) -> list[dict]:
+    """"All folds" + one option per fold: "Fold 0 · test 2010-12-31 → 2012-08-06" (value "0"),
+    numbered as in the charts (the run's fold ids, from 0)."""
+    opts = [{"label": f"All folds ({run.get('n_oof') or '?'} out-of-fold days)", "value": ALL}]
+    for f in run.get("folds") or []:
+        opts.append({"label": f"Fold {int(f['fold'])} · test {str(f.get('test_start'))[:10]} → "
+                              f"{str(f.get('test_end'))[:10]} ({f.get('n_test', '?')} days)",
+                     "value": str(f["fold"])})
+    return opts
+
+
+def oof_rows(run_id: str, fold) -> pd.DataFrame:
+    """The run's out-of-fold rows (date, fold, y, prob / pred / prob_<class>), one fold or all."""
+    oof = registry.read_artifact(run_id, "oof.parquet")
+    k = fold_number(fold)
+    return oof if k is None else oof[oof["fold"] == k].reset_index(drop=True)
+
+
+def threshold_table(run_id: str, fold) -> pd.DataFrame:
+    """Confusion counts per threshold: the stored grid (all folds) or the fold's own grid."""
+    k = fold_number(fold)
+    if k is None:
+        return pd.DataFrame(registry.read_artifact(run_id, "threshold_grid.json")["grid"])
+    oof = oof_rows(run_id, k)
+    return evaluation.threshold_grid(oof["y"], oof["prob"])
+
+
+def grid_row(grid: pd.DataFrame, threshold: float) -> dict:
+    """The grid row whose threshold is closest to ``threshold``."""
+    i = int(np.argmin(np.abs(grid["threshold"].to_numpy(dtype="float64") - float(threshold))))
+    return grid.iloc[i].to_dict()
+
+
+def binary_confusion(row: dict) -> np.ndarray:
+    """``[[tn, fp], [fn, tp]]`` (rows actual down/up, columns predicted down/up)."""
+    return np.array([[row["tn"], row["fp"]], [row["fn"], row["tp"]]], dtype="int64")
+
+
+def report_frame(cm: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """scikit-learn's classification report of confusion matrix ``cm`` as a table.
+
+    The label arrays are rebuilt from the counts (cell [i, j] = that many rows of actual
+    class i predicted j), so the report matches the matrix on screen exactly.
+    """
+    k = len(classes)
+    counts = np.asarray(cm, dtype="int64").ravel()
+    true = np.repeat(np.repeat(np.arange(k), k), counts)
+    pred = np.repeat(np.tile(np.arange(k), k), counts)
+    rep = classification_report(true, pred, labels=list(range(k)), target_names=classes, output_dict=True,
+                                zero_division=0)
+    rows = []
+    for name, v in rep.items():
+        if name == "accuracy":
+            rows.append({"class": "accuracy", "precision": None, "recall": None, "f1-score": v,
+                         "support": int(counts.sum())})
+        else:
+            rows.append({"class": name, **{c: v[c] for c in ("precision", "recall", "f1-score")},
+                         "support": int(v["support"])})
+    return pd.DataFrame(rows)
+
+
+def classification_view(run: dict, fold, threshold: float) -> tuple[np.ndarray, list[str], float | None]:
+    """(confusion matrix, class names, threshold or None) of a binary or multiclass run."""
+    run_id, classes = run["run_id"], list(run.get("classes") or ["down", "up"])
+    if run["task"] == "binary":
+        row = grid_row(threshold_table(run_id, fold), threshold)
+        return binary_confusion(row), classes, float(row["threshold"])
+    oof = oof_rows(run_id, fold)
+    proba = oof[[f"prob_{c}" for c in classes]].to_numpy(dtype="float64")
+    cm = confusion_matrix(oof["y"].astype("int64"), proba.argmax(axis=1), labels=list(range(len(classes))))
+    return cm, classes, None
+
+
+def fold_metric(run: dict, fold, key: str):
+    """A pooled metric (all folds) or the fold's own value, from run.json."""
+    k = fold_number(fold)
+    if k is None:
+        return (run.get("metrics") or {}).get(key)
+    return next((f.get(key) for f in run.get("folds") or [] if int(f["fold"]) == k), None)
+
+
+def curves_view(run: dict, fold) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ROC table fpr/tpr, reliability bins) of a binary run, pooled or for one fold."""
+    if fold_number(fold) is None:
+        curves = registry.read_artifact(run["run_id"], "curves.json")
+        return pd.DataFrame({k: curves["roc"][k] for k in ("fpr", "tpr")}), pd.DataFrame(curves["reliability"])
+    oof = oof_rows(run["run_id"], fold)
+    return evaluation.roc_table(oof["y"], oof["prob"]), evaluation.reliability_curve(oof["y"], oof["prob"])
+
+
+def shap_view(run: dict, fold, class_index: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(SHAP values, feature values) of the same days: rows = days of the fold (or all),
+    columns = the run's features; multiclass runs: the values of ``class_index``."""
+    names = list(run["feature_names"])
+    shap = registry.read_artifact(run["run_id"], "shap.parquet")
+    k = fold_number(fold)
+    if k is not None:
+        shap = shap[shap["fold"] == k]
+    if "class" in shap.columns:
+        shap = shap[shap["class"] == int(class_index or 0)]
+    values = registry.read_artifact(run["run_id"], "dataset.parquet", columns=names)
+    values = values.reindex(pd.DatetimeIndex(shap["date"])).reset_index(drop=True)
+    return shap[names].reset_index(drop=True), values
+
+
+def drift_view(run: dict, fold) -> tuple[pd.DataFrame, dict, int | None]:
+    """(rolling AUC rows date/auc, PSI {fold: {feature: psi}}, window) for all folds or one."""
+    drift = registry.read_artifact(run["run_id"], "drift.json")
+    roll = pd.DataFrame({"date": pd.to_datetime(drift["rolling_auc"]["date"]),
+                         "auc": np.asarray(drift["rolling_auc"]["auc"], dtype="float64")})
+    psi = drift.get("psi") or {}
+    k = fold_number(fold)
+    if k is not None:
+        f = next(f for f in run["folds"] if int(f["fold"]) == k)
+        roll = roll[(roll["date"] >= pd.Timestamp(f["test_start"])) & (roll["date"] <= pd.Timestamp(f["test_end"]))]
+        psi = {str(k): psi.get(str(k), {})}
+    return roll, psi, drift["rolling_auc"].get("window")
+
+
+def not_applicable(run: dict) -> list[str]:
+    """What this run's task has no chart for (one sentence each)."""
+    task = run.get("task")
+    if task == "multiclass":
+        return ["ROC, calibration and the threshold slider apply to binary (up/down) runs: this run predicts "
+                f"{len(run.get('classes') or [])} day types, so the confusion matrix shows the most probable class; "
+                "the rolling AUC is not recorded for multiclass runs."]
+    if task == "regression":
+        return ["The confusion matrix, classification report, ROC and calibration apply to classifiers: this run "
+                "predicts a return, so its predictions are plotted against the outcomes instead; the rolling "
+                "AUC ranks up days (outcome > 0) by the predicted return."]
+    return []
+
+
+# ----------------------------------------------------------------------------- layout
+def _graph(graph_id: str, fig) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=fig, config=GRAPH_CONFIG, className="almanac-graph")
+
+
+def _box(box_id: str, min_height: int = 380) -> dcc.Loading:
+    return dcc.Loading(html.Div(id=box_id, style={"minHeight": f"{min_height}px"}), type="default", delay_show=400)
+
+
+def _controls(runs: list[dict], value: str | None) -> dbc.Row:
+    return dbc.Row([
+        dbc.Col(run_picker(runs, value), lg=6),
+        dbc.Col([dbc.Label("Folds", html_for="evaluate-fold", className="mb-1"),
+                 dcc.Dropdown(id="evaluate-fold", options=[{"label": "All folds", "value": ALL}], value=ALL,
+                              clearable=False, searchable=False)], lg=4),
+        dbc.Col(html.Div(id="evaluate-links", className="pt-lg-4"), lg=2),
+    ], className="g-3 align-items-start")
+
+
+def layout(run: str | None = None, **_query):
+    runs, problem = load_runs(log)
+    slider = dcc.Slider(id="evaluate-threshold", min=0.3, max=0.7, step=0.01, value=0.5,
+                        marks={t: f"{t:.1f}" for t in (0.3, 0.4, 0.5, 0.6, 0.7)}, updatemode="drag")
+    header = page_header("Evaluate", "Judge a trained run out of sample, fold by fold, before trusting it. "
+                                     "Everything here is read from the run's stored results: nothing is refitted.",
+                         page_id="evaluate")
+    return run_page("evaluate", header, problem, runs, [
+        section("Run", _controls(runs, pick_run(runs, run)), html.Div(id="evaluate-summary", className="mt-3"),
+                section_id="evaluate-run-section"),
+        dbc.Row([
+            dbc.Col(section("Confusion matrix",
+                            html.Div([dbc.Label("Threshold: predict up when P(up) ≥", className="mb-0 almanac-hint"),
+                                      slider], id="evaluate-threshold-wrap", className="mb-2"),
+                            _box("evaluate-confusion"), section_id="evaluate-confusion-section"), lg=4),
+            dbc.Col(section("ROC curve", _box("evaluate-roc"), section_id="evaluate-roc-section"), lg=4),
+            dbc.Col(section("Calibration", _box("evaluate-calibration", 440),
+                            section_id="evaluate-calibration-section"), lg=4),
+        ], className="g-3 mt-1"),
+        dbc.Row([
+            dbc.Col(section("Classification report", html.Div(id="evaluate-report"),
+                            subtitle="precision, recall and F1 per class (binary runs: at the threshold above)",
+                            section_id="evaluate-report-section"), lg=5),
+            dbc.Col(section("Scores per fold", _box("evaluate-cv", 360), section_id="evaluate-cv-section"), lg=7),
+        ], className="g-3 mt-1"),
+        dbc.Row([
+            dbc.Col(section("SHAP summary",
+                            html.Div([dbc.Label("Class explained", html_for="evaluate-shap-class", className="mb-1"),
+                                      dcc.Dropdown(id="evaluate-shap-class", clearable=False, searchable=False)],
+                                     id="evaluate-shap-class-wrap", style={"display": "none"}, className="mb-2"),
+                            _box("evaluate-shap", 460),
+                            subtitle="one point per out-of-fold day; colour = the feature's value that day",
+                            section_id="evaluate-shap-section"), lg=7),
+            dbc.Col(section("Mean |SHAP|", _box("evaluate-shap-bar", 460), section_id="evaluate-shap-bar-section"),
+                    lg=5),
+        ], className="g-3 mt-1"),
+        dbc.Row([
+            dbc.Col(section("SHAP dependence",
+                            dcc.Dropdown(id="evaluate-feature", clearable=False, className="mb-2"),
+                            _box("evaluate-dependence"), section_id="evaluate-dependence-section"), lg=6),
+            dbc.Col(section("Permutation importance", _box("evaluate-permutation"),
+                            html.Div(id="evaluate-permutation-note", className="almanac-hint mt-1"),
+                            section_id="evaluate-permutation-section"), lg=6),
+        ], className="g-3 mt-1"),
+        dbc.Row([
+            dbc.Col(section("Drift: rolling out-of-fold AUC", _box("evaluate-drift", 340),
+                            section_id="evaluate-drift-section"), lg=7),
+            dbc.Col(section("Drift: feature PSI per fold", _box("evaluate-psi", 400),
+                            subtitle="population stability index of each feature, training vs test rows: "
+                                     "< 0.1 stable, 0.1–0.25 moderate, > 0.25 major shift",
+                            section_id="evaluate-psi-section"), lg=5),
+        ], className="g-3 mt-1"),
+    ])
+
+
+# ----------------------------------------------------------------------------- callbacks
+def _summary(run: dict) -> list:
+    spec = run.get("spec") or {}
+    m = run.get("metrics") or {}
+    score = ", ".join(f"{name} {m[k]:.3f}" for k, name in (("roc_auc", "AUC"), ("accuracy", "accuracy"),
+                                                             ("ic", "IC"), ("r2", "R²"))
+                      if isinstance(m.get(k), (int, float)))
+    dr = run.get("date_range") or {}
+    line = html.Div([html.Strong(run.get("name") or run["run_id"]), " · ",
+                     f"{(spec.get('data') or {}).get('symbol')} · label {(spec.get('label') or {}).get('kind')} "
+                     f"({run.get('task')}) · model {(spec.get('model') or {}).get('kind')} · "
+                     f"{dr.get('start', '?')} → {dr.get('end', '?')} · {run.get('n_oof', '?')} out-of-fold days"
+                     + (f" · pooled {score}" if score else "")], className="almanac-hint")
+    notes = not_applicable(run)
+    return [line] + ([info_alert(" ".join(notes), title="Not shown for this run")] if notes else [])
+
+
+@callback(
+    Output("evaluate-fold", "options"), Output("evaluate-fold", "value"),
+    Output("evaluate-feature", "options"), Output("evaluate-feature", "value"),
+    Output("evaluate-shap-class", "options"), Output("evaluate-shap-class", "value"),
+    Output("evaluate-shap-class-wrap", "style"),
+    Output("evaluate-threshold", "disabled"), Output("evaluate-threshold", "value"),
+    Output("evaluate-summary", "children"), Output("evaluate-links", "children"),
+    Output("evaluate-threshold-wrap", "style"),
+    Input("run-select", "value"),
+)
+def setup_run(run_id):
+    """Fill the fold, feature and class choices of the chosen run; reset the threshold to 0.5
+    (the slider is shown for binary runs only)."""
+    hidden = {"display": "none"}
+    if not run_id:
+        return [], ALL, [], None, [], None, hidden, True, 0.5, None, None, hidden
+    try:
+        run = registry.get_run(run_id)
+        ranked = registry.read_artifact(run_id, "importance.parquet", columns=["feature"])["feature"].tolist()
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return [], ALL, [], None, [], None, hidden, True, 0.5, failure_alert(
+            exc, log, f"reading run {run_id}"), None, hidden
+    classes = run.get("classes") or []
+    multi = run.get("task") == "multiclass"
+    return (fold_options(run), ALL, [{"label": f, "value": f} for f in ranked], ranked[0] if ranked else None,
+            [{"label": c, "value": i} for i, c in enumerate(classes)] if multi else [], 0 if multi else None,
+            {"display": "block"} if multi else hidden,
+            run.get("task") != "binary", 0.5, _summary(run), run_links(run_id, "/evaluate"),
+            {"display": "block"} if run.get("task") == "binary" else hidden)
+
+
+@callback(
+    Output("evaluate-confusion", "children"), Output("evaluate-report", "children"),
+    Input("run-select", "value"), Input("evaluate-fold", "value"), Input("evaluate-threshold", "value"),
+)
+def render_confusion(run_id, fold, threshold):
+    """Confusion matrix and classification report at the slider's threshold (precomputed grid)."""
+    if not run_id:
+        return None, None
+    try:
+        run = registry.get_run(run_id)
+        if run["task"] == "regression":
+            note = info_alert("a regression run has no classes: see predictions vs outcomes under ROC curve.",
+                              title="No confusion matrix")
+            return note, info_alert("no classification report for a regression run.", title="Not applicable")
+        cm, classes, t = classification_view(run, fold, threshold if threshold is not None else 0.5)
+        table = report_frame(cm, classes)
+    except Exception as exc:  # noqa: BLE001
+        return failure_alert(exc, log, f"reading the predictions of {run_id}"), None
+    shown = table.assign(**{c: table[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
+                            for c in ("precision", "recall", "f1-score")})
+    return (_graph("confusion-matrix-graph", ve.confusion_matrix_figure(cm, classes, t)),
+            dbc.Table.from_dataframe(shown, striped=True, hover=True, size="sm", className="almanac-table mb-0",
+                                     id="evaluate-report-table"))
+
+
+@callback(
+    Output("evaluate-roc", "children"), Output("evaluate-calibration", "children"), Output("evaluate-cv", "children"),
+    Input("run-select", "value"), Input("evaluate-fold", "value"),
+)
+def render_curves(run_id, fold):
+    """ROC and calibration (binary) or predictions vs outcomes (regression); scores per fold."""
+    if not run_id:
+        return None, None, None
+    try:
+        run = registry.get_run(run_id)
+        metric, label, ref = METRIC.get(run["task"], METRIC["binary"])
+        cv = _graph("evaluate-cv-graph", ve.cv_scores_figure(pd.DataFrame(run.get("folds") or []), metric, ref,
+                                                             label=label))
+        if run["task"] == "binary":
+            roc, rel = curves_view(run, fold)
+            return (_graph("roc-graph", ve.roc_figure(roc["fpr"], roc["tpr"], fold_metric(run, fold, "roc_auc"))),
+                    _graph("calibration-graph", ve.calibration_figure(rel, fold_metric(run, fold, "brier"),
+                                                                      fold_metric(run, fold, "ece"))), cv)
+        if run["task"] == "regression":
+            oof = oof_rows(run_id, fold)
+            fig = ve.prediction_scatter_figure(oof["pred"], oof["y"], fold_metric(run, fold, "ic"),
+                                               fold_metric(run, fold, "r2"))
+            return (_graph("evaluate-scatter-graph", fig),
+                    info_alert("calibration applies to predicted probabilities; this run predicts returns.",
+                               title="No calibration curve"), cv)
+        note = "ROC and calibration curves apply to binary runs; this run predicts several classes."
+        return info_alert(note, title="No ROC curve"), info_alert(note, title="No calibration curve"), cv
+    except Exception as exc:  # noqa: BLE001
+        return failure_alert(exc, log, f"reading the curves of {run_id}"), None, None
+
+
+@callback(
+    Output("evaluate-shap", "children"), Output("evaluate-shap-bar", "children"),
+    Input("run-select", "value"), Input("evaluate-fold", "value"), Input("evaluate-shap-class", "value"),
+)
+def render_shap(run_id, fold, class_index):
+    """Beeswarm and mean |SHAP| bars of the stored SHAP values of the fold (or all folds)."""
+    if not run_id:
+        return None, None
+    try:
+        shap, values = shap_view(registry.get_run(run_id), fold, class_index)
+    except Exception as exc:  # noqa: BLE001
+        return failure_alert(exc, log, f"reading the SHAP values of {run_id}"), None
+    return (_graph("shap-summary-graph", ve.shap_summary_figure(shap, values, max_display=SHAP_FEATURES)),
+            _graph("shap-bar-graph", ve.shap_bar_figure(shap.abs().mean(), max_display=SHAP_FEATURES)))
+
+
+@callback(
+    Output("evaluate-dependence", "children"),
+    Input("run-select", "value"), Input("evaluate-fold", "value"), Input("evaluate-feature", "value"),
+    Input("evaluate-shap-class", "value"),
+)
+def render_dependence(run_id, fold, feature, class_index):
+    """SHAP value of the chosen feature against its value, one point per day."""
+    if not run_id or not feature:
+        return None
+    try:
+        shap, values = shap_view(registry.get_run(run_id), fold, class_index)
+        if feature not in shap.columns:  # the run changed and the feature list is not updated yet
+            return dash.no_update
+    except Exception as exc:  # noqa: BLE001
+        return failure_alert(exc, log, f"reading the SHAP values of {run_id}")
+    return _graph("shap-dependence-graph", ve.shap_dependence_figure(feature, values[feature], shap[feature]))
+
+
+@callback(
+    Output("evaluate-permutation", "children"), Output("evaluate-permutation-note", "children"),
+    Input("run-select", "value"),
+)
+def render_permutation(run_id):
+    """Permutation importance as recorded by the runner (one table per run, not per fold)."""
+    if not run_id:
+        return None, None
+    try:
+        note = registry.get_run(run_id).get("importance_note")
+        importance = registry.read_artifact(run_id, "importance.parquet")
+    except Exception as exc:  # noqa: BLE001
+        return failure_alert(exc, log, f"reading the importance of {run_id}"), None
+    return _graph("permutation-graph", ve.permutation_importance_figure(importance)), \
+        (note[0].upper() + note[1:] + ". The fold selector does not apply here.") if note else None
+
+
+@callback(
+    Output("evaluate-drift", "children"), Output("evaluate-psi", "children"),
+    Input("run-select", "value"), Input("evaluate-fold", "value"),
+)
+def render_drift(run_id, fold):
+    """Rolling out-of-fold AUC over time and the PSI heatmap (all folds or one)."""
+    if not run_id:
+        return None, None
+    try:
+        run = registry.get_run(run_id)
+        roll, psi, window = drift_view(run, fold)
+    except NotFoundError as exc:
+        return info_alert(exc.message, title="No drift data"), None
+    except Exception as exc:  # noqa: BLE001
+        return failure_alert(exc, log, f"reading the drift of {run_id}"), None
+    # the figure's own title (with the PSI bands) is too long for this column: bands in the subtitle
+    psi_graph = _graph("psi-graph", ve.psi_figure(psi).update_layout(title_text="Feature drift (PSI)"))
+    if run["task"] == "multiclass" or roll.empty:
+        return info_alert("the rolling AUC is recorded for binary and regression runs only.",
+                          title="No rolling AUC"), psi_graph
+    return _graph("drift-graph", ve.rolling_auc_figure(roll["date"], roll["auc"], window)), psi_graph

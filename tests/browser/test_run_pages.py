@@ -1,0 +1,244 @@
+"""The run pages in headless Chromium: /evaluate, /backtest and /models on real runs.
+
+Two runs are trained once for this module, in the app's own ``ALMANAC_HOME``, with the
+command line (``python -m almanac train --config ...``): the default spec (LightGBM) and
+the same spec with a logistic regression (for the compare and delete flows). Every test
+fails on a browser console error (``conftest.page``). Charts are checked through the
+figure data plotly holds in the page; screenshots go to
+``tests/screenshots/{evaluate,backtest,models}-*.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from playwright.sync_api import expect
+
+from almanac import registry
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "configs" / "es-rest-of-day-lgbm.yaml"
+TRAIN_TIMEOUT_S = 600
+CHART_MS = 60_000
+
+# plotly's decoded traces (``_fullData``: binary-encoded arrays from plotly.py are typed arrays there)
+FIGURE = """(id) => { const g = document.querySelector('#' + id + ' .js-plotly-plot');
+  if (!g || !g._fullData || !g._fullData.length) return null;
+  return g._fullData.map(t => ({name: t.name || null, x: t.x ? Array.from(t.x).length : 0,
+                           y: t.y ? Array.from(t.y).length : 0, z: t.z ? Array.from(t.z, r => Array.from(r)) : null,
+                           last: t.y && t.y.length ? Number(t.y[t.y.length - 1]) : null})); }"""
+
+
+def train(home: Path, config: Path) -> tuple[str, float]:
+    """Train ``config`` with the command line in ``home``; (run id, seconds)."""
+    env = {**os.environ, "ALMANAC_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "almanac", "train", "--config", str(config)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TRAIN_TIMEOUT_S)
+    assert done.returncode == 0, f"training {config.name} failed:\n{done.stderr[-3000:]}"
+    run_id = done.stdout.strip().splitlines()[-1].strip()
+    registry.check_run_id(run_id)
+    return run_id, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def runs(lab_server, tmp_path_factory) -> dict:
+    """The default LightGBM run and a logistic twin, trained once in the app's home."""
+    lgbm, s1 = train(lab_server.home, DEFAULT_CONFIG)
+    spec = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    spec.update(name="es-rest-of-day-logistic", model={"kind": "logistic", "params": {}})
+    logistic_config = tmp_path_factory.mktemp("configs") / "logistic.yaml"
+    logistic_config.write_text(yaml.safe_dump(spec, sort_keys=False))
+    logit, s2 = train(lab_server.home, logistic_config)
+    print(f"\ntrained {lgbm} in {s1:.1f} s and {logit} in {s2:.1f} s (command line, incl. start-up)")
+    return {"lgbm": lgbm, "logit": logit}
+
+
+def figure(page, graph_id: str):
+    """The traces of graph ``graph_id`` once plotly has drawn it (name, point counts, z)."""
+    page.wait_for_function(f"() => ({FIGURE})('{graph_id}') !== null", timeout=CHART_MS)
+    return page.evaluate(FIGURE, graph_id)
+
+
+def stats_text(page) -> str:
+    return page.locator("#backtest-stats-table").inner_text()
+
+
+# ----------------------------------------------------------------------------- empty states
+def test_empty_states_point_to_train(page, lab_server, screenshot_dir):
+    """Before any run exists each run page says so and links to /train."""
+    if registry.list_runs(lab_server.home):
+        pytest.skip("the app's registry already holds runs (another test trained first)")
+    for path in ("/evaluate", "/backtest", "/models"):
+        page.goto(path)
+        expect(page.locator(".almanac-empty")).to_contain_text("no runs yet — train one on /train")
+        expect(page.locator(f"#{path[1:]}-to-train")).to_have_attribute("href", "/train")
+        if path == "/evaluate":
+            page.screenshot(path=str(screenshot_dir / "evaluate-empty.png"), full_page=True)
+    page.click("#models-to-train-link")
+    expect(page.locator("h1")).to_have_text("Train")
+
+
+# ----------------------------------------------------------------------------- /evaluate
+def test_evaluate_charts_have_data(page, runs, screenshot_dir):
+    page.goto("/evaluate")  # default: the newest run (the logistic one)
+    expect(page.locator("#run-select")).to_contain_text("ES rest_of_day logistic")
+    page.goto(f"/evaluate?run={runs['lgbm']}")
+    expect(page.locator("#run-select")).to_contain_text("ES rest_of_day lightgbm · AUC")
+
+    cm = figure(page, "confusion-matrix-graph")
+    assert sum(map(sum, cm[0]["z"])) > 1000  # every out-of-fold day is counted once
+    roc = figure(page, "roc-graph")
+    assert roc[1]["x"] > 10
+    calibration = figure(page, "calibration-graph")
+    assert calibration[1]["x"] >= 5
+    shap = figure(page, "shap-summary-graph")
+    assert len(shap) >= 10 and shap[0]["x"] > 1000
+    drift = figure(page, "drift-graph")
+    assert drift[0]["x"] > 1000
+    assert figure(page, "psi-graph")[0]["z"]
+    assert figure(page, "shap-bar-graph")[0]["x"] >= 10
+    assert figure(page, "shap-dependence-graph")[0]["x"] > 1000
+    assert figure(page, "permutation-graph")[0]["x"] >= 10
+    expect(page.locator(".alert-danger")).to_have_count(0)
+    page.screenshot(path=str(screenshot_dir / "evaluate-binary.png"), full_page=True)
+
+    # the threshold slider scrubs the precomputed grid: the matrix changes, its total does not
+    before = cm[0]["z"]
+    page.locator("#evaluate-threshold [role=slider]").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#confusion-matrix-graph .gtitle")).to_contain_text("at 0.55", timeout=CHART_MS)
+    after = figure(page, "confusion-matrix-graph")[0]["z"]
+    assert after != before and sum(map(sum, after)) == sum(map(sum, before))
+
+    # one fold: every chart keeps only that fold's test days
+    n_all = roc[1]["x"]
+    page.click("#evaluate-fold")
+    page.get_by_role("option", name="Fold 2").click()
+    expect(page.locator("#confusion-matrix-graph .gtitle")).to_be_visible()
+    page.wait_for_function(f"() => ({FIGURE})('roc-graph')[1].x < {n_all}", timeout=CHART_MS)
+    cm_fold = figure(page, "confusion-matrix-graph")[0]["z"]
+    assert 300 < sum(map(sum, cm_fold)) < sum(map(sum, after))
+    page.wait_for_function(f"() => ({FIGURE})('shap-summary-graph')[0].x < {shap[0]['x']}", timeout=CHART_MS)
+    page.screenshot(path=str(screenshot_dir / "evaluate-fold.png"), full_page=True)
+
+
+# ----------------------------------------------------------------------------- /backtest
+def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot_dir, tmp_path):
+    page.goto(f"/backtest?run={runs['lgbm']}")
+    expect(page.locator("#backtest-stats-table")).to_contain_text("Trials counted for DSR", timeout=CHART_MS)
+    equity = figure(page, "equity-curve-graph")
+    assert [t["name"] for t in equity] == ["buy and hold ES", "strategy"] and equity[1]["x"] > 1000
+    assert figure(page, "backtest-monthly-graph")[0]["z"]
+    run = registry.get_run(runs["lgbm"], lab_server.home)
+    before = stats_text(page)
+    assert f"{run['backtest']['trades']:,}" in before  # the run's own settings: its recorded trades
+    page.screenshot(path=str(screenshot_dir / "backtest-default.png"), full_page=True)
+
+    page.locator("#threshold-slider [role=slider]").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#threshold-slider input[type=number]")).to_have_value("0.6")
+    page.wait_for_function("(b) => document.querySelector('#backtest-stats-table').innerText !== b", arg=before,
+                           timeout=CHART_MS)
+    moved = stats_text(page)
+    assert moved != before and f"{run['backtest']['trades']:,}" not in moved
+
+    page.locator("#backtest-long-only").check()
+    page.wait_for_function("(b) => document.querySelector('#backtest-stats-table').innerText !== b", arg=moved,
+                           timeout=CHART_MS)
+    expect(page.locator("#backtest-trades .ag-row").first).to_contain_text("long")
+    expect(page.locator("#backtest-trades")).not_to_contain_text("short")
+    page.screenshot(path=str(screenshot_dir / "backtest-moved.png"), full_page=True)
+
+    with page.expect_download(timeout=CHART_MS) as csv_dl:
+        page.click("#backtest-csv-button")
+    daily = pd.read_csv(csv_dl.value.path())
+    assert len(daily) == run["n_oof"] and (daily["position"] >= 0).all()
+    with page.expect_download(timeout=CHART_MS) as report_dl:
+        page.click("#download-report-button")
+    assert report_dl.value.suggested_filename == f"{runs['lgbm']}-report.html"
+    html = Path(report_dl.value.path()).read_text()
+    assert html.startswith("<!DOCTYPE html>") and runs["lgbm"] in html
+    assert re.search(r"<(script|link)\b[^>]*\b(src|href)=[\"']?https?:", html) is None  # self-contained
+    expect(page.locator(".alert-danger")).to_have_count(0)
+
+
+# ----------------------------------------------------------------------------- /models
+def test_export_downloads_a_bundle_that_predicts_like_the_run(page, runs, lab_server, tmp_path):
+    from ml import persist
+    from ml.export import load_bundle, predictions
+
+    page.goto(f"/models?run={runs['lgbm']}")  # preselects the run
+    expect(page.locator("#export-model-button")).to_be_enabled(timeout=CHART_MS)
+    with page.expect_download(timeout=CHART_MS) as dl:
+        page.click("#export-model-button")
+    assert dl.value.suggested_filename == f"{runs['lgbm']}.zip"
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    expect(page.locator("#models-message")).to_contain_text("Exported")
+    bundle = load_bundle(path)
+    run = registry.get_run(runs["lgbm"], lab_server.home)
+    data = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
+    model = persist.load_model(Path(run["path"]) / "model", run["final_model"])
+    expected = model.predict_proba(data[run["feature_names"]])[:, 1]
+    assert np.array_equal(predictions(bundle, data)["prob"].to_numpy(), expected)
+    assert not any((lab_server.home / "tmp").iterdir())  # the temporary export is removed
+
+
+def check_row(page, run_id: str) -> None:
+    page.locator(f'#models-grid .ag-row[row-id="{run_id}"] input.ag-checkbox-input').first.check()
+
+
+def test_compare_two_runs(page, runs, screenshot_dir):
+    page.goto("/models")
+    expect(page.locator("#models-grid .ag-row").first).to_be_visible()
+    page.screenshot(path=str(screenshot_dir / "models-registry.png"), full_page=True)
+    check_row(page, runs["lgbm"])
+    check_row(page, runs["logit"])
+    expect(page.locator("#models-selection")).to_contain_text("2 runs selected")
+    lines = [t for t in figure(page, "models-compare-equity-graph") if not t["name"].startswith("buy and hold")]
+    assert len(lines) == 2 and all(t["x"] > 1000 for t in lines)
+    assert {t["name"].split(" ")[0] for t in lines} == {"lightgbm", "logistic"}
+    cv = [t for t in figure(page, "models-compare-cv-graph") if not t["name"].startswith("reference")]
+    assert len(cv) == 2 and all(t["y"] == 5 for t in cv)
+    expect(page.locator("#models-compare-table")).to_contain_text("Sharpe ratio (annualized)")
+    page.locator("#models-compare-section").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "models-compare.png"), full_page=True)
+
+
+def test_mark_active_then_delete_with_confirmation(page, runs, lab_server, screenshot_dir):
+    page.goto("/models")
+    check_row(page, runs["logit"])
+    page.click("#models-activate-button")
+    expect(page.locator("#models-message")).to_contain_text("active model for ES / rest_of_day")
+    expect(page.locator(f'#models-grid .ag-row[row-id="{runs["logit"]}"]').first).to_contain_text("active")
+
+    page.click("#models-delete-button")
+    expect(page.locator("#models-delete-modal")).to_be_visible()
+    expect(page.locator("#models-delete-body")).to_contain_text(runs["logit"])
+    page.wait_for_function("() => { const m = document.querySelector('.modal.show');"
+                           " return m && getComputedStyle(m).opacity === '1'; }")  # faded in
+    page.screenshot(path=str(screenshot_dir / "models-delete-confirm.png"))
+    page.click("#models-delete-cancel")  # cancel keeps the run
+    expect(page.locator("#models-delete-modal")).to_be_hidden()
+    assert runs["logit"] in {r["run_id"] for r in registry.list_runs(lab_server.home)}
+
+    page.click("#models-delete-button")
+    page.click("#models-delete-confirm")
+    expect(page.locator("#models-message")).to_contain_text("deleted run")
+    expect(page.locator(f'#models-grid .ag-row[row-id="{runs["logit"]}"]')).to_have_count(0)
+    assert runs["logit"] not in {r["run_id"] for r in registry.list_runs(lab_server.home)}
+    assert not (lab_server.home / "runs" / runs["logit"]).exists()
+    expect(page.locator(f'#models-grid .ag-row[row-id="{runs["lgbm"]}"]').first).to_be_visible()

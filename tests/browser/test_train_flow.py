@@ -1,0 +1,155 @@
+"""The /train page in headless Chromium: train with the defaults, leave and come back
+mid-run, cancel a running job, refuse an invalid spec.
+
+Fails on any browser console error (``conftest.page``). Screenshots go to
+``tests/screenshots/train-*.png``. The registry is checked directly on the app's
+``ALMANAC_HOME`` (``almanac.registry.list_runs(home)``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from almanac import registry
+
+pytestmark = pytest.mark.browser
+TIMEOUT = 180_000  # ms: a default training run on the sample data (features + 5 folds + final fit)
+
+# the bars as plotly.js drew them (_fullData: numeric arrays arrive base64-packed in g.data)
+CV_BARS = """() => { const g = document.querySelector('#cv-scores-graph .js-plotly-plot');
+  if (!g || !g._fullData || !g._fullData.length) return null;
+  const t = g._fullData[0];
+  return {type: t.type, x: Array.from(t.x), y: Array.from(t.y), title: g.layout.title.text}; }"""
+
+PROGRESS_ABOVE = """(v) => { const b = document.querySelector('#train-progress .progress-bar');
+  return (b && Number(b.getAttribute('aria-valuenow')) > v) || !!document.querySelector('#cv-scores-graph'); }"""
+
+
+def open_train(page):
+    page.goto("/train")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("h1")).to_have_text("Train")
+    expect(page.locator("#train-button")).to_be_enabled()
+
+
+def job_status(home, page) -> dict:
+    """The status file of the tab's current job (its id is in the session store)."""
+    job = page.evaluate("() => JSON.parse(window.sessionStorage.getItem('train-job'))")
+    return json.loads((home / "jobs" / "status" / f"{job['job_id']}.json").read_text())
+
+
+def set_number(page, name: str, value) -> None:
+    page.fill(f'[id=\'{{"name":"{name}","type":"train-field"}}\']', str(value))
+
+
+def test_train_defaults_leave_and_come_back(page, lab_server, screenshot_dir):
+    before = {r["run_id"] for r in registry.list_runs(lab_server.home)}
+    open_train(page)
+    expect(page.locator("#train-result")).to_contain_text("No run yet")
+    page.click("#train-yaml-toggle")
+    expect(page.locator("#train-yaml")).to_contain_text("cross_assets: [VIX, CL]")
+    page.screenshot(path=str(screenshot_dir / "train-empty.png"), full_page=True)
+
+    page.click("#train-button")
+    expect(page.locator("#train-progress")).to_be_visible(timeout=10_000)
+    expect(page.locator("#train-button")).to_be_disabled()
+    expect(page.locator("#cancel-button")).to_be_enabled()
+    expect(page.locator("#train-stage")).to_contain_text(re.compile(r"fold \d of 5"), timeout=30_000)
+    page.screenshot(path=str(screenshot_dir / "train-running.png"), full_page=True)
+
+    # leave for the overview mid-run (client-side navigation), then come back
+    page.click("#almanac-navbar >> text=Overview")
+    expect(page.locator("h1")).to_have_text("Almanac ML Lab")
+    page.click("#almanac-navbar >> text=Train")
+    expect(page.locator("h1")).to_have_text("Train")
+    expect(page.locator("#train-stage")).to_contain_text(re.compile(r"Training|Queued|Finished"))
+    came_back = page.locator("#train-stage").inner_text()
+    if "Finished" not in came_back:  # still running: the page shows it running, and the bar moves on
+        expect(page.locator("#train-button")).to_be_disabled()
+        expect(page.locator("#train-progress")).to_be_visible()
+        now = int(page.locator("#train-progress .progress-bar").get_attribute("aria-valuenow") or 0)
+        page.wait_for_function(PROGRESS_ABOVE, arg=now, timeout=TIMEOUT)
+
+    page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=TIMEOUT)
+    bars = page.evaluate(CV_BARS)
+    assert bars["type"] == "bar" and len(bars["x"]) == 5 and len(bars["y"]) == 5
+    assert bars["title"] == "ROC AUC per fold"
+    expect(page.locator("#train-stage")).to_have_text("Finished")
+    expect(page.locator("#train-button")).to_be_enabled()
+    expect(page.locator("#cancel-button")).to_be_disabled()
+    expect(page.locator(".alert-danger")).to_have_count(0)
+
+    runs = {r["run_id"]: r for r in registry.list_runs(lab_server.home)}
+    new = set(runs) - before
+    assert len(new) == 1
+    run_id = new.pop()
+    expect(page.locator("#train-run-id")).to_have_text(run_id)
+    expect(page.locator("#train-fold-table tbody tr")).to_have_count(5)
+    expect(page.locator("#train-to-evaluate")).to_have_attribute("href", f"/evaluate?run={run_id}")
+    expect(page.locator("#train-to-backtest")).to_have_attribute("href", f"/backtest?run={run_id}")
+    # the chart shows the run's own per-fold scores
+    folds = registry.get_run(run_id, lab_server.home)["folds"]
+    assert bars["y"] == pytest.approx([f["roc_auc"] for f in folds])
+    page.screenshot(path=str(screenshot_dir / "train-done.png"), full_page=True)
+
+    # a reload of the tab still shows the result (session store + status file)
+    page.reload()
+    page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=30_000)
+    expect(page.locator("#train-run-id")).to_have_text(run_id)
+
+
+def test_cancel_stops_the_job_and_registers_nothing(page, lab_server, screenshot_dir):
+    import psutil
+
+    before = {r["run_id"] for r in registry.list_runs(lab_server.home)}
+    open_train(page)
+    # a slower model so the job is surely still running when Cancel is pressed
+    page.fill('[id=\'{"kind":"lightgbm","name":"n_estimators","type":"train-param"}\']', "3000")
+    expect(page.locator("#train-button")).to_be_enabled()
+    page.click("#train-button")
+    expect(page.locator("#train-stage")).to_contain_text("Training", timeout=30_000)
+    status = job_status(lab_server.home, page)
+    assert status["state"] == "running" and psutil.pid_exists(status["pid"])
+    page.click("#cancel-button")
+    expect(page.locator("#train-stage")).to_contain_text("Cancelled", timeout=20_000)
+    expect(page.locator("#train-result")).to_contain_text("nothing was registered")
+    expect(page.locator("#train-button")).to_be_enabled()
+    page.screenshot(path=str(screenshot_dir / "train-cancelled.png"), full_page=True)
+
+    proc_gone = not psutil.pid_exists(status["pid"]) or \
+        psutil.Process(status["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert proc_gone, "the job process is still running"
+    assert job_status(lab_server.home, page)["state"] == "cancelled"
+    assert {r["run_id"] for r in registry.list_runs(lab_server.home)} == before
+    assert list((lab_server.home / "runs").glob(".tmp-*")) == []  # no half-written run left behind
+    # and the server keeps serving
+    page.click("#almanac-navbar >> text=Overview")
+    expect(page.locator("h1")).to_have_text("Almanac ML Lab")
+
+
+def test_invalid_spec_shows_an_alert_and_blocks_train(page, lab_server, screenshot_dir):
+    open_train(page)
+    page.fill('[id=\'{"name":"start","type":"train-field"}\']', "2018-06-01")
+    page.fill('[id=\'{"name":"end","type":"train-field"}\']', "2017-01-31")
+    alert = page.locator("#train-form-feedback .alert-danger")
+    expect(alert).to_contain_text("start 2018-06-01 is after end 2017-01-31")
+    expect(page.locator("#train-button")).to_be_disabled()
+    page.locator("#train-form-section").screenshot(path=str(screenshot_dir / "train-invalid.png"))
+    # fixing it re-enables Train
+    page.fill('[id=\'{"name":"end","type":"train-field"}\']', "")
+    expect(alert).to_have_count(0)
+    expect(page.locator("#train-button")).to_be_enabled()
+
+
+def test_a_spec_the_data_cannot_serve_is_refused_with_its_reason(page, lab_server):
+    open_train(page)
+    set_number(page, "min_train", 2500)  # the sample has 2,516 trading days of ES minute bars
+    page.click("#train-button")
+    alert = page.locator(".alert-danger")
+    expect(alert).to_contain_text("fewer than the", timeout=30_000)
+    expect(alert).to_contain_text("lower min_train or n_splits")
+    expect(page.locator("#train-button")).to_be_enabled()

@@ -1,0 +1,412 @@
+"""The run pages (/evaluate, /backtest, /models), the run picker and viz.compare, as plain
+functions on real run folders.
+
+A module fixture writes a small seeded market (ES 5-minute bars, VIX daily) and trains
+four runs with the real runner (binary LightGBM, binary logistic, regression, multiclass);
+the callbacks then read those folders. Numbers are checked against hand computations on
+the stored out-of-fold rows or against scikit-learn, and the slider callbacks are run
+with the model factory and the model loader made to raise (nothing may refit or load a
+model).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+import zipfile
+from contextvars import copy_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dash import dcc
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+from sklearn.metrics import confusion_matrix, roc_curve
+
+from almanac import registry
+
+SPEC = {
+    "name": "tiny",
+    "data": {"symbol": "ES"},
+    "features": {"sets": ["early_session", "cross_asset", "regime"], "cutoff": "10:15", "cross_assets": ["VIX"]},
+    "label": {"kind": "rest_of_day"},
+    "model": {"kind": "lightgbm", "params": {"n_estimators": 25}},
+    "validation": {"n_splits": 3, "gap": 1, "min_train": 150},
+    "backtest": {"threshold": 0.52, "cost_bps": 1.0},
+}
+DAYS = 330
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A home with a small market and four runs; ALMANAC_HOME points at it; pages imported."""
+    from features.synthetic import futures_minutes
+
+    from almanac.store import Store
+    from ml.runner import run_experiment
+
+    home = tmp_path_factory.mktemp("runs-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ALMANAC_HOME", str(home))
+    importlib.import_module("app")  # registers the pages (they cannot load before the app)
+    store = Store(home)
+    store.write("ES", "1min", futures_minutes("2018-07-02", days=DAYS, seed=3, step=5, overnight=False),
+                source="test")
+    rng = np.random.default_rng(4)
+    dates = pd.bdate_range("2018-01-02", periods=DAYS + 150)
+    store.write("VIX", "1d", pd.DataFrame({"date": dates, "close": 15 * np.exp(np.cumsum(rng.normal(0, .05,
+                                                                                                   len(dates))))}),
+                source="test")
+    runs = {
+        "lgbm": run_experiment(SPEC, store=store),
+        "logit": run_experiment({**SPEC, "name": "tiny-logit", "model": {"kind": "logistic", "params": {}}},
+                                store=store),
+        "reg": run_experiment({**SPEC, "name": "tiny-reg", "label": "forward_return"}, store=store),
+        "multi": run_experiment({**SPEC, "name": "tiny-arch", "label": "archetype",
+                                 "features": {"sets": ["early_session", "regime"]}}, store=store),
+    }
+    yield {"home": home, "runs": runs, "pages": {n: sys.modules[f"pages.{n}"] for n in ("evaluate", "backtest",
+                                                                                        "models")}}
+    mp.undo()
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """Fitting or loading a model raises: slider callbacks must only read stored artifacts."""
+    import ml.models
+    import ml.persist
+    import ml.runner
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a page callback tried to build or load a model")
+
+    for mod, name in ((ml.models, "make_model"), (ml.runner, "make_model"), (ml.persist, "load_model"),
+                      (ml.persist, "save_model")):
+        monkeypatch.setattr(mod, name, refuse)
+
+
+def oof(run) -> pd.DataFrame:
+    return pd.read_parquet(Path(run["path"]) / "oof.parquet")
+
+
+def in_callback(func, prop_id: str, *args):
+    """Call a callback that reads ``dash.ctx.triggered_id`` as if ``prop_id`` fired it."""
+    def run():
+        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": prop_id, "value": 1}]))
+        return func(*args)
+    return copy_context().run(run)
+
+
+def graph_data(node, graph_id: str):
+    """The figure of dcc.Graph ``graph_id`` inside a component tree (None if absent)."""
+    if isinstance(node, dcc.Graph) and node.id == graph_id:
+        return node.figure
+    children = getattr(node, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = graph_data(child, graph_id)
+            if found is not None:
+                return found
+    return None
+
+
+def texts(node) -> str:
+    if node is None:
+        return ""
+    if isinstance(node, (str, int, float)):
+        return str(node)
+    if isinstance(node, (list, tuple)):
+        return " ".join(texts(n) for n in node)
+    return texts(getattr(node, "children", None))
+
+
+# ----------------------------------------------------------------------------- run picker
+def test_run_label_options_and_pick():
+    from pages._components.runs import pick_run, run_label, run_options, short_label
+
+    new = {"run_id": "20261122-081500-es-rest-of-day-lightgbm-1a2b3c", "created_at": "2026-11-22T08:15:00+00:00",
+           "symbol": "ES", "label": "rest_of_day", "model": "lightgbm", "metrics": {"roc_auc": 0.5312}}
+    old = {"run_id": "20261121-070000-es-forward-return-hist-gb-ffffff", "created_at": "2026-11-21T07:00:59+00:00",
+           "symbol": "ES", "label": "forward_return", "model": "hist_gb", "metrics": {"ic": -0.0449, "r2": 0.1}}
+    assert run_label(new) == "2026-11-22 08:15 · ES rest_of_day lightgbm · AUC 0.53"
+    assert run_label(old) == "2026-11-21 07:00 · ES forward_return hist_gb · IC -0.04"
+    assert short_label(new) == "lightgbm rest_of_day · 11-22 08:15 · 1a2b3c"
+    assert [o["value"] for o in run_options([new, old])] == [new["run_id"], old["run_id"]]
+    assert pick_run([new, old]) == new["run_id"]
+    assert pick_run([new, old], old["run_id"]) == old["run_id"]
+    assert pick_run([new, old], "no-such-run") == new["run_id"]
+    assert pick_run([], "x") is None
+
+
+def test_empty_registry_shows_the_way_to_train(lab, monkeypatch, tmp_path):
+    monkeypatch.setenv("ALMANAC_HOME", str(tmp_path))
+    for name, page in lab["pages"].items():
+        tree = page.layout()
+        assert "no runs yet — train one on /train" in " ".join(texts(tree).split()), name
+        assert "href='/train'" in repr(tree) or 'href="/train"' in repr(tree), name
+
+
+def test_layouts_default_to_the_newest_run_or_the_query(lab):
+    runs = lab["runs"]
+    newest = registry.list_runs()[0]["run_id"]
+    for page in lab["pages"].values():
+        assert "run-select" in repr(page.layout()) or page is lab["pages"]["models"]
+    ev = lab["pages"]["evaluate"]
+    assert f"value='{newest}'" in repr(ev.layout())
+    assert f"value='{runs['logit']['run_id']}'" in repr(ev.layout(run=runs["logit"]["run_id"]))
+
+
+# ----------------------------------------------------------------------------- /evaluate
+def test_confusion_matrix_at_threshold_matches_hand_counts(lab, no_models):
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    o = oof(run)
+    for fold, rows in (("all", o), ("1", o[o["fold"] == 1])):
+        for t in (0.45, 0.52, 0.6):
+            graph, report = ev.render_confusion(run["run_id"], fold, t)
+            z = np.asarray(graph.figure["data"][0]["z"])
+            up, hat = rows["y"] == 1, rows["prob"] >= t
+            assert z.tolist() == [[int((~up & ~hat).sum()), int((~up & hat).sum())],
+                                  [int((up & ~hat).sum()), int((up & hat).sum())]]
+            precision_up = (up & hat).sum() / hat.sum()
+            assert f"{precision_up:.3f}" in texts(report)
+    assert graph.id == "confusion-matrix-graph"
+
+
+def test_report_frame_equals_sklearn_on_the_counts():
+    from pages.evaluate import report_frame
+    from sklearn.metrics import precision_recall_fscore_support
+
+    cm = np.array([[5, 3, 0], [2, 7, 1], [0, 4, 9]])
+    table = report_frame(cm, ["a", "b", "c"]).set_index("class")
+    true = np.repeat([0, 0, 0, 1, 1, 1, 2, 2, 2], cm.ravel())
+    pred = np.repeat([0, 1, 2, 0, 1, 2, 0, 1, 2], cm.ravel())
+    p, r, f, s = precision_recall_fscore_support(true, pred)
+    assert np.allclose(table.loc[["a", "b", "c"], "precision"], p)
+    assert np.allclose(table.loc[["a", "b", "c"], "recall"], r)
+    assert table.loc[["a", "b", "c"], "support"].tolist() == s.tolist() == [8, 10, 13]
+    assert table.loc["accuracy", "f1-score"] == pytest.approx(21 / 31)
+
+
+def test_roc_and_calibration_pooled_and_per_fold(lab, no_models):
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    roc, cal, cv = ev.render_curves(run["run_id"], "all")
+    assert roc.id == "roc-graph" and cal.id == "calibration-graph"
+    o = oof(run)
+    fpr, tpr, _ = roc_curve(o["y"], o["prob"])
+    assert np.allclose(roc.figure["data"][1]["x"], fpr) and np.allclose(roc.figure["data"][1]["y"], tpr)
+    subtitle = cal.figure["layout"]["title"]["subtitle"]["text"]
+    assert f"Brier {run['metrics']['brier']:.4f}" in subtitle and f"ECE {run['metrics']['ece']:.4f}" in subtitle
+    assert np.allclose(np.asarray(cv.figure["data"][0]["y"], float), [f["roc_auc"] for f in run["folds"]])
+    roc0, cal0, _ = ev.render_curves(run["run_id"], "0")
+    f0 = o[o["fold"] == 0]
+    fpr0, _, _ = roc_curve(f0["y"], f0["prob"])
+    assert np.allclose(roc0.figure["data"][1]["x"], fpr0)
+    assert sum(cal0.figure["data"][2]["y"]) == len(f0)  # the histogram counts the fold's days only
+
+
+def test_shap_and_dependence_filter_the_fold(lab, no_models):
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    shap = pd.read_parquet(Path(run["path"]) / "shap.parquet")
+    data = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
+    summary, bar = ev.render_shap(run["run_id"], "2", None)
+    assert summary.id == "shap-summary-graph"
+    n2 = int((shap["fold"] == 2).sum())
+    assert all(len(t["x"]) == n2 for t in summary.figure["data"] if "(missing)" not in (t["name"] or ""))
+    top = bar.figure["data"][0]["y"][-1]  # largest bar on top
+    assert bar.figure["data"][0]["x"][-1] == pytest.approx(shap.loc[shap["fold"] == 2, top].abs().mean())
+    feature = run["feature_names"][0]
+    dep = ev.render_dependence(run["run_id"], "2", feature, None)
+    rows = shap[shap["fold"] == 2]
+    assert np.allclose(dep.figure["data"][0]["y"], rows[feature])
+    assert np.allclose(dep.figure["data"][0]["x"], data.loc[pd.DatetimeIndex(rows["date"]), feature], equal_nan=True)
+
+
+def test_drift_rolling_auc_and_psi(lab, no_models):
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    import json
+
+    drift = json.loads((Path(run["path"]) / "drift.json").read_text())
+    line, heat = ev.render_drift(run["run_id"], "all")
+    assert line.id == "drift-graph" and heat.id == "psi-graph"
+    assert np.allclose(np.asarray(line.figure["data"][0]["y"], float),
+                       np.asarray(drift["rolling_auc"]["auc"], float), equal_nan=True)
+    assert heat.figure["layout"]["title"]["text"] == "Feature drift (PSI)"
+    line1, heat1 = ev.render_drift(run["run_id"], "1")
+    f1 = run["folds"][1]
+    x = pd.to_datetime(pd.Series(line1.figure["data"][0]["x"]))
+    assert x.min() >= pd.Timestamp(f1["test_start"]) and x.max() <= pd.Timestamp(f1["test_end"])
+    assert list(heat1.figure["data"][0]["x"]) == ["Fold 1"]
+
+
+def test_multiclass_and_regression_say_what_does_not_apply(lab, no_models):
+    ev = lab["pages"]["evaluate"]
+    multi, reg = lab["runs"]["multi"], lab["runs"]["reg"]
+    graph, _report = ev.render_confusion(multi["run_id"], "all", 0.5)
+    o = oof(multi)
+    proba = o[[f"prob_{c}" for c in multi["classes"]]].to_numpy()
+    assert np.asarray(graph.figure["data"][0]["z"]).tolist() == confusion_matrix(
+        o["y"].astype(int), proba.argmax(1), labels=range(len(multi["classes"]))).tolist()
+    roc, cal, _ = ev.render_curves(multi["run_id"], "all")
+    assert "binary" in texts(roc) and "binary" in texts(cal)
+    assert "not recorded for multiclass" in texts(ev.setup_run(multi["run_id"])[9])
+    confusion, _ = ev.render_confusion(reg["run_id"], "all", 0.5)
+    assert "regression" in texts(confusion)
+    scatter, cal, _ = ev.render_curves(reg["run_id"], "all")
+    assert scatter.id == "evaluate-scatter-graph" and "returns" in texts(cal)
+    setup = ev.setup_run(multi["run_id"])
+    assert setup[7] is True and setup[11] == {"display": "none"}  # no threshold slider
+    assert [o["label"] for o in setup[4]] == multi["classes"]  # the class explained by SHAP is a choice
+
+
+# ----------------------------------------------------------------------------- /backtest
+def test_backtest_at_the_runs_settings_reproduces_run_json(lab, no_models):
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    threshold, disabled, long_only, cost, *_ = bt.setup_run(run["run_id"])
+    assert (threshold, disabled, long_only, cost) == (0.52, False, False, 1.0)
+    stats = bt.recompute(registry.get_run(run["run_id"]), threshold, cost, long_only).stats
+    rec = run["backtest"]
+    for key in ("sharpe", "total_return", "max_drawdown", "trades", "win_rate", "psr"):
+        assert stats[key] == pytest.approx(rec[key], rel=1e-12), key
+    # logit was trained later on the same symbol and label: it counts as a trial now
+    assert stats["n_trials"] == 2 and rec["n_trials"] == 1
+
+
+def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    o = oof(run)
+    table, equity, dd, monthly, trades, message = bt.render_backtest(run["run_id"], 0.6, False, 2.0)
+    assert message is None and table.id == "backtest-stats-table" and equity.id == "equity-curve-graph"
+    n = int(((o["prob"] >= 0.6) | (o["prob"] <= 0.4)).sum())
+    assert len(trades) == n and f"{n:,}" in texts(table)
+    assert "Trials counted for DSR" in texts(table)
+    data = pd.read_parquet(Path(run["path"]) / "dataset.parquet").loc[pd.DatetimeIndex(o["date"])]
+    move = (data["close"] / data["cutoff_price"] - 1).to_numpy()
+    pos = np.where(o["prob"] >= 0.6, 1, np.where(o["prob"] <= 0.4, -1, 0))
+    net = pos * move - np.abs(pos) * 2 * 2.0 / 1e4
+    assert equity.figure["data"][1]["y"][-1] == pytest.approx(np.prod(1 + net))
+    *_, trades_long, _ = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
+    assert len(trades_long) == int((o["prob"] >= 0.6).sum())
+    assert {t["side"] for t in trades_long} == {"long"}
+
+
+def test_regression_and_multiclass_backtests(lab, no_models):
+    bt = lab["pages"]["backtest"]
+    reg, multi = lab["runs"]["reg"], lab["runs"]["multi"]
+    assert bt.setup_run(reg["run_id"])[1] is True  # the threshold does not apply
+    stats = bt.recompute(registry.get_run(reg["run_id"]), 0.7, 1.0, False).stats
+    assert stats["sharpe"] == pytest.approx(reg["backtest"]["sharpe"], rel=1e-12)  # any threshold: sign of pred
+    out = bt.render_backtest(multi["run_id"], 0.55, False, 1.0)
+    assert out[:4] == (None, None, None, None) and "No backtest" in texts(out[5])
+
+
+def test_bad_cost_is_a_visible_message(lab):
+    out = lab["pages"]["backtest"].render_backtest(lab["runs"]["lgbm"]["run_id"], 0.55, False, None)
+    assert "cost_bps must be a number" in texts(out[5])
+
+
+def test_dsr_trials_swaps_this_runs_recorded_sharpe():
+    from pages.backtest import dsr_trials
+
+    assert dsr_trials([0.5, 1.2, 0.8], 1.2, 2.0) == [0.5, 0.8, 2.0]
+    assert dsr_trials([0.5, 1.2, 1.2], 1.2, 2.0) == [0.5, 1.2, 2.0]
+    out = dsr_trials([float("nan"), 0.3], float("nan"), 1.0)
+    assert out == [0.3, 1.0]
+    assert dsr_trials([], 1.0, 1.5) == [1.5]
+
+
+def test_csv_download_holds_the_daily_series(lab, no_models):
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    sent = bt.download_csv(1, run["run_id"], 0.55, True, 0.0)
+    daily = pd.read_csv(io.StringIO(sent["content"]))
+    assert sent["filename"].endswith(".csv") and len(daily) == run["n_oof"]
+    assert (daily["position"] >= 0).all()
+    assert daily["equity"].iloc[-1] == pytest.approx(np.prod(1 + daily["strategy_return"]))
+
+
+# ----------------------------------------------------------------------------- /models
+def test_grid_rows_and_compare(lab, no_models):
+    m, runs = lab["pages"]["models"], lab["runs"]
+    rows = {r["run_id"]: r for r in m.grid_rows(registry.list_runs())}
+    assert rows[runs["reg"]["run_id"]]["score"] == f"IC {runs['reg']['metrics']['ic']:.3f}"
+    assert rows[runs["lgbm"]["run_id"]]["sharpe"] == runs["lgbm"]["backtest"]["sharpe"]
+    selected = [rows[runs["lgbm"]["run_id"]], rows[runs["logit"]["run_id"]]]
+    view = m.render_compare(selected)
+    equity = graph_data(view, "models-compare-equity-graph")
+    lines = [t for t in equity["data"] if not t["name"].startswith("buy and hold")]
+    assert len(lines) == 2
+    for t, key in zip(lines, ("lgbm", "logit"), strict=True):
+        daily = pd.read_parquet(Path(runs[key]["path"]) / "backtest.parquet")
+        assert np.allclose(t["y"], daily["equity"])
+    cv = graph_data(view, "models-compare-cv-graph")
+    bars = [t for t in cv["data"] if t["type"] == "bar"]
+    assert [list(t["y"]) for t in bars] == [[f["roc_auc"] for f in runs[k]["folds"]] for k in ("lgbm", "logit")]
+    assert f"{runs['logit']['backtest']['sharpe']:.3f}" in texts(view)
+    assert m.render_compare(selected[:1]) is None
+    assert m.selection_state(selected)[:3] == (True, True, True)
+    assert m.selection_state(selected[:1])[:3] == (False, False, False)
+
+
+def test_export_sends_a_bundle_that_predicts_like_the_run_model(lab):
+    from ml import persist
+    from ml.export import load_bundle, predictions
+
+    m, run = lab["pages"]["models"], lab["runs"]["lgbm"]
+    sent, message = m.export_model(1, [{"run_id": run["run_id"]}], "token")
+    assert sent["filename"] == f"{run['run_id']}.zip" and sent["base64"]
+    import base64
+
+    path = Path(lab["home"]) / "downloaded.zip"
+    path.write_bytes(base64.b64decode(sent["content"]))
+    assert zipfile.is_zipfile(path)
+    bundle = load_bundle(path)
+    data = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
+    model = persist.load_model(Path(run["path"]) / "model", run["final_model"])
+    expected = model.predict_proba(data[run["feature_names"]])[:, 1]
+    assert np.array_equal(predictions(bundle, data)["prob"].to_numpy(), expected)
+    assert list((Path(lab["home"]) / "tmp").iterdir()) == []  # the temporary export folder is gone
+    assert "Exported" in texts(message)
+
+
+def test_activate_then_delete_with_confirmation(lab):
+    m, runs = lab["pages"]["models"], lab["runs"]
+    row = [{"run_id": runs["reg"]["run_id"], "name": "tiny-reg", "when": "x"}]
+    is_open, body = in_callback(m.open_delete, "models-delete-button.n_clicks", 1, None, row)
+    assert is_open is True and runs["reg"]["run_id"] in texts(body)
+    assert in_callback(m.open_delete, "models-delete-cancel.n_clicks", 1, 1, row)[0] is False
+    msg, rev, _ = in_callback(m.change_registry, "models-activate-button.n_clicks", None, 1, row, None)
+    assert rev == 1 and [a["run_id"] for a in registry.active_runs()] == [runs["reg"]["run_id"]]
+    rows, _ = m.refresh_grid(rev)
+    assert {r["run_id"]: r["active"] for r in rows}[runs["reg"]["run_id"]] == "active"
+    msg, rev, is_open = in_callback(m.change_registry, "models-delete-confirm.n_clicks", 1, 1, row, rev)
+    assert rev == 2 and is_open is False and "deleted" in texts(msg)
+    assert runs["reg"]["run_id"] not in {r["run_id"] for r in registry.list_runs()}
+    assert registry.active_runs() == []
+
+
+# ----------------------------------------------------------------------------- viz.compare
+def test_compare_figures_and_table():
+    from viz.compare import cv_compare_figure, equity_overlay_figure, format_value, metrics_table
+
+    d = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=3), "equity": [1.0, 1.1, 1.21],
+                      "benchmark_equity": [1.0, 0.9, 1.0]})
+    fig = equity_overlay_figure({"A": d, "B": d.assign(equity=[1.0, 0.95, 0.9]), "C": None}, ("buy and hold", d))
+    assert [t.name for t in fig.data] == ["buy and hold", "A", "B"]
+    assert list(fig.data[2].y) == [1.0, 0.95, 0.9] and list(fig.data[0].y) == [1.0, 0.9, 1.0]
+    assert "multiclass" in equity_overlay_figure({"A": None}).layout.annotations[0].text
+    folds = {"A": pd.DataFrame({"fold": [0, 1], "roc_auc": [0.55, 0.6]}),
+             "B": pd.DataFrame({"fold": [1, 0], "roc_auc": [0.4, 0.5]})}
+    cv = cv_compare_figure(folds, "roc_auc", "ROC AUC", 0.5)
+    assert [list(t.y) for t in cv.data[:2]] == [[0.55, 0.6], [0.5, 0.4]] and list(cv.data[1].x) == ["Fold 0", "Fold 1"]
+    assert cv.data[2].name == "reference 0.5" and list(cv.data[2].y) == [0.5, 0.5]
+    table = metrics_table({"A": {"metrics": {"roc_auc": 0.5512, "accuracy": 0.6}, "backtest": {"sharpe": 1.23456}},
+                           "B": {"metrics": {"roc_auc": 0.5}, "backtest": None}})
+    rows = table.set_index("Metric")
+    assert rows.loc["ROC AUC (pooled out-of-fold)"].tolist() == ["0.551", "0.500"]
+    assert rows.loc["Accuracy"].tolist() == ["60.0%", "—"]
+    assert rows.loc["Sharpe ratio (annualized)"].tolist() == ["1.235", "—"]
+    assert "Log loss" not in rows.index  # no run has it
+    assert (format_value(float("nan")), format_value(1234.4, "int"), format_value(None)) == ("—", "1,234", "—")

@@ -1,0 +1,473 @@
+"""The /train page without a browser: job state (status files, run, cancel), form → spec,
+and the callbacks as plain functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dash import no_update
+
+from almanac.errors import SpecError
+from pages._components import jobs
+
+TOKEN = "0123456789abcdef0123456789abcdef"
+
+
+# ----------------------------------------------------------------------------- job ids and status files
+def test_job_id_is_token_and_click_and_refuses_anything_else():
+    assert jobs.job_id_for(TOKEN, 3) == f"{TOKEN}-3"
+    assert jobs.job_id_for(TOKEN.upper(), 1) == f"{TOKEN}-1"
+    for bad in ("../../etc", "", "xyz", TOKEN + "/.."):
+        with pytest.raises(Exception):
+            jobs.job_id_for(bad, 1)
+    with pytest.raises(Exception):
+        jobs.status_path("../evil-1")
+
+
+def test_status_folder_is_private_and_inside_the_home(home):
+    path = jobs.status_path(f"{TOKEN}-1")
+    assert path.parent == home / "jobs" / "status"
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_queued_status_never_overwrites_the_jobs_own_status(home):
+    job = f"{TOKEN}-1"
+    assert jobs.create_status(job) is True
+    assert jobs.read_status(job)["state"] == "queued"
+    assert jobs.create_status(job) is False  # second submit of the same click: no change
+    jobs.write_status(job, state="running", stage="fold 1 of 5: fitting", pid=os.getpid())
+    assert jobs.create_status(job) is False
+    status = jobs.read_status(job)
+    assert (status["state"], status["stage"]) == ("running", "fold 1 of 5: fitting")
+    assert sorted(p.name for p in (home / "jobs" / "status").iterdir()) == [f"{job}.json"]  # no temp files left
+
+
+def test_unknown_job_reads_as_none(home):
+    assert jobs.read_status(None) is None
+    assert jobs.read_status(f"{TOKEN}-9") is None
+    assert jobs.read_status("not-an-id") is None
+
+
+# ----------------------------------------------------------------------------- run_job
+def test_run_job_reports_every_new_stage_and_records_the_run(home):
+    job = f"{TOKEN}-1"
+    seen = []
+
+    def runner(spec, progress):
+        for i, stage in enumerate(["building features", "fold 1 of 2: fitting", "fold 2 of 2: fitting"]):
+            progress(i / 3, stage)
+            seen.append({k: jobs.read_status(job)[k] for k in ("state", "stage", "fraction", "pid")})
+        return {"run_id": "20261122-081500-es-rest-of-day-lightgbm-1a2b3c", "spec": spec}
+
+    final = jobs.run_job(job, runner, {"x": 1})
+    assert seen == [{"state": "running", "stage": "building features", "fraction": 0.0, "pid": os.getpid()},
+                    {"state": "running", "stage": "fold 1 of 2: fitting", "fraction": 1 / 3, "pid": os.getpid()},
+                    {"state": "running", "stage": "fold 2 of 2: fitting", "fraction": 2 / 3, "pid": os.getpid()}]
+    assert final["state"] == "done" and final["fraction"] == 1.0
+    assert final["run_id"] == "20261122-081500-es-rest-of-day-lightgbm-1a2b3c"
+    assert jobs.read_status(job) == final
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) is not jobs._on_sigterm  # handler restored
+
+
+def test_run_job_throttles_repeated_stage_writes(home, monkeypatch):
+    job = f"{TOKEN}-1"
+    writes = []
+    real = jobs.write_status
+    monkeypatch.setattr(jobs, "write_status", lambda *a, **k: writes.append(k.get("stage")) or real(*a, **k))
+
+    def runner(progress):
+        for i in range(200):  # 200 calls with one stage inside 0.25 s: one write
+            progress(i / 200, "fold 1 of 5: fitting")
+        return {"run_id": "r"}
+
+    jobs.run_job(job, runner)
+    assert writes == ["starting", "fold 1 of 5: fitting", "done"]
+
+
+def test_run_job_failures_become_one_line_statuses(home, caplog):
+    def refuses(progress):
+        raise SpecError("walk-forward min_train 5000 leaves no rows to test (2,400 days): lower min_train")
+
+    def crashes(progress):
+        progress(0.1, "building features")
+        raise ZeroDivisionError("boom")
+
+    s = jobs.run_job(f"{TOKEN}-1", refuses)
+    assert (s["state"], s["error_kind"]) == ("failed", "SpecError")
+    assert s["error"] == "walk-forward min_train 5000 leaves no rows to test (2,400 days): lower min_train"
+    caplog.set_level("ERROR")
+    s = jobs.run_job(f"{TOKEN}-2", crashes)
+    assert (s["state"], s["error_kind"], s["stage"]) == ("failed", "internal", "building features")
+    assert s["error"].startswith("an unexpected ZeroDivisionError stopped the training")
+    assert "Traceback" not in s["error"]
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+def test_job_cancelled_before_it_started_does_not_run(home):
+    job = f"{TOKEN}-1"
+    jobs.create_status(job)
+    assert jobs.cancel_job(job)["state"] == "cancelled"
+    ran = []
+    assert jobs.run_job(job, lambda progress: ran.append(1) or {"run_id": "r"})["state"] == "cancelled"
+    assert ran == []
+
+
+# ----------------------------------------------------------------------------- liveness
+def test_running_status_of_a_dead_process_reads_as_failed(home):
+    job = f"{TOKEN}-1"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    jobs.write_status(job, state="running", stage="fold 2 of 5: fitting", pid=dead.pid)
+    status = jobs.read_status(job)
+    assert status["state"] == "failed" and status["error_kind"] == "lost"
+    assert "ended without a result" in status["error"]
+    assert json.loads(jobs.status_path(job).read_text())["state"] == "running"  # the reader writes nothing
+
+
+def test_a_reused_pid_is_not_the_job(home):
+    import psutil
+
+    job = f"{TOKEN}-1"
+    me = psutil.Process()
+    jobs.write_status(job, state="running", pid=me.pid, pid_started=me.create_time())
+    assert jobs.read_status(job)["state"] == "running"
+    jobs.write_status(job, pid_started=me.create_time() - 100.0)  # same pid, another process start
+    assert jobs.read_status(job)["state"] == "failed"
+
+
+# ----------------------------------------------------------------------------- cancel (a real forked job)
+def _slow_runner(runs_dir: str, ignore_term: bool = False):
+    """Like the pipeline runner: builds in runs/.tmp-<id>, removes it on any exception."""
+    def runner(progress):
+        if ignore_term:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        tmp = Path(runs_dir) / ".tmp-20261122-000000-es-rest-of-day-lightgbm-1a2b3c"
+        tmp.mkdir(parents=True)
+        try:
+            for i in range(600):
+                progress(i / 600, f"fold {1 + i // 120} of 5: fitting")
+                time.sleep(0.05)
+            (tmp.parent / "20261122-000000-test").mkdir()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return {"run_id": "20261122-000000-test"}
+    return runner
+
+
+def _start_forked_job(job: str, home: Path, ignore_term: bool = False):
+    import multiprocess
+
+    ctx = multiprocess.get_context("fork")
+    proc = ctx.Process(target=jobs.run_job, args=(job, _slow_runner(str(home / "runs"), ignore_term)),
+                       kwargs={"home": home})
+    proc.start()
+    deadline = time.monotonic() + 30
+    while (jobs.read_status(job, home) or {}).get("stage", "").startswith("fold") is False:
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["graceful", "killed"])
+def test_cancel_terminates_the_job_process_and_leaves_no_run(home, ignore_term):
+    import psutil
+
+    job = f"{TOKEN}-1"
+    jobs.create_status(job, home)
+    proc = _start_forked_job(job, home, ignore_term)
+    pid = jobs.read_status(job, home)["pid"]
+    assert pid == proc.pid
+    # graceful: the runner's own clean-up removes its folder; killed: the cleanup callback does
+    cleanup = (lambda s: jobs.remove_tmp_runs(home / "runs", s["started_at"], "es-rest-of-day-lightgbm")) \
+        if ignore_term else None
+    status = jobs.cancel_job(job, home, grace=0.5, cleanup=cleanup)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert status["state"] == "cancelled"
+    assert jobs.read_status(job, home)["state"] == "cancelled"
+    assert sorted(p.name for p in (home / "runs").iterdir()) == []  # no run, no .tmp- folder
+    assert jobs.cancel_job(job, home)["state"] == "cancelled"  # a second cancel changes nothing
+
+
+def test_remove_tmp_runs_only_takes_the_jobs_own_leftovers(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "20261122-000000-es-rest-of-day-lightgbm-aaaaaa").mkdir(parents=True)  # a complete run
+    old = runs / ".tmp-20261121-000000-es-rest-of-day-lightgbm-bbbbbb"  # before the job started
+    old.mkdir()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    start = pd.Timestamp.now(tz="UTC").isoformat()
+    (runs / ".tmp-20261122-000001-es-rest-of-day-lightgbm-cccccc").mkdir()  # the job's
+    (runs / ".tmp-20261122-000001-es-direction-xgboost-dddddd").mkdir()  # another job's spec
+    removed = jobs.remove_tmp_runs(runs, start, "es-rest-of-day-lightgbm")
+    assert [p.name for p in removed] == [".tmp-20261122-000001-es-rest-of-day-lightgbm-cccccc"]
+    assert sorted(p.name for p in runs.iterdir()) == [
+        ".tmp-20261121-000000-es-rest-of-day-lightgbm-bbbbbb", ".tmp-20261122-000001-es-direction-xgboost-dddddd",
+        "20261122-000000-es-rest-of-day-lightgbm-aaaaaa"]
+
+
+# ----------------------------------------------------------------------------- the app-level poller
+def test_poller_updates_the_store_only_on_change_and_stops_when_the_job_ends(home):
+    job = f"{TOKEN}-1"
+    assert jobs.next_status(None, None) == (no_update, True)
+    jobs.create_status(job)
+    status, disabled = jobs.next_status({"job_id": job}, None)
+    assert status["state"] == "queued" and disabled is False
+    assert jobs.next_status({"job_id": job}, status) == (no_update, False)
+    jobs.write_status(job, state="done", run_id="r1", fraction=1.0)
+    status, disabled = jobs.next_status({"job_id": job}, status)
+    assert (status["state"], status["run_id"], disabled) == ("done", "r1", True)
+
+
+# ============================================================================= the page
+@pytest.fixture(scope="module")
+def train(tmp_path_factory):
+    """pages.train, registered by importing ``app`` (pages cannot load before the app)."""
+    import importlib
+    import sys
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ALMANAC_HOME", str(tmp_path_factory.mktemp("app-home")))
+    try:
+        importlib.import_module("app")
+    finally:
+        mp.undo()
+    return sys.modules["pages.train"]
+
+
+def default_form(train) -> tuple[dict, dict]:
+    return dict(train.DEFAULTS), {k: train.default_param_values(k) for k in train.MODEL_PARAMS}
+
+
+def test_default_form_is_the_documented_default_spec(train):
+    fields, params = default_form(train)
+    spec = train.build_spec(fields, params)
+    assert spec.to_dict() == {
+        "name": "es-rest-of-day-lightgbm",
+        "data": {"symbol": "ES", "start": None, "end": None},
+        "features": {"sets": ["early_session", "cross_asset", "regime"], "cutoff": "10:15",
+                     "cross_assets": ["VIX", "CL"]},
+        "label": {"kind": "rest_of_day"},
+        "model": {"kind": "lightgbm", "params": {"n_estimators": 200, "learning_rate": 0.03, "num_leaves": 15}},
+        "validation": {"scheme": "expanding", "n_splits": 5, "gap": 1, "min_train": 250, "train_size": None},
+        "backtest": {"threshold": 0.55, "cost_bps": 1.0, "long_only": False},
+        "seed": 0,
+    }
+    # the YAML view is that spec, and reads back to it (what `almanac train --config` gets)
+    from almanac.spec import spec_from_yaml
+
+    text, problem = train.check_form(fields, params)
+    assert problem is None and spec_from_yaml(text).to_dict() == spec.to_dict()
+    assert train.yaml_filename(fields) == "es-rest-of-day-lightgbm.yaml"
+
+
+def test_form_fields_map_to_spec_sections(train):
+    fields, params = default_form(train)
+    fields.update(symbol=" es ", start="2012-01-03", end="2018-06-29T00:00:00", cutoff="10:45",
+                  sets=["regime", "early_session"], cross_assets=["VIX"], label="forward_return",
+                  kind="logistic", scheme="rolling", n_splits=4.0, gap=2, min_train=300, train_size=500,
+                  threshold=0.6, cost_bps=2.5, long_only=["long_only"])
+    params["logistic"] = {"C": 0.5, "alpha": 3.0}
+    d = train.form_to_dict(fields, params)
+    assert d["data"] == {"symbol": "ES", "start": "2012-01-03", "end": "2018-06-29"}
+    # no cross_asset set -> no cross symbols; sets in canonical order
+    assert d["features"] == {"sets": ["early_session", "regime"], "cutoff": "10:45", "cross_assets": []}
+    # forward_return is a regression: the logistic kind is a ridge, so alpha (not C) is passed
+    assert d["model"] == {"kind": "logistic", "params": {"alpha": 3.0}}
+    assert d["validation"] == {"scheme": "rolling", "n_splits": 4, "gap": 2, "min_train": 300, "train_size": 500}
+    assert d["backtest"] == {"threshold": 0.6, "cost_bps": 2.5, "long_only": True}
+    # expanding scheme: the rolling window is dropped; blank parameters are left to the factory
+    fields.update(scheme="expanding", label="direction", kind="random_forest")
+    params["random_forest"] = {"n_estimators": 50, "max_depth": None}
+    d = train.form_to_dict(fields, params)
+    assert d["validation"]["train_size"] is None
+    assert d["model"] == {"kind": "random_forest", "params": {"n_estimators": 50}}
+    assert train.model_params("logistic", "binary", {"C": "0.25", "alpha": 9}) == {"C": 0.25}
+    assert train.model_params("xgboost", "binary", {"n_estimators": 10, "max_depth": 3, "learning_rate": 0.1}) \
+        == {"n_estimators": 10, "max_depth": 3, "learning_rate": 0.1}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"start": "2018-06-01", "end": "2017-01-31"},
+     "spec field data.start: start 2018-06-01 is after end 2017-01-31: choose a start on or before the end"),
+    ({"cutoff": "9:00"}, "spec field features.cutoff: "),
+    ({"sets": []}, "spec field features.sets: "),
+    ({"n_splits": 2.5}, "splits must be a whole number, got 2.5"),
+    ({"threshold": 0.4}, "spec field backtest.threshold: 0.4 is out of range: use at least 0.5"),
+    ({"cross_assets": ["ES"]}, "spec field features.cross_assets: ES is the target symbol itself"),
+])
+def test_invalid_forms_give_one_line_messages(train, change, message):
+    fields, params = default_form(train)
+    fields.update(change)
+    text, problem = train.check_form(fields, params)
+    assert text is None and problem.startswith(message) and "\n" not in problem
+    ids = [{"type": train.FIELD, "name": k} for k in fields]
+    pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
+    pvals = [params[i["kind"]][i["name"]] for i in pids]
+    feedback, yaml_text, ok, no_download = train.validate_form(list(fields.values()), pvals, ids, pids)
+    assert ok is False and no_download is True and yaml_text == "" and problem in str(feedback)
+
+
+def test_validate_form_callback_on_defaults(train):
+    fields, params = default_form(train)
+    ids = [{"type": train.FIELD, "name": k} for k in fields]
+    pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
+    pvals = [params[i["kind"]][i["name"]] for i in pids]
+    feedback, text, ok, no_download = train.validate_form(list(fields.values()), pvals, ids, pids)
+    assert feedback is None and ok is True and no_download is False
+    assert text.startswith("name: es-rest-of-day-lightgbm\n")
+
+
+def test_progress_view_says_stage_and_fold(train):
+    assert train.progress_view(None)["visible"] is False
+    v = train.progress_view({"state": "running", "fraction": 0.462, "stage": "fold 3 of 5: SHAP"})
+    assert (v["value"], v["label"], v["stage"], v["animated"]) == (46, "46%", "Training: fold 3 of 5: SHAP", True)
+    assert train.progress_view({"state": "done", "fraction": 1.0})["stage"] == "Finished"
+    assert train.progress_view({"state": "cancelled", "fraction": 0.3})["stage"].startswith("Cancelled")
+    assert train.progress_view({"state": "failed", "stage": "labels"})["color"] == "danger"
+
+
+def test_show_job_disables_train_while_running_or_invalid(train):
+    running = {"state": "running", "fraction": 0.2, "stage": "fold 1 of 5: fitting"}
+    out = train.show_job(running, True)
+    assert out[:2] == (True, False)  # Train disabled, Cancel enabled
+    assert out[2] == {"display": "block"} and out[9] == "Training: fold 1 of 5: fitting"
+    assert out[4:7] == (20, "20%", True)  # value, label, animated
+    assert train.show_job({"state": "done", "fraction": 1.0}, True)[:2] == (False, True)
+    assert train.show_job(None, False)[:2] == (True, True)  # invalid spec: Train disabled
+
+
+def _run_record(run_id: str = "20261122-081500-es-rest-of-day-lightgbm-1a2b3c") -> dict:
+    folds = [{"fold": i, "train_start": "2009-01-02", "train_end": f"201{i}-12-30",
+              "test_start": f"201{i + 1}-01-03", "test_end": f"201{i + 1}-12-30", "n_train": 250 + 100 * i,
+              "n_test": 100, "roc_auc": 0.55 + 0.01 * i, "accuracy": 0.5 + 0.02 * i, "log_loss": 0.69,
+              "brier": 0.25} for i in range(5)]
+    return {"run_id": run_id, "status": "complete", "task": "binary", "n_rows": 1000, "folds": folds,
+            "metrics": {"n": 500, "roc_auc": 0.5712, "accuracy": 0.54, "log_loss": 0.689},
+            "backtest": {"sharpe": 0.8123}, "spec": {"data": {"symbol": "ES"}, "label": {"kind": "rest_of_day"}}}
+
+
+def _find(component, cid):
+    if getattr(component, "id", None) == cid:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = _find(child, cid)
+            if found is not None:
+                return found
+    return None
+
+
+def test_result_view_charts_each_fold_and_links_the_run(train):
+    run = _run_record()
+    view = train.result_view(run)
+    fig = _find(view, "cv-scores-graph").figure
+    bar = fig.data[0]
+    assert bar.type == "bar" and list(bar.y) == pytest.approx([0.55, 0.56, 0.57, 0.58, 0.59])
+    assert [x.split("<br>")[0] for x in bar.x] == ["Fold 1", "Fold 2", "Fold 3", "Fold 4", "Fold 5"]
+    assert bar.x[0].endswith("2011-01-03 → 2011-12-30")
+    assert fig.layout.title.text == "ROC AUC per fold"
+    assert _find(view, "train-to-evaluate").href == f"/evaluate?run={run['run_id']}"
+    assert _find(view, "train-to-backtest").href == f"/backtest?run={run['run_id']}"
+    table = train.fold_table_frame(run["folds"], "binary")
+    # the first three scores the folds hold, in CV_METRICS order (no balanced accuracy here)
+    assert list(table.columns) == ["Fold", "Train", "Test", "Train days", "Test days", "ROC AUC", "accuracy",
+                                   "log loss"]
+    assert table.loc[2, "Test"] == "2013-01-03 → 2013-12-30" and table.loc[2, "ROC AUC"] == "0.5700"
+    tiles = str(train.pooled_tiles(run))
+    assert "0.5712" in tiles and "500" in tiles and "0.81" in tiles
+
+
+def test_status_result_for_each_state(train, home):
+    assert "No run yet" in str(train.status_result(None))
+    assert "Training" in str(train.status_result({"state": "running"}))
+    assert "nothing was registered" in str(train.status_result({"state": "cancelled"}))
+    failed = train.status_result({"state": "failed", "error": "spec field data.symbol: ZZ has no data"})
+    assert failed.color == "danger" and "ZZ has no data" in str(failed)
+    gone = train.status_result({"state": "done", "run_id": "20261122-000000-gone-000000"})
+    assert gone.color == "danger" and "no run 20261122-000000-gone-000000" in str(gone)
+    run = _run_record()
+    folder = home / "runs" / run["run_id"]
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps(run))
+    shown = train.status_result({"state": "done", "run_id": run["run_id"]})
+    assert _find(shown, "train-run-id").children == run["run_id"]
+
+
+def test_follow_symbol_excludes_the_target_from_cross_assets(train, store):
+    from features.synthetic import synthetic_store
+
+    synthetic_store(store, minute_start="2017-01-02", days=40)
+    opts = [{"label": s, "value": s} for s in ("ES", "NQ", "VIX")]
+    options, chosen, hint, lo, hi, *_ = train.follow_symbol("ES", opts, ["ES", "VIX"])
+    assert [o["disabled"] for o in options] == [True, False, False] and chosen == ["VIX"]
+    assert (lo, hi) == train.data_span("ES") and hint.startswith(f"ES data: {lo} → {hi}")
+    assert train.data_span("VIX") == ("2017-01-02", "2017-02-24")  # 40 business days of daily closes
+    assert train.data_span("NOPE") is None
+
+
+def test_submit_queues_the_job_and_refuses_invalid_specs(train, home):
+    fields, params = default_form(train)
+    ids = [{"type": train.FIELD, "name": k} for k in fields]
+    pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
+    pvals = [params[i["kind"]][i["name"]] for i in pids]
+    assert train.submit(0, list(fields.values()), ids, pvals, pids, TOKEN) == (no_update, no_update)
+    job, feedback = train.submit(2, list(fields.values()), ids, pvals, pids, TOKEN)
+    assert job == {"job_id": f"{TOKEN}-2"} and feedback is None
+    status = jobs.read_status(f"{TOKEN}-2")
+    assert (status["state"], status["run_slug"]) == ("queued", "es-rest-of-day-lightgbm")
+    fields["start"], fields["end"] = "2018-01-02", "2017-01-02"
+    job, feedback = train.submit(3, list(fields.values()), ids, pvals, pids, TOKEN)
+    assert job is no_update and "start 2018-01-02 is after end 2017-01-02" in str(feedback)
+    assert jobs.read_status(f"{TOKEN}-3") is None
+    assert train.cancel(0, {"job_id": f"{TOKEN}-2"}) is no_update  # page load: no click
+    assert train.cancel(1, {"job_id": f"{TOKEN}-2"})["state"] == "cancelled"
+
+
+def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
+    """The background callback's body, in-process, on a small synthetic market."""
+    from almanac import registry
+    from features.synthetic import synthetic_store
+
+    synthetic_store(store, minute_start="2017-01-02", days=320)
+    fields, params = default_form(train)
+    fields.update(cross_assets=["VIX"], n_splits=3, min_train=150)
+    params["lightgbm"] = {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7}
+    ids = [{"type": train.FIELD, "name": k} for k in fields]
+    pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
+    pvals = [params[i["kind"]][i["name"]] for i in pids]
+    args = (list(fields.values()), ids, pvals, pids, TOKEN)
+    assert train.train_job(0, *args) is no_update
+    job, _ = train.submit(1, *args)
+    final = train.train_job(1, *args)
+    assert final["state"] == "done" and jobs.read_status(job["job_id"]) == final
+    runs = registry.list_runs()
+    assert [r["run_id"] for r in runs] == [final["run_id"]]
+    run = registry.get_run(final["run_id"])
+    assert run["spec"]["model"]["params"] == {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7}
+    fig = _find(train.status_result(final), "cv-scores-graph").figure
+    assert list(fig.data[0].y) == pytest.approx([f["roc_auc"] for f in run["folds"]]) and len(fig.data[0].y) == 3
+    # a spec the data cannot serve fails the job with the runner's one-line reason
+    fields["min_train"] = 5000
+    final = train.train_job(2, list(fields.values()), ids, pvals, pids, TOKEN)
+    assert final["state"] == "failed" and "lower min_train or n_splits" in final["error"]
+    assert len(registry.list_runs()) == 1
+
+
+def test_old_status_files_are_pruned_when_a_job_is_queued(home):
+    old, recent = f"{TOKEN}-1", f"{TOKEN}-2"
+    jobs.write_status(old, state="done")
+    jobs.write_status(recent, state="done")
+    month_ago = time.time() - 31 * 86400
+    os.utime(jobs.status_path(old), (month_ago, month_ago))
+    jobs.create_status(f"{TOKEN}-3")
+    assert jobs.read_status(old) is None and jobs.read_status(recent)["state"] == "done"
