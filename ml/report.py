@@ -1,25 +1,24 @@
-"""The run report (one self-contained HTML file) and the model card (Markdown).
+"""What the run report says (its numbers, tables and notes) and the model card (Markdown).
 
-:func:`write_report` renders a finished run as a single HTML file that opens offline:
-plotly.js is inlined once (in the first figure), there is no CDN, font or script link,
-and all CSS is inline. Sections: summary, spec (YAML), walk-forward folds, metrics,
-confusion matrix at the spec's threshold, ROC, calibration, SHAP summary, equity curve
-with drawdown, monthly returns, backtest statistics (PSR/DSR with the number of trials),
-data hashes and versions.
-
-The evaluation figures are recomputed from the run's out-of-fold predictions
+:func:`report_data` gathers everything the HTML run report shows from a finished run's
+folder: the record's metrics, folds and backtest statistics formatted for display (with
+:func:`fmt` and the labels of :data:`STAT_ROWS` / :data:`METRIC_NAMES`, the same as the
+model card's and the backtest page's), and the plain data behind each figure. The
+evaluation figures are recomputed from the run's out-of-fold predictions
 (``oof.parquet``) with :mod:`ml.evaluation`, the same functions the runner uses, so they
-hold exactly the run's numbers at the spec's threshold.
+hold exactly the run's numbers at the spec's threshold; monthly returns come from
+:func:`ml.backtester.monthly_returns`.
+
+The HTML itself (layout, CSS, figures, plotly.js inlined once) is :func:`viz.report.render_report`,
+which takes that data; whoever writes or serves the report composes the two
+(``almanac report`` in :mod:`almanac.cli.experiments`, the download on ``/backtest``).
+This module never imports :mod:`viz` (DESIGN.md §2: ``ml → features, almanac``).
 
 :func:`model_card` is the README.md of a model bundle (see :mod:`ml.export`).
-
-The figure builders live in :mod:`viz`; this module imports them inside
-:func:`write_report` only, so importing ``ml`` never loads ``viz`` (DESIGN.md §2).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from datetime import datetime, timezone
@@ -29,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from almanac import registry
-from almanac.atomic import atomic_write_bytes
 from ml import evaluation
-from ml.export import check_output_path, label_kind, spec_value, trading_rules
+from ml.backtester import monthly_returns
+from ml.export import label_kind, spec_value, trading_rules
 
 #: Backtest statistics in display order: key -> (label, kind) with kind pct / num / int.
 STAT_ROWS = (
@@ -196,99 +195,20 @@ def model_card(meta: dict) -> str:
     return "\n".join(out)
 
 
-# ---------------------------------------------------------------- HTML report
-
-CSS = """
-:root { --ink:#2C3E50; --muted:#7B8A8B; --line:#E5E8EC; --bg:#F7F9FA; --accent:#3498DB; }
-* { box-sizing: border-box; }
-body { margin:0; background:var(--bg); color:var(--ink);
-  font: 15px/1.5 Lato, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Liberation Sans", sans-serif; }
-main { max-width: 1160px; margin: 0 auto; padding: 32px 28px 64px; }
-header { border-bottom: 3px solid var(--ink); padding-bottom: 14px; margin-bottom: 22px; }
-h1 { font-size: 28px; margin: 0 0 4px; letter-spacing: -0.01em; }
-h2 { font-size: 19px; margin: 34px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
-.sub { color: var(--muted); font-size: 14px; }
-.sub code { color: var(--ink); }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(128px, 1fr)); gap: 12px; margin: 18px 0 6px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
-.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .v { font-size: 24px; font-weight: 700; margin-top: 2px; font-variant-numeric: tabular-nums; }
-.panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; margin: 12px 0; }
-.grid2, .grid3 { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; margin: 12px 0; }
-.grid3 { grid-template-columns: 1fr 1fr 1fr; }
-.grid2 > .panel, .grid3 > .panel { margin: 0; min-width: 0; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; font-variant-numeric: tabular-nums; background: #fff; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
-td.n, th.n { text-align: right; }
-.tables { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; align-items: start; }
-pre { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px;
-  font: 13px/1.45 "DejaVu Sans Mono", Menlo, Consolas, monospace; overflow-x: auto; margin: 0; }
-code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
-.note { color: var(--muted); font-size: 13.5px; margin: 6px 0 0; }
-.hash { font-size: 12px; word-break: break-all; }
-footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; }
-.spec { column-count: 2; column-gap: 28px; column-rule: 1px solid var(--line); background: #fff;
-  border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
-.spec pre { break-inside: avoid; margin: 0 0 8px; border: 0; padding: 0; border-radius: 0;
-  white-space: pre-wrap; overflow-wrap: anywhere; }
-@media (max-width: 860px) { .grid2, .grid3, .tables { grid-template-columns: 1fr; } .spec { column-count: 1; } }
-"""
-_PLOT_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
-
-
-def _e(x) -> str:
-    return html.escape(str(x))
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
-
-
-def _kv_tables(header: list[str], rows: list[list]) -> str:
-    """Label/value rows as two side-by-side tables (first half left)."""
-    half = (len(rows) + 1) // 2
-    return ('<div class="tables">' + _table(header, rows[:half], {1})
-            + _table(header, rows[half:], {1}) + "</div>")
-
-
-def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
-    th = "".join(f'<th class="n">{_e(h)}</th>' if i in numeric else f"<th>{_e(h)}</th>"
-                 for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(f'<td class="n">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-class _Figures:
-    """Turns figures into HTML divs; plotly.js is inlined with the first one only."""
-
-    def __init__(self):
-        self.ids: list[str] = []
-
-    def div(self, fig, name: str) -> str:
-        import plotly.io as pio
-
-        div_id = f"fig-{name}"
-        self.ids.append(div_id)
-        body = pio.to_html(fig, full_html=False, include_plotlyjs=len(self.ids) == 1,
-                           div_id=div_id, config=_PLOT_CONFIG, include_mathjax=False)
-        return f'<div class="panel">{body}</div>'
-
+# ---------------------------------------------------------------- report data
 
 def _read_parquet(run_dir: Path, name: str) -> pd.DataFrame | None:
     path = run_dir / name
     return pd.read_parquet(path) if path.is_file() else None
 
 
-def _evaluation_section(figs: _Figures, run: dict, oof: pd.DataFrame | None,
-                        threshold: float) -> str:
-    from viz import evaluation as ve
-
+def _evaluation_data(run: dict, oof: pd.DataFrame | None, threshold: float) -> dict | None:
+    """What the classification / prediction figures show, by ``kind`` (the task); None
+    without out-of-fold predictions."""
     task = run.get("task")
     metrics = run.get("metrics") or {}
     if oof is None or oof.empty:
-        return _note("No out-of-fold predictions in this run.")
+        return None
     classes = [str(c) for c in (run.get("classes") or [])]
     y = oof["y"].to_numpy(dtype="float64")
     if task == "binary":
@@ -296,17 +216,12 @@ def _evaluation_section(figs: _Figures, run: dict, oof: pd.DataFrame | None,
         ok = np.isfinite(y) & np.isfinite(p)
         y, p = y[ok], p[ok]
         grid = evaluation.threshold_grid(y, p, [threshold]).iloc[0]
-        cm = [[int(grid.tn), int(grid.fp)], [int(grid.fn), int(grid.tp)]]
         roc = evaluation.roc_table(y, p)
-        rel = evaluation.reliability_curve(y, p)
-        return ('<div class="grid3">'
-                + figs.div(ve.confusion_matrix_figure(cm, classes or ["0", "1"], threshold,
-                                                      height=420), "confusion")
-                + figs.div(ve.roc_figure(roc["fpr"], roc["tpr"], metrics.get("roc_auc"),
-                                         height=420), "roc")
-                + figs.div(ve.calibration_figure(rel, metrics.get("brier"), metrics.get("ece"),
-                                                 height=420), "calibration")
-                + "</div>")
+        return {"kind": "binary", "classes": classes or ["0", "1"], "threshold": threshold,
+                "cm": [[int(grid.tn), int(grid.fp)], [int(grid.fn), int(grid.tp)]],
+                "fpr": roc["fpr"], "tpr": roc["tpr"], "roc_auc": metrics.get("roc_auc"),
+                "reliability": evaluation.reliability_curve(y, p),
+                "brier": metrics.get("brier"), "ece": metrics.get("ece")}
     if task == "multiclass":
         cols = [c for c in oof.columns if c.startswith("prob_")]
         proba = oof[cols].to_numpy(dtype="float64")
@@ -315,64 +230,51 @@ def _evaluation_section(figs: _Figures, run: dict, oof: pd.DataFrame | None,
 
         cm = confusion_matrix(y[ok].astype(int), proba[ok].argmax(axis=1), labels=range(len(cols)))
         names = classes if len(classes) == len(cols) else [c[5:] for c in cols]
-        return ('<div class="grid2">' + figs.div(ve.confusion_matrix_figure(cm, names, height=460),
-                                                 "confusion") + "</div>")
-    pred = oof["pred"].to_numpy(dtype="float64")
-    return figs.div(ve.prediction_scatter_figure(pred, y, metrics.get("ic"), metrics.get("r2")),
-                    "prediction")
+        return {"kind": "multiclass", "classes": names, "cm": cm}
+    return {"kind": "regression", "pred": oof["pred"].to_numpy(dtype="float64"), "y": y,
+            "ic": metrics.get("ic"), "r2": metrics.get("r2")}
 
 
-def _shap_section(figs: _Figures, run_dir: Path, names: list[str]) -> str:
-    """Beeswarm of the out-of-fold SHAP values (binary / regression); for multiclass runs
-    (one block of rows per class) the bars of mean |SHAP| summed over the classes."""
-    from viz import evaluation as ve
-
+def _shap_data(run_dir: Path, names: list[str]) -> dict | None:
+    """The out-of-fold SHAP values: ``summary`` (SHAP frame and the days' feature values,
+    row for row: binary / regression) or, for multiclass runs (one block of rows per
+    class), ``bar`` with mean |SHAP| summed over the classes; None without them."""
     shap = _read_parquet(run_dir, "shap.parquet")
     data = _read_parquet(run_dir, "dataset.parquet")
     if shap is None or data is None or shap.empty:
-        return _note("No SHAP values in this run.")
+        return None
     feats = [c for c in names if c in shap.columns]
     if "class" in shap.columns:
-        mean_abs = shap[feats].abs().groupby(shap["class"]).mean().sum()
-        return (figs.div(ve.shap_bar_figure(mean_abs), "shap")
-                + _note("Multiclass model: mean |SHAP| of each class's output, summed over "
-                        "the classes."))
+        return {"kind": "bar", "mean_abs": shap[feats].abs().groupby(shap["class"]).mean().sum()}
     if "date" not in data.columns:
         data = data.reset_index()
     feats = [c for c in feats if c in data.columns]
     values = data.drop_duplicates("date").set_index("date")
     rows = pd.to_datetime(shap["date"]) if "date" in shap.columns else shap.index
     fv = values.reindex(pd.DatetimeIndex(rows))[feats].reset_index(drop=True)
-    return figs.div(ve.shap_summary_figure(shap[feats].reset_index(drop=True), fv), "shap")
+    return {"kind": "summary", "shap": shap[feats].reset_index(drop=True), "values": fv}
 
 
-def _backtest_section(figs: _Figures, run_dir: Path, run: dict, stats: dict, rules: dict) -> str:
-    """Backtest figures and statistics, or a note when the run has no backtest."""
-    from ml.backtester import monthly_returns
-    from viz import backtest as vb
-
+def _backtest_data(run_dir: Path, run: dict, stats: dict, rules: dict) -> dict:
+    """The daily series, monthly returns, statistics rows and notes; ``daily`` None (and
+    the note saying why) when the run has no backtest."""
     daily = _read_parquet(run_dir, "backtest.parquet")
     if daily is None or daily.empty:
-        return "<h2>Backtest</h2>" + _note("No backtest in this run"
-                                           + (f": {run['backtest_note']}." if run.get("backtest_note")
-                                              else "."))
-    title = (f"Equity curve and drawdown · Sharpe {fmt(stats.get('sharpe'))} · "
-             f"DSR {fmt(stats.get('dsr'), 'pct')}")
-    return "".join([
-        "<h2>Backtest</h2>",
-        _note((run.get("backtest_note") or "out-of-fold signals traded from the cutoff to the "
-               f"close at threshold {float(rules['threshold']):.2f}, long only: "
-               f"{rules['long_only']}") + f"; costs {rules['cost_bps']} bp per side."),
-        figs.div(vb.equity_with_drawdown_figure(daily, title=title), "equity"),
-        figs.div(vb.monthly_returns_figure(monthly_returns(daily)), "monthly"),
-        "<h2>Statistics</h2>",
-        _kv_tables(["Statistic", "Value"], [[lab, fmt(stats.get(k), kind)]
-                                            for k, lab, kind in STAT_ROWS if k in stats]),
-        _note("PSR: probability that the true Sharpe ratio exceeds 0, given the sample length, "
-              "skew and kurtosis. DSR: the same test against the Sharpe ratio the best of "
-              f"{fmt(stats.get('n_trials'), 'int')} trial(s) would reach by luck "
-              "(Bailey & López de Prado, 2014)."),
-    ])
+        return {"daily": None, "note": "No backtest in this run"
+                + (f": {run['backtest_note']}." if run.get("backtest_note") else ".")}
+    return {
+        "daily": daily, "monthly": monthly_returns(daily),
+        "title": (f"Equity curve and drawdown · Sharpe {fmt(stats.get('sharpe'))} · "
+                  f"DSR {fmt(stats.get('dsr'), 'pct')}"),
+        "note": (run.get("backtest_note") or "out-of-fold signals traded from the cutoff to the "
+                 f"close at threshold {float(rules['threshold']):.2f}, long only: "
+                 f"{rules['long_only']}") + f"; costs {rules['cost_bps']} bp per side.",
+        "stats": [[lab, fmt(stats.get(k), kind)] for k, lab, kind in STAT_ROWS if k in stats],
+        "stats_note": ("PSR: probability that the true Sharpe ratio exceeds 0, given the sample "
+                       "length, skew and kurtosis. DSR: the same test against the Sharpe ratio the "
+                       f"best of {fmt(stats.get('n_trials'), 'int')} trial(s) would reach by luck "
+                       "(Bailey & López de Prado, 2014)."),
+    }
 
 
 def _metrics_note(run_dir: Path, run: dict) -> str:
@@ -386,11 +288,11 @@ def _metrics_note(run_dir: Path, run: dict) -> str:
             used = json.loads(path.read_text()).get("threshold_used_for_metrics")
         except (ValueError, AttributeError):
             used = None
-    return _note(f"Accuracy counts a day as called up when P(up) ≥ {float(used):.2f}; the "
-                 "confusion matrix below uses the backtest threshold.") if used is not None else ""
+    return (f"Accuracy counts a day as called up when P(up) ≥ {float(used):.2f}; the "
+            "confusion matrix below uses the backtest threshold.") if used is not None else ""
 
 
-def _cards(run: dict, stats: dict) -> str:
+def _cards(run: dict, stats: dict) -> list[tuple[str, str]]:
     """Key numbers on top: the task's main scores, then the backtest's (if any)."""
     m = run.get("metrics") or {}
     keys = (("roc_auc", "ROC AUC", "num"), ("accuracy", "Accuracy", "pct"),
@@ -401,14 +303,13 @@ def _cards(run: dict, stats: dict) -> str:
                   ("Max drawdown", fmt(stats.get("max_drawdown"), "pct")),
                   ("Trades", fmt(stats.get("trades"), "int")),
                   ("Win rate", fmt(stats.get("win_rate"), "pct"))]
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>'
-        for k, v in items) + "</div>"
+    return items
 
 
-def _folds_table(folds: list[dict]) -> str:
+def _folds_table(folds: list[dict]) -> dict | None:
+    """Header, rows and numeric columns of the walk-forward fold table; None without folds."""
     if not folds:
-        return '<p class="note">No fold table in this run.</p>'
+        return None
     keys = [k for k in ("roc_auc", "accuracy", "log_loss", "brier", "r2", "ic", "rmse")
             if k in folds[0]]
     header = ["Fold", "Train", "Test", "Train days", "Test days"] + [METRIC_NAMES.get(k, k) for k in keys]
@@ -416,17 +317,16 @@ def _folds_table(folds: list[dict]) -> str:
              f"{str(f.get('test_start'))[:10]} → {str(f.get('test_end'))[:10]}",
              fmt(f.get("n_train"), "int"), fmt(f.get("n_test"), "int")]
             + [fmt(f.get(k), "pct" if k == "accuracy" else "num") for k in keys] for f in folds]
-    return _table(header, rows, numeric=set(range(3, len(header))))
+    return {"header": header, "rows": rows, "numeric": set(range(3, len(header)))}
 
 
-def _spec_blocks(text: str) -> str:
-    """The YAML spec as one <pre> per top-level key, flowing in two columns."""
-    blocks: list[list[str]] = []
-    for line in text.rstrip().splitlines():
-        if not blocks or (line and not line[0].isspace() and not line.startswith("-")):
-            blocks.append([])
-        blocks[-1].append(line)
-    return '<div class="spec">' + "".join(f"<pre>{_e(chr(10).join(b))}</pre>" for b in blocks) + "</div>"
+def _fold_scores(folds: list[dict]) -> dict | None:
+    """The per-fold score to chart (ROC AUC, else R²) and its no-skill baseline."""
+    metric = "roc_auc" if folds and "roc_auc" in folds[0] else "r2" if folds and "r2" in folds[0] else None
+    if metric is None:
+        return None
+    return {"folds": pd.DataFrame(folds), "metric": metric,
+            "baseline": 0.5 if metric == "roc_auc" else 0.0, "label": METRIC_NAMES.get(metric)}
 
 
 def _spec_yaml(run_dir: Path, run: dict) -> str:
@@ -438,68 +338,40 @@ def _spec_yaml(run_dir: Path, run: dict) -> str:
     return yaml.safe_dump(run.get("spec") or {}, sort_keys=False)
 
 
-def render_report(run: dict) -> str:
-    """The report of run record ``run`` (run.json plus ``path``) as one HTML string."""
-    from viz import evaluation as ve
-
+def report_data(run: dict) -> dict:
+    """Everything the report of run record ``run`` (run.json plus ``path``) shows, as plain
+    data for :func:`viz.report.render_report`: display strings for the header, cards,
+    tables and notes; arrays and frames for the figures (see that function for the keys)."""
     run_dir = Path(run["path"])
     rules = trading_rules(run)
-    threshold = float(rules["threshold"])
     stats = _stats(run)
-    figs = _Figures()
     run_id = run.get("run_id", run_dir.name)
     folds = run.get("folds") or []
-    metric = "roc_auc" if folds and "roc_auc" in folds[0] else "r2" if folds and "r2" in folds[0] else None
-    oof = _read_parquet(run_dir, "oof.parquet")
-    names = list(run.get("feature_names") or [])
-    symbol = spec_value(run, "data", "symbol", "?")
-    model_kind = spec_value(run, "model", "kind", (run.get("final_model") or {}).get("kind", "?"))
-
-    parts = [
-        f"<header><h1>{_e(run.get('name') or run_id)}</h1>"
-        f'<div class="sub">Run <code>{_e(run_id)}</code> · {_e(symbol)} · label '
-        f"{_e(label_kind(run))} · model {_e(model_kind)} · created {_e(run.get('created_at'))}"
-        f"</div></header>",
-        _cards(run, stats),
-        "<h2>Walk-forward folds</h2>", _folds_table(folds),
-        figs.div(ve.cv_scores_figure(pd.DataFrame(folds), metric,
-                                     0.5 if metric == "roc_auc" else 0.0,
-                                     label=METRIC_NAMES.get(metric), height=320), "folds")
-        if metric else "",
-        "<h2>Metrics (pooled out-of-fold)</h2>",
-        _kv_tables(["Metric", "Value"], [list(r) for r in _metric_rows(run.get("metrics"))]),
-        _metrics_note(run_dir, run),
-        {"binary": f"<h2>Classification at threshold {threshold:.2f}</h2>",
-         "multiclass": "<h2>Classification (most likely class)</h2>"}.get(
-            run.get("task"), "<h2>Predictions vs outcomes</h2>"),
-        _evaluation_section(figs, run, oof, threshold),
-        "<h2>What drives the model (SHAP, out-of-fold)</h2>",
-        _shap_section(figs, run_dir, names),
-        _backtest_section(figs, run_dir, run, stats, rules),
-        "<h2>Specification</h2>", _spec_blocks(_spec_yaml(run_dir, run)),
-        "<h2>Reproducibility</h2>",
-        '<div class="tables">',
-        _table(["Dataset", "SHA-256"], [[k, v] for k, v in (run.get("data_hashes") or {}).items()]),
-        _table(["Library", "Version"], [[k, v] for k, v in (run.get("versions") or {}).items()]
-               + [["code revision", run.get("code_revision")]]),
-        "</div>",
-        f"<footer>Generated by Almanac ML Lab on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from run folder {_e(run_dir.name)}.</footer>",
-    ]
-    title = _e(f"{run.get('name') or run_id} · Almanac report")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{title}</title><style>{CSS}</style></head><body><main>"
-            + "\n".join(parts) + "</main></body></html>\n")
+    return {
+        "run_id": run_id,
+        "title": run.get("name") or run_id,
+        "symbol": spec_value(run, "data", "symbol", "?"),
+        "label": label_kind(run),
+        "model": spec_value(run, "model", "kind", (run.get("final_model") or {}).get("kind", "?")),
+        "created_at": run.get("created_at"),
+        "task": run.get("task"),
+        "threshold": float(rules["threshold"]),
+        "cards": _cards(run, stats),
+        "folds_table": _folds_table(folds),
+        "fold_scores": _fold_scores(folds),
+        "metrics": [list(r) for r in _metric_rows(run.get("metrics"))],
+        "metrics_note": _metrics_note(run_dir, run),
+        "evaluation": _evaluation_data(run, _read_parquet(run_dir, "oof.parquet"),
+                                       float(rules["threshold"])),
+        "shap": _shap_data(run_dir, list(run.get("feature_names") or [])),
+        "backtest": _backtest_data(run_dir, run, stats, rules),
+        "spec_yaml": _spec_yaml(run_dir, run),
+        "data_hashes": [[k, v] for k, v in (run.get("data_hashes") or {}).items()],
+        "versions": ([[k, v] for k, v in (run.get("versions") or {}).items()]
+                     + [["code revision", run.get("code_revision")]]),
+        "folder": run_dir.name,
+        "generated_at": datetime.now(timezone.utc),
+    }
 
 
-def write_report(run_id: str, out: Path | str) -> Path:
-    """Write the HTML report of run ``run_id`` to ``out`` (an .html path, or a folder to
-    hold ``<run_id>.html``); returns the path."""
-    run = registry.get_run(run_id)
-    path = check_output_path(out, f"{run_id}.html", (".html", ".htm"))
-    atomic_write_bytes(path, render_report(run).encode())
-    return path
-
-
-__all__ = ["fmt", "model_card", "render_report", "write_report"]
+__all__ = ["METRIC_NAMES", "STAT_ROWS", "fmt", "model_card", "report_data"]

@@ -17,8 +17,9 @@ Sharpe replaced by the Sharpe of the settings on screen (:func:`dsr_trials`); at
 run's own settings the statistics are those in ``run.json`` (plus any trials recorded
 since). Multiclass runs (day types, not directions) have no backtest.
 
-Downloads: the run's self-contained HTML report (:func:`ml.report.render_report`, which
-shows the run's recorded settings) and the daily series of the settings on screen (CSV).
+Downloads: the run's self-contained HTML report (:func:`ml.report.report_data` rendered by
+:func:`viz.report.render_report`; it shows the run's recorded settings) and the daily
+series of the settings on screen (CSV).
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from almanac import registry
 from ml.backtester import BacktestResult, backtest, monthly_returns
 from ml.export import trading_rules
-from ml.report import STAT_ROWS, fmt, render_report
+from ml.report import STAT_ROWS, fmt, report_data
 from ml.runner import _backtest_frame
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
 from viz.backtest import drawdown_figure, equity_figure, monthly_returns_figure
+from viz.report import render_report
 
 dash.register_page(__name__, path="/backtest", name="Backtest", order=5, title="Backtest · Almanac ML Lab",
                    description="Trade the signal only when the model is confident: equity, drawdown, "
@@ -285,7 +287,7 @@ def download_report(_n, run_id, _token):
     if not run_id:
         return no_update, no_update
     try:
-        text = render_report(registry.get_run(run_id))
+        text = render_report(report_data(registry.get_run(run_id)))
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return no_update, failure_alert(exc, log, f"writing the report of {run_id}")
     return dcc.send_string(text, f"{run_id}-report.html"), no_update

@@ -3,10 +3,15 @@
 - the kernel (almanac, its command line included) loads none of features, ml, viz, pages, dash;
 - features loads no ml/viz/pages/dash; ml loads no viz/pages/dash; viz loads no dash;
 - heavy model libraries are not imported until a model needs them.
+
+Loading modules only sees their top-level imports, so the source of every module is also
+read (ast) for imports at any depth, inside functions included; only the command line
+(almanac/cli) may import upper layers, and only inside its handlers.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -44,3 +49,56 @@ def test_layers_point_one_way(package, forbidden):
         pytest.skip(f"{package}/ has no modules yet")
     stmt = "\n".join(f"import {package}.{m}" for m in modules)
     assert loaded_after(stmt) & forbidden == set()
+
+
+UPPER = {"features", "ml", "viz", "pages", "dash", "app"}
+
+
+def imports_of(path: Path, top_level_only: bool = False) -> dict[str, int]:
+    """The top package of each absolute import in ``path`` (statements at any depth, and
+    ``importlib.import_module("...")`` / ``__import__("...")`` with a literal name) -> line."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found: dict[str, int] = {}
+    for node in nodes:
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Name) and node.func.id == "__import__")
+                   or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"))):
+            names = [node.args[0].value]
+        for name in names:
+            found.setdefault(name.split(".")[0], node.lineno)
+    return found
+
+
+def sources(package: str, exclude: str | None = None) -> list[Path]:
+    files = sorted((ROOT / package).rglob("*.py"))
+    return [f for f in files if not (exclude and (ROOT / exclude) in f.parents)]
+
+
+@pytest.mark.parametrize("package,forbidden,exclude", [
+    ("almanac", UPPER, "almanac/cli"),  # the kernel
+    ("features", UPPER - {"features"}, None),
+    ("ml", UPPER - {"features", "ml"}, None),
+    ("viz", UPPER - {"viz"} | {"almanac"}, None),
+])
+def test_no_upward_import_at_any_depth(package, forbidden, exclude):
+    """Also lazy imports inside functions: ml/report.py once imported viz in its functions."""
+    files = sources(package, exclude)
+    assert files
+    bad = [f"{f.relative_to(ROOT)}:{line} imports {name}" for f in files
+           for name, line in imports_of(f).items() if name in forbidden]
+    assert bad == []
+
+
+def test_command_line_imports_upper_layers_only_inside_handlers():
+    files = sources("almanac/cli")
+    assert files
+    bad = [f"{f.relative_to(ROOT)}:{line} imports {name}" for f in files
+           for name, line in imports_of(f, top_level_only=True).items() if name in UPPER]
+    assert bad == []

@@ -1,4 +1,5 @@
-"""ml.report: one offline HTML file holding the run's numbers; the model card text."""
+"""The run report (ml.report gathers, viz.report renders): one offline HTML file holding
+the run's numbers; the model card text."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ module_home = _te.module_home  # a fixture
 
 @pytest.fixture(scope="module")
 def binary_report(module_home):  # noqa: F811
-    from ml.report import write_report
+    from almanac.cli.experiments import write_report
 
     run = build_run(module_home, "lightgbm", "binary")
     path = write_report(run["run_id"], module_home / "report.html")
@@ -113,7 +114,7 @@ def test_report_holds_the_run_numbers(binary_report):
 
 def test_report_out_paths(runs, tmp_path):  # noqa: F811
     from almanac.settings import REPO_ROOT
-    from ml.report import write_report
+    from almanac.cli.experiments import write_report
 
     run = build_run(runs, "logistic", "binary", run_id="20260101-000000-es-rod-logistic-x")
     path = write_report(run["run_id"], tmp_path)  # a folder: <run_id>.html inside
@@ -125,7 +126,7 @@ def test_report_out_paths(runs, tmp_path):  # noqa: F811
 
 
 def test_regression_report_shows_prediction_scatter(runs, tmp_path):  # noqa: F811
-    from ml.report import write_report
+    from almanac.cli.experiments import write_report
 
     run = build_run(runs, "random_forest", "regression", run_id="20260101-000000-es-fwd-rf-y")
     html = write_report(run["run_id"], tmp_path / "r.html").read_text()
@@ -157,7 +158,7 @@ def test_model_card_sections_and_numbers():
 
 
 def test_multiclass_report_confusion_by_argmax(runs, tmp_path):  # noqa: F811
-    from ml.report import write_report
+    from almanac.cli.experiments import write_report
 
     run = build_run(runs, "logistic", "multiclass", run_id="20260101-000000-es-arch-log-m")
     # the runner's multiclass SHAP layout: one block of rows per class

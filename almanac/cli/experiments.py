@@ -7,6 +7,8 @@ runs it with a progress bar on stderr and prints the run id (``--json``: the sam
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from almanac.cli import print_json, progress_printer
 
 _METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
@@ -167,9 +169,23 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    from ml.report import write_report
+def write_report(run_id: str, out: Path | str) -> Path:
+    """Write the HTML report of run ``run_id`` to ``out`` (an .html path, or a folder to
+    hold ``<run_id>.html``) and return its path: the data gathered by ml, the page
+    rendered by viz (ml never imports viz, DESIGN.md §2), written atomically."""
+    from almanac import registry
+    from almanac.atomic import atomic_write_bytes
+    from ml.export import check_output_path
+    from ml.report import report_data
+    from viz.report import render_report
 
+    run = registry.get_run(run_id)
+    path = check_output_path(out, f"{run_id}.html", (".html", ".htm"))
+    atomic_write_bytes(path, render_report(report_data(run)).encode())
+    return path
+
+
+def cmd_report(args) -> int:
     path = write_report(args.run_id, args.out)
     print(path)
     return 0
