@@ -5,39 +5,53 @@ SHAP values explain the model's *raw* output, the space in which they add up exa
 ==============  =========================  ============================================
 model           explainer                  output explained (``ShapResult.output``)
 ==============  =========================  ============================================
-lightgbm        TreeExplainer              log-odds (binary), softmax logits
-xgboost                                    (multiclass), prediction (regression)
-hist_gb
-random_forest   TreeExplainer on the       probability (classifiers), prediction
+lightgbm        the library's own TreeSHAP log-odds (binary), softmax logits
+                (``pred_contrib=True``)    (multiclass), prediction (regression)
+xgboost         the library's own TreeSHAP
+                (``pred_contribs=True``)
+hist_gb         shap TreeExplainer
+random_forest   shap TreeExplainer on the  probability (classifiers), prediction
                 imputed rows               (regression)
 logistic        LinearExplainer in the     log-odds / logits; Ridge: prediction
                 imputed+scaled space
 ==============  =========================  ============================================
 
 For binary models the values are those of class 1 (P(up)). Tree explainers use the
-tree-path-dependent algorithm (no background data needed; ``background`` is ignored);
-the linear explainer needs ``background`` = the training rows (it is passed through the
-pipeline's imputer and scaler, and values are ``coef · (x − mean(background))``).
+tree-path-dependent algorithm (no background data needed; ``background`` is ignored).
+For lightgbm and xgboost that is the libraries' native TreeSHAP, the very routine
+``shap.TreeExplainer.shap_values`` calls for them, without the explainer's conversion of
+every tree into shap's own format on construction (done once per fold model, and not
+needed for these two); the values equal shap's (tests/test_explain.py). The TreeSHAP
+itself, about trees x leaves x depth² per row, is most of what SHAP costs. The bias
+column of the native output is the base value. The linear explainer needs
+``background`` = the training rows (it is passed through the pipeline's imputer and
+scaler, and values are ``coef · (x − mean(background))``).
 
 Every result is checked for additivity, ``base_value + Σ_features values ≈ raw output``
 of each row; a gap above ``tol · max(1, max |raw output|)`` raises
 :class:`ShapAdditivityError`. shap itself runs single-threaded; lightgbm and xgboost
-compute their native contributions with the model's thread count (``ml.threads``).
-shap is imported lazily.
+compute their native contributions with ``ml.threads.N_THREADS`` threads. shap is
+imported lazily (and not at all for lightgbm and xgboost).
+
+:func:`permutation_importances` gives the numbers of
+``sklearn.inspection.permutation_importance`` (same shuffles, same scorer) but predicts
+all shuffled copies in one call (a few for large inputs) instead of one call per
+feature and repeat.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
-from sklearn.inspection import permutation_importance
+from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
 
 from almanac.errors import SpecError
+from ml import threads
 
 
 class ShapAdditivityError(RuntimeError):
@@ -102,13 +116,59 @@ def _output_name(family: str, est) -> str:
     return "log_odds" if len(est.classes_) == 2 else "logit"
 
 
+def _xgb_iteration_range(est) -> tuple[int, int]:
+    """The trees ``XGBModel.predict`` uses: up to ``best_iteration`` after early stopping."""
+    try:
+        return 0, int(est.best_iteration) + 1
+    except AttributeError:
+        return 0, 0
+
+
+def _native_contributions(family: str, est, Xt):
+    """TreeSHAP values of a lightgbm / xgboost model from the library itself:
+    values (n, f) or (n, f, K), base value scalar or (K,)."""
+    n, f = Xt.shape
+    if n == 0:  # the libraries refuse no rows; the bias is the same for any row: one NaN row
+        one = (pd.DataFrame(np.nan, index=[0], columns=Xt.columns) if isinstance(Xt, pd.DataFrame)
+               else np.full((1, f), np.nan))
+        values, base = _native_contributions(family, est, one)
+        return values[:0], base
+    if family == "lightgbm":
+        # (n, K * (f + 1)): per output (class) one block of f contributions + its bias
+        phi = est.predict(Xt, pred_contrib=True, num_threads=threads.N_THREADS)
+        phi = np.asarray(phi, dtype="float64").reshape(n, -1, f + 1)
+    else:
+        import xgboost
+
+        dm = xgboost.DMatrix(Xt, missing=est.missing, nthread=threads.N_THREADS,
+                             enable_categorical=bool(getattr(est, "enable_categorical", False)))
+        # strict_shape: always (n, K, f + 1), K = 1 for binary / regression; bias last
+        phi = est.get_booster().predict(dm, pred_contribs=True, strict_shape=True,
+                                        iteration_range=_xgb_iteration_range(est))
+        phi = np.asarray(phi, dtype="float64")
+    if phi.shape != (n, phi.shape[1], f + 1):  # pragma: no cover - a library changed its layout
+        raise RuntimeError(f"unexpected {family} contribution shape {phi.shape} for {n} rows "
+                                  f"x {f} features")
+    values = np.moveaxis(phi[:, :, :f], 1, 2)  # (n, f, K), the layout of shap's values
+    base = phi[0, :, f]  # the bias: the same on every row
+    if values.shape[2] == 1:
+        return values[:, :, 0], base[0]
+    return values, base
+
+
 def _explain(model, X: pd.DataFrame, background):
     """values (n, f[, K]), base (scalar or (K,)), raw (n[, K]), output name."""
-    import shap
-
     pre, est = _split(model)
     family = _family(est)
     Xt = pre.transform(X) if pre is not None else X
+    if family in ("lightgbm", "xgboost"):
+        values, base = _native_contributions(family, est, Xt)
+        raw = (np.asarray(_raw_output(family, est, Xt), dtype="float64") if len(values)
+               else np.zeros((0, *values.shape[2:])))
+        return values, np.asarray(base, dtype="float64"), raw, _output_name(family, est)
+
+    import shap
+
     if family == "linear":
         if background is None:
             raise SpecError("SHAP for a linear model needs background rows: pass the "
@@ -119,9 +179,7 @@ def _explain(model, X: pd.DataFrame, background):
         values = explainer.shap_values(np.asarray(Xt, dtype="float64"))
     else:
         explainer = shap.TreeExplainer(est)
-        with warnings.catch_warnings():  # shap's note on the lightgbm output format
-            warnings.simplefilter("ignore", UserWarning)
-            values = explainer.shap_values(Xt)
+        values = explainer.shap_values(Xt)
     values = np.asarray(values, dtype="float64")
     base = np.asarray(explainer.expected_value, dtype="float64")
     raw = np.asarray(_raw_output(family, est, Xt), dtype="float64")
@@ -187,20 +245,89 @@ def mean_abs_shap(results: ShapResult | list[ShapResult]) -> pd.Series:
 
 _SCORING = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "regression": "r2"}
 
+#: Most rows predicted in one call by :func:`permutation_importances` (bounds memory: the
+#: shuffled copies of a block of features are stacked; always at least one copy per call).
+MAX_ROWS_PER_CALL = 200_000
+
+
+def _shuffles(n: int, n_repeats: int, seed: int) -> np.ndarray:
+    """(n_repeats, n) row orders of the shuffled column, exactly as scikit-learn's
+    ``permutation_importance(random_state=seed)``: one seed drawn from ``seed``, then for
+    every column a fresh ``RandomState(that seed)`` shuffles an index array in place once
+    per repeat and applies it to the column *as already shuffled* (so repeat r shows the
+    composition of the first r shuffles). The orders are thus the same for every column."""
+    col_seed = check_random_state(seed).randint(np.iinfo(np.int32).max + 1)
+    rs = np.random.RandomState(col_seed)
+    shuffling_idx = np.arange(n)
+    order = np.arange(n)
+    out = np.empty((n_repeats, n), dtype=np.intp)
+    for r in range(n_repeats):
+        rs.shuffle(shuffling_idx)
+        order = order[shuffling_idx]
+        out[r] = order
+    return out
+
+
+def _scored_response(model, X: pd.DataFrame, task: str) -> np.ndarray:
+    """What scikit-learn's scorer of ``_SCORING[task]`` scores (its response-method rules,
+    sklearn.utils._response): roc_auc prefers ``decision_function`` and else takes
+    ``predict_proba``; roc_auc_ovr takes ``predict_proba``; of a two-class
+    ``predict_proba`` the positive class ``classes_[-1]``; r2 takes ``predict``."""
+    if task == "regression":
+        return np.asarray(model.predict(X))
+    if task == "binary" and getattr(model, "decision_function", None) is not None:
+        return np.asarray(model.decision_function(X))
+    proba = np.asarray(model.predict_proba(X))
+    return proba[:, -1] if len(model.classes_) == 2 else proba
+
+
+def _score(task: str, y: np.ndarray, response: np.ndarray) -> float:
+    if task == "regression":
+        return r2_score(y, response)
+    if task == "binary":
+        return roc_auc_score(y, response)
+    return roc_auc_score(y, response, multi_class="ovr")
+
 
 def permutation_importances(model, X: pd.DataFrame, y, task: str, *, n_repeats: int = 5,
                             seed: int = 0) -> pd.DataFrame:
-    """Drop in score when one feature's values are shuffled (scikit-learn).
+    """Drop in score when one feature's values are shuffled.
 
-    Scoring: roc_auc (binary), roc_auc_ovr (multiclass), r2 (regression); ``n_repeats``
-    shuffles per feature with ``random_state=seed``, one job. Returns columns feature,
-    importance_mean, importance_std, largest mean first.
+    The numbers of ``sklearn.inspection.permutation_importance(model, X, y, scoring=...,
+    n_repeats=n_repeats, random_state=seed)`` (same shuffles, same scorer: roc_auc for
+    binary, roc_auc_ovr for multiclass, r2 for regression; importance = baseline score -
+    shuffled score, mean and population std over the repeats), computed in one batch: the
+    unshuffled rows and every (feature, repeat) shuffled copy are stacked and predicted in
+    one call (in chunks of at most :data:`MAX_ROWS_PER_CALL` rows), then each copy is
+    scored. Returns columns feature, importance_mean, importance_std, largest mean first.
+    A score that is undefined on these rows (e.g. one class only) raises ValueError.
     """
     if task not in _SCORING:
         raise SpecError(f"unknown task {task!r}; choose one of: {', '.join(_SCORING)}")
     X = _check_frame(X)
-    r = permutation_importance(model, X, np.asarray(y), scoring=_SCORING[task],
-                               n_repeats=n_repeats, random_state=seed, n_jobs=1)
-    out = pd.DataFrame({"feature": list(X.columns), "importance_mean": r.importances_mean,
-                        "importance_std": r.importances_std})
+    if int(n_repeats) < 1:
+        raise SpecError(f"n_repeats must be at least 1, got {n_repeats}")
+    y = np.asarray(y)
+    n, n_features = X.shape
+    orders = _shuffles(n, int(n_repeats), seed)
+    identity = np.arange(n)
+    # block 0: the rows as they are (baseline); block 1 + j * n_repeats + r: feature j, repeat r
+    blocks = [(-1, 0)] + [(j, r) for j in range(n_features) for r in range(int(n_repeats))]
+    per_call = max(1, MAX_ROWS_PER_CALL // max(n, 1))
+    columns = [X.iloc[:, j].array for j in range(n_features)]
+    scores = np.empty(len(blocks))
+    for lo in range(0, len(blocks), per_call):
+        chunk = blocks[lo:lo + per_call]
+        stacked = pd.DataFrame({
+            j: columns[j].take(np.concatenate([orders[r] if jj == j else identity
+                                               for jj, r in chunk]))
+            for j in range(n_features)})
+        stacked.columns = X.columns
+        response = _scored_response(model, stacked, task)
+        for b in range(len(chunk)):
+            scores[lo + b] = _score(task, y, response[b * n:(b + 1) * n])
+    baseline, permuted = scores[0], scores[1:].reshape(n_features, int(n_repeats))
+    importances = baseline - permuted
+    out = pd.DataFrame({"feature": list(X.columns), "importance_mean": np.mean(importances, axis=1),
+                        "importance_std": np.std(importances, axis=1)})
     return out.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)

@@ -104,3 +104,85 @@ def test_additivity_gap_is_flagged():
     assert 0 < shap_values(model, X).max_error < 1e-4
     with pytest.raises(ShapAdditivityError, match="miss the model output"):
         shap_values(model, X, tol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:LightGBM binary classifier:UserWarning")  # shap's note
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost"])
+def test_native_tree_shap_equals_shap_tree_explainer(kind, task):
+    """lightgbm / xgboost values come from the libraries' own TreeSHAP, not from
+    shap.TreeExplainer: same numbers, same layout (one result per class), same base."""
+    import shap
+
+    X, y = data(task)
+    model = make_model(kind, task).fit(X.iloc[:200], y[:200])
+    rows = X.iloc[200:]
+    results = shap_values_by_class(model, rows)
+    explainer = shap.TreeExplainer(model)
+    expected = np.asarray(explainer.shap_values(rows), dtype="float64")
+    base = np.atleast_1d(np.asarray(explainer.expected_value, dtype="float64"))
+    if task == "multiclass":
+        assert expected.shape == (len(rows), X.shape[1], 4) and len(results) == 4
+    else:
+        assert expected.shape == rows.shape and len(results) == 1
+        expected = expected[:, :, None]
+    for k, r in enumerate(results):
+        np.testing.assert_allclose(r.values.to_numpy(), expected[:, :, k], rtol=1e-12, atol=1e-12)
+        assert r.base_value == pytest.approx(base[k], rel=1e-12, abs=1e-12)
+    # no rows: no values, the same base value (the libraries refuse empty input)
+    empty = shap_values_by_class(model, rows.iloc[:0])
+    assert [e.values.shape for e in empty] == [(0, X.shape[1])] * len(results)
+    assert [e.base_value for e in empty] == pytest.approx([r.base_value for r in results], rel=1e-12)
+
+
+_PERM_CASES = [("lightgbm", "binary"), ("logistic", "binary"), ("xgboost", "binary"),
+               ("random_forest", "binary"), ("lightgbm", "multiclass"), ("logistic", "multiclass"),
+               ("hist_gb", "multiclass"), ("lightgbm", "regression"), ("logistic", "regression")]
+
+
+@pytest.mark.parametrize("kind,task", _PERM_CASES)
+def test_batched_permutation_importance_equals_sklearn(kind, task, monkeypatch):
+    """One stacked prediction gives exactly sklearn's permutation_importance (same seed
+    handling, same shuffles, same scorer), also when split into chunks."""
+    import ml.explain
+    from sklearn.inspection import permutation_importance
+
+    X, y = data(task)
+    model = make_model(kind, task).fit(X.iloc[:200], y[:200])
+    rows, y_rows = X.iloc[200:], y[200:]
+    scoring = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "regression": "r2"}[task]
+    ref = permutation_importance(model, rows, y_rows, scoring=scoring, n_repeats=5, random_state=3,
+                                 n_jobs=1)
+    ours = permutation_importances(model, rows, y_rows, task, n_repeats=5, seed=3)
+    assert list(ours.columns) == ["feature", "importance_mean", "importance_std"]
+    assert ours["importance_mean"].is_monotonic_decreasing
+    ours = ours.set_index("feature").loc[list(X.columns)]
+    np.testing.assert_allclose(ours["importance_mean"], ref.importances_mean, rtol=1e-12)
+    np.testing.assert_allclose(ours["importance_std"], ref.importances_std, rtol=1e-12)
+    assert ours["importance_mean"].idxmax() == "drive"
+    # 100 rows, at most 250 per call: 2 of the 1 + 5 x 5 blocks per prediction
+    monkeypatch.setattr(ml.explain, "MAX_ROWS_PER_CALL", 250)
+    chunked = permutation_importances(model, rows, y_rows, task, n_repeats=5, seed=3)
+    np.testing.assert_allclose(chunked.set_index("feature").loc[list(X.columns), "importance_mean"],
+                               ref.importances_mean, rtol=1e-12)
+
+
+def test_permutation_importance_predicts_in_one_call(monkeypatch):
+    import ml.explain
+
+    X, y = data("binary")
+    model = make_model("lightgbm", "binary").fit(X.iloc[:200], y[:200])
+    calls = []
+    original = type(model).decision_function  # what the roc_auc scorer uses for lightgbm
+
+    def counting(self, Z, *a, **kw):
+        calls.append(len(Z))
+        return original(self, Z, *a, **kw)
+
+    monkeypatch.setattr(type(model), "decision_function", counting)
+    permutation_importances(model, X.iloc[200:], y[200:], "binary", n_repeats=5)
+    assert calls == [100 * (1 + 5 * 5)]  # baseline + every (feature, repeat) copy
+    calls.clear()
+    monkeypatch.setattr(ml.explain, "MAX_ROWS_PER_CALL", 250)
+    permutation_importances(model, X.iloc[200:], y[200:], "binary", n_repeats=5)
+    assert calls == [200] * 13
