@@ -186,3 +186,22 @@ def test_permutation_importance_predicts_in_one_call(monkeypatch):
     monkeypatch.setattr(ml.explain, "MAX_ROWS_PER_CALL", 250)
     permutation_importances(model, X.iloc[200:], y[200:], "binary", n_repeats=5)
     assert calls == [200] * 13
+
+
+def test_batched_scores_equal_sklearns_scorers_with_ties():
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    from ml.explain import _scores
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    responses = np.round(rng.normal(size=(7, 300)), 1)  # many ties
+    responses[3] = 0.25  # a constant response: AUC 0.5
+    want = [roc_auc_score(y, r) for r in responses]
+    np.testing.assert_allclose(_scores("binary", y, responses), want, rtol=1e-12)
+    assert _scores("binary", y, responses)[3] == 0.5
+    yr = rng.normal(size=300)
+    np.testing.assert_allclose(_scores("regression", yr, responses), [r2_score(yr, r) for r in responses],
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="Only one class"):
+        _scores("binary", np.ones(300), responses)
