@@ -307,13 +307,14 @@ def _cards(run: dict, stats: dict) -> list[tuple[str, str]]:
 
 
 def _folds_table(folds: list[dict]) -> dict | None:
-    """Header, rows and numeric columns of the walk-forward fold table; None without folds."""
+    """Header, rows and numeric columns of the walk-forward fold table (folds numbered from
+    1, as in every chart); None without folds."""
     if not folds:
         return None
     keys = [k for k in ("roc_auc", "accuracy", "log_loss", "brier", "r2", "ic", "rmse")
             if k in folds[0]]
     header = ["Fold", "Train", "Test", "Train days", "Test days"] + [METRIC_NAMES.get(k, k) for k in keys]
-    rows = [[f.get("fold"), f"{str(f.get('train_start'))[:10]} → {str(f.get('train_end'))[:10]}",
+    rows = [[int(f.get("fold")) + 1, f"{str(f.get('train_start'))[:10]} → {str(f.get('train_end'))[:10]}",
              f"{str(f.get('test_start'))[:10]} → {str(f.get('test_end'))[:10]}",
              fmt(f.get("n_train"), "int"), fmt(f.get("n_test"), "int")]
             + [fmt(f.get(k), "pct" if k == "accuracy" else "num") for k in keys] for f in folds]

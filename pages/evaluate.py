@@ -42,6 +42,7 @@ from ml import evaluation
 from pages._components import failure_alert, info_alert, page_header, section
 from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
 from viz import evaluation as ve
+from viz.theme import fold_name
 
 dash.register_page(__name__, path="/evaluate", name="Evaluate", order=4, title="Evaluate · Almanac ML Lab",
                    description="Judge a run: per-fold scores, ROC, calibration, SHAP, drift.")
@@ -61,11 +62,11 @@ def fold_number(fold: str | int | None) -> int | None:
 
 
 def fold_options(run: dict) -> list[dict]:
-    """"All folds" + one option per fold: "Fold 0 · test 2010-12-31 → 2012-08-06" (value "0"),
-    numbered as in the charts (the run's fold ids, from 0)."""
+    """"All folds" + one option per fold: "Fold 1 · test 2010-12-31 → 2012-08-06" (value "0":
+    the run's fold id, from 0), named as in the charts (:func:`viz.theme.fold_name`)."""
     opts = [{"label": f"All folds ({run.get('n_oof') or '?'} out-of-fold days)", "value": ALL}]
     for f in run.get("folds") or []:
-        opts.append({"label": f"Fold {int(f['fold'])} · test {str(f.get('test_start'))[:10]} → "
+        opts.append({"label": f"{fold_name(f['fold'])} · test {str(f.get('test_start'))[:10]} → "
                               f"{str(f.get('test_end'))[:10]} ({f.get('n_test', '?')} days)",
                      "value": str(f["fold"])})
     return opts

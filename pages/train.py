@@ -445,8 +445,6 @@ def result_view(run: dict):
     """The result panel of a finished run (its ``run.json`` dict)."""
     run_id, task = run["run_id"], run.get("task")
     folds = pd.DataFrame(run.get("folds") or [])
-    if not folds.empty:
-        folds["fold"] = folds["fold"].astype(int) + 1  # numbered from 1, as in the progress bar and table
     metric = (shown_metrics(folds, task) or ["roc_auc"])[0]
     fig = cv_scores_figure(folds, metric, label=metric_name(metric),
                            reference=0.5 if metric in ("roc_auc", "hit_rate") else None)

@@ -239,7 +239,7 @@ def test_drift_rolling_auc_and_psi(lab, no_models):
     f1 = run["folds"][1]
     x = pd.to_datetime(pd.Series(line1.figure["data"][0]["x"]))
     assert x.min() >= pd.Timestamp(f1["test_start"]) and x.max() <= pd.Timestamp(f1["test_end"])
-    assert list(heat1.figure["data"][0]["x"]) == ["Fold 1"]
+    assert list(heat1.figure["data"][0]["x"]) == ["Fold 2"]
 
 
 def test_multiclass_and_regression_say_what_does_not_apply(lab, no_models):
@@ -400,7 +400,7 @@ def test_compare_figures_and_table():
     folds = {"A": pd.DataFrame({"fold": [0, 1], "roc_auc": [0.55, 0.6]}),
              "B": pd.DataFrame({"fold": [1, 0], "roc_auc": [0.4, 0.5]})}
     cv = cv_compare_figure(folds, "roc_auc", "ROC AUC", 0.5)
-    assert [list(t.y) for t in cv.data[:2]] == [[0.55, 0.6], [0.5, 0.4]] and list(cv.data[1].x) == ["Fold 0", "Fold 1"]
+    assert [list(t.y) for t in cv.data[:2]] == [[0.55, 0.6], [0.5, 0.4]] and list(cv.data[1].x) == ["Fold 1", "Fold 2"]
     assert cv.data[2].name == "reference 0.5" and list(cv.data[2].y) == [0.5, 0.5]
     table = metrics_table({"A": {"metrics": {"roc_auc": 0.5512, "accuracy": 0.6}, "backtest": {"sharpe": 1.23456}},
                            "B": {"metrics": {"roc_auc": 0.5}, "backtest": None}})

@@ -142,7 +142,7 @@ def test_cv_scores_bars_mean_and_labels():
                           "roc_auc": [0.55, 0.60, 0.50]})
     fig = ve.cv_scores_figure(folds, "roc_auc", reference=0.5, label="ROC AUC")
     assert list(fig.data[0].y) == [0.55, 0.60, 0.50]
-    assert fig.data[0].x[0] == "Fold 0<br>2020-01-02 → 2020-03-31"
+    assert fig.data[0].x[0] == "Fold 1<br>2020-01-02 → 2020-03-31"
     lines = {round(s.y0, 12) for s in fig.layout.shapes}
     assert lines == {0.55, 0.5}  # mean (0.55 + 0.60 + 0.50) / 3 and the reference
     assert ve.cv_scores_figure(folds, "r2").layout.annotations[0].text == "No per-fold r2 to show"
@@ -158,7 +158,7 @@ def test_rolling_auc_and_psi_heatmap():
     fig = ve.psi_figure(psi)
     hm = fig.data[0]
     assert list(hm.y) == ["f2", "f1"]  # ordered by largest PSI
-    assert list(hm.x) == ["Fold 0", "Fold 1"]
+    assert list(hm.x) == ["Fold 1", "Fold 2"]
     assert np.allclose(hm.z, [[0.30, 0.01], [0.05, 0.12]])
     frame = pd.DataFrame(psi).T  # the same as a DataFrame (index fold)
     assert np.allclose(ve.psi_figure(frame).data[0].z, hm.z)

@@ -6,7 +6,7 @@ drawn first and gets the first colour):
 * equity curves: each a backtest daily frame with ``date`` and ``equity`` (growth of 1,
   as in a run's ``backtest.parquet``); a run without a backtest is left out;
 * per-fold scores: each a fold table with ``fold`` and the metric column (a run's
-  ``folds.parquet``); bars are grouped by fold id ("Fold 0", "Fold 1", ... as in
+  ``folds.parquet``); bars are grouped by fold id ("Fold 1", "Fold 2", ... as in
   the other fold charts): the k-th fold of each run, whatever dates it covers;
 * the metrics table: one column per run, one row per metric, values formatted as text
   (fractions as percentages where the metric is a share).
@@ -24,7 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from viz.evaluation import empty_figure
-from viz.theme import COLORS, COLORWAY, TEMPLATE
+from viz.theme import COLORS, COLORWAY, TEMPLATE, fold_name
 
 #: Rows of :func:`metrics_table`: (section, key, label, kind) with kind num / pct / int.
 COMPARE_ROWS: tuple[tuple[str, str, str, str], ...] = (
@@ -123,7 +123,7 @@ def cv_compare_figure(folds: Mapping[str, pd.DataFrame], metric: str, label: str
         d = d.sort_values("fold") if "fold" in d.columns else d
         y = pd.to_numeric(d[metric], errors="coerce").to_numpy(dtype="float64")
         ids = d["fold"].tolist() if "fold" in d.columns else range(len(y))
-        x = [f"Fold {k}" for k in ids]
+        x = [fold_name(k) for k in ids]
         fig.add_trace(go.Bar(x=x, y=y, name=run, marker=dict(color=COLORWAY[i % len(COLORWAY)]),
                              hovertemplate=f"{name} %{{y:.4f}}<extra>{run}</extra>"))
     if reference is not None:  # a legend entry: an annotation would hide behind the bars

@@ -27,7 +27,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from viz.theme import COLORS, TEMPLATE
+from viz.theme import COLORS, TEMPLATE, fold_name
 
 #: Low → high colour scale of feature values (SHAP's convention: blue low, red high).
 VALUE_SCALE = [[0.0, "#3498DB"], [0.5, "#B39DDB"], [1.0, "#E74C3C"]]
@@ -313,8 +313,8 @@ def _fold_labels(folds: pd.DataFrame) -> list[str]:
     if {"test_start", "test_end"} <= set(folds.columns):
         start = pd.to_datetime(folds["test_start"]).dt.strftime("%Y-%m-%d")
         end = pd.to_datetime(folds["test_end"]).dt.strftime("%Y-%m-%d")
-        return [f"Fold {f}<br>{a} → {b}" for f, a, b in zip(folds["fold"], start, end, strict=True)]
-    return [f"Fold {f}" for f in folds["fold"]]
+        return [f"{fold_name(f)}<br>{a} → {b}" for f, a, b in zip(folds["fold"], start, end, strict=True)]
+    return [fold_name(f) for f in folds["fold"]]
 
 
 def cv_scores_figure(folds: pd.DataFrame, metric: str, reference: float | None = None,
@@ -376,7 +376,7 @@ def psi_figure(psi, max_features: int = 30, height: int | None = None) -> go.Fig
     scale = [[0.0, "#EAF7F2"], [0.1 / zmax, "#BFE9DA"], [0.1 / zmax, "#FCE8C8"],
              [0.25 / zmax, "#F8C471"], [0.25 / zmax, "#F1948A"], [1.0, "#C0392B"]]
     fig = go.Figure(go.Heatmap(
-        z=z.to_numpy(), x=[f"Fold {c}" for c in z.columns], y=[str(i) for i in z.index],
+        z=z.to_numpy(), x=[fold_name(c) for c in z.columns], y=[str(i) for i in z.index],
         zmin=0, zmax=zmax, colorscale=scale, xgap=1, ygap=1,
         colorbar=dict(title=dict(text="PSI"), thickness=12, tickvals=[0, 0.1, 0.25, zmax],
                       ticktext=["0", "0.1", "0.25", f"{zmax:.2g}"]),

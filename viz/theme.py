@@ -33,6 +33,12 @@ COLORS: dict[str, str] = {
     "volume_down": "rgba(231, 76, 60, 0.45)",
 }
 
+def fold_name(fold) -> str:
+    """How every chart and control names walk-forward fold id ``fold`` (0-based in the
+    run's files): "Fold 1" is the first, oldest test period, as in the progress bar."""
+    return f"Fold {int(fold) + 1}"
+
+
 #: Series colours in order (qualitative, distinguishable, readable on white).
 COLORWAY = ["#2C3E50", "#18BC9C", "#3498DB", "#F39C12", "#E74C3C", "#8E44AD", "#7B8A8B", "#16A085"]
 

@@ -125,7 +125,7 @@ def test_evaluate_charts_have_data(page, runs, screenshot_dir):
     # one fold: every chart keeps only that fold's test days
     n_all = roc[1]["x"]
     page.click("#evaluate-fold")
-    page.get_by_role("option", name="Fold 2").click()
+    page.get_by_role("option", name="Fold 3").click()
     expect(page.locator("#confusion-matrix-graph .gtitle")).to_be_visible()
     page.wait_for_function(f"() => ({FIGURE})('roc-graph')[1].x < {n_all}", timeout=CHART_MS)
     cm_fold = figure(page, "confusion-matrix-graph")[0]["z"]
