@@ -20,6 +20,8 @@ from dash import dcc, no_update
 
 from almanac.errors import DataError, NotFoundError
 from almanac.sample import SAMPLE_SYMBOLS
+from tests.test_importer import REFUSALS as IMPORT_REFUSALS
+from tests.test_importer import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 NAV = ["Overview", "Data", "Features", "Train", "Evaluate", "Backtest", "Models"]
@@ -208,6 +210,33 @@ def test_refused_import_shows_the_row_and_column_and_changes_nothing(pages, lab)
     assert "bad.csv, row 2, column 'High': high 99 is below low 100; fix the bar" in texts(result)
     assert rev is no_update
     assert lab.catalog_path.read_bytes() == before and not lab.has("BAD", "1d")
+
+
+def _damaged_parquet(kind: str) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    pd.DataFrame({"Datetime": pd.date_range("2018-03-09 09:30", periods=3, freq="1min"),
+                  "Open": 1.0, "High": 2.0, "Low": 0.5, "Close": 1.5, "Volume": 10}).to_parquet(buf)
+    data = buf.getvalue()
+    return data[: len(data) // 2] if kind == "truncated" else b"PAR1 this is not parquet at all"
+
+
+UI_REFUSALS = [(name, content.encode(), message) for name, content, message in IMPORT_REFUSALS] + [
+    ("cut.parquet", _damaged_parquet("truncated"), "cut.parquet: not a readable Parquet file"),
+    ("fake.parquet", _damaged_parquet("fake"), "fake.parquet: not a readable Parquet file"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", UI_REFUSALS, ids=[r[0] for r in UI_REFUSALS])
+def test_every_refusal_of_the_importer_is_a_danger_alert_and_changes_nothing(pages, lab, name, content, message):
+    """The upload takes the command line's validation: the same one-line message, in red."""
+    before = snapshot(lab.home)
+    result, rev = pages["data"].run_import(1, upload(content), name, "BAD", "auto", "", "token")
+    assert classes(result) == ["danger"]
+    assert message in texts(result)
+    assert rev is no_update
+    assert snapshot(lab.home) == before and not lab.has("BAD", "1min")
 
 
 def test_good_import_reports_rows_and_warnings_and_selects_the_dataset(pages, lab):

@@ -79,7 +79,7 @@ def test_refusals_name_the_problem_and_leave_the_store_unchanged(seeded, tmp_pat
     assert snapshot(seeded.home) == before
 
 
-@pytest.mark.parametrize("name,content,message", REFUSALS[:6], ids=[r[0] for r in REFUSALS[:6]])
+@pytest.mark.parametrize("name,content,message", REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_refusals_from_the_command_line_exit_2_with_one_line(seeded, tmp_path, capsys, name, content, message):
     before = snapshot(seeded.home)
     code = main(["data", "import", str(write(tmp_path, name, content)), "--symbol", "ES"])
