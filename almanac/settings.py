@@ -69,11 +69,3 @@ def get_settings() -> Settings:
         debug=os.environ.get("ALMANAC_DEBUG", "").strip().lower() in _TRUE,
     )
 
-
-def inside_home(path: Path, home: Path | None = None) -> Path:
-    """Resolve ``path`` and refuse it if it escapes the data home."""
-    home = (home or get_settings().home).resolve()
-    resolved = (home / path).resolve()
-    if resolved != home and home not in resolved.parents:
-        raise AlmanacError(f"path {path} escapes the data home {home}: use a path inside it")
-    return resolved
