@@ -1,7 +1,7 @@
 """The run registry: completed experiment runs under ``ALMANAC_HOME/runs/``.
 
-A run is the folder ``runs/<run_id>/`` holding ``run.json`` and its artifacts (layout:
-``/work/notes/pipeline_contract.md``, written by :mod:`ml.runner`). The runner builds it
+A run is the folder ``runs/<run_id>/`` holding ``run.json`` and its artifacts (the
+layout is listed in :mod:`ml.runner`, which writes them). The runner builds it
 as ``runs/.tmp-<run_id>/`` and renames it into place as its very last step, so the
 registry -- which ignores every dot-folder -- only ever sees complete runs. Deletion is
 the reverse: rename to ``runs/.trash-<run_id>-<random>`` (atomic: the run disappears at

@@ -37,8 +37,23 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
    (including a cancel's SIGTERM turned into an exception, or Ctrl-C) removes the
    temporary folder; a SIGKILL leaves it behind, but nothing lists dot-folders.
 
-Artifacts follow the contract's layout (``/work/notes/pipeline_contract.md``), with these
-choices: ``shap.parquet`` holds values in the model's raw output space (``run.json
+The run folder (:data:`almanac.registry.ARTIFACTS` are the files the registry reads)::
+
+    run.json             the record: spec, data hashes, versions, code revision, folds with
+                         their dates and scores, pooled metrics, backtest statistics, timings
+    spec.yaml            the normalized spec (``python -m almanac train --config`` reruns it)
+    dataset.parquet      features, y and the session prices of every labelled day
+    oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>
+    folds.parquet        the fold table (train/test date ranges, sizes, scores)
+    shap.parquet         SHAP values of each fold's model on its test rows; shap_base.parquet
+    importance.parquet   mean |SHAP| and permutation importance per feature
+    threshold_grid.json  confusion counts per threshold (binary), curves.json (ROC,
+                         reliability, report), drift.json (rolling AUC, PSI per fold)
+    backtest.parquet     date, prob, signal, position, strategy_return, equity, benchmark_equity,
+                         drawdown; trades.parquet (date, side, entry, exit, gross and net return)
+    model/               the final model in its native format (ml.persist)
+
+with these choices: ``shap.parquet`` holds values in the model's raw output space (``run.json
 ["shap_output"]``: log-odds for boosted binary models) and, for multiclass runs, one block
 of rows per class with a ``class`` column (index into ``run.json["classes"]``);
 ``drift.json["rolling_auc"]`` is the AUC of P(up) (binary) or of the predicted return
