@@ -21,6 +21,23 @@ def store(home):
     return Store(home)
 
 
+@pytest.fixture(scope="session")
+def page_module(tmp_path_factory):
+    """``page_module("train")`` -> the module ``pages.train``, registered by importing ``app``
+    once per test session (pages cannot load before the app; the app's background-job
+    cache goes into a temporary home, not the repository's data/)."""
+    import importlib
+    import sys
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ALMANAC_HOME", str(tmp_path_factory.mktemp("app-home")))
+    try:
+        importlib.import_module("app")
+    finally:
+        mp.undo()
+    return lambda name: sys.modules[f"pages.{name}"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread_per_library():
     """Model libraries use the lab's thread setting (ml.threads), never all cores by chance."""

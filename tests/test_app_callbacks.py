@@ -7,7 +7,6 @@ test then points ``ALMANAC_HOME`` at its own small store, which the callbacks re
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import logging
 import subprocess
@@ -29,15 +28,9 @@ NAV = ["Overview", "Data", "Features", "Train", "Evaluate", "Backtest", "Models"
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory):
-    """The page modules, registered by importing ``app`` (pages cannot load before the app)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ALMANAC_HOME", str(tmp_path_factory.mktemp("app-home")))
-    try:
-        importlib.import_module("app")
-    finally:
-        mp.undo()
-    return {name: sys.modules[f"pages.{name}"] for name in ("home", "data")}
+def pages(page_module):
+    """The page modules under test (registered by importing ``app``)."""
+    return {name: page_module(name) for name in ("home", "data")}
 
 
 @pytest.fixture

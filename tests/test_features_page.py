@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import io
-import sys
 
 import numpy as np
 import pandas as pd
@@ -16,14 +14,8 @@ from features.synthetic import synthetic_store
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ALMANAC_HOME", str(tmp_path_factory.mktemp("app-home")))
-    try:
-        importlib.import_module("app")
-    finally:
-        mp.undo()
-    return sys.modules["pages.features"]
+def page(page_module):
+    return page_module("features")
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ model).
 
 from __future__ import annotations
 
-import importlib
 import io
-import sys
 import zipfile
 from contextvars import copy_context
 from pathlib import Path
@@ -42,7 +40,7 @@ DAYS = 330
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, page_module):
     """A home with a small market and four runs; ALMANAC_HOME points at it; pages imported."""
     from features.synthetic import futures_minutes
 
@@ -52,7 +50,6 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("runs-home")
     mp = pytest.MonkeyPatch()
     mp.setenv("ALMANAC_HOME", str(home))
-    importlib.import_module("app")  # registers the pages (they cannot load before the app)
     store = Store(home)
     store.write("ES", "1min", futures_minutes("2018-07-02", days=DAYS, seed=3, step=5, overnight=False),
                 source="test")
@@ -69,8 +66,7 @@ def lab(tmp_path_factory):
         "multi": run_experiment({**SPEC, "name": "tiny-arch", "label": "archetype",
                                  "features": {"sets": ["early_session", "regime"]}}, store=store),
     }
-    yield {"home": home, "runs": runs, "pages": {n: sys.modules[f"pages.{n}"] for n in ("evaluate", "backtest",
-                                                                                        "models")}}
+    yield {"home": home, "runs": runs, "pages": {n: page_module(n) for n in ("evaluate", "backtest", "models")}}
     mp.undo()
 
 

@@ -229,18 +229,9 @@ def test_poller_updates_the_store_only_on_change_and_stops_when_the_job_ends(hom
 
 # ============================================================================= the page
 @pytest.fixture(scope="module")
-def train(tmp_path_factory):
-    """pages.train, registered by importing ``app`` (pages cannot load before the app)."""
-    import importlib
-    import sys
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ALMANAC_HOME", str(tmp_path_factory.mktemp("app-home")))
-    try:
-        importlib.import_module("app")
-    finally:
-        mp.undo()
-    return sys.modules["pages.train"]
+def train(page_module):
+    """pages.train (registered by importing ``app``)."""
+    return page_module("train")
 
 
 def default_form(train) -> tuple[dict, dict]:
