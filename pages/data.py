@@ -30,7 +30,7 @@ from almanac.errors import DataError
 from almanac.importer import import_bytes
 from almanac.store import CatalogEntry, Store
 from pages._components import (
-    empty_state, failure_alert, info_alert, page_header, page_token, section,
+    empty_state, failure_alert, info_alert, page_header, page_token, read_catalog, section,
     success_alert, warning_alert,
 )
 from viz.bars import bars_figure
@@ -210,11 +210,7 @@ def _window_controls(entries: list[CatalogEntry]) -> dbc.Row:
 
 
 def layout(**_query):
-    try:
-        entries = Store().catalog()
-        problem = None
-    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
-        entries, problem = [], failure_alert(exc, log, "reading the catalog")
+    entries, problem = read_catalog(log)
     return html.Div([
         page_token("data-token"),
         dcc.Store(id="data-catalog-rev"),

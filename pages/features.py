@@ -29,7 +29,8 @@ from almanac.errors import SpecError
 from almanac.store import CatalogEntry, Store
 from features import FEATURE_SETS, FeatureTable, build_features
 from features.explore import TRAIN_FRACTION, binned_hit_rates, mutual_information, rank_correlation
-from pages._components import empty_state, failure_alert, info_alert, page_header, page_token, section
+from pages._components import (empty_state, failure_alert, info_alert, page_header, page_token, read_catalog,
+                               section)
 from viz.features import (correlation_figure, empty_figure, histogram_figure, hit_rate_figure,
                           importance_figure, timeseries_figure)
 
@@ -227,11 +228,7 @@ def _explore_controls() -> dbc.Row:
 
 
 def layout(**_query):
-    try:
-        entries = Store().catalog()
-        problem = None
-    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
-        entries, problem = [], failure_alert(exc, log, "reading the catalog")
+    entries, problem = read_catalog(log)
     waiting = empty_state("No features yet", "Choose a symbol and press Build features.")
 
     def later(what: str) -> html.Div:

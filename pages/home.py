@@ -11,8 +11,8 @@ from dash import dcc, html
 
 from almanac.sample import SAMPLE_SYMBOLS
 from almanac.settings import get_settings
-from almanac.store import CatalogEntry, Store
-from pages._components import empty_state, failure_alert, page_header, section, step_links
+from almanac.store import CatalogEntry
+from pages._components import empty_state, page_header, read_catalog, section, step_links
 
 dash.register_page(__name__, path="/", name="Overview", order=0, title="Almanac ML Lab",
                    description="What the lab holds and where to start.")
@@ -95,10 +95,8 @@ def holdings(entries: list[CatalogEntry]):
 
 def layout(**_query):
     settings = get_settings()
-    try:
-        body = holdings(Store().catalog())
-    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
-        body = failure_alert(exc, log, "reading the catalog")
+    entries, problem = read_catalog(log)
+    body = problem or holdings(entries)
     return html.Div([
         page_header("Almanac ML Lab",
                     "Machine learning on market data without the leaks: every feature is known at the "

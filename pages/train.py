@@ -41,7 +41,7 @@ from features.lineage import FEATURE_SETS
 from ml.labelers import LABELS
 from ml.models import MODEL_KINDS, default_params
 from pages._components import (empty_state, error_alert, failure_alert, info_alert, page_header, page_token,
-                               section)
+                               read_catalog, section)
 from pages._components import jobs
 from viz.evaluation import cv_scores_figure
 
@@ -304,9 +304,8 @@ def _param_group(kind: str, values: dict) -> html.Div:
                     style={"display": "block" if kind == DEFAULTS["kind"] else "none"})
 
 
-def _symbols() -> tuple[list[str], list[str]]:
+def _symbols(entries) -> tuple[list[str], list[str]]:
     """(target choices: symbols with minute bars first, every symbol in the catalog)."""
-    entries = Store().catalog()
     minute = sorted({e.symbol for e in entries if e.freq == "1min"})
     every = sorted({e.symbol for e in entries})
     return minute + [s for s in every if s not in minute], every
@@ -387,10 +386,8 @@ def _form(targets: list[str], symbols: list[str]) -> list:
 
 
 def layout(**_query):
-    try:
-        (targets, symbols), problem = _symbols(), None
-    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
-        targets, symbols, problem = [], [], failure_alert(exc, log, "reading the catalog")
+    entries, problem = read_catalog(log)
+    targets, symbols = _symbols(entries)
     if not targets and problem is None:
         problem = info_alert(["the data home holds no bars yet: import some on the ",
                               dcc.Link("Data page", href="/data"), " first."], title="No market data")

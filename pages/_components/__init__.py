@@ -8,6 +8,7 @@ from pages._components.feedback import (
     error_alert,
     failure_alert,
     info_alert,
+    read_catalog,
     success_alert,
     warning_alert,
 )
@@ -16,7 +17,7 @@ from pages._components.navbar import nav_pages, navbar
 from pages._components.token import page_token
 
 __all__ = [
-    "empty_state", "error_alert", "failure_alert", "info_alert", "success_alert", "warning_alert",
+    "empty_state", "error_alert", "failure_alert", "info_alert", "read_catalog", "success_alert", "warning_alert",
     "nav_pages", "navbar", "page_header", "page_token", "planned_page", "section", "shell",
     "step_links",
 ]

@@ -41,6 +41,17 @@ def failure_alert(exc: BaseException, log: logging.Logger, action: str) -> dbc.A
     )
 
 
+def read_catalog(log: logging.Logger) -> tuple[list, dbc.Alert | None]:
+    """``(catalog entries, None)``, or ``([], alert)`` when the catalog cannot be read (the
+    page still renders and shows why; the traceback of a bug goes to ``log``)."""
+    from almanac.store import Store
+
+    try:
+        return Store().catalog(), None
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return [], failure_alert(exc, log, "reading the catalog")
+
+
 def warning_alert(messages: list[str], title: str = "Warnings") -> dbc.Alert | None:
     """A yellow alert listing ``messages`` (``None`` when there are none)."""
     if not messages:
