@@ -4,6 +4,10 @@
 repository). ``HOST`` (default 127.0.0.1), ``PORT`` (default 8050) and ``ALMANAC_DEBUG``
 (default off) configure the web server. Settings are read on each call, so a test can
 point ``ALMANAC_HOME`` at an empty folder.
+
+:class:`Limits` bound what one input may cost before it is refused (upload and import
+size, columns, line length, YAML size and aliases, bundle members and size, model
+memory, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 """
 
 from __future__ import annotations
@@ -19,11 +23,62 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a single input may cost; each refusal names the limit and its variable."""
+
+    upload_bytes: int = 100 * 2**20          # ALMANAC_MAX_UPLOAD_MB: a browser upload (Flask MAX_CONTENT_LENGTH)
+    import_bytes: int = 4 * 2**30            # ALMANAC_MAX_IMPORT_MB: a file given to `data import`
+    columns: int = 64                        # ALMANAC_MAX_COLUMNS: columns of an imported file
+    line_bytes: int = 64 * 2**10             # ALMANAC_MAX_LINE_KB: one line of a CSV file
+    yaml_bytes: int = 256 * 2**10            # ALMANAC_MAX_YAML_KB: a spec file
+    yaml_aliases: int = 64                   # ALMANAC_MAX_YAML_ALIASES: '*alias' uses in a spec
+    bundle_members: int = 16                 # ALMANAC_MAX_BUNDLE_MEMBERS: files in a model bundle
+    bundle_bytes: int = 512 * 2**20          # ALMANAC_MAX_BUNDLE_MB: a bundle's size, packed or unpacked
+    model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
+    message_chars: int = 300                 # one error line, at most
+
+    _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
+            "columns": ("ALMANAC_MAX_COLUMNS", 1), "line_bytes": ("ALMANAC_MAX_LINE_KB", 2**10),
+            "yaml_bytes": ("ALMANAC_MAX_YAML_KB", 2**10), "yaml_aliases": ("ALMANAC_MAX_YAML_ALIASES", 1),
+            "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
+            "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20)}
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        values = {}
+        for name, (var, unit) in cls._ENV.items():
+            text = os.environ.get(var, "").strip()
+            if not text:
+                continue
+            try:
+                number = float(text)
+                if not 0 < number < 2**40:
+                    raise ValueError
+            except ValueError:
+                raise AlmanacError(f"{var}={text!r} is not a positive number: unset it or give e.g. "
+                                   f"{cls.default_text(name)}") from None
+            values[name] = int(number * unit)
+        return cls(**values)
+
+    @classmethod
+    def default_text(cls, name: str) -> str:
+        _, unit = cls._ENV[name]
+        return f"{getattr(cls, name) // unit}"
+
+    @staticmethod
+    def var(name: str) -> str:
+        """The environment variable that sets limit ``name``."""
+        return Limits._ENV[name][0]
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     host: str = "127.0.0.1"
     port: int = 8050
     debug: bool = False
+    limits: Limits = Limits()
+    allowed_hosts: tuple[str, ...] = ()   # ALMANAC_ALLOWED_HOSTS: Host names served besides loopback
 
     @property
     def market_dir(self) -> Path:
@@ -67,5 +122,13 @@ def get_settings() -> Settings:
         host=os.environ.get("HOST", "127.0.0.1"),
         port=port,
         debug=os.environ.get("ALMANAC_DEBUG", "").strip().lower() in _TRUE,
+        limits=Limits.from_env(),
+        allowed_hosts=tuple(h.strip().lower() for h in os.environ.get("ALMANAC_ALLOWED_HOSTS", "").split(",")
+                            if h.strip()),
     )
+
+
+def get_limits() -> Limits:
+    """The input limits in force (read from the environment on each call)."""
+    return Limits.from_env()
 
