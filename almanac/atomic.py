@@ -1,7 +1,10 @@
 """Atomic file writes: temporary file in the same folder, fsync, ``os.replace``.
 
 A reader sees either the old file or the new one, never a half-written file, and a
-crash leaves at most a stray ``.tmp-`` file that nothing lists.
+crash leaves at most a stray ``.tmp-<pid>-<random>`` file that nothing lists and that
+:func:`almanac.recovery.sweep` removes once its process is gone. ``fault`` names the
+steps for :mod:`almanac.faults` (``<fault>:tmp-written`` before the rename,
+``<fault>:replaced`` after it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from almanac import faults
 
 TMP_MARK = ".tmp-"
 
@@ -29,28 +34,41 @@ def tmp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def atomic_write(path: Path, writer: Callable[[Path], None]) -> None:
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def atomic_write(path: Path, writer: Callable[[Path], None], fault: str = "") -> None:
     """Call ``writer(tmp)`` to produce the file, then move it into place atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(path)
     try:
         writer(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        fsync_file(tmp)
+        if fault:
+            faults.point(f"{fault}:tmp-written")
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+        if fault:
+            faults.point(f"{fault}:replaced")
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def atomic_write_bytes(path: Path, data: bytes, fault: str = "") -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), fault)
 
 
-def atomic_write_json(path: Path, obj) -> None:
+def atomic_write_json(path: Path, obj, fault: str = "") -> None:
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode(), fault)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable."""
+    _fsync_dir(folder)
 
 
 @contextlib.contextmanager

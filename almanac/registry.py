@@ -28,6 +28,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from almanac import faults
 from almanac.atomic import atomic_write_json, file_lock
 from almanac.errors import AlmanacError, NotFoundError
 from almanac.settings import get_settings
@@ -144,7 +145,9 @@ def delete_run(run_id: str, home: Path | str | None = None) -> None:
         path.rename(trash)
     except FileNotFoundError:
         raise NotFoundError(f"no run {path.name}: it was deleted meanwhile") from None
+    faults.point("run.delete:renamed")
     _drop_active(path.name, home)
+    faults.point("run.delete:deactivated")
     shutil.rmtree(trash, ignore_errors=True)
 
 

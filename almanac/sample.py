@@ -389,9 +389,9 @@ def ensure_sample_data(store: Store | None = None,
     Returns the catalog entries written: ES 1min, ES 1d, VIX 1d, CL 1d (all flagged
     ``sample=True``, each with its :data:`SOURCES` text), or ``[]`` when the store already
     had data -- so a second call writes nothing. A lock file (``.sample.lock`` in the
-    data home) makes two processes starting at once write the data only once. ES 1min,
-    the big one, is written first: each write is atomic, so an interrupted first start
-    leaves either an empty catalog (the next start retries) or a usable minute file.
+    data home) makes two processes starting at once write the data only once. The four
+    datasets are one store operation (:meth:`Store.write_many`): an interrupted first
+    start leaves an empty catalog, and the next start writes them all again.
     """
     store = store if store is not None else Store()
     with file_lock(store.home / ".sample.lock"):
@@ -400,11 +400,10 @@ def ensure_sample_data(store: Store | None = None,
         if progress:
             progress(0.0, "generating sample data")
         frames = sample_frames()
-        written = []
-        for i, ((symbol, freq), df) in enumerate(frames.items()):
-            if progress:
-                progress(0.2 + 0.8 * i / len(frames), f"writing sample {symbol} {freq}")
-            written.append(store.write(symbol, freq, df, source=SOURCES[(symbol, freq)], sample=True))
+        if progress:
+            progress(0.5, "writing the sample datasets")
+        written = store.write_many([(symbol, freq, df, SOURCES[(symbol, freq)], True, None)
+                                    for (symbol, freq), df in frames.items()])
     if progress:
         progress(1.0, "sample data ready")
     return written

@@ -10,16 +10,26 @@ Canonical frames
     ``volume``. ``1d``: ``date`` (naive midnight, the exchange's local date) and
     ``close``, optionally ``open``, ``high``, ``low``, ``volume``.
 
-Writes are atomic (temporary file, fsync, ``os.replace``) and the catalog is updated
-only after the data file is in place, under a lock, so concurrent writers never lose
-an entry. Files are written with page checksums, zstd compression and row groups small
-enough that a read by date range and columns touches only what it needs.
+Crash consistency. Data files are content-addressed and never changed in place: a
+write stages the new file under a temporary name, names it
+``<SYMBOL>_<freq>.<first 16 hex of its SHA-256>.parquet``, and then, under the catalog
+lock, (1) renames it into place, (2) replaces ``catalog.json`` atomically so that the
+entry names the new file, and (3) removes the file the entry named before. A ``kill -9``
+at any instant therefore leaves the catalog naming a complete file whose hash it
+records -- the old dataset before step 2, the new one after it -- and at most an
+unnamed leftover, which :func:`almanac.recovery.sweep` removes on the next start.
+A reader resolves the catalog entry once and reads exactly the file it names
+(:meth:`Store.read_bars` with ``entry=``), so a hash taken from the entry is the hash
+of the bytes read. Files are written with page checksums, zstd compression and row
+groups small enough that a read by date range and columns touches only what it needs.
+Each step calls :func:`almanac.faults.point` so the tests can kill the process there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from almanac.atomic import atomic_write, atomic_write_json, file_lock
+from almanac import faults
+from almanac.atomic import fsync_dir, fsync_file, atomic_write_json, file_lock, tmp_path_for
 from almanac.errors import DataError, NotFoundError
 from almanac.sessions import session_for
 from almanac.settings import get_settings
@@ -38,6 +49,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 MINUTE_COLUMNS = ("timestamp", *PRICE_COLUMNS, "volume")
 DAILY_COLUMNS = ("date", *PRICE_COLUMNS, "volume")
 ROW_GROUP_ROWS = {"1min": 65_536, "1d": 4_096}
+MAX_SYMBOL_CHARS = 64
 
 
 def time_column(freq: str) -> str:
@@ -72,11 +84,25 @@ class CatalogEntry:
         return cls(**known)
 
 
+_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+
+
 def normalize_symbol(symbol: str) -> str:
-    sym = str(symbol).strip().upper()
-    if not sym or not all(c.isalnum() or c in "-._" for c in sym) or sym[0] in "._-":
+    """The stored spelling of a symbol: stripped and upper-cased ASCII.
+
+    Only ASCII letters, digits, '-', '_' and '.' (not first) are allowed, and at most
+    :data:`MAX_SYMBOL_CHARS` characters, so two different names can never become the
+    same file (Unicode upper-casing turns ``ß`` into ``SS``) and no name is too long
+    for the file system.
+    """
+    text = str(symbol).strip()
+    if len(text) > MAX_SYMBOL_CHARS:
+        raise DataError(f"symbol {text[:20]!r}... is {len(text)} characters long: use at most "
+                        f"{MAX_SYMBOL_CHARS}, e.g. ES or VIX")
+    sym = text.upper() if text.isascii() else text
+    if not sym or not set(sym) <= _SYMBOL_CHARS or sym[0] in "._-":
         raise DataError(
-            f"symbol {symbol!r} is not valid: use letters, digits, '-', '_' or '.', e.g. ES or VIX"
+            f"symbol {text!r} is not valid: use ASCII letters, digits, '-', '_' or '.', e.g. ES or VIX"
         )
     return sym
 
@@ -165,17 +191,38 @@ class Store:
         raise NotFoundError(f"no dataset {what} in {self.home}: the store holds {have}; import it first")
 
     def path(self, symbol: str, freq: str) -> Path:
-        return self.market_dir / f"{normalize_symbol(symbol)}_{check_freq(freq)}.parquet"
+        """The file the catalog names for a dataset (the legacy fixed name if none)."""
+        sym, freq = normalize_symbol(symbol), check_freq(freq)
+        entry = self._load().get((sym, freq))
+        if entry is not None and entry.file:
+            return self.home / entry.file
+        return self.market_dir / f"{sym}_{freq}.parquet"
+
+    def file_of(self, entry: CatalogEntry) -> Path:
+        """The data file a catalog entry names."""
+        return self.home / entry.file if entry.file else self.market_dir / f"{entry.symbol}_{entry.freq}.parquet"
 
     # -- read ----------------------------------------------------------------------
     def read_bars(self, symbol: str, freq: str = "1min", start=None, end=None,
-                  columns: list[str] | None = None) -> pd.DataFrame:
+                  columns: list[str] | None = None, entry: CatalogEntry | None = None) -> pd.DataFrame:
         """Read bars of ``symbol`` between local dates ``start`` and ``end`` (inclusive).
 
         Only the requested columns (plus the time column) and the row groups whose
-        statistics overlap the range are read.
+        statistics overlap the range are read. With ``entry`` (a catalog entry the caller
+        resolved earlier, e.g. to key a cache by its hash) exactly that file is read; if
+        an import replaced it meanwhile, a DataError says so instead of mixing data.
         """
-        entry = self.entry(symbol, check_freq(freq))
+        if entry is not None:
+            return self._read(entry, freq, start, end, columns)
+        for attempt in range(3):
+            try:
+                return self._read(self.entry(symbol, check_freq(freq)), freq, start, end, columns)
+            except _Replaced:
+                continue  # an import replaced the file between the catalog read and the open
+        return self._read(self.entry(symbol, check_freq(freq)), freq, start, end, columns)
+
+    def _read(self, entry: CatalogEntry, freq: str, start, end, columns) -> pd.DataFrame:
+        check_freq(freq)
         tcol = time_column(freq)
         cols = None if columns is None else [tcol, *[c for c in columns if c != tcol]]
         if cols is not None:
@@ -191,52 +238,110 @@ class Store:
             if end is not None:
                 hi = pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
                 filters.append((tcol, "<", session.at([hi], "00:00")[0] if freq == "1min" else hi))
-        table = pq.read_table(self.path(entry.symbol, freq), columns=cols, filters=filters or None,
-                              page_checksum_verification=True)
+        try:
+            table = pq.read_table(self.file_of(entry), columns=cols, filters=filters or None,
+                                  page_checksum_verification=True)
+        except FileNotFoundError:
+            raise _Replaced(f"{entry.symbol} {entry.freq} was replaced or deleted while it was being read "
+                            "(another import is running): try again") from None
         return table.to_pandas()
 
     # -- write ---------------------------------------------------------------------
     def write(self, symbol: str, freq: str, df: pd.DataFrame, source: str,
               sample: bool = False, notes: list[str] | None = None) -> CatalogEntry:
-        """Atomically write (replace) a dataset, then record it in the catalog."""
+        """Atomically write (replace) a dataset and record it in the catalog (see the module doc)."""
+        return self.write_many([(symbol, freq, df, source, sample, notes)])[0]
+
+    def write_many(self, items) -> list[CatalogEntry]:
+        """Write several datasets as one operation: all of them are in the catalog, or none.
+
+        ``items``: ``(symbol, freq, frame, source, sample, notes)`` tuples. Every file is
+        staged first; the catalog is then replaced once, under the lock.
+        """
+        staged: list[tuple[CatalogEntry, Path]] = []
+        try:
+            for symbol, freq, df, source, sample, notes in items:
+                staged.append(self._stage(symbol, freq, df, source, sample, notes))
+            return self._commit(staged)
+        finally:
+            for _, tmp in staged:
+                tmp.unlink(missing_ok=True)
+
+    def _stage(self, symbol, freq, df, source, sample, notes) -> tuple[CatalogEntry, Path]:
+        """Write one dataset to a temporary file; returns its entry and the file."""
         sym = normalize_symbol(symbol)
         frame = _canonical(df, check_freq(freq))
         if frame.empty:
             raise DataError(f"refusing to store an empty {freq} dataset for {sym}")
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        path = self.path(sym, freq)
-
-        def writer(tmp: Path) -> None:
+        self.market_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_path_for(self.market_dir / f"{sym}_{freq}.parquet")
+        try:
             pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS[freq],
                            write_page_checksum=True, write_statistics=True)
-
+            fsync_file(tmp)
+            faults.point("store.write:staged")
+            digest = file_sha256(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         session = session_for(sym)
         tcol = time_column(freq)
+        final = self.market_dir / f"{sym}_{freq}.{digest[:16]}.parquet"
+        entry = CatalogEntry(
+            symbol=sym, freq=freq,
+            start=frame[tcol].iloc[0].isoformat(), end=frame[tcol].iloc[-1].isoformat(),
+            rows=len(frame), sha256=digest, source=str(source),
+            imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            columns=list(frame.columns), sample=bool(sample), tz=session.tz,
+            session_open=f"{session.open:%H:%M}", session_close=f"{session.close:%H:%M}",
+            file=str(final.relative_to(self.home)), bytes=tmp.stat().st_size,
+            notes=list(notes or []),
+        )
+        return entry, tmp
+
+    def _commit(self, staged: list[tuple[CatalogEntry, Path]]) -> list[CatalogEntry]:
         with file_lock(self._lock_path):
-            atomic_write(path, writer)
-            entry = CatalogEntry(
-                symbol=sym, freq=freq,
-                start=frame[tcol].iloc[0].isoformat(), end=frame[tcol].iloc[-1].isoformat(),
-                rows=len(frame), sha256=file_sha256(path), source=str(source),
-                imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                columns=list(frame.columns), sample=bool(sample), tz=session.tz,
-                session_open=f"{session.open:%H:%M}", session_close=f"{session.close:%H:%M}",
-                file=str(path.relative_to(self.home)), bytes=path.stat().st_size,
-                notes=list(notes or []),
-            )
             entries = self._load()
-            entries[(sym, freq)] = entry
+            replaced = []
+            for entry, tmp in staged:
+                os.replace(tmp, self.home / entry.file)
+                old = entries.get((entry.symbol, entry.freq))
+                if old is not None and self.file_of(old) != self.home / entry.file:
+                    replaced.append(self.file_of(old))
+                entries[(entry.symbol, entry.freq)] = entry
+            fsync_dir(self.market_dir)
+            faults.point("store.write:renamed")
             self._save(entries)
-        return entry
+            faults.point("store.write:cataloged")
+            for path in replaced:
+                path.unlink(missing_ok=True)
+            if replaced:
+                fsync_dir(self.market_dir)
+                faults.point("store.write:old-removed")
+        return [e for e, _ in staged]
 
     def delete(self, symbol: str, freq: str) -> None:
+        """Remove a dataset: out of the catalog first, then its file."""
         entry = self.entry(symbol, freq)
         with file_lock(self._lock_path):
             entries = self._load()
-            entries.pop((entry.symbol, entry.freq), None)
+            current = entries.pop((entry.symbol, entry.freq), None)
             self._save(entries)
-            self.path(entry.symbol, entry.freq).unlink(missing_ok=True)
+            faults.point("store.delete:cataloged")
+            if current is not None:
+                self.file_of(current).unlink(missing_ok=True)
+                fsync_dir(self.market_dir)
+
+    def lock(self):
+        """The catalog lock (held by every catalog change; :mod:`almanac.recovery` uses it)."""
+        return file_lock(self._lock_path)
 
     def _save(self, entries: dict[tuple[str, str], CatalogEntry]) -> None:
         ordered = sorted(entries.values(), key=lambda e: (e.symbol, FREQS.index(e.freq)))
-        atomic_write_json(self.catalog_path, {"version": 1, "datasets": [e.to_dict() for e in ordered]})
+        atomic_write_json(self.catalog_path, {"version": 1, "datasets": [e.to_dict() for e in ordered]},
+                          fault="catalog")
+
+
+class _Replaced(DataError):
+    """The file a catalog entry named is gone: an import or delete replaced it meanwhile."""

@@ -10,6 +10,10 @@ otherwise computes:
   daily bars, known at the open, so ``cutoff_price = open``);
 * ``early_session`` features (minute bars only), ``cross_asset`` and ``regime`` features.
 
+The catalog entries are resolved once; their content hashes key the cache and exactly
+the files they name are read (files are content-addressed, see :mod:`almanac.store`), so
+a cached table always belongs to the bytes it was computed from.
+
 Rows are the trading days of the symbol (its minute bars' days when it has minute bars,
 else its daily dates) between ``start`` and ``end``. Everything is computed on the data
 from its first row up to ``end``, so a day's features never depend on ``start``.
@@ -221,8 +225,8 @@ def _data_hashes(target: _Source, crosses: list[_Source], cfg: dict) -> dict[str
 def _read_daily(store: Store, src: _Source, end, session: Session, cutoff) -> pd.DataFrame:
     """Daily bars of a source: its 1d file, else derived from its minute bars."""
     if src.daily is not None:
-        return store.read_bars(src.sym, "1d", end=end)
-    bars = store.read_bars(src.sym, "1min", end=end)
+        return store.read_bars(src.sym, "1d", end=end, entry=src.daily)
+    bars = store.read_bars(src.sym, "1min", end=end, entry=src.minute)
     return daily_from_sessions(table_from_daybars(split_bars(bars, session, cutoff)))
 
 
@@ -243,7 +247,7 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
 
     db = None
     if target.minute is not None:
-        bars = store.read_bars(sym, "1min", end=end)
+        bars = store.read_bars(sym, "1min", end=end, entry=target.minute)
         step(0.3, "session table")
         db = split_bars(bars, session, cutoff)
         del bars
@@ -251,11 +255,11 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         needs_daily = "early_session" in cfg["sets"] or "regime" in cfg["sets"]
         daily = None
         if needs_daily:
-            daily = (store.read_bars(sym, "1d", end=end) if target.daily is not None
+            daily = (store.read_bars(sym, "1d", end=end, entry=target.daily) if target.daily is not None
                      else daily_from_sessions(sessions))
         _gap_notes(db, sessions, session, cutoff, notes)
     else:
-        daily = store.read_bars(sym, "1d", end=end)
+        daily = store.read_bars(sym, "1d", end=end, entry=target.daily)
         sessions = daily_session_table(daily)
         if "early_session" in cfg["sets"]:
             notes.append(f"early_session features absent: {sym} has no 1min bars (daily-only symbol); "
@@ -288,7 +292,7 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
             csess = None
             if early_ok:
                 cs.check_cutoff(cutoff)
-                csess = table_from_daybars(split_bars(store.read_bars(src.sym, "1min", end=end), cs, cutoff))
+                csess = table_from_daybars(split_bars(store.read_bars(src.sym, "1min", end=end, entry=src.minute), cs, cutoff))
             elif target.minute is None and src.minute is not None:
                 notes.append(f"{src.sym}_early_ret absent: {sym} is daily-only, so its features are known "
                              "at the session open, before any early move")

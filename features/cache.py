@@ -42,8 +42,10 @@ def save(folder: Path, key: str, frame: pd.DataFrame, sessions: pd.DataFrame, me
     both = pd.concat([frame, sessions.add_prefix(SESSION_PREFIX)], axis=1).reset_index()
     table = pa.Table.from_pandas(both, preserve_index=False)
     atomic_write(folder / f"{key}.parquet",
-                 lambda tmp: pq.write_table(table, tmp, compression="zstd", write_page_checksum=True))
-    atomic_write_json(folder / f"{key}.json", {**meta, "key": key, "code_version": FEATURE_CODE_VERSION})
+                 lambda tmp: pq.write_table(table, tmp, compression="zstd", write_page_checksum=True),
+                 fault="cache.parquet")
+    atomic_write_json(folder / f"{key}.json", {**meta, "key": key, "code_version": FEATURE_CODE_VERSION},
+                      fault="cache.json")
 
 
 def load(folder: Path, key: str) -> tuple[pd.DataFrame, pd.DataFrame, dict] | None:

@@ -252,7 +252,7 @@ def export_run(run_id: str, out: Path | str) -> Path:
                 zf.writestr(name, members[name])
             zf.comment = f"{FORMAT} {FORMAT_VERSION} manifest-sha256:{_sha256(manifest)}".encode()
 
-    atomic_write(path, writer)
+    atomic_write(path, writer, fault="export")
     try:
         load_bundle(path)  # never hand out a bundle that does not load
     except AlmanacError:

@@ -69,6 +69,7 @@ metrics, predictions and backtest numbers (only run_id, created_at and timings d
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -82,8 +83,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from almanac import registry
+from almanac import faults, registry
 from almanac.errors import DataError
+from almanac.recovery import RUN_LOCK
 from almanac.settings import REPO_ROOT
 from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_against_store
 from almanac.store import Store
@@ -330,6 +332,13 @@ def _fsync_tree(folder: Path) -> None:
             os.close(fd)
 
 
+def _own(folder: Path) -> int:
+    """Hold an flock on ``folder/.lock`` (released when the process ends, even by SIGKILL)."""
+    fd = os.open(folder / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def _publish(tmp: Path, final: Path) -> None:
     _fsync_tree(tmp)
     os.rename(tmp, final)  # atomic on one filesystem: the run appears complete or not at all
@@ -370,14 +379,20 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{registry.TMP_PREFIX}{run_id}"
     tmp.mkdir()
+    owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
     prog(0.0, f"started {run_id}")
     try:
         record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0)
         prog(0.99, "registering")
+        (tmp / RUN_LOCK).unlink()
+        faults.point("run:written")
         _publish(tmp, root / run_id)
+        faults.point("run:published")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(owner)
     prog(1.0, "done")
     return {**record, "path": str(root / run_id)}
 
@@ -396,6 +411,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0) -> dict:
     oof_pred = f["pred"][tested]
     oof_y = y[tested]
 
+    faults.point("run:folds-fitted")
     prog(0.76, "evaluation")
     with clock.stage("evaluation"):
         ev = evaluation.evaluate(task, oof_y, oof_pred, folds=fid[tested], threshold=0.5, classes=classes)
@@ -423,6 +439,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0) -> dict:
         _fit(final, spec.model.kind, data[names], y.astype("int64") if task != "regression" else y)
         final_meta = persist.save_model(final, spec.model.kind, task, tmp / "model")
 
+    faults.point("run:final-fitted")
     prog(0.93, "writing")
     with clock.stage("writing"):
         per_fold = {r["fold"]: r for r in ev["per_fold"]}

@@ -116,7 +116,7 @@ def test_example_configs_are_valid(path):
     (with_(validation={"n_splits": 2.5}), "spec field validation.n_splits: 2.5 is not a whole number"),
     (with_(backtest={"threshold": 0.4}), "spec field backtest.threshold: 0.4 is out of range: use at least 0.5"),
     (with_(data={"symbol": "E S"}),
-     "spec field data.symbol: symbol 'E S' is not valid: use letters, digits, '-', '_' or '.', e.g. ES or VIX"),
+     "spec field data.symbol: symbol 'E S' is not valid: use ASCII letters, digits, '-', '_' or '.', e.g. ES or VIX"),
     (with_(data={"symbol": "ES", "start": "someday"}),
      "spec field data.start: 'someday' is not a date: use YYYY-MM-DD, e.g. 2010-01-04"),
     (with_(data="ES"), "spec field data: 'ES' is not a mapping; write it as {symbol, start, end}"),

@@ -103,4 +103,33 @@ def test_catalog_is_private_to_the_home(store, tmp_path):
     other = Store(tmp_path / "other")
     store.write("ES", "1min", minute_bars(), source="x")
     assert other.catalog() == []
-    assert os.path.exists(store.home / "market" / "ES_1min.parquet")
+    assert os.path.exists(store.path("ES", "1min")) and store.path("ES", "1min").parent == store.home / "market"
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("ß", "use ASCII letters"),            # upper-cases to SS: would replace an existing SS dataset
+    ("Ｅｓ", "use ASCII letters"),          # full-width letters
+    ("E" * 225, "is 225 characters long: use at most 64"),
+    ("../ES", "use ASCII letters"),
+])
+def test_symbols_that_could_collide_or_overflow_are_refused(store, bad, says):
+    store.write("SS", "1min", minute_bars(), source="x")
+    before = store.catalog_path.read_bytes()
+    with pytest.raises(DataError) as err:
+        store.write(bad, "1min", minute_bars(seed=1), source="y")
+    assert says in err.value.message and len(err.value.message) <= 300
+    assert store.catalog_path.read_bytes() == before
+
+
+def test_a_64_character_symbol_is_stored():
+    from almanac.store import normalize_symbol
+
+    assert normalize_symbol(" es_" + "x" * 60 + " ") == "ES_" + "X" * 60
+
+
+def test_error_messages_are_one_bounded_line():
+    from almanac.errors import AlmanacError
+
+    msg = AlmanacError("column " + "x" * 5000 + " is bad:\nrename it\x00 and retry").message
+    assert "\n" not in msg and "\x00" not in msg and len(msg) <= 300
+    assert msg.startswith("column xxx") and msg.endswith("rename it\\x00 and retry")

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 
 from almanac.errors import AlmanacError
@@ -72,11 +73,31 @@ def progress_printer(label: str = ""):
     return progress
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that it cleans up exactly like Ctrl-C."""
+
+
+def _terminate(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
+def sweep_home() -> None:
+    """Remove what interrupted operations left in the data home, and say so on stderr."""
+    from almanac.recovery import describe, sweep
+    from almanac.settings import get_settings
+
+    removed = sweep(get_settings().home)
+    if removed:
+        print(f"note: {describe(removed)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    previous = _install(signal.SIGTERM, _terminate)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        sweep_home()
         return int(args.handler(args) or 0)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
@@ -84,8 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     except AlmanacError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            _install(signal.SIGTERM, previous)
+
+
+def _install(signum, handler):
+    """``signal.signal`` where allowed (the main thread); the previous handler or None."""
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        return None
