@@ -51,7 +51,7 @@ def test_layers_point_one_way(package, forbidden):
     assert loaded_after(stmt) & forbidden == set()
 
 
-UPPER = {"features", "ml", "viz", "pages", "dash", "app"}
+UPPER = {"features", "ml", "viz", "pages", "dash", "app", "bench"}
 
 
 def imports_of(path: Path, top_level_only: bool = False) -> dict[str, int]:
@@ -101,4 +101,11 @@ def test_command_line_imports_upper_layers_only_inside_handlers():
     assert files
     bad = [f"{f.relative_to(ROOT)}:{line} imports {name}" for f in files
            for name, line in imports_of(f, top_level_only=True).items() if name in UPPER]
+    assert bad == []
+
+
+def test_the_product_never_imports_the_benchmarks():
+    files = [f for pkg in ("almanac", "features", "ml", "viz", "pages") for f in sources(pkg, "almanac/cli")]
+    files.append(ROOT / "app.py")
+    bad = [f"{f.relative_to(ROOT)}:{line}" for f in files for name, line in imports_of(f).items() if name == "bench"]
     assert bad == []

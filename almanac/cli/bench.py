@@ -44,6 +44,16 @@ def register(sub) -> None:
     d.add_argument("--json", action="store_true", help="print the figures as JSON")
     d.set_defaults(handler=cmd_data)
 
+    h = cmds.add_parser(
+        "hostile", help="time and peak memory of refusing hostile or careless inputs",
+        description="Build each hostile input (a one-line CSV of 1.1M columns, a 190 MB file, a YAML alias "
+                    "bomb, a zip-bomb bundle, ...) in a temporary folder, run the real command in a fresh "
+                    "process and print its exit code, time, peak memory and message. Goal: exit 2 with one "
+                    "line, within 2 s and under 300 MB each.")
+    h.add_argument("--case", action="append", help="run only this case (repeatable; default: all)")
+    h.add_argument("--json", action="store_true", help="print the figures as JSON")
+    h.set_defaults(handler=cmd_hostile)
+
 
 def cmd_features(args) -> int:
     from features.bench import format_report, run_bench
@@ -75,3 +85,18 @@ def cmd_data(args) -> int:
     if not 1_000 <= args.rows <= 20_000_000:
         raise SpecError(f"--rows {args.rows} is out of range: use 1,000 to 20,000,000")
     return main(args)
+
+
+def cmd_hostile(args) -> int:
+    from bench.hostile import CASES, format_report, run
+
+    known = [c.name for c in CASES]
+    unknown = [c for c in args.case or [] if c not in known]
+    if unknown:
+        raise SpecError(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    rows = run(args.case, progress=progress_printer("hostile "))
+    if args.json:
+        print_json(rows)
+    else:
+        print(format_report(rows))
+    return 0

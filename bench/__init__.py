@@ -1,0 +1,1 @@
+"""Benchmarks and the inputs they generate. An entry point: the product never imports it."""
