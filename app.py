@@ -3,7 +3,7 @@
 * :func:`create_app` builds the multi-page Dash app: pages from ``pages/`` (the pages
   plugin), the Bootswatch theme and the lab's CSS from ``assets/`` (served locally, no
   CDN), and a background-callback manager on a private (0700) disk cache in
-  ``$ALMANAC_HOME/jobs`` whose jobs run in *forked* processes (DESIGN.md §11).
+  ``$ALMANAC_HOME/jobs`` whose jobs run in *forked* processes (docs/design.md §11).
 * Importing this module builds ``app`` and ``server`` (for ``gunicorn app:server``) but
   starts nothing and writes no data; :func:`main` (``python app.py``) first writes the
   sample data if the data home holds no dataset, then serves on ``HOST``/``PORT``

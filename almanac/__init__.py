@@ -1,6 +1,6 @@
 """Almanac ML Lab kernel: settings, errors, the Parquet data store, sessions.
 
-The kernel imports none of ``features``, ``ml``, ``viz`` or ``pages`` (DESIGN.md §2).
+The kernel imports none of ``features``, ``ml``, ``viz`` or ``pages`` (docs/design.md §2).
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The experiment spec: one validated, declarative object per run (DESIGN.md §5).
+"""The experiment spec: one validated, declarative object per run (docs/design.md §5).
 
 On disk it is YAML::
 

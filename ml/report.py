@@ -12,7 +12,7 @@ hold exactly the run's numbers at the spec's threshold; monthly returns come fro
 The HTML itself (layout, CSS, figures, plotly.js inlined once) is :func:`viz.report.render_report`,
 which takes that data; whoever writes or serves the report composes the two
 (``almanac report`` in :mod:`almanac.cli.experiments`, the download on ``/backtest``).
-This module never imports :mod:`viz` (DESIGN.md §2: ``ml → features, almanac``).
+This module never imports :mod:`viz` (docs/design.md §2: ``ml → features, almanac``).
 
 :func:`model_card` is the README.md of a model bundle (see :mod:`ml.export`).
 """

@@ -6,7 +6,7 @@
   picker limited to the dataset's range; default the last day), daily data a date range
   (default the last ~6 months). Only that window and the needed columns are read
   (``Store.read_bars`` with start, end, columns). Each render returns a *new*
-  ``dcc.Graph`` into an empty container (DESIGN.md §11).
+  ``dcc.Graph`` into an empty container (docs/design.md §11).
 * Import: drop a CSV or Parquet file, check the symbol (default: from the file name),
   optionally force the frequency or time zone, press Import. The import runs as a
   background job; success shows the stored range and any warnings, a refusal shows the

@@ -114,7 +114,7 @@ def test_non_parquet_file_with_parquet_name_is_refused(seeded, tmp_path):
 
 def test_corrupt_parquet_page_is_refused(seeded, tmp_path):
     # A file written with page checksums: a flipped bit in a data page must not read back
-    # silently wrong (DESIGN.md §11) but be refused.
+    # silently wrong (docs/design.md §11) but be refused.
     import pyarrow as pa
     import pyarrow.parquet as pq
 

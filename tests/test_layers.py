@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md §2, checked in fresh interpreters.
+"""The import rules of docs/design.md §2, checked in fresh interpreters.
 
 - the kernel (almanac, its command line included) loads none of features, ml, viz, pages, dash;
 - features loads no ml/viz/pages/dash; ml loads no viz/pages/dash; viz loads no dash;

@@ -2,7 +2,7 @@
 
 Every figure uses the one plotly template registered as ``"almanac"`` by
 :mod:`viz.theme` (importing any builder registers it). This package imports plotly,
-pandas and numpy only: no dash, no almanac, no ml (DESIGN.md §2).
+pandas and numpy only: no dash, no almanac, no ml (docs/design.md §2).
 """
 
 from viz.theme import COLORS, TEMPLATE

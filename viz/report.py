@@ -8,7 +8,7 @@ calibration, SHAP summary, equity curve with drawdown, monthly returns, backtest
 statistics (PSR/DSR with the number of trials), spec (YAML), data hashes and versions.
 
 Like every module of :mod:`viz` it is pure: it reads no files and imports plotly, pandas,
-numpy and the other figure builders only (DESIGN.md §2). The numbers arrive formatted
+numpy and the other figure builders only (docs/design.md §2). The numbers arrive formatted
 (the tables' cells, cards and notes are strings) and the figures' data as arrays and
 frames; the caller writes or serves the string.
 """

@@ -172,7 +172,7 @@ def cmd_predict(args) -> int:
 def write_report(run_id: str, out: Path | str) -> Path:
     """Write the HTML report of run ``run_id`` to ``out`` (an .html path, or a folder to
     hold ``<run_id>.html``) and return its path: the data gathered by ml, the page
-    rendered by viz (ml never imports viz, DESIGN.md §2), written atomically."""
+    rendered by viz (ml never imports viz, docs/design.md §2), written atomically."""
     from almanac import registry
     from almanac.atomic import atomic_write_bytes
     from ml.export import check_output_path

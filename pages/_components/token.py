@@ -1,4 +1,4 @@
-"""A per-page-load token for background callbacks (DESIGN.md §11, "two users, one cache key").
+"""A per-page-load token for background callbacks (docs/design.md §11, "two users, one cache key").
 
 Dash derives a background callback's cache key from the function and its arguments.
 Two browser tabs that click the same button with the same inputs would share one key
