@@ -1,6 +1,6 @@
 """Backtest of out-of-fold model signals, traded from the cutoff to the session close.
 
-Leakage rule (DESIGN §4): a position decided on day D, at the cutoff, earns only day
+Leakage rule (docs/design.md §4): a position decided on day D, at the cutoff, earns only day
 D's move AFTER the cutoff. So the position is opened at ``cutoff_price`` and closed at
 the session ``close`` of the same day, flat overnight; the open-to-close move is never
 used.

@@ -8,7 +8,7 @@ model, same parameters, same threads). Targets: a whole run at most 3x the fold 
 SHAP and writing not dominating (each well under half of the run).
 
 :func:`main` is the command-line entry (``python -m almanac bench pipeline [--json]``).
-Figures are printed, never asserted in tests (DESIGN §9).
+Figures are printed, never asserted in tests (docs/design.md §9).
 """
 
 from __future__ import annotations

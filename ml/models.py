@@ -14,7 +14,7 @@ xgboost         xgboost.XGBClassifier                       xgboost.XGBRegressor
 ==============  ==========================================  ==============================
 
 Imputation and scaling live *inside* a :class:`~sklearn.pipeline.Pipeline`, so they are
-fitted on the training fold only (DESIGN §4) and scaling saves the logistic model from
+fitted on the training fold only (docs/design.md §4) and scaling saves the logistic model from
 tiny unscaled features (§11). The gradient-boosting kinds take NaN natively.
 
 Defaults suit small daily data (1,000–5,000 rows, ~30 features): shallow trees, large

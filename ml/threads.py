@@ -1,4 +1,4 @@
-"""One thread count for every model library, set once (DESIGN §11, OpenMP + fork).
+"""One thread count for every model library, set once (docs/design.md §11, OpenMP + fork).
 
 ``N_THREADS`` comes from the ``ALMANAC_THREADS`` environment variable (default 1).
 Model code passes it as ``n_jobs`` / ``num_threads``; the pipeline calls

@@ -93,7 +93,7 @@ def test_importing_app_starts_nothing_and_loads_no_model_library(tmp_path):
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["heavy"] == []
     assert info["server"] == "Flask"          # gunicorn app:server
-    assert info["start"] == "fork"            # DESIGN §11: jobs are forked
+    assert info["start"] == "fork"            # docs/design.md §11: jobs are forked
     assert info["manager"] == "DiskcacheManager"
     assert info["suppress"] is False
     assert info["paths"] == sorted(["/", "/data", "/features", "/train", "/evaluate", "/backtest", "/models"])

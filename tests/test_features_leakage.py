@@ -1,4 +1,4 @@
-"""Leakage (DESIGN §4) as a property: whatever happens at or after the cutoff of day D --
+"""Leakage (docs/design.md §4) as a property: whatever happens at or after the cutoff of day D --
 minute bars (regular and overnight), day D's daily bar, cross-asset day-D values --
 the features of day D (and of every earlier day) do not change."""
 
