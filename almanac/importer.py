@@ -91,6 +91,7 @@ class _Reader:
         self.name = display
         self.limits = limits or get_limits()
         self.kind = "csv"
+        self.eol = 10  # the byte that ends a CSV line: LF, or CR for a file with old Mac line endings
 
     def fail(self, problem: str, row: int | None = None, column: str | None = None) -> DataError:
         where = "".join([f", row {row}" if row is not None else "",
@@ -178,7 +179,9 @@ class _Reader:
         lim = self.limits
         with self._open() as fh:
             head = fh.read(lim.line_bytes + 1)
-        end = head.find(b"\n")
+        end, cr = head.find(b"\n"), head.find(b"\r")
+        if cr >= 0 and (end < 0 or cr < end - 1):  # lines end with a bare CR
+            self.eol, end = 13, cr
         complete = end >= 0 or len(head) <= lim.line_bytes
         line = head[:end] if end >= 0 else head[:lim.line_bytes]
         header = self._fields(line)
@@ -207,7 +210,7 @@ class _Reader:
         last_nl, lines_before, off = -1, 0, 0  # offset of the last newline; newlines before this chunk
         with self._open() as fh:
             while chunk := fh.read(SCAN_CHUNK):
-                nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+                nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == self.eol)
                 bounds = np.concatenate(([last_nl - off], nl))
                 gaps = np.diff(bounds) - 1 if len(nl) else np.empty(0, dtype=np.int64)
                 if len(gaps) and gaps.max() > limit:

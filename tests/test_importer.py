@@ -364,29 +364,24 @@ def test_a_one_line_header_of_a_million_columns_is_refused_from_its_first_64_kb(
     print(f"1.1M-column header: {took:.2f} s, {peak:.0f} MB")
 
 
-def test_column_limit_is_configurable(seeded, tmp_path):
+def test_column_limit_is_configurable(seeded, tmp_path, monkeypatch):
     f = write(tmp_path, "cols.csv", GOOD.replace("Volume", "Volume,Extra").replace(",10\n", ",10,1\n")
               .replace(",20\n", ",20,1\n").replace(",30\n", ",30,1\n"))
+    monkeypatch.setenv("ALMANAC_MAX_COLUMNS", "6")
     with pytest.raises(DataError, match=r"^cols.csv: the header has 7 columns, over the limit of 6 "
                                         r"\(ALMANAC_MAX_COLUMNS\)"):
-        os.environ["ALMANAC_MAX_COLUMNS"] = "6"
-        try:
-            import_file(f, "ES", store=seeded)
-        finally:
-            del os.environ["ALMANAC_MAX_COLUMNS"]
+        import_file(f, "ES", store=seeded)
+    monkeypatch.setenv("ALMANAC_MAX_COLUMNS", "7")
     assert import_file(f, "ES", store=seeded).entry.rows == 3
 
 
-def test_an_over_long_line_is_refused_with_its_row(seeded, tmp_path):
+def test_an_over_long_line_is_refused_with_its_row(seeded, tmp_path, monkeypatch):
     long = write(tmp_path, "long.csv", GOOD + "2018-03-09 09:33:00,1,2,0.5,1.5," + "9" * 70_000 + "\n")
     assert_refused(seeded, long, "long.csv, row 4: line 5 is longer than 64 KB (ALMANAC_MAX_LINE_KB)")
     last = write(tmp_path, "last.csv", GOOD + "2018-03-09 09:33:00,1,2,0.5,1.5," + "9" * 2_000)  # no final newline
+    monkeypatch.setenv("ALMANAC_MAX_LINE_KB", "1")
     with pytest.raises(DataError, match=r"^last.csv, row 4: line 5 is longer than 1 KB \(ALMANAC_MAX_LINE_KB\)"):
-        os.environ["ALMANAC_MAX_LINE_KB"] = "1"
-        try:
-            import_file(last, "ES", store=seeded)
-        finally:
-            del os.environ["ALMANAC_MAX_LINE_KB"]
+        import_file(last, "ES", store=seeded)
 
 
 def test_a_one_line_file_is_refused_from_its_first_64_kb(seeded, tmp_path):
@@ -531,3 +526,10 @@ def test_upload_limit_and_no_scratch_folder(seeded, monkeypatch):
     with pytest.raises(DataError, match=r"^bad.csv, row 3, column 'Close'"):
         import_bytes(GOOD.replace("100.9,30", "n/a,30").encode(), "bad.csv", "ES", store=seeded)
     assert snapshot(seeded.home) == before  # no tmp/ folder, empty or not
+
+
+def test_old_mac_line_endings_are_scanned_by_cr(store, tmp_path, monkeypatch):
+    rows = "".join(f"2018-01-{d:02d},{d}\r" for d in range(1, 29))
+    f = _bytes(tmp_path, "mac.csv", ("Date,Close\r" + rows).encode())
+    monkeypatch.setenv("ALMANAC_MAX_LINE_KB", "0.1")  # 102 bytes: every line fits, the whole file does not
+    assert import_file(f, "ES", store=store).entry.rows == 28
