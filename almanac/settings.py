@@ -30,7 +30,7 @@ class Limits:
     import_bytes: int = 4 * 2**30            # ALMANAC_MAX_IMPORT_MB: a file given to `data import`
     columns: int = 64                        # ALMANAC_MAX_COLUMNS: columns of an imported file
     line_bytes: int = 64 * 2**10             # ALMANAC_MAX_LINE_KB: one line of a CSV file
-    parquet_footer_bytes: int = 16 * 2**20   # ALMANAC_MAX_PARQUET_FOOTER_MB: an imported Parquet file's metadata
+    parquet_footer_bytes: int = 8 * 2**20    # ALMANAC_MAX_PARQUET_FOOTER_MB: an imported Parquet file's metadata
     yaml_bytes: int = 256 * 2**10            # ALMANAC_MAX_YAML_KB: a spec file
     yaml_aliases: int = 64                   # ALMANAC_MAX_YAML_ALIASES: '*alias' uses in a spec
     bundle_members: int = 16                 # ALMANAC_MAX_BUNDLE_MEMBERS: files in a model bundle

@@ -533,3 +533,48 @@ def test_old_mac_line_endings_are_scanned_by_cr(store, tmp_path, monkeypatch):
     f = _bytes(tmp_path, "mac.csv", ("Date,Close\r" + rows).encode())
     monkeypatch.setenv("ALMANAC_MAX_LINE_KB", "0.1")  # 102 bytes: every line fits, the whole file does not
     assert import_file(f, "ES", store=store).entry.rows == 28
+
+
+def test_the_line_scan_agrees_with_splitting_lines(monkeypatch):
+    """The block-based scan finds exactly the first over-long line, across chunk boundaries."""
+    import random
+
+    import almanac.importer as importer
+
+    rng = random.Random(17)
+    for trial in range(3000):
+        limit = rng.randint(1, 24)
+        monkeypatch.setattr(importer, "SCAN_CHUNK", rng.randint(1, 64))
+        lines = [b"a" * rng.choice([rng.randint(0, limit), rng.randint(0, 3 * limit)]) for _ in range(rng.randint(1, 12))]
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        expected = next((i + 1 for i, line in enumerate(data.split(b"\n")) if len(line) > limit), None)
+        rd = importer._Reader(data, "t.csv", limits=importer.Limits(line_bytes=limit))
+        try:
+            rd._scan_csv(["a"])
+            found = None
+        except DataError as exc:
+            found = 1 if "the header line" in exc.message else int(exc.message.split("line ")[1].split()[0])
+        assert found == expected, (trial, limit, data)
+
+
+def test_the_control_scan_names_the_row_and_column_across_chunks(monkeypatch):
+    import random
+
+    import almanac.importer as importer
+
+    rng = random.Random(7)
+    header = ["Date", "Open", "Close"]
+    for trial in range(1000):
+        monkeypatch.setattr(importer, "SCAN_CHUNK", rng.randint(1, 40))
+        rows = [",".join(rng.choice(["1", "22", "333"]) for _ in header) for _ in range(rng.randint(1, 8))]
+        data = bytearray(("Date,Open,Close\n" + "\n".join(rows) + "\n").encode())
+        pos = rng.randrange(len("Date,Open,Close\n"), len(data))
+        while data[pos] in b",\n":
+            pos -= 1
+        data[pos:pos] = b"\x02"
+        line = data[:pos].count(b"\n")  # row number (line 1 is the header)
+        column = header[data[data.rfind(b"\n", 0, pos) + 1:pos].count(b",")]
+        with pytest.raises(DataError) as err:
+            importer._Reader(bytes(data), "c.csv")._scan_csv(header)
+        assert err.value.message.startswith(f"c.csv, row {line}, column '{column}': contains the control "
+                                            "character \\x02"), (trial, bytes(data))
