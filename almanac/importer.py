@@ -92,6 +92,7 @@ class _Reader:
         self.limits = limits or get_limits()
         self.kind = "csv"
         self.eol = 10  # the byte that ends a CSV line: LF, or CR for a file with old Mac line endings
+        self.body_at = 0
 
     def fail(self, problem: str, row: int | None = None, column: str | None = None) -> DataError:
         where = "".join([f", row {row}" if row is not None else "",
@@ -191,7 +192,25 @@ class _Reader:
                             f"({Limits.var('columns')}): keep only the time and price columns, or raise the limit")
         if not complete:
             raise self._long_line(1)
+        self.body_at = end + 1  # where the first data row starts
         return header
+
+    def _check_first_row(self, start: int, columns: int) -> None:
+        """Refuse a first data row with more fields than the header names (pandas would
+        silently take the extra leading fields as an index and shift every column)."""
+        with self._open() as fh:
+            fh.seek(start)
+            window = fh.read(self.limits.line_bytes + 1)
+        lines = window.split(bytes([self.eol]))
+        if len(window) > self.limits.line_bytes:  # the last piece may be cut short
+            lines.pop()
+        for line in lines:
+            if line.strip(b"\r\t "):
+                fields = len(self._fields(line))
+                if fields > columns:
+                    raise self.fail(f"has {fields} fields but the header names {columns} columns: remove the extra "
+                                    "separators (a trailing comma?) or name every column", row=1)
+                return
 
     def _long_line(self, line: int) -> DataError:
         limit = self.limits.line_bytes
@@ -273,6 +292,7 @@ class _Reader:
     def _read_csv(self) -> pd.DataFrame:
         header = self._check_header()
         self._scan_csv(header)
+        self._check_first_row(self.body_at, len(header))
         try:
             # numbers are inferred by the fast parser; a column with any non-number stays
             # text and is checked cell by cell later, so its first bad row is named

@@ -75,6 +75,9 @@ REFUSALS = [
      "clash.csv, row 4, column 'Datetime': rows 2 and 4 have the same time"),
     ("ragged.csv", GOOD + "2018-03-09 09:33:00,101,101.2,100.8,100.9,30,7,8\n",
      "ragged.csv, row 4: not a readable CSV file"),
+    ("trailing.csv", GOOD.replace("100.5,10\n", "100.5,10,\n"),
+     "trailing.csv, row 1: has 7 fields but the header names 6 columns: remove the extra separators"),
+    ("onerow.csv", "Date,Close\n2018-03-09,2700,", "onerow.csv, row 1: has 3 fields but the header names 2"),
     ("bars.xlsx", "whatever", "bars.xlsx: unsupported file type '.xlsx'"),
 ]
 
@@ -382,6 +385,14 @@ def test_an_over_long_line_is_refused_with_its_row(seeded, tmp_path, monkeypatch
     monkeypatch.setenv("ALMANAC_MAX_LINE_KB", "1")
     with pytest.raises(DataError, match=r"^last.csv, row 4: line 5 is longer than 1 KB \(ALMANAC_MAX_LINE_KB\)"):
         import_file(last, "ES", store=seeded)
+
+
+def test_rows_wider_than_the_header_are_refused_before_pandas_reads_them(seeded, tmp_path):
+    # pandas would take the extra leading fields as an index: was 12 s and 1.6 GB for 100 MB
+    f = tmp_path / "wider.csv"
+    f.write_bytes(b"Date,Close\n" + (b"2018-03-09,1" + b"," * 40 + b"\n") * 200_000)
+    err, took, peak = assert_refused(seeded, f, "wider.csv, row 1: has 42 fields but the header names 2 columns")
+    print(f"rows wider than the header: {took:.2f} s, {peak:.0f} MB")
 
 
 def test_a_one_line_file_is_refused_from_its_first_64_kb(seeded, tmp_path):
