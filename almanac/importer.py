@@ -44,6 +44,7 @@ PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 YEARS = (1900, 2100)  # times outside these years are refused as typos or placeholders
 PRICE_COLUMNS = ("open", "high", "low", "close")
 SCAN_CHUNK = 4 << 20  # bytes per read of the CSV scan
+EXPANSION_FLOOR = 64 * 2**20  # a Parquet file that reads into less than this is never refused as a bomb
 #: C0 control characters other than tab, LF and CR
 _CONTROL = bytes(c for c in range(32) if c not in (9, 10, 13))
 _CONTROL_RE = re.compile(b"[" + re.escape(_CONTROL) + b"]")
@@ -156,6 +157,8 @@ class _Reader:
                     raise self.fail(f"the file has {ncols:,} columns, over the limit of {limit} "
                                     f"({Limits.var('columns')}): keep only the time and price columns, "
                                     "or raise the limit")
+                self._check_rows(pf.metadata.num_rows)
+                self._check_expansion(pf.metadata.num_rows * ncols * 8, size)
                 table = pf.read()
             frame = table.to_pandas()
         except DataError:
@@ -165,6 +168,21 @@ class _Reader:
         if table.num_rows == 0:
             raise self.fail("the file has no rows: export the bars again")
         return frame
+
+    def _check_rows(self, rows: int) -> None:
+        limit = self.limits.rows
+        if rows > limit:
+            raise self.fail(f"the file has {rows:,} rows, over the limit of {limit:,} ({Limits.var('rows')}): "
+                            "split it by date range, or raise the limit")
+
+    def _check_expansion(self, estimate: int, size: int) -> None:
+        """Refuse a Parquet file that would grow in memory far more than bar data compresses
+        (a few MB of constant values can claim tens of millions of rows)."""
+        limit = self.limits.expansion
+        if estimate > EXPANSION_FLOOR and estimate > limit * size:
+            raise self.fail(f"the file's {_size(size)} would take {_size(estimate)} in memory, over {limit} times "
+                            f"its size ({Limits.var('expansion')}); bars do not compress that well: re-export "
+                            "them, or raise the limit")
 
     # -- CSV -----------------------------------------------------------------------
     def _fields(self, line: bytes) -> list[str]:
@@ -308,6 +326,7 @@ class _Reader:
             raise self.fail(f"not a readable CSV file ({detail}); check the row is complete", row=row) from None
         if df.empty:
             raise self.fail("the file has a header but no rows: export the bars again")
+        self._check_rows(len(df))
         return df
 
 

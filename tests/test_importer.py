@@ -589,3 +589,27 @@ def test_the_control_scan_names_the_row_and_column_across_chunks(monkeypatch):
             importer._Reader(bytes(data), "c.csv")._scan_csv(header)
         assert err.value.message.startswith(f"c.csv, row {line}, column '{column}': contains the control "
                                             "character \\x02"), (trial, bytes(data))
+
+
+
+def test_a_parquet_bomb_is_refused_from_its_footer(seeded, tmp_path):
+    # 50M rows of one repeated bar in 0.4 MB took 26 s and 3.9 GB before a late refusal; here 5M rows
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 5_000_000
+    bomb = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"Datetime": pa.repeat(pa.scalar(pd.Timestamp("2018-03-09 09:30")), n),
+                             "Close": pa.repeat(pa.scalar(1.0), n)}), bomb, compression="zstd")
+    err, took, peak = assert_refused(seeded, bomb, "bomb.parquet: the file has 5,000,000 rows, over the limit "
+                                                   "of 4,000,000 (ALMANAC_MAX_ROWS)", env={"ALMANAC_MAX_ROWS": "4e6"})
+    print(f"Parquet bomb, rows: {took:.2f} s, {peak:.0f} MB")
+    err, took, peak = assert_refused(seeded, bomb, "bomb.parquet: the file's ")
+    assert "over 100 times its size (ALMANAC_MAX_EXPANSION)" in err
+    print(f"Parquet bomb, expansion: {took:.2f} s, {peak:.0f} MB")
+
+
+def test_row_limit_applies_to_csv_too(seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALMANAC_MAX_ROWS", "2")
+    with pytest.raises(DataError, match=r"^m.csv: the file has 3 rows, over the limit of 2 \(ALMANAC_MAX_ROWS\)"):
+        import_file(write(tmp_path, "m.csv", GOOD), "ES", store=seeded)
