@@ -18,9 +18,10 @@ def register(sub) -> None:
         description="Validate a CSV or Parquet file of bars and store it. Importing a symbol that "
                     "already has data at that frequency REPLACES it atomically (no append). Unsorted rows "
                     "are sorted and exact duplicate rows dropped, with a warning; any other problem refuses "
-                    "the file and leaves the store unchanged. Size, columns and line length are bounded before the file "
-                    "is parsed (ALMANAC_MAX_IMPORT_MB, ALMANAC_MAX_COLUMNS, ALMANAC_MAX_LINE_KB, "
-                    "ALMANAC_MAX_PARQUET_FOOTER_MB).")
+                    "the file and leaves the store unchanged. Prices must be above 0 (see --allow-nonpositive), times "
+                    "within the years 1900-2100, text free of control characters. What a file may cost is bounded "
+                    "before it is parsed: ALMANAC_MAX_IMPORT_MB, ALMANAC_MAX_COLUMNS, ALMANAC_MAX_LINE_KB, "
+                    "ALMANAC_MAX_ROWS, and for Parquet ALMANAC_MAX_PARQUET_FOOTER_MB and ALMANAC_MAX_EXPANSION.")
     imp.add_argument("path", help="CSV or Parquet file (columns such as Date/Datetime/Timestamp/time, "
                                   "Open, High, Low, Close or Adj Close, Volume; any case)")
     imp.add_argument("--symbol", required=True, help="symbol to store it under, e.g. ES")
