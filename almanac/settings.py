@@ -6,7 +6,7 @@ repository). ``HOST`` (default 127.0.0.1), ``PORT`` (default 8050) and ``ALMANAC
 point ``ALMANAC_HOME`` at an empty folder.
 
 :class:`Limits` bound what one input may cost before it is refused (upload and import
-size, columns, line length, YAML size and aliases, bundle members and size, model
+size, columns, line length, Parquet metadata, YAML size and aliases, bundle members and size, model
 memory, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 """
 
@@ -30,6 +30,9 @@ class Limits:
     import_bytes: int = 4 * 2**30            # ALMANAC_MAX_IMPORT_MB: a file given to `data import`
     columns: int = 64                        # ALMANAC_MAX_COLUMNS: columns of an imported file
     line_bytes: int = 64 * 2**10             # ALMANAC_MAX_LINE_KB: one line of a CSV file
+    parquet_footer_bytes: int = 8 * 2**20    # ALMANAC_MAX_PARQUET_FOOTER_MB: an imported Parquet file's metadata
+    rows: int = 20_000_000                   # ALMANAC_MAX_ROWS: rows of an imported file
+    expansion: int = 100                     # ALMANAC_MAX_EXPANSION: times a Parquet file may grow in memory
     yaml_bytes: int = 256 * 2**10            # ALMANAC_MAX_YAML_KB: a spec file
     yaml_aliases: int = 64                   # ALMANAC_MAX_YAML_ALIASES: '*alias' uses in a spec
     bundle_members: int = 16                 # ALMANAC_MAX_BUNDLE_MEMBERS: files in a model bundle
@@ -39,6 +42,8 @@ class Limits:
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
             "columns": ("ALMANAC_MAX_COLUMNS", 1), "line_bytes": ("ALMANAC_MAX_LINE_KB", 2**10),
+            "parquet_footer_bytes": ("ALMANAC_MAX_PARQUET_FOOTER_MB", 2**20),
+            "rows": ("ALMANAC_MAX_ROWS", 1), "expansion": ("ALMANAC_MAX_EXPANSION", 1),
             "yaml_bytes": ("ALMANAC_MAX_YAML_KB", 2**10), "yaml_aliases": ("ALMANAC_MAX_YAML_ALIASES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
             "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20)}

@@ -8,7 +8,9 @@
   (``Store.read_bars`` with start, end, columns). Each render returns a *new*
   ``dcc.Graph`` into an empty container (docs/design.md §11).
 * Import: drop a CSV or Parquet file, check the symbol (default: from the file name),
-  optionally force the frequency or time zone, press Import. The import runs as a
+  optionally force the frequency or time zone or allow prices <= 0 (spreads), press
+  Import. An upload over ``ALMANAC_MAX_UPLOAD_MB`` is refused from its encoded length,
+  before it is decoded. The import runs as a
   background job; success shows the stored range and any warnings, a refusal shows the
   importer's one-line message, and the store is unchanged.
 """
@@ -27,7 +29,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from almanac.errors import DataError
-from almanac.importer import import_bytes
+from almanac.importer import check_upload_size, import_bytes
 from almanac.store import CatalogEntry, Store
 from pages._components import (
     empty_state, failure_alert, info_alert, page_header, page_token, read_catalog, section,
@@ -123,11 +125,25 @@ def symbol_from_filename(filename: str | None) -> str:
     return m.group(0).upper() if m else ""
 
 
+def upload_size(contents: str | None) -> int:
+    """The decoded size of a ``dcc.Upload`` data URL, from its length (nothing is decoded or copied)."""
+    if not contents:
+        return 0
+    comma = contents.find(",")
+    n = len(contents) - comma - 1
+    return n * 3 // 4 - (contents.endswith("==") + contents.endswith("="))
+
+
 def decode_upload(contents: str, filename: str) -> bytes:
-    """The bytes of a ``dcc.Upload`` data URL (``data:<type>;base64,<payload>``)."""
+    """The bytes of a ``dcc.Upload`` data URL (``data:<type>;base64,<payload>``).
+
+    An upload over the ``upload_bytes`` limit is refused from its length, before decoding."""
+    if contents.find(",") < 0:
+        raise DataError(f"{filename}: the upload arrived damaged; choose the file again")
+    check_upload_size(upload_size(contents), filename)
     try:
-        return base64.b64decode(contents.split(",", 1)[1], validate=True)
-    except (IndexError, ValueError, binascii.Error):
+        return base64.b64decode(contents[contents.index(",") + 1:], validate=True)
+    except (ValueError, binascii.Error):
         raise DataError(f"{filename}: the upload arrived damaged; choose the file again") from None
 
 
@@ -181,6 +197,8 @@ def _import_form() -> list:
             dbc.Col([dbc.Label("Time zone", html_for="data-tz"),
                      dbc.Input(id="data-tz", placeholder="America/New_York", type="text")], xs=6),
         ], className="g-2 mt-1"),
+        dbc.Switch(id="data-allow-nonpositive", value=False, className="mt-2",
+                   label="Allow zero and negative prices (a spread)"),
         html.Div("Bars: leave on detect unless the file's spacing is irregular. Time zone: only for times "
                  "without a UTC offset; default the exchange's (New York for the sample symbols).",
                  className="almanac-hint mt-1"),
@@ -298,7 +316,11 @@ def describe_upload(filename, contents):
     """Name the chosen file and suggest a symbol from its name."""
     if not filename:
         return "No file chosen.", no_update
-    size = len(contents.split(",", 1)[-1]) * 3 // 4 if contents else 0
+    size = upload_size(contents)
+    try:
+        check_upload_size(size, filename)
+    except DataError as exc:
+        return html.Span(exc.message, className="text-danger"), symbol_from_filename(filename)
     return [html.Strong(filename), f" · {size / 1024:,.1f} KB · ready to import"], symbol_from_filename(filename)
 
 
@@ -307,19 +329,21 @@ def describe_upload(filename, contents):
     Input("data-import-btn", "n_clicks"),
     State("data-upload", "contents"), State("data-upload", "filename"), State("data-symbol", "value"),
     State("data-freq", "value"), State("data-tz", "value"), State("data-token", "data"),
+    State("data-allow-nonpositive", "value"),
     background=True,
     running=[(Output("data-import-btn", "disabled"), True, False),
              (Output("data-import-btn", "children"), "Importing…", "Import")],
     prevent_initial_call=True,
 )
-def run_import(n_clicks, contents, filename, symbol, freq, tz, token):
+def run_import(n_clicks, contents, filename, symbol, freq, tz, token, allow_nonpositive=False):
     """Validate and store the uploaded file (a background job; ``token`` keys it to this page load)."""
     if not contents or not filename:
         return warning_alert(["choose a CSV or Parquet file first"], title="Nothing to import"), no_update
     symbol = (symbol or "").strip() or symbol_from_filename(filename)
     try:
         result = import_bytes(decode_upload(contents, filename), filename, symbol,
-                              freq=None if freq in (None, "", "auto") else freq, tz=(tz or "").strip() or None)
+                              freq=None if freq in (None, "", "auto") else freq, tz=(tz or "").strip() or None,
+                              allow_nonpositive=bool(allow_nonpositive))
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return failure_alert(exc, log, f"importing {filename}"), no_update
     e = result.entry

@@ -232,6 +232,45 @@ def test_every_refusal_of_the_importer_is_a_danger_alert_and_changes_nothing(pag
     assert snapshot(lab.home) == before and not lab.has("BAD", "1min")
 
 
+def test_an_upload_over_the_limit_is_refused_before_decoding_and_changes_nothing(pages, lab, monkeypatch):
+    """The reproduction was a 190 MB upload, accepted; here the limit is 1 MB and the upload 3.2 MB."""
+    monkeypatch.setenv("ALMANAC_MAX_UPLOAD_MB", "1")
+    before = snapshot(lab.home)
+    big = upload(GOOD * 20_000)  # 3.2 MB of good bars
+    result, rev = pages["data"].run_import(1, big, "big_daily.csv", "BIG", "auto", "", "token")
+    assert classes(result) == ["danger"] and rev is no_update
+    assert f"{len(GOOD) * 20_000 / 2**20:.1f}" == "3.2"
+    assert ("big_daily.csv: the upload is 3.2 MB, over the 1 MB limit (ALMANAC_MAX_UPLOAD_MB): import it with "
+            "`python -m almanac data import`, or raise the limit") in texts(result)
+    assert snapshot(lab.home) == before  # byte-identical: no tmp/ folder either
+    status, symbol = pages["data"].describe_upload("big_daily.csv", big)  # said as soon as the file is chosen
+    assert "over the 1 MB limit (ALMANAC_MAX_UPLOAD_MB)" in texts(status) and symbol == "BIG"
+
+
+def test_an_upload_is_checked_from_its_encoded_length(pages, monkeypatch):
+    data = pages["data"]
+    monkeypatch.setenv("ALMANAC_MAX_UPLOAD_MB", "1")
+    for n in (2**20 - 2, 2**20 - 1, 2**20):  # every padding of the last base64 quantum
+        assert data.upload_size(upload(b"x" * n)) == n
+        assert data.decode_upload(upload(b"x" * n), "x.csv") == b"x" * n
+    with pytest.raises(DataError, match=r"^x.csv: the upload is 1.0 MB, over the 1 MB limit"):
+        data.decode_upload(upload(b"x" * (2**20 + 1)), "x.csv")
+
+
+def test_spreads_upload_with_the_switch(pages, lab):
+    spread = b"Date,Close\n2024-01-02,0.5\n2024-01-03,-0.25\n"
+    result, rev = pages["data"].run_import(1, upload(spread), "spr.csv", "SPR", "auto", "", "t")
+    assert classes(result) == ["danger"] and "close -0.25 is not a positive price" in texts(result)
+    result, rev = pages["data"].run_import(1, upload(spread), "spr.csv", "SPR", "auto", "", "t", True)
+    assert classes(result) == ["success"] and lab.entry("SPR", "1d").rows == 2
+
+
+def test_a_one_row_daily_upload_is_daily(pages, lab):
+    result, rev = pages["data"].run_import(1, upload(b"Date,Close\n2018-03-09,2700\n"), "one.csv", "ONE",
+                                           "auto", "", "t")
+    assert classes(result) == ["success"] and rev["select"] == "ONE|1d"
+
+
 def test_good_import_reports_rows_and_warnings_and_selects_the_dataset(pages, lab):
     result, rev = pages["data"].run_import(1, upload(GOOD), "tst_daily.csv", "", "auto", None, "token")
     assert classes(result) == ["success", "warning"]

@@ -18,13 +18,18 @@ def register(sub) -> None:
         description="Validate a CSV or Parquet file of bars and store it. Importing a symbol that "
                     "already has data at that frequency REPLACES it atomically (no append). Unsorted rows "
                     "are sorted and exact duplicate rows dropped, with a warning; any other problem refuses "
-                    "the file and leaves the store unchanged.")
+                    "the file and leaves the store unchanged. Prices must be above 0 (see --allow-nonpositive), times "
+                    "within the years 1900-2100, text free of control characters. What a file may cost is bounded "
+                    "before it is parsed: ALMANAC_MAX_IMPORT_MB, ALMANAC_MAX_COLUMNS, ALMANAC_MAX_LINE_KB, "
+                    "ALMANAC_MAX_ROWS, and for Parquet ALMANAC_MAX_PARQUET_FOOTER_MB and ALMANAC_MAX_EXPANSION.")
     imp.add_argument("path", help="CSV or Parquet file (columns such as Date/Datetime/Timestamp/time, "
                                   "Open, High, Low, Close or Adj Close, Volume; any case)")
     imp.add_argument("--symbol", required=True, help="symbol to store it under, e.g. ES")
     imp.add_argument("--freq", choices=["1min", "1d"], help="bar frequency (default: detected from the timestamps)")
     imp.add_argument("--tz", help="time zone of naive timestamps (default: the symbol's exchange time zone, "
                                   "America/New_York for the sample symbols); aware timestamps keep theirs")
+    imp.add_argument("--allow-nonpositive", action="store_true",
+                     help="accept prices of 0 or below (a spread); by default they are refused as errors")
     imp.add_argument("--json", action="store_true", help="print the catalog entry as JSON")
     imp.set_defaults(handler=cmd_import)
 
@@ -55,7 +60,8 @@ def cmd_import(args) -> int:
     from almanac.importer import import_file
 
     _check_tz(args.tz)
-    result = import_file(args.path, args.symbol, freq=args.freq, tz=args.tz)
+    result = import_file(args.path, args.symbol, freq=args.freq, tz=args.tz,
+                         allow_nonpositive=args.allow_nonpositive)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     e = result.entry
