@@ -67,7 +67,7 @@ validation: {scheme: rolling, n_splits: 3, gap: 2, min_train: 300, train_size: 4
     assert again == s and again.to_dict() == s.to_dict()
     d = s.to_dict()
     assert d["data"] == {"symbol": "ES", "start": "2011-01-03", "end": "2016-12-30"}
-    assert list(d) == ["name", "data", "features", "label", "model", "validation", "backtest", "seed"]
+    assert list(d) == ["name", "data", "features", "label", "model", "validation", "backtest", "seed", "timeout_s"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -87,7 +87,7 @@ def test_example_configs_are_valid(path):
      "spec field validation.scheme: 'sliding' is not one of expanding, rolling"),
     (with_(featurs={}),
      "spec field featurs is not a known key: remove it (the spec takes name, data, features, label, model, "
-     "validation, backtest, seed)"),
+     "validation, backtest, seed, timeout_s)"),
     (with_(model={"kind": "lightgbm", "lr": 0.1}),
      "spec field model.lr is not a known key: remove it (model takes kind, params)"),
     (with_(data={"symbol": "ES", "start": "2012-01-02", "end": "2011-01-03"}),
@@ -214,7 +214,8 @@ def test_validate_against_store_daily_only_symbol(store):
                                         r"date, close"):
         validate_against_store(s, store)
     early = spec_from_dict({"data": {"symbol": "VIX"}, "label": "rest_of_day", "features": {"sets": ["early_session"]}})
-    with pytest.raises(SpecError, match="only daily bars, so early_session features cannot be built"):
+    with pytest.raises(SpecError, match=r"^spec field features.sets: early_session features need 1-minute bars; "
+                                        r"VIX has only 1d: import VIX 1-minute bars or remove early_session"):
         validate_against_store(early, store)
 
 

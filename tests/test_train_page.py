@@ -250,7 +250,7 @@ def test_default_form_is_the_documented_default_spec(train):
         "model": {"kind": "lightgbm", "params": {"n_estimators": 200, "learning_rate": 0.03, "num_leaves": 15}},
         "validation": {"scheme": "expanding", "n_splits": 5, "gap": 1, "min_train": 250, "train_size": None},
         "backtest": {"threshold": 0.55, "cost_bps": 1.0, "long_only": False},
-        "seed": 0,
+        "seed": 0, "timeout_s": None,
     }
     # the YAML view is that spec, and reads back to it (what `almanac train --config` gets)
     from almanac.spec import spec_from_yaml
