@@ -543,12 +543,15 @@ def parse_yaml(text: str, where: str = "spec", limits: Limits | None = None):
         raise SpecError(f"{where} {exc.problem}") from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        raise SpecError(f"{where} is not valid YAML: character {exc.character!r} at line {line} is not "
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise SpecError(f"{where} is not valid YAML: character {char!r} at line {line} is not "
                         "allowed; remove it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at {_line(mark)}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
+        context = getattr(exc, "context", None)
+        problem = f"{context} {problem}" if context and not problem.startswith(context) else problem
         raise SpecError(f"{where} is not valid YAML{at}: {problem}; fix the indentation or quoting") from None
     finally:
         if loader is not None:
@@ -701,8 +704,7 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
         raise SpecError(f"spec field {where[0]}: not one of {sym}'s {len(days)} trading days in {rng} can be "
                         f"labelled with {kind}, each has {where[1]}")
     if len(labelled) < spec.validation.min_days():
-        what = ("trading days" if len(labelled) == len(days) else
-                f"labelled days (of {len(days)} trading days, the others lack a {kind} price)")
+        what = "trading days" if len(labelled) == len(days) else f"labelled days (of {len(days)} trading days)"
         raise SpecError("spec field data.start: " + too_few_days_message(
             f"{sym} has {len(labelled)} {what} in {labelled[0]:%Y-%m-%d} .. {labelled[-1]:%Y-%m-%d}",
             spec.validation))

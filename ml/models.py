@@ -251,7 +251,7 @@ def _fit_error(kind: str, task: str, params: dict[str, Any], seed: int) -> Excep
     try:
         with warnings.catch_warnings(), _native_output_silenced():
             warnings.simplefilter("ignore")  # convergence etc.: the check is not a fit
-            make_model(kind, task, _capped(params), seed=seed).fit(X, y)
+            make_model(kind, task, _capped({**default_params(kind, task), **params}), seed=seed).fit(X, y)
     except SpecError:
         raise
     except Exception as exc:  # noqa: BLE001 - any library error means these parameters cannot fit
