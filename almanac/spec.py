@@ -17,14 +17,26 @@ Every section but ``data`` and ``label`` may be left out (the defaults above app
 ``{kind: ...}``. An unquoted ``cutoff: 10:15`` is read by YAML 1.1 as the base-60 integer
 615; that integer is turned back into "10:15".
 
+``timeout_s`` (optional, seconds, at most :data:`MAX_TIMEOUT_S`) bounds the whole run:
+past it the runner stops with "run exceeded timeout_s=N ..." and registers nothing.
+
 Validation happens here, before any work: unknown keys, unknown kinds, a start after the
 end, a date range too short for the walk-forward splits, a cutoff outside the symbol's
-session, a cross-asset symbol equal to the target and ``train_size`` without the rolling
-scheme are refused with a :class:`~almanac.errors.SpecError` of ONE line naming the field
-and what to change, e.g. ``spec field model.kind: 'lgbm' is not one of logistic,
-random_forest, hist_gb, lightgbm, xgboost``. Checks that need the data (the symbol
-exists, enough trading days, the label's prices are there) are in
-:func:`validate_against_store`, which the runner calls before any heavy work.
+session, a cross-asset symbol equal to the target, ``train_size`` without the rolling
+scheme and model parameters outside :data:`PARAM_BOUNDS` are refused with a
+:class:`~almanac.errors.SpecError` of ONE line naming the field and what to change, e.g.
+``spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb,
+lightgbm, xgboost``. Checks that need the data (the symbol exists, the label and feature
+sets the data can give, enough labelled days, cross-asset data overlapping them) are in
+:func:`validate_against_store`; the library's own rules on model parameters are in
+``ml.models.check_params``; the runner calls both before any heavy work or write.
+
+YAML is read by :class:`SpecLoader` (:func:`parse_yaml`) within the limits of
+:class:`almanac.settings.Limits`: at most ``yaml_bytes`` (checked before parsing,
+``ALMANAC_MAX_YAML_KB``), ``yaml_aliases`` alias uses (``ALMANAC_MAX_YAML_ALIASES``) and
+``yaml_values`` values with the aliases expanded (``ALMANAC_MAX_YAML_VALUES``), at most
+:data:`MAX_YAML_DEPTH` levels of nesting; a key given twice in a mapping is refused at any
+level, and an impossible date (``start: 2018-02-30``) is refused naming its field.
 
 The kernel does not import ``ml`` or ``features``: the kinds are constants here and a
 test checks that they match ``ml.labelers.LABELS``, ``ml.models.MODEL_KINDS``,

@@ -458,3 +458,11 @@ def test_a_cutoff_before_every_first_bar_labels_nothing(store):
     later = spec_from_dict(with_(features={"cutoff": "11:00"}))
     assert validate_against_store(later, store)["days"] == 400
     assert validate_against_store(spec_from_dict(with_(label="direction")), store)["days"] == 400
+
+
+def test_values_limit_counts_plain_values_too(monkeypatch):
+    # GOOD has 7 values: the root mapping, data, {symbol: ES} (3 with its key and value), label, rest_of_day
+    monkeypatch.setenv("ALMANAC_MAX_YAML_VALUES", "6")
+    assert yaml_refusal(GOOD).startswith("spec.yaml expands to more than 6 values (aliases included) at line ")
+    monkeypatch.setenv("ALMANAC_MAX_YAML_VALUES", "7")
+    assert spec_from_yaml(GOOD).data.symbol == "ES"
