@@ -43,7 +43,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -277,7 +276,7 @@ def check_params(kind: str, task: str, params: dict[str, Any] | None = None, see
     library's message does not say which).
     """
     params = dict(params or {})
-    est = make_model(kind, task, params, seed=seed)  # unknown names
+    make_model(kind, task, params, seed=seed)  # unknown names
     lib = _LIBRARY.get(kind, "scikit-learn")
     base = _final_estimator(kind, _role(task), 0, 1).get_params(deep=False)
     for name, v in params.items():
@@ -285,7 +284,6 @@ def check_params(kind: str, task: str, params: dict[str, Any] | None = None, see
         if isinstance(v, str) and isinstance(d, (int, float)) and not isinstance(d, bool):
             raise SpecError(f"spec field model.params.{name}: {v!r} is not a number ({lib}'s default is {d!r}): "
                             "write a number without quotes")
-    del est
     exc = _fit_error(kind, task, params, seed)
     if exc is None:
         return

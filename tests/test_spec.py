@@ -311,8 +311,9 @@ def test_merge_keys_may_still_be_overridden():
     ("data: {symbol: ES}\nlabel: rest_of_day\nseed: " + "9" * 5000 + "\n", "spec field seed: '999"),
     ("- data\n- label\n", "a spec must be a mapping of sections"),
     ("just text\n", "a spec must be a mapping of sections"),
-    (GOOD + "---\n" + GOOD, "spec.yaml is not valid YAML at line 3, column 1: expected a single document in the stream but found "
-     "another document"),
+    (GOOD + "---\n" + GOOD,
+     "spec.yaml is not valid YAML at line 3, column 1: expected a single document in the stream but found another "
+     "document"),
     ("data: {symbol: ES\nlabel: [", "spec.yaml is not valid YAML at line 2, column"),
     ("data: {symbol: \"E\x00S\"}\nlabel: rest_of_day\n",
      "spec.yaml is not valid YAML: character '\\x00' at line 1 is not allowed; remove it"),
