@@ -162,12 +162,12 @@ class _Deadline:
 
             deadline = self
 
-            class _Clock(TrainingCallback):
+            class _RoundClock(TrainingCallback):
                 def after_iteration(self, model, epoch, evals_log) -> bool:
                     deadline.check(f"boosting round {epoch + 1}")
                     return False
 
-            model.set_params(callbacks=[_Clock()])
+            model.set_params(callbacks=[_RoundClock()])
         return {}
 
     def clear(self, model, kind: str) -> None:
