@@ -79,7 +79,12 @@ def cmd_train(args) -> int:
     from almanac.spec import load_spec, validate_against_store
 
     spec = load_spec(args.config)  # a bad spec fails here, before anything is imported or read
-    validate_against_store(spec)  # data refusals before the model libraries load (~2 s); nothing is written
+    # The runner's own checks, in its order, before its heavy imports (scipy, SHAP: ~1-2 s),
+    # so a refusal comes fast; nothing is written. The runner repeats them (milliseconds).
+    from ml.models import check_params
+
+    check_params(spec.model.kind, spec.task, spec.model.params, seed=spec.seed)
+    validate_against_store(spec)
     from ml.runner import run_experiment
 
     record = run_experiment(spec, progress=progress_printer("train "))
