@@ -6,7 +6,7 @@ repository). ``HOST`` (default 127.0.0.1), ``PORT`` (default 8050) and ``ALMANAC
 point ``ALMANAC_HOME`` at an empty folder.
 
 :class:`Limits` bound what one input may cost before it is refused (upload and import
-size, columns, line length, Parquet metadata, YAML size and aliases, bundle members and size, model
+size, columns, line length, Parquet metadata, YAML size, aliases and values, bundle members and size, model
 memory, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 """
 
@@ -35,6 +35,7 @@ class Limits:
     expansion: int = 100                     # ALMANAC_MAX_EXPANSION: times a Parquet file may grow in memory
     yaml_bytes: int = 256 * 2**10            # ALMANAC_MAX_YAML_KB: a spec file
     yaml_aliases: int = 64                   # ALMANAC_MAX_YAML_ALIASES: '*alias' uses in a spec
+    yaml_values: int = 10_000                # ALMANAC_MAX_YAML_VALUES: values in a spec, aliases expanded
     bundle_members: int = 16                 # ALMANAC_MAX_BUNDLE_MEMBERS: files in a model bundle
     bundle_bytes: int = 512 * 2**20          # ALMANAC_MAX_BUNDLE_MB: a bundle's size, packed or unpacked
     model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
@@ -45,6 +46,7 @@ class Limits:
             "parquet_footer_bytes": ("ALMANAC_MAX_PARQUET_FOOTER_MB", 2**20),
             "rows": ("ALMANAC_MAX_ROWS", 1), "expansion": ("ALMANAC_MAX_EXPANSION", 1),
             "yaml_bytes": ("ALMANAC_MAX_YAML_KB", 2**10), "yaml_aliases": ("ALMANAC_MAX_YAML_ALIASES", 1),
+            "yaml_values": ("ALMANAC_MAX_YAML_VALUES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
             "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20)}
 

@@ -10,20 +10,33 @@ On disk it is YAML::
     validation: {scheme: expanding, n_splits: 5, gap: 1, min_train: 250}  # rolling: + train_size
     backtest:   {threshold: 0.55, cost_bps: 1.0, long_only: false}
     seed: 0                                        # optional: seeds the model and permutation importance
+    timeout_s: 3600                                # optional: stop the run after this many seconds
 
 Every section but ``data`` and ``label`` may be left out (the defaults above apply);
 ``label: rest_of_day`` and ``model: lightgbm`` are accepted as shorthands for
 ``{kind: ...}``. An unquoted ``cutoff: 10:15`` is read by YAML 1.1 as the base-60 integer
 615; that integer is turned back into "10:15".
 
+``timeout_s`` (optional, seconds, at most :data:`MAX_TIMEOUT_S`) bounds the whole run:
+past it the runner stops with "run exceeded timeout_s=N ..." and registers nothing.
+
 Validation happens here, before any work: unknown keys, unknown kinds, a start after the
 end, a date range too short for the walk-forward splits, a cutoff outside the symbol's
-session, a cross-asset symbol equal to the target and ``train_size`` without the rolling
-scheme are refused with a :class:`~almanac.errors.SpecError` of ONE line naming the field
-and what to change, e.g. ``spec field model.kind: 'lgbm' is not one of logistic,
-random_forest, hist_gb, lightgbm, xgboost``. Checks that need the data (the symbol
-exists, enough trading days, the label's prices are there) are in
-:func:`validate_against_store`, which the runner calls before any heavy work.
+session, a cross-asset symbol equal to the target, ``train_size`` without the rolling
+scheme and model parameters outside :data:`PARAM_BOUNDS` are refused with a
+:class:`~almanac.errors.SpecError` of ONE line naming the field and what to change, e.g.
+``spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb,
+lightgbm, xgboost``. Checks that need the data (the symbol exists, the label and feature
+sets the data can give, enough labelled days, cross-asset data overlapping them) are in
+:func:`validate_against_store`; the library's own rules on model parameters are in
+``ml.models.check_params``; the runner calls both before any heavy work or write.
+
+YAML is read by :class:`SpecLoader` (:func:`parse_yaml`) within the limits of
+:class:`almanac.settings.Limits`: at most ``yaml_bytes`` (checked before parsing,
+``ALMANAC_MAX_YAML_KB``), ``yaml_aliases`` alias uses (``ALMANAC_MAX_YAML_ALIASES``) and
+``yaml_values`` values with the aliases expanded (``ALMANAC_MAX_YAML_VALUES``), at most
+:data:`MAX_YAML_DEPTH` levels of nesting; a key given twice in a mapping is refused at any
+level, and an impossible date (``start: 2018-02-30``) is refused naming its field.
 
 The kernel does not import ``ml`` or ``features``: the kinds are constants here and a
 test checks that they match ``ml.labelers.LABELS``, ``ml.models.MODEL_KINDS``,
@@ -43,6 +56,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from almanac.errors import AlmanacError, DataError, NotFoundError, SpecError
+from almanac.settings import Limits, get_limits
 from almanac.sessions import parse_time, session_for
 from almanac.store import Store, normalize_symbol
 
@@ -61,6 +75,8 @@ MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgb
 SCHEMES: tuple[str, ...] = ("expanding", "rolling")
 #: Fewest test days per fold the spec accepts (a fold score on fewer days is noise).
 MIN_TEST_DAYS = 20
+#: Longest ``timeout_s`` a spec may set (one week).
+MAX_TIMEOUT_S = 7 * 86_400
 
 StrictInt = Annotated[int, Field(strict=True)]
 
@@ -150,7 +166,35 @@ class LabelSpec(_Section):
         return {"kind": v} if isinstance(v, str) else v
 
 
+#: The lab's bounds on model parameters that set how much work a fit does: name ->
+#: (lowest, highest), None for "the library's own rule". They apply to every model kind
+#: that has the parameter and keep a run finite (``n_estimators: 1000000000`` would run
+#: for days). Everything else about a parameter (type, range, allowed values,
+#: combinations) is the library's own rule, checked by ``ml.models.check_params``.
+PARAM_BOUNDS: dict[str, tuple[int | None, int]] = {
+    "n_estimators": (1, 20_000),      # trees / boosting rounds (random_forest, lightgbm, xgboost)
+    "max_iter": (1, 20_000),          # boosting rounds (hist_gb), solver iterations (logistic)
+    "num_leaves": (None, 65_536),     # leaves per tree (lightgbm)
+    "max_leaf_nodes": (None, 65_536),  # leaves per tree (hist_gb)
+    "max_leaves": (None, 65_536),     # leaves per tree (xgboost)
+    "max_depth": (None, 64),          # tree depth (all tree models)
+    "max_bin": (None, 4_096),         # histogram bins per feature (lightgbm, xgboost)
+    "num_parallel_tree": (None, 100),  # trees per round (xgboost)
+}
+
+
 class ModelSpec(_Section):
+    """``kind`` and the estimator's ``params`` (override the factory's defaults).
+
+    Parameters are checked in two places: here, that each value is a number, text or a
+    boolean within :data:`PARAM_BOUNDS` (n_estimators and max_iter 1-20,000; num_leaves,
+    max_leaf_nodes and max_leaves at most 65,536; max_depth at most 64; max_bin at most
+    4,096; num_parallel_tree at most 100); and before any work by the runner, with the
+    library's own rules (``ml.models.check_params`` builds the estimator and fits it on
+    a few synthetic rows), so ``learning_rate: -1`` or ``num_leaves: 1`` is refused
+    naming the parameter.
+    """
+
     kind: Literal[MODEL_KINDS]  # type: ignore[valid-type]
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -169,6 +213,14 @@ class ModelSpec(_Section):
         bad = [k for k, x in v.items() if not isinstance(x, (int, float, str, bool, type(None)))]
         if bad:
             raise ValueError(f"parameter(s) {', '.join(bad)} must be numbers, text or booleans")
+        for name, x in v.items():
+            if name not in PARAM_BOUNDS or isinstance(x, bool) or not isinstance(x, (int, float)):
+                continue  # types are the library's rule
+            lo, hi = PARAM_BOUNDS[name]
+            if x > hi or (lo is not None and x < lo) or x != x:
+                rng = f"{lo}..{hi}" if lo is not None else f"at most {hi}"
+                raise _Problem(f"model.params.{name}", f"{x!r} is outside the lab's bounds for {name} ({rng}): "
+                                                       f"choose a value in {rng}")
         return v
 
 
@@ -208,6 +260,14 @@ class ExperimentSpec(_Section):
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     backtest: BacktestSpec = Field(default_factory=BacktestSpec)
     seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        if isinstance(v, bool) or (v is not None and not isinstance(v, (int, float))):
+            raise ValueError(f"{v!r} is not a number of seconds: use e.g. timeout_s: 600")
+        return v
 
     @field_validator("name", mode="before")
     @classmethod
@@ -322,7 +382,9 @@ def _one(err: dict) -> str:
     if kind == "value_error":
         return f"spec field {where}: {ctx.get('error', err['msg'])}"
     if kind.startswith(("date_", "datetime_")):
-        return f"spec field {where}: {value!r} is not a date: use YYYY-MM-DD, e.g. 2010-01-04"
+        why = ctx.get("error") if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) else None
+        return (f"spec field {where}: {value!r} is not a date" + (f" ({why})" if why else "")
+                + ": use YYYY-MM-DD, e.g. 2010-01-04")
     bound = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
              "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}.get(kind)
     if bound:
@@ -356,30 +418,183 @@ def spec_from_dict(d: dict | ExperimentSpec) -> ExperimentSpec:
         raise SpecError(format_validation_error(exc)) from None
 
 
-def spec_from_yaml(text: str, where: str = "spec") -> ExperimentSpec:
+#: Deepest nesting a spec may have (a spec needs 4: spec > model > params > value).
+MAX_YAML_DEPTH = 10
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A limit of the spec loader was hit (the message is complete, the mark says where)."""
+
+    def __init__(self, problem: str, mark=None):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def _line(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown line"
+
+
+class SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with the spec's limits, checked while the document is composed.
+
+    * at most ``Limits.yaml_aliases`` alias uses (``*name``) and at most
+      ``Limits.yaml_values`` values with every alias expanded (an alias "bomb" nests a few
+      aliases into billions of values: it is refused after a few thousand, in
+      milliseconds); an alias that refers to a value containing itself is refused;
+    * at most :data:`MAX_YAML_DEPTH` levels of nesting (deeper input would exhaust
+      Python's recursion in the composer);
+    * a key given twice in one mapping, at any level, is refused (plain YAML keeps the
+      last one silently); keys coming from a ``<<`` merge may be overridden as usual;
+    * a date or integer the constructor cannot convert (``2018-02-30``, 5,000 digits)
+      stays text, so the spec field it belongs to refuses it by name.
+    """
+
+    def __init__(self, stream, limits: Limits | None = None):
+        super().__init__(stream)
+        self.limits = limits or get_limits()
+        self._aliases = 0
+        self._values = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}   # id(node) -> values in it, aliases expanded
+        self._checked: set[int] = set()    # mappings already checked for duplicate keys
+
+    def _count(self, n: int, mark) -> None:
+        self._values += n
+        if self._values > self.limits.yaml_values:
+            var = Limits.var("yaml_values")
+            raise _Refused(f"expands to more than {self.limits.yaml_values} values (aliases included) at "
+                           f"{_line(mark)}: a spec has a few dozen; remove the aliases or raise {var}", mark)
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            self._aliases += 1
+            if self._aliases > self.limits.yaml_aliases:
+                var = Limits.var("yaml_aliases")
+                raise _Refused(f"uses more than {self.limits.yaml_aliases} aliases (*name) at "
+                               f"{_line(event.start_mark)}: a spec needs few or none; remove them or raise {var}",
+                               event.start_mark)
+            node = self.anchors.get(event.anchor)
+            if node is not None:  # an undefined alias is the composer's own error
+                size = self._sizes.get(id(node))
+                if size is None:
+                    raise _Refused(f"has a recursive alias *{event.anchor} at {_line(event.start_mark)} (it "
+                                   "refers to a value that contains it): write the value out", event.start_mark)
+                self._count(size, event.start_mark)
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _Refused(f"nests values deeper than {MAX_YAML_DEPTH} levels at {_line(mark)}: a spec needs 4 "
+                           "(e.g. model > params > name: value)", mark)
+        first = self._values
+        self._count(1, mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = self._values - first
+        return node
+
+    def flatten_mapping(self, node):
+        if id(node) not in self._checked:  # before merges are flattened into node.value
+            self._checked.add(id(node))
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # unhashable: the constructor says so
+                    continue
+                if first is not key_node:
+                    raise _Refused(f"has the key {key_node.value!r} twice in one mapping ({_line(first.start_mark)} "
+                                   f"and {_line(key_node.start_mark)}): keep one (YAML would silently use the "
+                                   "last)", key_node.start_mark)
+        super().flatten_mapping(node)
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return node.value  # the field's check refuses it by name
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # e.g. more digits than Python converts
+            return node.value
+
+
+SpecLoader.add_constructor("tag:yaml.org,2002:timestamp", SpecLoader.construct_yaml_timestamp)
+SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 2**20:.2f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB" if n >= 2**10 else f"{n} bytes"
+
+
+def _check_size(n: int, where: str, limits: Limits) -> None:
+    if n > limits.yaml_bytes:
+        var = Limits.var("yaml_bytes")
+        raise SpecError(f"{where} is {_size_text(n)}, more than the {_size_text(limits.yaml_bytes)} a spec may "
+                        f"have ({var}): a spec is a few lines; check the file or raise {var}")
+
+
+def parse_yaml(text: str, where: str = "spec", limits: Limits | None = None):
+    """The YAML document ``text`` as Python data, read by :class:`SpecLoader`.
+
+    Refused with one line (SpecError): more than ``Limits.yaml_bytes`` bytes (checked
+    before parsing), the loader's limits, and any YAML error (with its line and column).
+    """
+    limits = limits or get_limits()
+    _check_size(len(text.encode("utf-8", "surrogatepass")), where, limits)
+    loader = None
     try:
-        data = yaml.safe_load(text)
+        loader = SpecLoader(text, limits)  # the reader refuses control characters here
+        return loader.get_single_data()
+    except _Refused as exc:
+        raise SpecError(f"{where} {exc.problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise SpecError(f"{where} is not valid YAML: character {char!r} at line {line} is not "
+                        "allowed; remove it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f" at {_line(mark)}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
+        context = getattr(exc, "context", None)
+        problem = f"{context} {problem}" if context and not problem.startswith(context) else problem
         raise SpecError(f"{where} is not valid YAML{at}: {problem}; fix the indentation or quoting") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def spec_from_yaml(text: str, where: str = "spec") -> ExperimentSpec:
+    """Validate YAML text into an :class:`ExperimentSpec` (see :func:`parse_yaml` for the limits)."""
+    data = parse_yaml(text, where)
     if data is None:
         raise SpecError(f"{where} is empty: write a spec with at least data and label sections")
     return spec_from_dict(data)
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
-    """Read and validate a YAML spec file."""
+    """Read and validate a YAML spec file (its size is checked before it is read)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise NotFoundError(f"spec file {p} does not exist: pass the path of a YAML spec, "
                             "e.g. configs/es-rest-of-day-lgbm.yaml")
+    limits = get_limits()
+    where = f"spec file {p.name}"
     try:
-        text = p.read_text()
+        _check_size(p.stat().st_size, where, limits)
+        with p.open("rb") as f:
+            raw = f.read(limits.yaml_bytes + 1)  # the file may have grown since stat
+        _check_size(len(raw), where, limits)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p} ({type(exc).__name__}): pass a UTF-8 YAML file") from None
-    return spec_from_yaml(text, where=f"spec file {p.name}")
+    return spec_from_yaml(text, where=where)
 
 
 # ---------------------------------------------------------------------- store checks
@@ -404,52 +619,119 @@ def _trading_days(ts: pd.Series, session) -> pd.DatetimeIndex:
     return dates[hi > lo].rename("date")
 
 
-def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> dict:
-    """Checks that need the data, done before any heavy work.
+def _days_with_bar_before(ts: pd.Series, days: pd.DatetimeIndex, session, cutoff: str) -> pd.DatetimeIndex:
+    """The ``days`` with at least one bar starting in ``[open, cutoff)`` (sorted UTC bar starts):
+    the days that have a price at the cutoff."""
+    if len(days) == 0:
+        return days
+    us = pd.DatetimeIndex(ts).as_unit("us").asi8
+    lo = np.searchsorted(us, session.opens(days).as_unit("us").asi8, side="left")
+    hi = np.searchsorted(us, session.at(days, cutoff).as_unit("us").asi8, side="left")
+    return days[hi > lo]
 
-    Refuses (NotFoundError / SpecError / DataError, one line) a symbol or cross-asset
-    symbol missing from the store, a date range outside the data, a label whose prices
-    the data lacks (close-only daily series), early-session features as the only set on
-    a daily-only symbol, and fewer trading days in the range than the splits need.
-    Returns ``{"days": n, "first": date, "last": date, "freq": "1min"|"1d"}``.
+
+def _span_of(store: Store, sym: str) -> tuple[str, str]:
+    """First and last date (YYYY-MM-DD) of any of ``sym``'s datasets."""
+    entries = [store.entry(sym, f) for f in ("1min", "1d") if store.has(sym, f)]
+    return min(e.start[:10] for e in entries), max(e.end[:10] for e in entries)
+
+
+#: Labels measured from the price at the cutoff (they need 1-minute bars).
+CUTOFF_LABELS: tuple[str, ...] = ("rest_of_day", "forward_return")
+
+
+def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> dict:
+    """Checks that need the data, done before any heavy work (features, cache, ``runs/``).
+
+    Refuses (NotFoundError / SpecError / DataError, one line naming the field and the
+    data it needs):
+
+    * a symbol or cross-asset symbol missing from the store;
+    * on a daily-only symbol: ``early_session`` features (they need 1-minute bars), a
+      label measured from the cutoff (``rest_of_day``, ``forward_return``: a daily-only
+      symbol has no price at the cutoff; it would silently fall back to the open, and a
+      close-only series has no open either), and a label whose prices the file lacks
+      (e.g. ``direction`` on closes only);
+    * a date range without trading days, a cutoff before which no day has a bar, and
+      fewer *labelled* days than the splits need (so a spec that cannot label a single
+      day is refused here, not after the features were built);
+    * a cross-asset symbol whose data does not overlap the labelled days at all.
+
+    Returns ``{"days": n, "first": date, "last": date, "freq": "1min"|"1d"}`` for the
+    labelled days of the range.
     """
     store = store if store is not None else Store()
-    sym = spec.data.symbol
+    sym, kind, cutoff = spec.data.symbol, spec.label.kind, spec.features.cutoff
     have = ", ".join(store.symbols()) or "nothing yet"
     if not (store.has(sym, "1min") or store.has(sym, "1d")):
         raise NotFoundError(f"spec field data.symbol: {sym} has no data in the store (it holds {have}): "
                             f"import {sym} first or choose another symbol")
-    for c in spec.features.cross_assets:
-        if "cross_asset" in spec.features.sets and not (store.has(c, "1min") or store.has(c, "1d")):
+    crosses = spec.features.cross_assets if "cross_asset" in spec.features.sets else []
+    for c in crosses:
+        if not (store.has(c, "1min") or store.has(c, "1d")):
             raise NotFoundError(f"spec field features.cross_assets: {c} has no data in the store "
                                 f"(it holds {have}): import {c} first or remove it")
     freq = "1min" if store.has(sym, "1min") else "1d"
     entry = store.entry(sym, freq)
-    if freq == "1d":
-        if spec.features.sets == ["early_session"]:
-            raise SpecError(f"spec field features.sets: {sym} has only daily bars, so early_session features "
-                            "cannot be built: add regime or cross_asset")
-        need = [c for c in LABEL_COLUMNS[spec.label.kind] if c not in ("cutoff_price",) and c not in entry.columns]
-        if need:
-            raise DataError(f"spec field label.kind: {spec.label.kind} needs {', '.join(need)} prices but "
-                            f"{sym} 1d has only {', '.join(entry.columns)}: import OHLC bars or pick another label")
     start, end = spec.data.start, spec.data.end
-    if freq == "1min":
-        ts = store.read_bars(sym, "1min", start=start, end=end, columns=["timestamp"])["timestamp"]
-        days = _trading_days(ts, session_for(sym))
-    else:
-        days = pd.DatetimeIndex(store.read_bars(sym, "1d", start=start, end=end, columns=["close"])["date"])
     span = f"{entry.start[:10]} .. {entry.end[:10]}"
+    session = session_for(sym)
+    if freq == "1d":
+        closes_only = "open" not in entry.columns
+        if "early_session" in spec.features.sets:
+            raise SpecError(f"spec field features.sets: early_session features need 1-minute bars; {sym} has only "
+                            f"1d: import {sym} 1-minute bars or remove early_session, e.g. sets: [regime]")
+        if kind in CUTOFF_LABELS:
+            why = (f"with closes only ({', '.join(entry.columns)}), so not one day can be labelled: import {sym} "
+                   f"1-minute bars or use {sym} as a cross-asset symbol" if closes_only else
+                   f"(it would silently run from the open instead): import {sym} 1-minute bars or use label "
+                   "direction")
+            raise SpecError(f"spec field label.kind: {kind} starts at the price at the cutoff {cutoff}, which "
+                            f"needs 1-minute bars; {sym} has only 1d bars {why}")
+        need = [c for c in LABEL_COLUMNS[kind] if c not in entry.columns]
+        if need:
+            hint = (f"a close-only series cannot be labelled: import {sym} OHLC bars or use it as a cross-asset "
+                    "symbol" if closes_only else "import OHLC bars or pick another label")
+            raise DataError(f"spec field label.kind: {kind} needs {', '.join(need)} prices but {sym} 1d has only "
+                            f"{', '.join(entry.columns)}: {hint}")
+        cols = [c for c in LABEL_COLUMNS[kind]]
+        bars = store.read_bars(sym, "1d", start=start, end=end, columns=cols)
+        days = pd.DatetimeIndex(bars["date"])
+        ok = np.ones(len(bars), dtype=bool)
+        for c in cols:
+            x = pd.to_numeric(bars[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            ok &= x > 0  # NaN compares False: a missing or non-positive price labels nothing
+        labelled = days[ok]
+    else:
+        ts = store.read_bars(sym, "1min", start=start, end=end, columns=["timestamp"])["timestamp"]
+        days = _trading_days(ts, session)
+        labelled = _days_with_bar_before(ts, days, session, cutoff) if kind in CUTOFF_LABELS else days
     if len(days) == 0:
         raise NotFoundError(f"spec field data.start: {sym} has no trading day between {start or 'the start'} and "
                             f"{end or 'the end'}: its {freq} data covers {span}; choose dates inside it")
-    if len(days) < spec.validation.min_days():
+    rng = f"{days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}"
+    if len(labelled) == 0:
+        where = ("features.cutoff", f"no bar before the cutoff {cutoff}: choose a later cutoff") \
+            if freq == "1min" else ("data.start", "a missing or non-positive price: choose other dates")
+        raise SpecError(f"spec field {where[0]}: not one of {sym}'s {len(days)} trading days in {rng} can be "
+                        f"labelled with {kind}, each has {where[1]}")
+    if len(labelled) < spec.validation.min_days():
+        what = "trading days" if len(labelled) == len(days) else f"labelled days (of {len(days)} trading days)"
         raise SpecError("spec field data.start: " + too_few_days_message(
-            f"{sym} has {len(days)} trading days in {days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}", spec.validation))
-    return {"days": int(len(days)), "first": f"{days[0]:%Y-%m-%d}", "last": f"{days[-1]:%Y-%m-%d}", "freq": freq}
+            f"{sym} has {len(labelled)} {what} in {labelled[0]:%Y-%m-%d} .. {labelled[-1]:%Y-%m-%d}",
+            spec.validation))
+    first, last = f"{labelled[0]:%Y-%m-%d}", f"{labelled[-1]:%Y-%m-%d}"
+    for c in crosses:
+        c_first, c_last = _span_of(store, c)
+        if c_last < first or c_first >= last:  # a day's cross features read closes up to D-1
+            raise SpecError(f"spec field features.cross_assets: {c} data covers {c_first} .. {c_last}, which does "
+                            f"not overlap the experiment's days {first} .. {last}, so its features would all be "
+                            f"empty: choose dates inside both or remove {c}")
+    return {"days": int(len(labelled)), "first": first, "last": last, "freq": freq}
 
 
 __all__ = ["FEATURE_SETS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
-           "validate_against_store", "format_validation_error"]
+           "validate_against_store", "format_validation_error", "parse_yaml", "SpecLoader", "PARAM_BOUNDS",
+           "CUTOFF_LABELS", "MAX_YAML_DEPTH", "MAX_TIMEOUT_S"]

@@ -23,12 +23,26 @@ leaves, slow learning, row/column subsampling. Every random element is seeded fr
 the same rows gives identical predictions. ``params`` override the defaults of the final
 estimator (for pipelines: the model step); unknown names raise SpecError with the list.
 lightgbm and xgboost are imported only inside :func:`make_model`.
+
+:func:`check_params` applies each library's own rules to ``params`` before any work: it
+builds the estimator and fits it on :data:`CHECK_ROWS` synthetic rows (the work
+parameters n_estimators / max_iter lowered to at most 2 for the check, so it takes
+milliseconds), and turns the library's exception into one line naming the parameter.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import io
+import math
+import os
+import re
+import sys
+import warnings
 from typing import Any
 
+import numpy as np
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -144,7 +158,9 @@ def make_model(kind: str, task: str, params: dict[str, Any] | None = None, seed:
         owned = [k for k in bad if k in _RESERVED]
         why = (f"{', '.join(owned)} is set by the lab (threads: ALMANAC_THREADS, "
                "random state: seed); " if owned else "")
-        raise SpecError(f"unknown parameter(s) {', '.join(bad)} for model {kind!r} ({task}); "
+        near = [m for b in bad for m in difflib.get_close_matches(b, sorted(allowed), n=1)]
+        guess = f" (did you mean {', '.join(near)}?)" if near and not owned else ""
+        raise SpecError(f"unknown parameter(s) {', '.join(bad)} for model {kind!r} ({task}){guess}; "
                         f"{why}valid parameters: {', '.join(sorted(allowed))}")
     merged.update(params)
     try:
@@ -163,3 +179,124 @@ def make_model(kind: str, task: str, params: dict[str, Any] | None = None, seed:
             ("model", est),
         ])
     return est
+
+
+# ---------------------------------------------------------------------- parameter check
+
+#: Rows and columns of the synthetic data :func:`check_params` fits on.
+CHECK_ROWS, CHECK_FEATURES = 64, 4
+#: Work parameters lowered (only when above this) for the check fit; a value below the
+#: cap, e.g. 0, is passed as it is so the library still judges it.
+_CHECK_CAPS = {"n_estimators": 2, "max_iter": 2}
+_LIBRARY = {"lightgbm": "LightGBM", "xgboost": "XGBoost"}
+
+
+def _check_data(task: str):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(CHECK_ROWS, CHECK_FEATURES)),
+                     columns=[f"f{i}" for i in range(CHECK_FEATURES)])
+    X.iloc[::7, 1] = np.nan  # the real features have gaps too
+    i = np.arange(CHECK_ROWS)
+    y = {"binary": i % 2, "multiclass": i % 4}.get(task)
+    return X, (rng.normal(size=CHECK_ROWS) if y is None else y)
+
+
+def _capped(params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    for name, cap in _CHECK_CAPS.items():
+        v = out.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap:
+            # a float stays a float with its fraction (2.5 -> 2.5, 300.0 -> 2.0): the library judges the type
+            out[name] = cap + (v % 1) if isinstance(v, float) and math.isfinite(v) else type(v)(cap)
+    return out
+
+
+@contextlib.contextmanager
+def _native_output_silenced():
+    """File descriptors 1 and 2 point at /dev/null for the duration: LightGBM writes its
+    ``[LightGBM] [Fatal] ...`` line to the C-level stderr before raising, which would make
+    a one-line refusal two lines. Process-wide, so only for the few milliseconds of the
+    check (the runner calls it in the CLI or job process, never in the web server)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = []
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # pragma: no cover - no /dev/null: keep the output
+        yield
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+            except OSError:  # pragma: no cover - descriptor closed
+                pass
+        with contextlib.redirect_stdout(io.StringIO()):  # the Python-level prints too
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+
+
+def _fit_error(kind: str, task: str, params: dict[str, Any], seed: int) -> Exception | None:
+    """The exception the library raises fitting ``params`` on the synthetic rows, or None."""
+    X, y = _check_data(task)
+    try:
+        with warnings.catch_warnings(), _native_output_silenced():
+            warnings.simplefilter("ignore")  # convergence etc.: the check is not a fit
+            make_model(kind, task, _capped({**default_params(kind, task), **params}), seed=seed).fit(X, y)
+    except SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any library error means these parameters cannot fit
+        return exc
+    return None
+
+
+def _library_text(exc: BaseException) -> str:
+    """The library's message, one line, without source paths and stack traces."""
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "") or type(exc).__name__
+    text = re.sub(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", text)            # XGBoost: "[hh:mm:ss] file.cc:24: "
+    text = re.sub(r" at \S+\.(?:cpp|cc|h|hpp), line \d+\s*\.?$", "", text)   # LightGBM: " at file.cpp, line 349 ."
+    return text.strip().rstrip(".")
+
+
+def check_params(kind: str, task: str, params: dict[str, Any] | None = None, seed: int = 0) -> None:
+    """Refuse ``params`` the library would refuse, before any data is read (one-line SpecError).
+
+    Unknown names are refused by :func:`make_model`; a text value where the estimator's
+    default is a number is refused as "not a number"; everything else is the library's
+    own rule: the estimator is fitted on :data:`CHECK_ROWS` synthetic rows and its
+    exception names the parameter (found by trying each parameter alone when the
+    library's message does not say which).
+    """
+    params = dict(params or {})
+    make_model(kind, task, params, seed=seed)  # unknown names
+    lib = _LIBRARY.get(kind, "scikit-learn")
+    base = _final_estimator(kind, _role(task), 0, 1).get_params(deep=False)
+    for name, v in params.items():
+        d = base.get(name)
+        if isinstance(v, str) and isinstance(d, (int, float)) and not isinstance(d, bool):
+            raise SpecError(f"spec field model.params.{name}: {v!r} is not a number ({lib}'s default is {d!r}): "
+                            "write a number without quotes")
+    exc = _fit_error(kind, task, params, seed)
+    if exc is None:
+        return
+    text = _library_text(exc)
+    name = None
+    if len(params) == 1:
+        name = next(iter(params))
+    else:
+        named = [n for n in params if re.search(rf"\b{re.escape(n)}\b", text)]
+        name = named[0] if len(named) == 1 else next(
+            (n for n in params if _fit_error(kind, task, {n: params[n]}, seed) is not None), None)
+    if name is None:
+        raise SpecError(f"spec field model.params: {lib} refuses these parameters together: {text}; "
+                        "change or remove them")
+    raise SpecError(f"spec field model.params.{name}: {params[name]!r} is refused by {lib}: {text}; "
+                    "change or remove it")

@@ -2,9 +2,12 @@
 
 Stages (each timed in ``run.json["timings"]`` and reported through ``progress``):
 
-1. **validate** -- the spec against the store (:func:`almanac.spec.validate_against_store`),
-   the model parameters (:func:`ml.models.make_model`), the gap against the label horizon.
-   Nothing is written before this passes.
+1. **validate** -- in this order, each refusal one line: the gap against the label
+   horizon; the model parameters with the library's own rules (:func:`ml.models.check_params`:
+   a fit on a few synthetic rows, milliseconds); the spec against the store
+   (:func:`almanac.spec.validate_against_store`: symbols present, label and features the
+   data can give, enough labelled days, cross-asset data overlapping the days). Nothing is
+   written (no feature cache, no ``runs/`` folder) before this passes.
 2. **features** -- :func:`features.build_features` (cached by data hash and configuration).
 3. **labels** -- :func:`ml.labelers.make_label` on the session table; rows whose label is
    NaN are dropped (labels are never filled).
@@ -61,6 +64,13 @@ against "the day was up" (regression), empty for multiclass; classification scor
 the 0.5 cut (the backtest threshold applies to the backtest; ``threshold_grid.json``
 holds the others).
 
+Time limit: a spec's ``timeout_s`` bounds the whole run. The clock is checked at every
+progress step (inside the features build too), between folds and stages, and after each
+boosting round of LightGBM and XGBoost (their training callbacks); past the limit the run
+stops with :class:`RunTimeout` ("run exceeded timeout_s=N ..."), its temporary folder is
+removed and nothing is registered. scikit-learn fits (logistic, random_forest, hist_gb)
+have no callback, so one fold's fit may overrun before the clock is read again.
+
 Determinism: every model and the permutation shuffles are seeded from ``spec.seed`` and
 thread counts are fixed (:mod:`ml.threads`), so a rerun on the same data gives identical
 metrics, predictions and backtest numbers (only run_id, created_at and timings differ).
@@ -84,7 +94,7 @@ import numpy as np
 import pandas as pd
 
 from almanac import faults, registry
-from almanac.errors import DataError
+from almanac.errors import AlmanacError, DataError
 from almanac.recovery import RUN_LOCK
 from almanac.settings import REPO_ROOT
 from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_against_store
@@ -92,7 +102,7 @@ from almanac.store import Store
 from ml import drift, evaluation, explain, persist
 from ml.backtester import backtest
 from ml.labelers import label_spec, make_label
-from ml.models import make_model
+from ml.models import check_params, make_model
 from ml.splits import WalkForwardSplit, check_gap, fold_ids, fold_table
 from ml.threads import limit_threads
 
@@ -118,6 +128,53 @@ class _Clock:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+
+class RunTimeout(AlmanacError):
+    """The run took longer than its spec's ``timeout_s``."""
+
+
+class _Deadline:
+    """``timeout_s`` seconds from ``t0`` (perf_counter); None: no limit."""
+
+    def __init__(self, timeout_s: float | None, t0: float):
+        self.timeout_s, self.t0 = timeout_s, t0
+
+    def check(self, where: str) -> None:
+        if self.timeout_s is None:
+            return
+        spent = time.perf_counter() - self.t0
+        if spent > self.timeout_s:
+            raise RunTimeout(f"run exceeded timeout_s={self.timeout_s:g}: stopped at {where} after {spent:.1f} s, "
+                             "nothing was registered; raise timeout_s or make the run smaller (fewer trees, folds "
+                             "or days)")
+
+    def fit_kwargs(self, model, kind: str) -> dict:
+        """Training callbacks that read the clock after each boosting round (LightGBM:
+        ``fit(callbacks=...)``; XGBoost: the estimator's ``callbacks``, set here and
+        cleared by :meth:`clear`). Other kinds: nothing."""
+        if self.timeout_s is None:
+            return {}
+        if kind == "lightgbm":
+            def lgb_round(env):
+                self.check(f"boosting round {env.iteration + 1}")
+            return {"callbacks": [lgb_round]}
+        if kind == "xgboost":
+            from xgboost.callback import TrainingCallback
+
+            deadline = self
+
+            class _RoundClock(TrainingCallback):
+                def after_iteration(self, model, epoch, evals_log) -> bool:
+                    deadline.check(f"boosting round {epoch + 1}")
+                    return False
+
+            model.set_params(callbacks=[_RoundClock()])
+        return {}
+
+    def clear(self, model, kind: str) -> None:
+        if self.timeout_s is not None and kind == "xgboost":
+            model.set_params(callbacks=None)  # the fitted model keeps no reference to the run
 
 
 def _as_spec(spec) -> ExperimentSpec:
@@ -184,7 +241,7 @@ def _check_classes(y: np.ndarray, k: int, where: str) -> None:
                         "validation.min_train so every class occurs in training")
 
 
-def _fit(model, kind: str, X: pd.DataFrame, y: np.ndarray):
+def _fit(model, kind: str, X: pd.DataFrame, y: np.ndarray, deadline: _Deadline | None = None):
     """``model.fit(X, y)``. hist_gb cannot bin a feature that has no value at all in the
     training rows (scikit-learn raises; e.g. a 200-day average in a first fold of 150
     days), so for fitting only such columns get the constant 0: a constant column has one
@@ -194,7 +251,12 @@ def _fit(model, kind: str, X: pd.DataFrame, y: np.ndarray):
         empty = [c for c in X.columns[X.isna().all().to_numpy()]]
         if empty:
             X = X.assign(**{c: 0.0 for c in empty})
-    return model.fit(X, y)
+    if deadline is None:
+        return model.fit(X, y)
+    try:
+        return model.fit(X, y, **deadline.fit_kwargs(model, kind))
+    finally:
+        deadline.clear(model, kind)
 
 
 def _predict(model, X: pd.DataFrame, task: str) -> np.ndarray:
@@ -204,7 +266,7 @@ def _predict(model, X: pd.DataFrame, task: str) -> np.ndarray:
     return proba[:, 1] if task == "binary" else proba
 
 
-def _folds(spec, data, names, task, classes, prog, clock):
+def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times."""
     X, y = data[names], data["y"].to_numpy()
     splitter = WalkForwardSplit(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
@@ -227,8 +289,9 @@ def _folds(spec, data, names, task, classes, prog, clock):
         model = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
         with clock.stage("fit"):
             t = time.perf_counter()
-            _fit(model, spec.model.kind, X_tr, y[tr].astype("int64") if task != "regression" else y[tr])
+            _fit(model, spec.model.kind, X_tr, y[tr].astype("int64") if task != "regression" else y[tr], deadline)
             fit_s.append(time.perf_counter() - t)
+        deadline.check(f"fold {i + 1} of {n} (after fitting)")
         with clock.stage("predict"):
             pred[te] = _predict(model, X_te, task)
         prog(lo + 0.6 * (hi - lo), f"fold {i + 1} of {n}: SHAP")
@@ -243,6 +306,7 @@ def _folds(spec, data, names, task, classes, prog, clock):
                     base.insert(2, "class", c)
                 shap_parts.append(part)
                 base_parts.append(base)
+        deadline.check(f"fold {i + 1} of {n} (after SHAP)")
         with clock.stage("drift"):
             p = drift.psi_table(X_tr, X_te)
             psi[str(i)] = dict(zip(p["feature"], p["psi"], strict=True))
@@ -363,16 +427,22 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     User mistakes raise :class:`~almanac.errors.AlmanacError` before anything is written.
     """
     t0 = time.perf_counter()
-    prog: Progress = progress or (lambda f, s: None)
     clock = _Clock()
     spec = _as_spec(spec)
+    deadline = _Deadline(spec.timeout_s, t0)
+    report: Progress = progress or (lambda f, s: None)
+
+    def prog(fraction: float, stage: str) -> None:  # every progress step reads the clock
+        deadline.check(stage)
+        report(fraction, stage)
+
     store = store if store is not None else Store()
     limit_threads()
-    with clock.stage("validate"):  # no progress before this passes: a refusal is one line
-        validate_against_store(spec, store)
+    with clock.stage("validate"):  # no progress and no write before this passes: a refusal is one line
         lab = label_spec(spec.label.kind)
         check_gap(spec.validation.gap, lab.horizon_days)
-        make_model(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # refuses bad params
+        check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # the library's own rules
+        validate_against_store(spec, store)
     created = datetime.now(timezone.utc)
     run_id = registry.new_run_id(spec.data.symbol, spec.label.kind, spec.model.kind, created)
     root = registry.runs_dir(store.home)
@@ -380,10 +450,10 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     tmp = root / f"{registry.TMP_PREFIX}{run_id}"
     tmp.mkdir()
     owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
-    prog(0.0, f"started {run_id}")
     try:
-        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0)
-        prog(0.99, "registering")
+        prog(0.0, f"started {run_id}")
+        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline)
+        report(0.99, "registering")  # the work is done: no clock reading from here on
         (tmp / RUN_LOCK).unlink()
         faults.point("run:written")
         _publish(tmp, root / run_id)
@@ -393,11 +463,11 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
         raise
     finally:
         os.close(owner)
-    prog(1.0, "done")
+    report(1.0, "done")
     return {**record, "path": str(root / run_id)}
 
 
-def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0) -> dict:
+def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline) -> dict:
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
     data, names, ft = _dataset(spec, store, prog, clock)
@@ -405,7 +475,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0) -> dict:
     if task == "binary":
         _check_classes(y, 2, f"the {len(data)} labelled days")
 
-    f = _folds(spec, data, names, task, classes, prog, clock)
+    f = _folds(spec, data, names, task, classes, prog, clock, deadline)
     fid = fold_ids(len(data), f["splits"])
     tested = fid >= 0
     oof_pred = f["pred"][tested]
@@ -436,11 +506,11 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0) -> dict:
     prog(0.88, "final model")
     with clock.stage("final_model"):
         final = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
-        _fit(final, spec.model.kind, data[names], y.astype("int64") if task != "regression" else y)
+        _fit(final, spec.model.kind, data[names], y.astype("int64") if task != "regression" else y, deadline)
         final_meta = persist.save_model(final, spec.model.kind, task, tmp / "model")
 
     faults.point("run:final-fitted")
-    prog(0.93, "writing")
+    prog(0.93, "writing")  # the last clock reading: past it, the run is complete
     with clock.stage("writing"):
         per_fold = {r["fold"]: r for r in ev["per_fold"]}
         folds = []
@@ -519,4 +589,4 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
         parquet(bt.trades, "trades.parquet")
 
 
-__all__ = ["run_experiment", "code_revision", "ROLLING_WINDOW", "PERMUTATION_REPEATS"]
+__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,151 @@ def test_empty_home_list_hint(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith("no runs yet: train one with")
     assert main(["runs", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+# ---------------------------------------------------------------- issue 17: refused before any work
+
+def home_state(home: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``home``."""
+    import hashlib
+
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def sample_home(tmp_path_factory):
+    """The lab's sample data (ES 1min 2009-2018 + ES 1d, VIX and CL daily closes) plus NQ as
+    a daily-only OHLC symbol (a copy of ES 1d)."""
+    from almanac.sample import ensure_sample_data
+
+    home = tmp_path_factory.mktemp("sample") / "home"
+    store = Store(home)
+    ensure_sample_data(store)
+    store.write("NQ", "1d", store.read_bars("ES", "1d"), source="test: ES 1d as a daily-only symbol")
+    return home
+
+
+def laughs(levels: int = 9, width: int = 9) -> str:
+    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * width) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\ndata: {{symbol: ES}}\nlabel: rest_of_day\nfeatures: {{sets: *l{levels - 1}}}\n"
+
+
+def spec_text(data="{symbol: ES}", label="rest_of_day", sets="[regime]", model="lightgbm", params="{}",
+              extra="") -> str:
+    return (f"data: {data}\nfeatures: {{sets: {sets}}}\nlabel: {label}\n"
+            f"model: {{kind: {model}, params: {params}}}\n{extra}")
+
+
+TIME = Path("/usr/bin/time")
+
+
+def train_cli(home: Path, cfg: Path, tmp_path: Path, timeout: float = 120):
+    """``python -m almanac train --config cfg`` in a subprocess: (result, seconds, peak MB or None)."""
+    cmd = [sys.executable, "-m", "almanac", "train", "--config", str(cfg)]
+    rss = tmp_path / "rss.txt"
+    if TIME.exists():
+        cmd = [str(TIME), "-f", "%M", "-o", str(rss), *cmd]
+    import time
+
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "ALMANAC_HOME": str(home)})
+    spent = time.perf_counter() - t
+    peak = int(rss.read_text().split()[-1]) / 1024 if rss.exists() else None
+    return out, spent, peak
+
+
+REFUSALS = {
+    "alias-bomb": (laughs(), "error: spec file alias-bomb.yaml expands to more than 10000 values (aliases "
+                             "included) at line "),
+    "one-line-3.85MB": ('name: "' + "a" * 3_850_000 + '"\n',
+                        "error: spec file one-line-3.85MB.yaml is 3.67 MB, more than the 256 KB a spec may have "
+                        "(ALMANAC_MAX_YAML_KB)"),
+    "duplicate-key": ("data: {symbol: ES}\nlabel: direction\nlabel: rest_of_day\n",
+                      "error: spec file duplicate-key.yaml has the key 'label' twice in one mapping (line 2, "
+                      "column 1 and line 3, column 1): keep one"),
+    "list-document": ("- data\n- label\n", "error: a spec must be a mapping of sections"),
+    "bad-date": (spec_text(data="{symbol: ES, start: 2018-02-30}"),
+                 "error: spec field data.start: '2018-02-30' is not a date (day value is outside expected range): "
+                 "use YYYY-MM-DD"),
+    "learning-rate": (spec_text(params="{learning_rate: -1}"),
+                      "error: spec field model.params.learning_rate: -1 is refused by LightGBM: Check failed: "
+                      "(learning_rate) > (0.0); change or remove it"),
+    "num-leaves": (spec_text(params="{num_leaves: 1}"),
+                   "error: spec field model.params.num_leaves: 1 is refused by LightGBM: Check failed: (num_leaves) "
+                   "> (1); change or remove it"),
+    "n-estimators-abc": (spec_text(params="{n_estimators: abc}"),
+                         "error: spec field model.params.n_estimators: 'abc' is not a number (LightGBM's default "
+                         "is 100): write a number without quotes"),
+    "n-estimators-1e9": (spec_text(params="{n_estimators: 1000000000}"),
+                         "error: spec field model.params.n_estimators: 1000000000 is outside the lab's bounds for "
+                         "n_estimators (1..20000): choose a value in 1..20000"),
+    "logistic-C": (spec_text(model="logistic", params="{C: -1}"),
+                   "error: spec field model.params.C: -1 is refused by scikit-learn: The 'C' parameter of "
+                   "LogisticRegression must be a float in the range (0.0, inf]. Got -1 instead"),
+    "logistic-max-iter": (spec_text(model="logistic", params="{max_iter: 0}"),
+                          "error: spec field model.params.max_iter: 0 is outside the lab's bounds for max_iter "
+                          "(1..20000)"),
+    "hist-gb-max-iter": (spec_text(model="hist_gb", params="{max_iter: 0}"),
+                         "error: spec field model.params.max_iter: 0 is outside the lab's bounds for max_iter "),
+    "xgboost-max-depth": (spec_text(model="xgboost", params="{max_depth: -1}"),
+                          "error: spec field model.params.max_depth: -1 is refused by XGBoost: value -1 for "
+                          "Parameter max_depth should be greater equal to 0"),
+    "unknown-param": (spec_text(params="{learning_rat: 0.1}"),
+                      "error: unknown parameter(s) learning_rat for model 'lightgbm' (binary) (did you mean "
+                      "learning_rate?)"),
+    "vix-rest-of-day": (spec_text(data="{symbol: VIX}"),
+                        "error: spec field label.kind: rest_of_day starts at the price at the cutoff 10:15, which "
+                        "needs 1-minute bars; VIX has only 1d bars with closes only (date, close), so not one day "
+                        "can be labelled: import VIX 1-minute bars or use VIX as a cross-asset symbol"),
+    "cl-forward-return": (spec_text(data="{symbol: CL}", label="forward_return"),
+                          "error: spec field label.kind: forward_return starts at the price at the cutoff 10:15, "
+                          "which needs 1-minute bars; CL has only 1d bars with closes only (date, close), so not one "
+                          "day can be labelled"),
+    "daily-only-early-session": (spec_text(data="{symbol: NQ}", label="direction", sets="[early_session, regime]"),
+                                 "error: spec field features.sets: early_session features need 1-minute bars; NQ has "
+                                 "only 1d: import NQ 1-minute bars or remove early_session, e.g. sets: [regime]"),
+    "daily-only-rest-of-day": (spec_text(data="{symbol: NQ}"),
+                               "error: spec field label.kind: rest_of_day starts at the price at the cutoff 10:15, "
+                               "which needs 1-minute bars; NQ has only 1d bars (it would silently run from the open "
+                               "instead): import NQ 1-minute bars or use label direction"),
+    "cross-asset-no-overlap": (spec_text(data="{symbol: ES, start: 2009-01-01, end: 2012-12-31}",
+                                         sets="[regime, cross_asset], cross_assets: [VIX]"),
+                               "error: spec field features.cross_assets: VIX data covers 2014-01-03 .. 2019-01-03, "
+                               "which does not overlap the experiment's days 2009-01-02 .. 2012-12-31, so its "
+                               "features would all be empty: choose dates inside both or remove VIX"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_before_any_work_exit_2_one_line_home_unchanged(sample_home, tmp_path, case):
+    text, message = REFUSALS[case]
+    cfg = tmp_path / f"{case}.yaml"
+    cfg.write_text(text)
+    before = home_state(sample_home)
+    out, spent, peak = train_cli(sample_home, cfg, tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.strip()) <= len("error: ") + 300
+    assert home_state(sample_home) == before  # byte-identical: no feature cache, no runs/
+    assert not (sample_home / "runs").exists() and not (sample_home / "cache").exists()
+    # generous bounds (measured, whole process with imports: ~1-3 s, ~130-420 MB)
+    assert spent < 30
+    assert peak is None or peak < 600
+
+
+def test_timeout_s_stops_a_run_with_one_line_and_no_run_folder(sample_home, tmp_path):
+    cfg = tmp_path / "slow.yaml"
+    cfg.write_text(spec_text(data="{symbol: ES, start: 2017-01-01}", label="direction",
+                             params="{n_estimators: 20000, learning_rate: 0.001, min_child_samples: 5}",
+                             extra="validation: {n_splits: 2, min_train: 250}\ntimeout_s: 2\n"))
+    out, spent, _ = train_cli(sample_home, cfg, tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    last = out.stderr.splitlines()[-1]  # above it: the progress lines
+    assert last.startswith("error: run exceeded timeout_s=2: stopped at ") and "nothing was registered" in last
+    assert [p.name for p in (sample_home / "runs").iterdir()] == []  # not even runs/.tmp-*
+    assert spent < 60
+    shutil.rmtree(sample_home / "runs")  # the other tests want no runs/ folder at all
+    shutil.rmtree(sample_home / "cache", ignore_errors=True)

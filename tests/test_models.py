@@ -4,6 +4,7 @@ signal, scales tiny features inside the pipeline, and rejects unknown names."""
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -125,3 +126,69 @@ def test_heavy_libraries_are_imported_lazily():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- check_params (issue 17)
+
+@pytest.mark.parametrize("kind, task, params, expected", [
+    ("lightgbm", "binary", {"learning_rate": -1},
+     "spec field model.params.learning_rate: -1 is refused by LightGBM: Check failed: (learning_rate) > (0.0); "
+     "change or remove it"),
+    ("lightgbm", "regression", {"num_leaves": 1, "learning_rate": 0.1},
+     "spec field model.params.num_leaves: 1 is refused by LightGBM: Check failed: (num_leaves) > (1)"),
+    ("lightgbm", "multiclass", {"subsample": 2, "num_leaves": 7},  # LightGBM names it bagging_fraction
+     "spec field model.params.subsample: 2 is refused by LightGBM: Check failed: (bagging_fraction) <= (1.0)"),
+    ("lightgbm", "binary", {"n_estimators": "abc"},
+     "spec field model.params.n_estimators: 'abc' is not a number (LightGBM's default is 100): write a number "
+     "without quotes"),
+    ("lightgbm", "binary", {"n_estimators": 2.5},
+     "spec field model.params.n_estimators: 2.5 is refused by LightGBM: Parameter num_iterations should be of "
+     "type int, got \"2.5\""),
+    ("xgboost", "binary", {"max_depth": -1},
+     "spec field model.params.max_depth: -1 is refused by XGBoost: value -1 for Parameter max_depth should be "
+     "greater equal to 0"),
+    ("xgboost", "regression", {"booster": "x", "max_depth": 3},
+     "spec field model.params.booster: 'x' is refused by XGBoost: Unknown gbm type x"),
+    ("xgboost", "multiclass", {"n_estimators": "abc"},
+     "spec field model.params.n_estimators: 'abc' is refused by XGBoost: 'str' object cannot be interpreted as an "
+     "integer"),
+    ("logistic", "binary", {"C": -1},
+     "spec field model.params.C: -1 is refused by scikit-learn: The 'C' parameter of LogisticRegression must be a "
+     "float in the range (0.0, inf]. Got -1 instead"),
+    ("logistic", "binary", {"penalty": "l1", "C": 2.0},
+     "spec field model.params.penalty: 'l1' is refused by scikit-learn: Solver lbfgs supports only 'l2' or None "
+     "penalties, got l1 penalty"),
+    ("hist_gb", "binary", {"max_iter": 0},
+     "spec field model.params.max_iter: 0 is refused by scikit-learn: The 'max_iter' parameter of "
+     "HistGradientBoostingClassifier must be an int in the range [1, inf). Got 0 instead"),
+    ("random_forest", "regression", {"n_estimators": 0},
+     "spec field model.params.n_estimators: 0 is refused by scikit-learn: The 'n_estimators' parameter of "
+     "RandomForestRegressor must be an int in the range [1, inf). Got 0 instead"),
+    ("lightgbm", "binary", {"learning_rat": 0.1},
+     "unknown parameter(s) learning_rat for model 'lightgbm' (binary) (did you mean learning_rate?); valid "
+     "parameters: "),
+])
+def test_check_params_refuses_with_the_librarys_rule_naming_the_parameter(kind, task, params, expected, capfd):
+    from ml.models import check_params
+
+    check_params(kind, task, {})  # warm up (imports)
+    t = time.perf_counter()
+    with pytest.raises(SpecError) as exc:
+        check_params(kind, task, params)
+    assert time.perf_counter() - t < 2.0  # measured: 1-60 ms
+    assert exc.value.message.startswith(expected) and len(exc.value.message) <= 300
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # LightGBM's C-level "[LightGBM] [Fatal]" line is silenced
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_check_params_accepts_the_defaults_and_large_work_cheaply(kind):
+    from ml.models import check_params
+
+    big = {"lightgbm": {"n_estimators": 20000}, "xgboost": {"n_estimators": 20000},
+           "random_forest": {"n_estimators": 20000}, "hist_gb": {"max_iter": 20000}, "logistic": {"max_iter": 20000}}
+    for task in TASKS:
+        check_params(kind, task, {})
+        t = time.perf_counter()
+        check_params(kind, task, big[kind])  # the check fits at most 2 rounds
+        assert time.perf_counter() - t < 2.0  # measured: < 0.15 s

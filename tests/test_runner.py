@@ -21,14 +21,14 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from almanac import registry
-from almanac.errors import SpecError
+from almanac.errors import AlmanacError, SpecError
 from almanac.sessions import Session
 from almanac.spec import spec_from_dict
 from almanac.store import Store
 from ml import drift, persist, stats
 from ml.backtester import backtest
 from ml.models import make_model
-from ml.runner import run_experiment
+from ml.runner import RunTimeout, run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 DAYS = 360
@@ -280,10 +280,76 @@ def test_direction_logistic_days_without_cutoff_price_are_kept_but_not_traded(sm
     assert run["final_model"]["format"] == "skops"
 
 
-def test_bad_model_parameter_refused_before_anything_is_written(small):
-    with pytest.raises(SpecError, match="unknown parameter"):
-        run_experiment({**SPEC, "model": {"kind": "lightgbm", "params": {"bogus": 1}}}, store=small)
-    assert not (small.home / "runs").exists()
+def home_state(home: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``home``."""
+    import hashlib
+
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": {"kind": "lightgbm", "params": {"bogus": 1}}}, "unknown parameter(s) bogus"),
+    ({"model": {"kind": "lightgbm", "params": {"learning_rate": -1}}},
+     "spec field model.params.learning_rate: -1 is refused by LightGBM"),
+    ({"model": {"kind": "xgboost", "params": {"max_depth": -1}}},
+     "spec field model.params.max_depth: -1 is refused by XGBoost"),
+    ({"model": {"kind": "logistic", "params": {"C": -1}}}, "spec field model.params.C: -1 is refused by scikit-learn"),
+    ({"data": {"symbol": "VIX"}, "features": {"sets": ["regime"]}},
+     "spec field label.kind: rest_of_day starts at the price at the cutoff 10:15, which needs 1-minute bars"),
+    ({"data": {"symbol": "VIX"}, "label": "direction", "features": {"sets": ["early_session", "regime"]}},
+     "spec field features.sets: early_session features need 1-minute bars; VIX has only 1d"),
+])
+def test_bad_specs_are_refused_before_anything_is_written(small, change, message):
+    before = home_state(small.home)
+    with pytest.raises(AlmanacError) as exc:
+        run_experiment({**SPEC, **change}, store=small)
+    assert exc.value.message.startswith(message)
+    assert home_state(small.home) == before  # no feature cache, no runs/
+    assert not (small.home / "runs").exists() and not (small.home / "cache").exists()
+
+
+def test_validation_order_params_before_data(small, monkeypatch):
+    """The parameter check needs no data: it runs before the store is read."""
+    import ml.runner
+
+    def no_reads(*a, **k):
+        raise AssertionError("the store was read before the parameters were checked")
+    monkeypatch.setattr(ml.runner, "validate_against_store", no_reads)
+    with pytest.raises(SpecError, match="num_leaves"):
+        run_experiment({**SPEC, "model": {"kind": "lightgbm", "params": {"num_leaves": 1}}}, store=small)
+
+
+def test_timeout_stops_the_run_and_registers_nothing(small):
+    spec = {**SPEC, "model": {"kind": "lightgbm", "params": {"n_estimators": 20000, "learning_rate": 0.001,
+                                                             "min_child_samples": 5}},
+            "timeout_s": 1.0}
+    seen = []
+    t = time.perf_counter()
+    with pytest.raises(RunTimeout) as exc:
+        run_experiment(spec, store=small, progress=lambda f, s: seen.append(s))
+    spent = time.perf_counter() - t
+    assert exc.value.message.startswith("run exceeded timeout_s=1: stopped at ")
+    assert exc.value.message.endswith("nothing was registered; raise timeout_s or make the run smaller (fewer "
+                                      "trees, folds or days)")
+    assert spent < 30  # the clock is read inside boosting, not only between folds
+    assert list((small.home / "runs").iterdir()) == []  # the temporary folder is gone too
+    assert registry.list_runs(home=small.home) == []
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost"])
+def test_the_clock_is_read_after_each_boosting_round(kind):
+    from ml.runner import _Deadline, _fit
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(2000, 8)), columns=[f"f{i}" for i in range(8)])
+    y = (X["f0"] + rng.normal(size=2000) > 0).astype("int64").to_numpy()
+    model = make_model(kind, "binary", {"n_estimators": 20000, "learning_rate": 0.001})
+    t = time.perf_counter()
+    with pytest.raises(RunTimeout, match=r"stopped at boosting round \d+ after"):
+        _fit(model, kind, X, y, _Deadline(0.3, time.perf_counter()))
+    assert time.perf_counter() - t < 10  # 20,000 rounds would take far longer
+    assert model.get_params().get("callbacks") is None  # the model keeps no reference to the run
 
 
 def test_exception_mid_run_removes_the_temporary_folder(small):

@@ -250,7 +250,7 @@ def test_default_form_is_the_documented_default_spec(train):
         "model": {"kind": "lightgbm", "params": {"n_estimators": 200, "learning_rate": 0.03, "num_leaves": 15}},
         "validation": {"scheme": "expanding", "n_splits": 5, "gap": 1, "min_train": 250, "train_size": None},
         "backtest": {"threshold": 0.55, "cost_bps": 1.0, "long_only": False},
-        "seed": 0,
+        "seed": 0, "timeout_s": None,
     }
     # the YAML view is that spec, and reads back to it (what `almanac train --config` gets)
     from almanac.spec import spec_from_yaml
@@ -462,3 +462,42 @@ def test_old_status_files_are_pruned_when_a_job_is_queued(home):
     os.utime(jobs.status_path(old), (month_ago, month_ago))
     jobs.create_status(f"{TOKEN}-3")
     assert jobs.read_status(old) is None and jobs.read_status(recent)["state"] == "done"
+
+
+def test_refusals_of_issue_17_show_as_the_pages_red_alert(train, store, home):
+    """The form's check (spec_from_dict: parameter bounds) and the job's (the runner's
+    validation: library rules, impossible label/data pairs) give the CLI's one-line
+    messages as red alerts, and write nothing."""
+    from features.synthetic import synthetic_store
+
+    synthetic_store(store, minute_start="2017-01-02", days=320)
+    fields, params = default_form(train)
+    params["lightgbm"]["n_estimators"] = 1_000_000_000
+    _, problem = train.check_form(fields, params)
+    assert problem.startswith("spec field model.params.n_estimators: 1000000000 is outside the lab's bounds")
+    values, ids, pvals, pids, _ = _form_args(train, fields, params)
+    alert, *_ = train.validate_form(values, pvals, ids, pids)
+    assert alert.color == "danger" and "outside the lab's bounds" in str(alert)
+
+    before = {p.name: p.stat().st_mtime_ns for p in (home / "market").iterdir()}
+    for change, pchange, message in [
+        ({"symbol": "VIX", "sets": ["regime"]}, {},
+         "spec field label.kind: rest_of_day starts at the price at the cutoff 10:15, which needs 1-minute bars; "
+         "VIX has only 1d bars with closes only"),
+        ({"sets": ["regime"]}, {"learning_rate": 0},
+         "spec field model.params.learning_rate: 0.0 is refused by LightGBM: Check failed: (learning_rate) > (0.0)"),
+    ]:
+        f, p = {**fields, **change}, {**params, "lightgbm": {**params["lightgbm"], "n_estimators": 20, **pchange}}
+        final = train.train_job(1, *_form_args(train, f, p))
+        assert final["state"] == "failed" and final["error"].startswith(message)
+        shown = train.status_result(final)
+        assert shown.color == "danger" and message in str(shown)
+    assert not (home / "runs").exists() and not (home / "cache").exists()  # only the job's status was written
+    assert {p.name: p.stat().st_mtime_ns for p in (home / "market").iterdir()} == before
+
+
+def _form_args(train, fields: dict, params: dict) -> tuple:
+    ids = [{"type": train.FIELD, "name": k} for k in fields]
+    pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
+    pvals = [params[i["kind"]][i["name"]] for i in pids]
+    return list(fields.values()), ids, pvals, pids, TOKEN

@@ -1,6 +1,7 @@
 """Experiment commands: ``train``, ``runs list|show|delete``, ``export``, ``predict``, ``report``.
 
-``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work),
+``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work:
+the YAML and its fields, the data it needs, then the model parameters by the runner),
 runs it with a progress bar on stderr and prints the run id (``--json``: the same JSON as
 ``runs show --json``). The heavy layers (ml, features) are imported inside the handlers.
 """
@@ -75,9 +76,15 @@ def _fmt(v) -> str:
 
 def cmd_train(args) -> int:
     from almanac.registry import get_run
-    from almanac.spec import load_spec
+    from almanac.spec import load_spec, validate_against_store
 
     spec = load_spec(args.config)  # a bad spec fails here, before anything is imported or read
+    # The runner's own checks, in its order, before its heavy imports (scipy, SHAP: ~1-2 s),
+    # so a refusal comes fast; nothing is written. The runner repeats them (milliseconds).
+    from ml.models import check_params
+
+    check_params(spec.model.kind, spec.task, spec.model.params, seed=spec.seed)
+    validate_against_store(spec)
     from ml.runner import run_experiment
 
     record = run_experiment(spec, progress=progress_printer("train "))
