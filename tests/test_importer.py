@@ -405,7 +405,7 @@ def test_a_one_line_file_is_refused_from_its_first_64_kb(seeded, tmp_path):
 
 
 def test_the_line_scan_costs_well_under_a_second_per_100_mb():
-    from almanac.importer import _Reader
+    from almanac.filereader import _Reader
 
     line = b"2018-03-09 09:30:00,100.25,101.5,99.5,100.5,12345\n"
     data = b"Datetime,Open,High,Low,Close,Volume\n" + line * (32 * 2**20 // len(line))
@@ -550,16 +550,16 @@ def test_the_line_scan_agrees_with_splitting_lines(monkeypatch):
     """The block-based scan finds exactly the first over-long line, across chunk boundaries."""
     import random
 
-    import almanac.importer as importer
+    import almanac.filereader as filereader
 
     rng = random.Random(17)
     for trial in range(3000):
         limit = rng.randint(1, 24)
-        monkeypatch.setattr(importer, "SCAN_CHUNK", rng.randint(1, 64))
+        monkeypatch.setattr(filereader, "SCAN_CHUNK", rng.randint(1, 64))
         lines = [b"a" * rng.choice([rng.randint(0, limit), rng.randint(0, 3 * limit)]) for _ in range(rng.randint(1, 12))]
         data = b"\n".join(lines) + rng.choice([b"", b"\n"])
         expected = next((i + 1 for i, line in enumerate(data.split(b"\n")) if len(line) > limit), None)
-        rd = importer._Reader(data, "t.csv", limits=importer.Limits(line_bytes=limit))
+        rd = filereader._Reader(data, "t.csv", limits=filereader.Limits(line_bytes=limit))
         try:
             rd._scan_csv(["a"])
             found = None
@@ -571,12 +571,12 @@ def test_the_line_scan_agrees_with_splitting_lines(monkeypatch):
 def test_the_control_scan_names_the_row_and_column_across_chunks(monkeypatch):
     import random
 
-    import almanac.importer as importer
+    import almanac.filereader as filereader
 
     rng = random.Random(7)
     header = ["Date", "Open", "Close"]
     for trial in range(1000):
-        monkeypatch.setattr(importer, "SCAN_CHUNK", rng.randint(1, 40))
+        monkeypatch.setattr(filereader, "SCAN_CHUNK", rng.randint(1, 40))
         rows = [",".join(rng.choice(["1", "22", "333"]) for _ in header) for _ in range(rng.randint(1, 8))]
         data = bytearray(("Date,Open,Close\n" + "\n".join(rows) + "\n").encode())
         pos = rng.randrange(len("Date,Open,Close\n"), len(data))
@@ -586,7 +586,7 @@ def test_the_control_scan_names_the_row_and_column_across_chunks(monkeypatch):
         line = data[:pos].count(b"\n")  # row number (line 1 is the header)
         column = header[data[data.rfind(b"\n", 0, pos) + 1:pos].count(b",")]
         with pytest.raises(DataError) as err:
-            importer._Reader(bytes(data), "c.csv")._scan_csv(header)
+            filereader._Reader(bytes(data), "c.csv")._scan_csv(header)
         assert err.value.message.startswith(f"c.csv, row {line}, column '{column}': contains the control "
                                             "character \\x02"), (trial, bytes(data))
 
