@@ -66,7 +66,7 @@ def host_refusal(header: str | None, settings: Settings) -> str | None:
 
 def max_request_bytes(limits: Limits) -> int:
     """Flask's ``MAX_CONTENT_LENGTH``: room for an upload of ``limits.upload_bytes``."""
-    return -(-limits.upload_bytes * 4 // 3) + REQUEST_MARGIN_BYTES
+    return 4 * -(-limits.upload_bytes // 3) + REQUEST_MARGIN_BYTES  # the base64 length, exactly
 
 
 def too_large_message(limits: Limits) -> str:
