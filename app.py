@@ -159,7 +159,9 @@ def main() -> None:
         prepare_data()
         log.info("serving Almanac ML Lab on http://%s:%d (debug %s)", settings.host, settings.port,
                  "on" if settings.debug else "off")
-        app.run(host=settings.host, port=settings.port, debug=settings.debug)
+        # no version check: Dash's debug tools would call plotly.com from the page (the CSP refuses it)
+        app.run(host=settings.host, port=settings.port, debug=settings.debug,
+                dev_tools_disable_version_check=True)
     except KeyboardInterrupt:
         pass  # the server swallows an interrupt while serving; one during start-up lands here
     finally:
