@@ -13,7 +13,7 @@
   (from ``ALMANAC_MAX_UPLOAD_MB``) gets 413 unread, and every response carries the
   security headers and CSP of :mod:`almanac.web_security`.
 * SIGTERM stops ``python app.py`` as Ctrl-C does; on the way out, background jobs still
-  running are interrupted (SIGINT) so that their ``finally`` blocks clean up.
+  running get SIGTERM (their own stop signal) so that they clean up (:func:`stop_jobs`).
 
 Model libraries (LightGBM, XGBoost, SHAP) are not imported here nor by any page at
 import time; they load inside the jobs that need them.
@@ -128,26 +128,43 @@ def _interrupt(signum, _frame) -> None:
 
 
 def stop_jobs(timeout_s: float = 10.0) -> None:
-    """Interrupt the background jobs still running (as Ctrl-C in a terminal does, which
-    reaches the whole process group), so they clean up; kill those that do not stop."""
+    """Stop the background jobs still running, with their clean-up, then kill leftovers.
+
+    SIGTERM is the jobs' own stop signal (the training job turns it into a cancel that
+    removes its temporary run folder; other jobs inherit :func:`_interrupt`). SIGINT
+    would not do: a server started in the background by a shell ignores it, and so do
+    its jobs. After Ctrl-C in a terminal the jobs got SIGINT themselves: they get a
+    second to finish first.
+    """
+    import psutil  # a dependency of dash[diskcache]
+
     jobs = multiprocess.active_children()
-    grace = time.monotonic() + 1.0  # after Ctrl-C in a terminal they got their own SIGINT
+    grace = time.monotonic() + 1.0
     for job in jobs:
         job.join(max(0.0, grace - time.monotonic()))
-    jobs = [job for job in jobs if job.is_alive()]
-    for job in jobs:
+    family = []
+    for job in (job for job in jobs if job.is_alive()):
         log.info("stopping background job %d", job.pid)
         try:
-            os.kill(job.pid, signal.SIGINT)
-        except ProcessLookupError:
+            proc = psutil.Process(job.pid)
+            family += [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    for proc in family:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
             pass
-    deadline = time.monotonic() + timeout_s
+    _, alive = psutil.wait_procs(family, timeout=timeout_s)
+    for proc in alive:
+        log.warning("background process %d did not stop in %.0f s: killing it", proc.pid, timeout_s)
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
     for job in jobs:
-        job.join(max(0.0, deadline - time.monotonic()))
-        if job.is_alive():
-            log.warning("background job %d did not stop in %.0f s: killing it", job.pid, timeout_s)
-            job.kill()
-            job.join(5)
+        job.join(0)  # reap
 
 
 def main() -> None:

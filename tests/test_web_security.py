@@ -378,13 +378,13 @@ def test_a_body_within_the_bound_reaches_dash(lab):
 
 
 JOB_SCRIPT = """
-import pathlib, sys, time
+import pathlib, sys, threading, time
 import multiprocess
 import app
 
-marker = pathlib.Path(sys.argv[1])
+marker, pid_file = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 
-def job():  # a background job as Dash runs it: a forked multiprocess child
+def job():  # a background job: no signal handling of its own
     marker.write_text("running")
     try:
         while True:
@@ -392,24 +392,37 @@ def job():  # a background job as Dash runs it: a forked multiprocess child
     finally:
         marker.write_text("cleaned up")
 
-child = multiprocess.Process(target=job)
-child.start()
-pathlib.Path(sys.argv[2]).write_text(str(child.pid))
+def start_job():  # as Dash does: forked from a server thread once the server runs
+    time.sleep(0.5)
+    child = multiprocess.Process(target=job)
+    child.start()
+    pid_file.write_text(str(child.pid))
+
+threading.Thread(target=start_job, daemon=True).start()
 app.main()
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_stops_the_server_and_its_jobs_like_sigint(tmp_path, sig):
+def _ignore_sigint() -> None:  # as a shell starts a background command (`python app.py &` in a script)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig,started", [(signal.SIGTERM, None), (signal.SIGINT, None),
+                                         (signal.SIGTERM, _ignore_sigint)],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM-sigint-ignored"])
+def test_sigterm_stops_the_server_and_its_jobs_like_sigint(tmp_path, sig, started):
     home = small_home(tmp_path / "home")
     marker, child_pid, log = tmp_path / "job.txt", tmp_path / "job.pid", tmp_path / "app.log"
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", JOB_SCRIPT, str(marker), str(child_pid)], cwd=ROOT,
                                 env=lab_env(home, port), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, preexec_fn=started)
     try:
         wait_until_served(proc, f"http://127.0.0.1:{port}/", log)
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and marker.read_text() == "running") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert marker.read_text() == "running"
         t0 = time.monotonic()
         proc.send_signal(sig)
