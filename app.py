@@ -8,6 +8,12 @@
   starts nothing and writes no data; :func:`main` (``python app.py``) first writes the
   sample data if the data home holds no dataset, then serves on ``HOST``/``PORT``
   (default 127.0.0.1:8050) with debug off unless ``ALMANAC_DEBUG=1``.
+* :func:`harden`: every request with a ``Host`` that is not loopback, ``HOST`` or in
+  ``ALMANAC_ALLOWED_HOSTS`` gets 400 (DNS rebinding), a body over ``MAX_CONTENT_LENGTH``
+  (from ``ALMANAC_MAX_UPLOAD_MB``) gets 413 unread, and every response carries the
+  security headers and CSP of :mod:`almanac.web_security`.
+* SIGTERM stops ``python app.py`` as Ctrl-C does; on the way out, background jobs still
+  running get SIGTERM (their own stop signal) so that they clean up (:func:`stop_jobs`).
 
 Model libraries (LightGBM, XGBoost, SHAP) are not imported here nor by any page at
 import time; they load inside the jobs that need them.
@@ -16,13 +22,18 @@ import time; they load inside the jobs that need them.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dash
 import diskcache
+import flask
 import multiprocess
 
+from almanac import web_security
 from almanac.settings import Settings, get_settings
 from pages._components.layout import shell
 
@@ -58,7 +69,41 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         suppress_callback_exceptions=False,
     )
     app.layout = shell
+    harden(app.server, settings, app.csp_hashes)
     return app
+
+
+def harden(server: flask.Flask, settings: Settings, script_hashes: Callable[[], list[str]]) -> None:
+    """Refuse a foreign ``Host`` (400) and an oversized body (413, left unread) before any
+    other hook, and send the security headers of :mod:`almanac.web_security` on every
+    response, refusals and errors included.
+
+    ``script_hashes`` (``Dash.csp_hashes``) is called per response: Dash's pages plugin
+    registers its inline title script at the first request, after :func:`create_app`.
+    """
+    server.config["MAX_CONTENT_LENGTH"] = web_security.max_request_bytes(settings.limits)
+
+    def refuse(status: int, message: str) -> flask.Response:
+        return flask.Response(message + "\n", status=status, mimetype="text/plain")
+
+    def check_request() -> flask.Response | None:
+        reason = web_security.host_refusal(flask.request.headers.get("Host"), settings)
+        if reason:
+            return refuse(400, reason)
+        length = flask.request.content_length
+        if length is not None and length > server.config["MAX_CONTENT_LENGTH"]:
+            return refuse(413, web_security.too_large_message(settings.limits))
+        return None
+
+    def add_headers(response: flask.Response) -> flask.Response:
+        response.headers["Content-Security-Policy"] = web_security.content_security_policy(script_hashes())
+        response.headers.update(web_security.SECURITY_HEADERS)
+        return response
+
+    server.before_request_funcs.setdefault(None, []).insert(0, check_request)  # before Dash's hooks
+    # a body without Content-Length (chunked) that grows past the bound, found while read
+    server.register_error_handler(413, lambda _e: refuse(413, web_security.too_large_message(settings.limits)))
+    server.after_request(add_headers)
 
 
 def prepare_data() -> None:
@@ -77,14 +122,68 @@ def prepare_data() -> None:
              ", ".join(f"{e.symbol} {e.freq} ({e.rows:,} rows)" for e in written) or "nothing (another process did)")
 
 
+def _interrupt(signum, _frame) -> None:
+    """SIGTERM handler: stop the way Ctrl-C (SIGINT) stops, with every ``finally`` run."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_jobs(timeout_s: float = 10.0) -> None:
+    """Stop the background jobs still running, with their clean-up, then kill leftovers.
+
+    SIGTERM is the jobs' own stop signal (the training job turns it into a cancel that
+    removes its temporary run folder; other jobs inherit :func:`_interrupt`). SIGINT
+    would not do: a server started in the background by a shell ignores it, and so do
+    its jobs. After Ctrl-C in a terminal the jobs got SIGINT themselves: they get a
+    second to finish first.
+    """
+    import psutil  # a dependency of dash[diskcache]
+
+    jobs = multiprocess.active_children()
+    grace = time.monotonic() + 1.0
+    for job in jobs:
+        job.join(max(0.0, grace - time.monotonic()))
+    family = []
+    for job in (job for job in jobs if job.is_alive()):
+        log.info("stopping background job %d", job.pid)
+        try:
+            proc = psutil.Process(job.pid)
+            family += [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    for proc in family:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=timeout_s)
+    for proc in alive:
+        log.warning("background process %d did not stop in %.0f s: killing it", proc.pid, timeout_s)
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for job in jobs:
+        job.join(0)  # reap
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per HTTP request
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = get_settings()
-    prepare_data()
-    log.info("serving Almanac ML Lab on http://%s:%d (debug %s)", settings.host, settings.port,
-             "on" if settings.debug else "off")
-    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    try:
+        prepare_data()
+        log.info("serving Almanac ML Lab on http://%s:%d (debug %s)", settings.host, settings.port,
+                 "on" if settings.debug else "off")
+        # no version check: Dash's debug tools would call plotly.com from the page (the CSP refuses it)
+        app.run(host=settings.host, port=settings.port, debug=settings.debug,
+                dev_tools_disable_version_check=True)
+    except KeyboardInterrupt:
+        pass  # the server swallows an interrupt while serving; one during start-up lands here
+    finally:
+        stop_jobs()
+        log.info("stopped")
 
 
 app = create_app()
