@@ -7,7 +7,7 @@ point ``ALMANAC_HOME`` at an empty folder.
 
 :class:`Limits` bound what one input may cost before it is refused (upload and import
 size, columns, line length, YAML size and aliases, bundle members and size, model
-memory, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
+memory and run time, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 """
 
 from __future__ import annotations
@@ -35,13 +35,15 @@ class Limits:
     bundle_members: int = 16                 # ALMANAC_MAX_BUNDLE_MEMBERS: files in a model bundle
     bundle_bytes: int = 512 * 2**20          # ALMANAC_MAX_BUNDLE_MB: a bundle's size, packed or unpacked
     model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
+    model_seconds: int = 300                 # ALMANAC_MODEL_TIMEOUT_S: that child's run (load + predict)
     message_chars: int = 300                 # one error line, at most
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
             "columns": ("ALMANAC_MAX_COLUMNS", 1), "line_bytes": ("ALMANAC_MAX_LINE_KB", 2**10),
             "yaml_bytes": ("ALMANAC_MAX_YAML_KB", 2**10), "yaml_aliases": ("ALMANAC_MAX_YAML_ALIASES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
-            "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20)}
+            "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20),
+            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:
