@@ -15,9 +15,24 @@ file, the manifest or the metadata, or adding or removing a file, is detected by
 naming the file. (The hashes detect damage and careless edits; they are not a
 signature: someone who rewrites every hash consistently is not stopped.)
 
-Nothing in a bundle is unpickled: members are read into memory under size limits, only
-the exact member names above are accepted (no paths outside the bundle), and the model
-is loaded by :func:`ml.persist.load_model` (skops files only with allow-listed types).
+Loading a bundle (:func:`load_bundle`) is done in this order, each step refusing with one
+line before the next starts:
+
+1. the zip's central directory only: file size, member count and the sum of declared
+   sizes within ``Limits.bundle_members`` / ``Limits.bundle_bytes``
+   (``ALMANAC_MAX_BUNDLE_MEMBERS``, ``ALMANAC_MAX_BUNDLE_MB``); exact bundle member names
+   (no folders, absolute paths or duplicates); no encryption; stored or deflated only;
+   metadata.json, README.md and the manifest within their own bounds;
+2. members read in chunks, never past their declared size + 1 byte;
+3. comment -> manifest -> every file's SHA-256;
+4. only then metadata.json parsed (size and depth bounded) and validated by
+   :class:`BundleMetadata`;
+5. the model is never loaded in this process: :mod:`ml.sandbox` loads and runs it in a
+   child process with a memory limit (``ALMANAC_MODEL_MEMORY_MB``) and a time limit
+   (``ALMANAC_MODEL_TIMEOUT_S``), so a damaged model that crashes LightGBM or XGBoost
+   natively is refused with "the model in this bundle is damaged: ...".
+
+Nothing in a bundle is unpickled (skops files only with allow-listed types).
 
 metadata.json keys: format, format_version, run_id, name, created_at, exported_at,
 model {kind, file, format, task, classes, params}, task, classes, feature_names (in the

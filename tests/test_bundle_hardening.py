@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -82,26 +84,33 @@ def home_state(home: Path) -> dict[str, str]:
 
 def run_cli(args: list[str], env: dict | None = None) -> tuple[int, str, float, float]:
     """(exit code, stderr, seconds, peak MB) of ``python -m almanac ARGS`` (signal death:
-    a negative exit code)."""
-    out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"cli-{os.getpid()}-{time.monotonic_ns()}"
+    a negative exit code). The peak is measured by /usr/bin/time from a small process
+    (a child forked from pytest would report pytest's own size); without it, 0."""
+    base = Path(tempfile.mkdtemp(prefix="cli-"))
+    timer = ["/usr/bin/time", "-f", "%M", "-o", str(base / "rss")] if Path("/usr/bin/time").exists() else []
     t0 = time.perf_counter()
-    with open(f"{out_path}.err", "w+b") as err:
-        proc = subprocess.Popen([PY, "-m", "almanac", *args], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                                stderr=err, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with open(base / "err", "w+b") as err:
+        proc = subprocess.run([*timer, PY, "-m", "almanac", *args], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                              stderr=err, env={**os.environ, **(env or {})})
         seconds = time.perf_counter() - t0
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
-    os.unlink(f"{out_path}.err")
-    return proc.returncode, stderr, seconds, usage.ru_maxrss / 1024
+    code = proc.returncode
+    peak = 0.0
+    if timer:
+        text = (base / "rss").read_text().split()
+        peak = float(text[-1]) / 1024
+        if text[0] == "Command" and "signal" in text:  # "Command terminated by signal N"
+            code = -int(text[text.index("signal") + 1])
+    shutil.rmtree(base)
+    return code, stderr, seconds, peak
 
 
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
 def hostile(tmp_path_factory):
-    """One data home with a lightgbm and an xgboost binary run, their bundles, and a
+    """One data home with a lightgbm, an xgboost and a logistic binary run, their bundles, and a
     features file of the runs' rows (ALMANAC_HOME points at it in every CLI call)."""
     from ml.export import export_run
 
@@ -111,12 +120,15 @@ def hostile(tmp_path_factory):
         mp.setenv("ALMANAC_HOME", str(home))
         lgb = build_run(home, "lightgbm", "binary", run_id="20260101-000000-es-rod-lgbm-h")
         xgb = build_run(home, "xgboost", "binary", run_id="20260101-000000-es-rod-xgb-h")
+        skl = build_run(home, "logistic", "binary", run_id="20260101-000000-es-rod-log-h")
         bundles = {"lightgbm": export_run(lgb["run_id"], work / "lgb.zip"),
-                   "xgboost": export_run(xgb["run_id"], work / "xgb.zip")}
+                   "xgboost": export_run(xgb["run_id"], work / "xgb.zip"),
+                   "logistic": export_run(skl["run_id"], work / "log.zip")}
     rows = pd.read_parquet(Path(lgb["path"]) / "dataset.parquet")[FEATURES].iloc[:50]
     rows.to_parquet(work / "rows.parquet")
     return {"home": home, "work": work, "bundles": bundles, "rows": rows,
-            "runs": {"lightgbm": Path(lgb["path"]), "xgboost": Path(xgb["path"])}}
+            "runs": {"lightgbm": Path(lgb["path"]), "xgboost": Path(xgb["path"]),
+                     "logistic": Path(skl["path"])}}
 
 
 @pytest.fixture
@@ -291,6 +303,30 @@ def test_native_crash_in_the_model_library_is_exit_2(case, hostile, predict, tmp
     path = resign(members, tmp_path / f"{case}.zip")
     line = assert_refused(predict(path), DAMAGED, 30, 600)
     assert f"{case}.zip" in line
+
+
+def test_damaged_skops_model_is_exit_2(hostile, predict, tmp_path):
+    members = read_members(hostile["bundles"]["logistic"])
+    blob = members["model/model.skops"]
+    members["model/model.skops"] = blob[:len(blob) // 2]
+    line = assert_refused(predict(resign(members, tmp_path / "skops.zip")), "skops.zip: model.skops")
+    assert "not a readable skops file" in line
+
+
+def test_predict_in_child_is_the_one_reusable_path(hostile, monkeypatch):
+    """What a server would call: the model's own predictions, or one AlmanacError."""
+    from almanac.errors import AlmanacError
+    from ml.export import load_bundle
+    from ml.sandbox import SandboxedModel, predict_in_child
+
+    bundle = load_bundle(hostile["bundles"]["xgboost"], check_model=False)
+    model = bundle.predictor.model
+    assert isinstance(model, SandboxedModel)
+    proba = predict_in_child(model.model_bytes, model.meta, hostile["rows"])
+    assert proba.shape == (50, 2) and np.allclose(proba.sum(axis=1), 1)
+    monkeypatch.setenv("ALMANAC_MODEL_TIMEOUT_S", "0.1")  # 0 s: the child cannot finish
+    with pytest.raises(AlmanacError, match="ran longer than 0 s; raise ALMANAC_MODEL_TIMEOUT_S"):
+        predict_in_child(model.model_bytes, model.meta, hostile["rows"])
 
 
 def test_out_of_memory_in_the_child_is_exit_2(hostile, predict):
