@@ -76,6 +76,7 @@ _COMMENT = re.compile(rb"^almanac-bundle (\d+) manifest-sha256:([0-9a-f]{64})$")
 _MEMBER = re.compile(r"^(model/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_METADATA_BYTES = 8 * 2**20  # metadata.json: refused before it is unpacked if larger
 MAX_METADATA_DEPTH = 32         # nesting levels of metadata.json
+MAX_DIRECTORY_BYTES = 2**20     # a zip's central directory (a few hundred bytes per member)
 #: members with their own bound (declared size, checked before unpacking); the model
 #: file is bounded by Limits.bundle_bytes (ALMANAC_MAX_BUNDLE_MB) with the rest
 _MEMBER_BYTES = {METADATA: MAX_METADATA_BYTES, README: 4 * 2**20, MANIFEST: 64 * 2**10}
@@ -414,9 +415,7 @@ def _read_members(path: Path) -> tuple[dict[str, bytes], bytes]:
     size = path.stat().st_size
     if size > limits.bundle_bytes:
         raise _limit_error(where, f"the bundle is {size:,} bytes", "bundle_bytes", limits)
-    if not zipfile.is_zipfile(path):
-        raise AlmanacError(f"{where} is not a model bundle (not a zip file); export one with "
-                           "`python -m almanac export`")
+    _check_directory(path, where, limits)
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -458,6 +457,27 @@ def _read_members(path: Path) -> tuple[dict[str, bytes], bytes]:
             NotImplementedError, RuntimeError) as exc:
         raise AlmanacError(f"{where} is damaged ({type(exc).__name__}: {exc}); "
                            "export the bundle again") from None
+
+
+def _check_directory(path: Path, where: str, limits: Limits) -> None:
+    """Refuse a file that is not a zip, or whose end record declares more members than
+    the limit or a central directory larger than MAX_DIRECTORY_BYTES, before zipfile
+    parses that directory (it builds one object per entry, whatever the count says)."""
+    try:
+        with open(path, "rb") as fh:
+            end = zipfile._EndRecData(fh)  # the end-of-central-directory record (+ zip64)
+    except OSError:
+        end = None
+    if not end:
+        raise AlmanacError(f"{where} is not a model bundle (not a zip file); export one with "
+                           "`python -m almanac export`")
+    count, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if count > limits.bundle_members:
+        raise _limit_error(where, f"it holds {count:,} members", "bundle_members", limits)
+    if size > MAX_DIRECTORY_BYTES:
+        raise AlmanacError(f"{where}: its zip directory is {size:,} bytes, more than the "
+                           f"{MAX_DIRECTORY_BYTES:,} a bundle of at most {limits.bundle_members} "
+                           f"files needs; the file was altered")
 
 
 def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:

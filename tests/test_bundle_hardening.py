@@ -204,6 +204,24 @@ def test_bundle_limits_come_from_the_environment(predict, hostile, tmp_path):
     assert "ALMANAC_MAX_BUNDLE_MEMBERS" in line
 
 
+def make_wide_directory(path: Path, entries: int) -> Path:
+    """A zip of ``entries`` empty members whose end record declares only one: the count
+    check alone would let zipfile build every entry."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(entries):
+            zf.writestr(f"member-with-a-fairly-long-name-{i:08d}", b"")
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 8:end + 12] = (1).to_bytes(2, "little") * 2  # entries on this disk, in total
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_huge_zip_directory_refused_before_it_is_parsed(predict, tmp_path):
+    wide = make_wide_directory(tmp_path / "wide.zip", 25_000)
+    assert_refused(predict(wide), "wide.zip: its zip directory is", 10, 600)
+
+
 def test_duplicate_member_and_oversized_metadata_refused(hostile, tmp_path):
     from almanac.errors import AlmanacError
     from ml.export import load_bundle
