@@ -48,7 +48,6 @@ import hashlib
 import io
 import json
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -288,7 +287,7 @@ def export_run(run_id: str, out: Path | str) -> Path:
 
 _Text = Annotated[str, StringConstraints(max_length=1000)]
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-_Class = Annotated[str, StringConstraints(max_length=200)] | int
+_Class = Annotated[str, StringConstraints(max_length=200)] | int | float  # y values: 0.0 / 1.0
 _Free = dict[str, Any] | list[Any] | None  # free-form JSON: bounded by size and depth
 
 
@@ -335,8 +334,8 @@ class BundleMetadata(_Schema):
     features: Annotated[list[FeatureEntry], Field(max_length=10_000)] | None = None
     label: _Free = None
     training: _Free = None
-    threshold: Annotated[float, Field(ge=0.5, le=1.0)] = 0.5
-    long_only: bool = False
+    threshold: Annotated[float, Field(ge=0.5, le=1.0)] | None = None
+    long_only: bool | None = None
     cost_bps: Annotated[float, Field(ge=0, le=10_000)] | None = None
     metrics: _Free = None
     folds: _Free = None
@@ -372,8 +371,8 @@ class BundleMetadata(_Schema):
 @dataclass(frozen=True)
 class Bundle:
     """A verified bundle: ``predictor`` (ml.predictor.Predictor around an
-    :class:`ml.sandbox.SandboxedModel`: every prediction runs in a child process),
-    ``metadata`` (validated against :class:`BundleMetadata`) and ``model_bytes``."""
+    :class:`ml.sandbox.SandboxedModel`: every prediction runs in a child process) and
+    ``metadata`` (validated against :class:`BundleMetadata`)."""
 
     predictor: Predictor
     metadata: dict
