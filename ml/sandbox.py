@@ -34,7 +34,9 @@ DAMAGED = "the model in this bundle is damaged: the library failed while loading
 _REPO = str(Path(__file__).resolve().parent.parent)
 _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from ml.sandbox import _child_main; sys.exit(_child_main(sys.argv[2]))")
-_EXIT_REFUSED, _EXIT_MEMORY, _EXIT_FAILED = 3, 4, 5
+_EXIT_REFUSED, _EXIT_MEMORY, _EXIT_FAILED, _EXIT_SETUP = 3, 4, 5, 6
+#: the library each format needs, imported before the model is read
+_LIBRARY = {"lightgbm-text": "lightgbm", "xgboost-json": "xgboost", "skops": "skops.io"}
 
 
 def _signal_name(code: int) -> str:
@@ -99,6 +101,10 @@ def predict_in_child(model_bytes: bytes, meta: dict, X, method: str | None = Non
         detail = _read_error(tmp)
         if code == _EXIT_REFUSED and detail:
             raise AlmanacError(detail)
+        if code == _EXIT_SETUP:
+            raise AlmanacError(f"the model process could not start its library under "
+                               f"{Limits.var('model_memory_bytes')}={limits.model_memory_bytes // 2**20} "
+                               f"({detail or code}); raise it (the libraries need about 700 MB)")
         if code == _EXIT_MEMORY:
             raise AlmanacError(f"{DAMAGED} (out of memory under {Limits.var('model_memory_bytes')}="
                                f"{limits.model_memory_bytes // 2**20})")
@@ -153,7 +159,9 @@ def _child_main(folder: str) -> int:
         (tmp / "error.json").write_text(json.dumps({"message": message[:1000]}))
         return code
 
-    try:
+    try:  # the libraries first: a failure here is the memory limit's, not the model's
+        import importlib
+
         import numpy as np
         import pandas as pd
 
@@ -161,6 +169,11 @@ def _child_main(folder: str) -> int:
         from ml import persist, threads
 
         threads.limit_threads()
+        if request.get("format") in _LIBRARY:
+            importlib.import_module(_LIBRARY[request["format"]])
+    except Exception as exc:  # noqa: BLE001 - MemoryError, ImportError, OSError (mmap)
+        return fail(_EXIT_SETUP, type(exc).__name__)
+    try:
         try:
             model = persist.load_model(tmp / "model", request)
             X = pd.DataFrame(np.load(tmp / "X.npy", allow_pickle=False),
