@@ -240,6 +240,37 @@ def test_duplicate_member_and_oversized_metadata_refused(hostile, tmp_path):
         load_bundle(big)
 
 
+def test_encryption_other_compression_and_bad_manifest_lines_refused(hostile, tmp_path):
+    from almanac.errors import AlmanacError
+    from ml.export import load_bundle
+
+    members = read_members(hostile["bundles"]["lightgbm"])
+    src = hostile["bundles"]["lightgbm"]
+    enc = tmp_path / "enc.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(enc, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+        zf.filelist[-1].flag_bits |= 0x1  # marked encrypted in the directory
+        zf.comment = zin.comment
+    with pytest.raises(AlmanacError, match="enc.zip: .* is encrypted"):
+        load_bundle(enc)
+    bz = tmp_path / "bz.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bz, "w", zipfile.ZIP_BZIP2) as zf:
+        for n, b in members.items():
+            zf.writestr(n, b)
+        zf.comment = zin.comment
+    with pytest.raises(AlmanacError, match="uses zip compression method 12"):
+        load_bundle(bz)
+    manifest = members["MANIFEST.sha256"] + b"not a hash  README.md\n"
+    bad = tmp_path / "manifest.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for n, b in members.items():
+            zf.writestr(n, manifest if n == "MANIFEST.sha256" else b)
+        zf.comment = f"almanac-bundle 1 manifest-sha256:{_sha(manifest)}".encode()
+    with pytest.raises(AlmanacError, match="MANIFEST.sha256 has a malformed or repeated line"):
+        load_bundle(bad)
+
+
 # ---------------------------------------------------------------- metadata schema
 
 def _meta(hostile) -> dict:
