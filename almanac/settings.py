@@ -6,8 +6,8 @@ repository). ``HOST`` (default 127.0.0.1), ``PORT`` (default 8050) and ``ALMANAC
 point ``ALMANAC_HOME`` at an empty folder.
 
 :class:`Limits` bound what one input may cost before it is refused (upload and import
-size, columns, line length, Parquet metadata, YAML size, aliases and values, bundle members and size, model
-memory, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
+size, columns, line length, Parquet metadata, YAML size, aliases and values, bundle members and size,
+model memory and run time, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Limits:
     bundle_members: int = 16                 # ALMANAC_MAX_BUNDLE_MEMBERS: files in a model bundle
     bundle_bytes: int = 512 * 2**20          # ALMANAC_MAX_BUNDLE_MB: a bundle's size, packed or unpacked
     model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
+    model_seconds: float = 300.0             # ALMANAC_MODEL_TIMEOUT_S: that child's run (load + predict)
     message_chars: int = 300                 # one error line, at most
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
@@ -48,7 +49,8 @@ class Limits:
             "yaml_bytes": ("ALMANAC_MAX_YAML_KB", 2**10), "yaml_aliases": ("ALMANAC_MAX_YAML_ALIASES", 1),
             "yaml_values": ("ALMANAC_MAX_YAML_VALUES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
-            "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20)}
+            "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20),
+            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -64,7 +66,8 @@ class Limits:
             except ValueError:
                 raise AlmanacError(f"{var}={text!r} is not a positive number: unset it or give e.g. "
                                    f"{cls.default_text(name)}") from None
-            values[name] = int(number * unit)
+            value = number * unit  # a float limit keeps its fraction; a count never rounds to 0
+            values[name] = value if isinstance(getattr(cls, name), float) else max(1, int(value))
         return cls(**values)
 
     @classmethod

@@ -15,9 +15,24 @@ file, the manifest or the metadata, or adding or removing a file, is detected by
 naming the file. (The hashes detect damage and careless edits; they are not a
 signature: someone who rewrites every hash consistently is not stopped.)
 
-Nothing in a bundle is unpickled: members are read into memory under size limits, only
-the exact member names above are accepted (no paths outside the bundle), and the model
-is loaded by :func:`ml.persist.load_model` (skops files only with allow-listed types).
+Loading a bundle (:func:`load_bundle`) is done in this order, each step refusing with one
+line before the next starts:
+
+1. the zip's central directory only: file size, member count and the sum of declared
+   sizes within ``Limits.bundle_members`` / ``Limits.bundle_bytes``
+   (``ALMANAC_MAX_BUNDLE_MEMBERS``, ``ALMANAC_MAX_BUNDLE_MB``); exact bundle member names
+   (no folders, absolute paths or duplicates); no encryption; stored or deflated only;
+   metadata.json, README.md and the manifest within their own bounds;
+2. members read in chunks, never past their declared size + 1 byte;
+3. comment -> manifest -> every file's SHA-256;
+4. only then metadata.json parsed (size and depth bounded) and validated by
+   :class:`BundleMetadata`;
+5. the model is never loaded in this process: :mod:`ml.sandbox` loads and runs it in a
+   child process with a memory limit (``ALMANAC_MODEL_MEMORY_MB``) and a time limit
+   (``ALMANAC_MODEL_TIMEOUT_S``), so a damaged model that crashes LightGBM or XGBoost
+   natively is refused with "the model in this bundle is damaged: ...".
+
+Nothing in a bundle is unpickled (skops files only with allow-listed types).
 
 metadata.json keys: format, format_version, run_id, name, created_at, exported_at,
 model {kind, file, format, task, classes, params}, task, classes, feature_names (in the
@@ -33,21 +48,23 @@ import hashlib
 import io
 import json
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from almanac import registry
 from almanac.atomic import atomic_write, atomic_write_bytes
 from almanac.errors import AlmanacError, NotFoundError
-from almanac.settings import REPO_ROOT
+from almanac.settings import REPO_ROOT, Limits, get_limits
 from ml import persist
-from ml.predictor import Predictor
+from ml.predictor import Predictor, signal_from_proba
+from ml.sandbox import SandboxedModel
 
 FORMAT = "almanac-bundle"
 FORMAT_VERSION = 1
@@ -56,7 +73,12 @@ METADATA = "metadata.json"
 README = "README.md"
 _COMMENT = re.compile(rb"^almanac-bundle (\d+) manifest-sha256:([0-9a-f]{64})$")
 _MEMBER = re.compile(r"^(model/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-MAX_MEMBER_BYTES = 1 << 30  # 1 GiB per file: a larger member is refused (zip bombs)
+MAX_METADATA_BYTES = 8 * 2**20  # metadata.json: refused before it is unpacked if larger
+MAX_METADATA_DEPTH = 32         # nesting levels of metadata.json
+MAX_DIRECTORY_BYTES = 2**20     # a zip's central directory (a few hundred bytes per member)
+#: members with their own bound (declared size, checked before unpacking); the model
+#: file is bounded by Limits.bundle_bytes (ALMANAC_MAX_BUNDLE_MB) with the rest
+_MEMBER_BYTES = {METADATA: MAX_METADATA_BYTES, README: 4 * 2**20, MANIFEST: 64 * 2**10}
 _VERSIONED = ("python", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "xgboost",
               "skops", "shap")
 
@@ -261,11 +283,96 @@ def export_run(run_id: str, out: Path | str) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- metadata schema
+
+_Text = Annotated[str, StringConstraints(max_length=1000)]
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_Class = Annotated[str, StringConstraints(max_length=200)] | int | float  # y values: 0.0 / 1.0
+_Free = dict[str, Any] | list[Any] | None  # free-form JSON: bounded by size and depth
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class ModelEntry(_Schema):
+    kind: Literal[tuple(persist.FILES)]
+    file: Annotated[str, StringConstraints(pattern=r"^model/[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
+    format: Literal[tuple(sorted({f for _, f in persist.FILES.values()}))]
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    classes: Annotated[list[_Class], Field(max_length=1000)] | None = None
+    params: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _file_of_kind(self):
+        name, fmt = persist.FILES[self.kind]
+        if (self.file, self.format) != (f"model/{name}", fmt):
+            raise ValueError(f"a {self.kind} model is model/{name} in format {fmt}")
+        return self
+
+
+class FeatureEntry(_Schema):
+    name: _Name
+    lineage: dict[str, Any] | None = None
+
+
+class BundleMetadata(_Schema):
+    """The schema of metadata.json (see the module doc): the keys a bundle is used by are
+    required and typed; descriptive ones are optional, bounded by the file's size
+    (MAX_METADATA_BYTES) and nesting depth (MAX_METADATA_DEPTH)."""
+
+    format: Literal["almanac-bundle"]
+    format_version: Literal[1]
+    run_id: _Text | None = None
+    name: _Text | None = None
+    created_at: _Text | None = None
+    exported_at: _Text | None = None
+    model: ModelEntry
+    task: Literal["binary", "multiclass", "regression"]
+    classes: Annotated[list[_Class], Field(max_length=1000)] | None = None
+    feature_names: Annotated[list[_Name], Field(min_length=1, max_length=10_000)]
+    features: Annotated[list[FeatureEntry], Field(max_length=10_000)] | None = None
+    label: _Free = None
+    training: _Free = None
+    threshold: Annotated[float, Field(ge=0.5, le=1.0)] | None = None
+    long_only: bool | None = None
+    cost_bps: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    metrics: _Free = None
+    folds: _Free = None
+    backtest: _Free = None
+    data_hashes: _Free = None
+    versions: _Free = None
+    exported_with: _Free = None
+    code_revision: _Text | None = None
+    spec: _Free = None
+    notes: _Free = None
+    files: Annotated[dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]],
+                     Field(max_length=16)]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(set(self.feature_names)) != len(self.feature_names):
+            raise ValueError("feature_names repeat a name")
+        if self.features is not None and [f.name for f in self.features] != self.feature_names:
+            raise ValueError("features do not name the feature_names in order")
+        if self.model.task not in (None, self.task):
+            raise ValueError(f"model.task {self.model.task} is not task {self.task}")
+        if self.model.file not in self.files:
+            raise ValueError(f"files does not list the model file {self.model.file}")
+        if self.task == "regression" and self.classes:
+            raise ValueError("a regression model has no classes")
+        if self.task == "binary" and self.classes is not None and len(self.classes) != 2:
+            raise ValueError("a binary model has two classes")
+        return self
+
+
 # ---------------------------------------------------------------- load
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: ``predictor`` (ml.predictor.Predictor) and ``metadata``."""
+    """A verified bundle: ``predictor`` (ml.predictor.Predictor around an
+    :class:`ml.sandbox.SandboxedModel`: every prediction runs in a child process) and
+    ``metadata`` (validated against :class:`BundleMetadata`)."""
 
     predictor: Predictor
     metadata: dict
@@ -284,17 +391,38 @@ class Bundle:
         return float(self.metadata.get("threshold") or 0.5)
 
 
+def _limit_error(where: str, what: str, name: str, limits: Limits) -> AlmanacError:
+    value = getattr(limits, name)
+    bound = f"{value:,} bytes" if name == "bundle_bytes" else f"{value:,}"
+    return AlmanacError(f"{where}: {what}, more than the limit of {bound}; refused before "
+                        f"unpacking (raise {Limits.var(name)} if the bundle is genuine)")
+
+
 def _read_members(path: Path) -> tuple[dict[str, bytes], bytes]:
+    """The members of bundle ``path`` and its zip comment, read under the bundle limits.
+
+    Everything a zip file declares is checked in its central directory BEFORE any member
+    is decompressed: the file size, the member count, member names (plain bundle names,
+    no folders, absolute paths or duplicates), no encryption, only stored / deflated
+    members, each declared size within its own bound and their sum within
+    ``Limits.bundle_bytes``. Members are then read in chunks, never past their declared
+    size + 1 byte (a member that inflates beyond it is refused)."""
     where = path.name
     if not path.is_file():
         raise NotFoundError(f"model bundle {path} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise AlmanacError(f"{where} is not a model bundle (not a zip file); export one with "
-                           "`python -m almanac export`")
+    limits = get_limits()
+    size = path.stat().st_size
+    if size > limits.bundle_bytes:
+        raise _limit_error(where, f"the bundle is {size:,} bytes", "bundle_bytes", limits)
+    _check_directory(path, where, limits)
     try:
         with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.bundle_members:
+                raise _limit_error(where, f"it holds {len(infos):,} members", "bundle_members",
+                                   limits)
             # a folder entry "model/" (as `zip -r` writes) holds nothing: skip it
-            infos = [i for i in zf.infolist() if i.filename != "model/"]
+            infos = [i for i in infos if i.filename != "model/"]
             names = [i.filename for i in infos]
             for name in names:
                 if not _MEMBER.match(name) or ".." in name:
@@ -304,24 +432,133 @@ def _read_members(path: Path) -> tuple[dict[str, bytes], bytes]:
                 dup = sorted({n for n in names if names.count(n) > 1})
                 raise AlmanacError(f"{where}: member {dup[0]} appears more than once; "
                                    "the bundle was altered")
+            for info in infos:
+                if info.flag_bits & 0x1:
+                    raise AlmanacError(f"{where}: {info.filename} is encrypted; bundles are not")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise AlmanacError(f"{where}: {info.filename} uses zip compression method "
+                                       f"{info.compress_type}; bundles are stored or deflated")
+                bound = _MEMBER_BYTES.get(info.filename)
+                if bound is not None and info.file_size > bound:
+                    raise AlmanacError(f"{where}: {info.filename} declares {info.file_size:,} "
+                                       f"bytes, more than the {bound:,} a bundle allows")
+            total = sum(i.file_size for i in infos)
+            if total > limits.bundle_bytes:
+                raise _limit_error(where, f"its members unpack to {total:,} bytes",
+                                   "bundle_bytes", limits)
+            # MANIFEST first: a bundle whose manifest is altered is refused before the rest
+            infos.sort(key=lambda i: (i.filename != MANIFEST, i.file_size))
             data = {}
             for info in infos:
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise AlmanacError(f"{where}: {info.filename} is too large "
-                                       f"({info.file_size:,} bytes) for a model bundle")
-                with zf.open(info) as fh:
-                    blob = fh.read(MAX_MEMBER_BYTES + 1)
-                if len(blob) > MAX_MEMBER_BYTES:
-                    raise AlmanacError(f"{where}: {info.filename} is too large for a model bundle")
-                data[info.filename] = blob
+                data[info.filename] = _read_bounded(zf, info, where)
             return data, zf.comment
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
         raise AlmanacError(f"{where} is damaged ({type(exc).__name__}: {exc}); "
                            "export the bundle again") from None
 
 
+def _check_directory(path: Path, where: str, limits: Limits) -> None:
+    """Refuse a file that is not a zip, or whose end record declares more members than
+    the limit or a central directory larger than MAX_DIRECTORY_BYTES, before zipfile
+    parses that directory (it builds one object per entry, whatever the count says)."""
+    try:
+        with open(path, "rb") as fh:
+            end = zipfile._EndRecData(fh)  # the end-of-central-directory record (+ zip64)
+    except OSError:
+        end = None
+    if not end:
+        raise AlmanacError(f"{where} is not a model bundle (not a zip file); export one with "
+                           "`python -m almanac export`")
+    count, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+    if count > limits.bundle_members:
+        raise _limit_error(where, f"it holds {count:,} members", "bundle_members", limits)
+    if size > MAX_DIRECTORY_BYTES:
+        raise AlmanacError(f"{where}: its zip directory is {size:,} bytes, more than the "
+                           f"{MAX_DIRECTORY_BYTES:,} a bundle of at most {limits.bundle_members} "
+                           f"files needs; the file was altered")
+
+
+def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
+    """The bytes of one member, reading at most its declared size + 1."""
+    left = info.file_size + 1
+    chunks = []
+    with zf.open(info) as fh:
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    blob = b"".join(chunks)
+    if len(blob) != info.file_size:
+        raise AlmanacError(f"{where}: {info.filename} unpacks to a different size than the "
+                           f"{info.file_size:,} bytes it declares; the bundle was altered")
+    return blob
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _parse_manifest(where: str, manifest: bytes) -> dict[str, str]:
+    """name -> SHA-256 of each '<sha256>  <name>' line; anything else refuses the bundle."""
+    try:
+        text = manifest.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AlmanacError(f"{where}: {MANIFEST} is not UTF-8 text; the bundle was altered") from None
+    listed: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, sep, name = line.partition("  ")
+        if not sep or not _HEX64.match(digest) or not _MEMBER.match(name) or ".." in name \
+                or name == MANIFEST or name in listed:
+            raise AlmanacError(f"{where}: {MANIFEST} has a malformed or repeated line "
+                               f"{line[:80]!r}; the bundle was altered")
+        listed[name] = digest
+    return listed
+
+
+def _json_depth(obj) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth = max(depth, d)
+            if depth > MAX_METADATA_DEPTH:
+                return depth
+            stack.extend((v, d + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return depth
+
+
+def _parse_metadata(where: str, raw: bytes) -> dict:
+    """metadata.json parsed (size and depth bounded) and validated by BundleMetadata."""
+    if len(raw) > MAX_METADATA_BYTES:
+        raise AlmanacError(f"{where}: {METADATA} is {len(raw):,} bytes, more than the "
+                           f"{MAX_METADATA_BYTES:,} a bundle allows")
+    try:
+        metadata = json.loads(raw)
+    except RecursionError:
+        raise AlmanacError(f"{where}: {METADATA} is nested too deeply; export the bundle again") from None
+    except ValueError:
+        raise AlmanacError(f"{where}: {METADATA} is not valid JSON") from None
+    if not isinstance(metadata, dict):
+        raise AlmanacError(f"{where}: {METADATA} is not a JSON object; export the bundle again")
+    if _json_depth(metadata) > MAX_METADATA_DEPTH:
+        raise AlmanacError(f"{where}: {METADATA} is nested more than {MAX_METADATA_DEPTH} levels "
+                           "deep; export the bundle again")
+    try:
+        BundleMetadata.model_validate(metadata)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise AlmanacError(f"{where}: {METADATA} is not valid bundle metadata: {loc}: "
+                           f"{err['msg']}; export the bundle again") from None
+    return metadata
+
+
 def _verify(where: str, members: dict[str, bytes], comment: bytes) -> dict:
-    """Check comment -> manifest -> every file; return the parsed metadata."""
+    """Check comment -> manifest -> every file's hash, and only then parse and validate
+    metadata.json; return it."""
     m = _COMMENT.match(comment or b"")
     if not m:
         raise AlmanacError(f"{where} is not an almanac model bundle (no bundle comment); "
@@ -335,10 +572,7 @@ def _verify(where: str, members: dict[str, bytes], comment: bytes) -> dict:
     if _sha256(manifest) != m.group(2).decode():
         raise AlmanacError(f"{where}: {MANIFEST} does not match its SHA-256 in the bundle "
                            "comment; the bundle was altered")
-    listed = {}
-    for line in manifest.decode("utf-8", "replace").splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
+    listed = _parse_manifest(where, manifest)
     extra = sorted(set(members) - set(listed) - {MANIFEST})
     if extra:
         raise AlmanacError(f"{where}: {extra[0]} is not in {MANIFEST}; the bundle was altered")
@@ -350,45 +584,46 @@ def _verify(where: str, members: dict[str, bytes], comment: bytes) -> dict:
                                "the bundle was altered or damaged")
     if METADATA not in listed:
         raise AlmanacError(f"{where}: {METADATA} is missing; the bundle was altered")
-    try:
-        metadata = json.loads(members[METADATA])
-    except ValueError:
-        raise AlmanacError(f"{where}: {METADATA} is not valid JSON") from None
-    files = metadata.get("files") or {}
-    if files != {n: d for n, d in listed.items() if n != METADATA}:
+    metadata = _parse_metadata(where, members[METADATA])
+    if metadata["files"] != {n: d for n, d in listed.items() if n != METADATA}:
         raise AlmanacError(f"{where}: {METADATA} lists other files than {MANIFEST}; "
                            "the bundle was altered")
-    if metadata.get("format") != FORMAT:
-        raise AlmanacError(f"{where}: {METADATA} is not almanac bundle metadata")
     return metadata
 
 
-def load_bundle(path: Path | str) -> Bundle:
-    """Verify and load a bundle written by :func:`export_run` (see the module doc)."""
+def load_bundle(path: Path | str, check_model: bool = True) -> Bundle:
+    """Verify a bundle written by :func:`export_run` (see the module doc) and return it.
+
+    The model is never loaded in this process: predictions run in a child
+    (:mod:`ml.sandbox`). With ``check_model`` (default) the model is loaded and run on
+    one row there now, so a model the library cannot read is refused here; without it,
+    at the first prediction."""
     path = Path(path).expanduser()
     members, comment = _read_members(path)
     metadata = _verify(path.name, members, comment)
-    model = metadata.get("model") or {}
-    member = model.get("file", "")
-    if member not in members or not member.startswith("model/"):
+    member = metadata["model"]["file"]
+    if member not in members:
         raise AlmanacError(f"{path.name}: model file {member!r} is missing; the bundle was altered")
-    meta = {"file": member.split("/", 1)[1], "format": model.get("format"),
-            "task": metadata.get("task"), "classes": model.get("classes"),
-            "sha256": metadata["files"][member]}
-    with tempfile.TemporaryDirectory(prefix="almanac-bundle-") as tmp:
-        (Path(tmp) / meta["file"]).write_bytes(members[member])
+    meta = {"file": member.split("/", 1)[1], "format": metadata["model"]["format"],
+            "task": metadata["task"], "classes": metadata["model"].get("classes"),
+            "feature_names": metadata["feature_names"]}
+    model = SandboxedModel(members[member], meta)
+    if check_model:
         try:
-            estimator = persist.load_model(tmp, meta)
+            model.check()
         except AlmanacError as exc:
             raise AlmanacError(f"{path.name}: {exc.message}") from None
-    predictor = Predictor(estimator, metadata["feature_names"], metadata["task"],
+    predictor = Predictor(model, metadata["feature_names"], metadata["task"],
                           metadata.get("classes"))
     return Bundle(predictor=predictor, metadata=metadata, path=path)
 
 
 # ---------------------------------------------------------------- predict
 
-def _read_input(path: Path, names: list[str]) -> pd.DataFrame:
+def _read_input(path: Path, names: list[str], warn=None) -> pd.DataFrame:
+    """The rows of features file ``path``: refused if it has no rows, lacks a feature
+    column, or a feature column is not numeric, is boolean or holds ±inf; an all-NaN
+    feature column is passed to ``warn`` (one line)."""
     if not path.is_file():
         raise NotFoundError(f"input file {path} does not exist")
     try:
@@ -402,9 +637,30 @@ def _read_input(path: Path, names: list[str]) -> pd.DataFrame:
     if missing:
         raise AlmanacError(f"{path.name} lacks feature column(s) {', '.join(missing)} that the "
                            f"model needs; build features with the same sets and cutoff")
+    if len(frame) == 0:
+        raise AlmanacError(f"{path.name} has no rows; pass a Parquet file with at least one "
+                           "row of features")
+    if frame.columns.duplicated().any():
+        dup = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise AlmanacError(f"{path.name} repeats column(s) {', '.join(dup)}")
+    boolean = [c for c in names if pd.api.types.is_bool_dtype(frame[c])]
+    if boolean:
+        raise AlmanacError(f"feature column(s) {', '.join(boolean)} of {path.name} are boolean; "
+                           "the model was trained on numbers: cast them to float (0/1)")
     bad = [c for c in names if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
         raise AlmanacError(f"feature column(s) {', '.join(bad)} of {path.name} are not numeric")
+    values = frame[names].to_numpy(dtype="float64", na_value=np.nan)
+    inf = np.isinf(values)
+    if inf.any():
+        cols = [c for c, hit in zip(names, inf.any(axis=0), strict=True) if hit]
+        raise AlmanacError(f"feature column(s) {', '.join(cols)} of {path.name} hold infinite "
+                           f"values ({int(inf.sum())} cells); replace them with NaN (missing) "
+                           "or drop those rows")
+    empty = [c for c, all_nan in zip(names, np.isnan(values).all(axis=0), strict=True) if all_nan]
+    if empty and warn is not None:
+        warn(f"feature column(s) {', '.join(empty)} of {path.name} are missing (NaN) in every "
+             "row; the model predicts them as missing values")
     return frame
 
 
@@ -414,7 +670,7 @@ def predictions(bundle: Bundle, frame: pd.DataFrame) -> pd.DataFrame:
     Binary: ``prob`` = P(up) and ``signal`` (+1/−1/0) at the bundle's threshold and
     long-only rule. Multiclass: ``prob_<class>`` per class and ``pred`` (class name).
     Regression: ``pred`` and ``signal`` = sign(pred) (0 for short days when long-only).
-    A ``date`` column is carried through first.
+    A ``date`` column is carried through first. The model runs once, in a child process.
     """
     X = frame.loc[:, bundle.feature_names].astype("float64")
     p = bundle.predictor
@@ -423,8 +679,9 @@ def predictions(bundle: Bundle, frame: pd.DataFrame) -> pd.DataFrame:
         out["date"] = frame["date"]
     long_only = bool(bundle.metadata.get("long_only", False))
     if bundle.task == "binary":
-        out["prob"] = p.predict_proba_up(X).to_numpy()
-        out["signal"] = p.signal(X, bundle.threshold, long_only).to_numpy()
+        prob = p.predict_proba_up(X).to_numpy()
+        out["prob"] = prob
+        out["signal"] = signal_from_proba(prob, bundle.threshold, long_only)
     elif bundle.task == "multiclass":
         proba = p.predict_proba(X)
         for col in proba.columns:
@@ -439,16 +696,24 @@ def predictions(bundle: Bundle, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict_bundle(bundle: Bundle | Path | str, input_parquet: Path | str,
-                   out: Path | str) -> Path:
+                   out: Path | str, warn=None) -> Path:
     """Predict the rows of ``input_parquet`` with ``bundle`` (a Bundle or a bundle path)
-    and write :func:`predictions` to ``out`` (.parquet or .csv); returns the path."""
+    and write :func:`predictions` to ``out`` (.parquet or .csv); returns the path.
+
+    The bundle is verified and the input checked before the model runs (once, in a
+    child process, on the input's rows); ``warn(message)`` receives one-line warnings."""
     if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle)
+        bundle = load_bundle(bundle, check_model=False)  # the model first runs on the rows below
     src = Path(input_parquet).expanduser().resolve()
     path = check_output_path(out, f"{src.stem}-predictions.parquet", (".parquet", ".csv"))
     if path == src:
         raise AlmanacError(f"--out {path} is the input file; choose another output path")
-    result = predictions(bundle, _read_input(src, bundle.feature_names))
+    frame = _read_input(src, bundle.feature_names, warn)
+    try:
+        result = predictions(bundle, frame)
+    except AlmanacError as exc:
+        where = bundle.path.name if bundle.path else "bundle"
+        raise AlmanacError(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
     if path.suffix.lower() == ".csv":
         atomic_write_bytes(path, result.to_csv(index=False).encode())
     else:
@@ -458,5 +723,5 @@ def predict_bundle(bundle: Bundle | Path | str, input_parquet: Path | str,
     return path
 
 
-__all__ = ["Bundle", "check_output_path", "export_run", "load_bundle", "predict_bundle",
-           "predictions", "versions"]
+__all__ = ["Bundle", "BundleMetadata", "check_output_path", "export_run", "load_bundle",
+           "predict_bundle", "predictions", "versions"]

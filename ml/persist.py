@@ -172,7 +172,11 @@ def _set_threads(model) -> None:
 def load_model(folder: Path | str, meta: dict):
     """Load the model :func:`save_model` wrote to ``folder``; ``meta`` is its return value
     (at least ``file`` and ``format``; ``task`` and ``classes`` where present; a
-    ``sha256`` is checked). Raises AlmanacError for a missing, altered or refused file."""
+    ``sha256`` is checked). Raises AlmanacError for a missing, altered or refused file.
+
+    This runs the model library in the calling process: use it for the lab's own run
+    folders only. A model from a bundle (someone else's file) is loaded through
+    :func:`ml.sandbox.predict_in_child`, where a native crash cannot take the caller down."""
     folder = Path(folder)
     fmt = meta.get("format")
     path = _model_path(folder, meta)
@@ -202,7 +206,11 @@ def load_model(folder: Path | str, meta: dict):
         import skops.io as sio
 
         trusted = check_skops_types(path)
-        model = sio.load(path, trusted=trusted)
+        try:
+            model = sio.load(path, trusted=trusted)
+        except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+            raise AlmanacError(f"{path.name} is not a readable skops model file "
+                               f"({type(exc).__name__}); re-export the model") from None
         _set_threads(model)
         return model
     raise AlmanacError(f"unknown model format {fmt!r}; formats: "

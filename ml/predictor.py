@@ -96,10 +96,15 @@ class Predictor:
     def signal(self, X: pd.DataFrame, threshold: float = 0.55,
                long_only: bool = False) -> pd.Series:
         """+1 / −1 / 0 per row (int8, indexed like X); see the module doc for the rule."""
-        if not 0.5 <= threshold <= 1.0:
-            raise SpecError(f"signal threshold must be between 0.5 and 1, got {threshold}")
-        p = self.predict_proba_up(X).to_numpy()
-        long_ = p >= threshold - _EPS
-        short = ~long_ & (p <= 1.0 - threshold + _EPS) & (not long_only)
-        sig = np.where(long_, 1, np.where(short, -1, 0)).astype("int8")
+        sig = signal_from_proba(self.predict_proba_up(X).to_numpy(), threshold, long_only)
         return pd.Series(sig, index=X.index, name="signal")
+
+
+def signal_from_proba(p: np.ndarray, threshold: float = 0.55, long_only: bool = False) -> np.ndarray:
+    """+1 / −1 / 0 (int8) for each P(up) in ``p``; see the module doc for the rule."""
+    if not 0.5 <= threshold <= 1.0:
+        raise SpecError(f"signal threshold must be between 0.5 and 1, got {threshold}")
+    p = np.asarray(p, dtype="float64")
+    long_ = p >= threshold - _EPS
+    short = ~long_ & (p <= 1.0 - threshold + _EPS) & (not long_only)
+    return np.where(long_, 1, np.where(short, -1, 0)).astype("int8")

@@ -28,6 +28,18 @@ def test_signal_rule():
     assert pr.signal(X, 0.55).tolist() == [-1, -1, -1, 0, 0, 1, 1]
     assert pr.signal(X, 0.55, long_only=True).tolist() == [0, 0, 0, 0, 0, 1, 1]
     assert pr.signal(X, 0.5).tolist() == [-1, -1, -1, 1, 1, 1, 1]  # p = .5 is long
+
+
+def test_signal_from_proba_is_the_same_rule():
+    """ml.export computes the signal from probabilities it already has (one model run)."""
+    from ml.predictor import signal_from_proba
+
+    X = pd.DataFrame({"p": P})
+    pr = Predictor(FixedProba(), ["p"], "binary")
+    for t, lo in ((0.55, False), (0.55, True), (0.5, False), (1.0, False)):
+        assert signal_from_proba(np.array(P), t, lo).tolist() == pr.signal(X, t, lo).tolist()
+    with pytest.raises(SpecError, match="between 0.5 and 1"):
+        signal_from_proba(np.array(P), 0.4)
     assert pr.signal(X, 0.6).tolist() == [-1, 0, 0, 0, 0, 0, 1]
     assert pr.signal(X, 0.55).index.equals(X.index)
     with pytest.raises(SpecError, match="between 0.5 and 1"):

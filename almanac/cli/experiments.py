@@ -8,6 +8,7 @@ runs it with a progress bar on stderr and prints the run id (``--json``: the sam
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from almanac.cli import print_json, progress_printer
@@ -51,8 +52,9 @@ def register(sub) -> None:
     e.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("predict", help="predict feature rows with an exported bundle",
-                       description="Load and verify a bundle, predict the rows of a features Parquet file "
-                                   "(e.g. from `features build`) and write the predictions.")
+                       description="Verify a bundle (limits, hashes, metadata schema), check the rows of a "
+                                   "features Parquet file (e.g. from `features build`), predict them with the "
+                                   "model in a memory-limited child process and write the predictions.")
     p.add_argument("--bundle", required=True, help="bundle written by `export`")
     p.add_argument("--input", required=True, help="Parquet file with the model's feature columns")
     p.add_argument("--out", required=True, help="output file (.parquet or .csv)")
@@ -171,7 +173,8 @@ def cmd_export(args) -> int:
 def cmd_predict(args) -> int:
     from ml.export import predict_bundle
 
-    path = predict_bundle(args.bundle, args.input, args.out)
+    path = predict_bundle(args.bundle, args.input, args.out,
+                          warn=lambda w: print(f"warning: {w}", file=sys.stderr))
     print(path)
     return 0
 
