@@ -107,11 +107,16 @@ def harden(server: flask.Flask, settings: Settings, script_hashes: Callable[[], 
 
 
 def prepare_data() -> None:
-    """Write the sample data into an empty data home (logs what it did and how long it took)."""
+    """Remove what interrupted operations left, then write the sample data into an empty
+    data home (logs what it did and how long it took)."""
+    from almanac.recovery import describe, sweep
     from almanac.sample import ensure_sample_data
     from almanac.store import Store
 
     store = Store()
+    removed = sweep(store.home)
+    if removed:
+        log.warning("%s", describe(removed))
     if store.catalog():
         log.info("data home %s holds %d dataset(s)", store.home, len(store.catalog()))
         return

@@ -185,7 +185,7 @@ def sweep(home: Path | str | None = None, min_age_s: float = MIN_AGE_S) -> list[
         if tmp.is_dir() and not any(tmp.iterdir()):
             tmp.rmdir()
     if removed:
-        log.warning("removed %d leftover(s) of interrupted operations: %s", len(removed), ", ".join(removed))
+        log.info("removed %d leftover(s) of interrupted operations: %s", len(removed), ", ".join(removed))
     return removed
 
 

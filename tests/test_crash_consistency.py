@@ -317,3 +317,20 @@ def test_legacy_catalog_is_checked_and_moved_to_content_names(tmp_path):
     assert e.rows == 200 and e.file.startswith("market/ES_1d.") and not legacy.exists()
     assert state(home)["datasets"] == {"ES 1d": file_sha256(Store(home).file_of(e))}
     assert sweep(home, min_age_s=0) == []  # once
+
+
+def test_app_start_sweeps_old_leftovers(lab, caplog, monkeypatch):
+    import logging
+
+    import app
+
+    home, _ = lab
+    stray = home / "cache" / "features" / f".x.parquet{TMP_MARK}999999-0badf00d"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"half")
+    os.utime(stray, (time.time() - 3600, time.time() - 3600))
+    monkeypatch.setenv("ALMANAC_HOME", str(home))
+    with caplog.at_level(logging.INFO, logger="almanac.app"):
+        app.prepare_data()
+    assert not stray.exists()
+    assert any("cleaned up 1 leftover(s)" in r.getMessage() for r in caplog.records)
