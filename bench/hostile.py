@@ -100,17 +100,103 @@ def _zip_bomb(folder: Path) -> list[str]:
     return ["predict", "--bundle", str(path), "--input", str(rows), "--out", str(folder / "p.parquet")]
 
 
+def _extra_fields(folder: Path) -> list[str]:
+    """100 MB whose rows have 42 fields under a 2-column header (pandas made them an index)."""
+    path = folder / "wider.csv"
+    path.write_bytes(b"Date,Close\n" + (b"2018-03-09,1" + b"," * 40 + b"\n") * 2_000_000)
+    return ["data", "import", str(path), "--symbol", "WIDE"]
+
+
+def _parquet_rows_bomb(folder: Path) -> list[str]:
+    """A few hundred KB of Parquet that holds 50 million repeated rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 50_000_000
+    stamp = pa.scalar(1_520_587_800_000_000, pa.timestamp("us"))
+    pq.write_table(pa.table({"Datetime": pa.repeat(stamp, n), "Close": pa.repeat(pa.scalar(1.0), n)}),
+                   folder / "bomb.parquet", compression="zstd")
+    return ["data", "import", str(folder / "bomb.parquet"), "--symbol", "BOMB"]
+
+
+TINY_SPEC = ("name: tiny\ndata: {symbol: ES, start: 2016-01-01}\nfeatures: {sets: [early_session, regime]}\n"
+             "label: {kind: rest_of_day}\nmodel: {kind: KIND, params: {n_estimators: 20}}\n"
+             "validation: {n_splits: 2, min_train: 250}\n")
+
+
+def _bundle(folder: Path, kind: str) -> Path:
+    """A real bundle of a tiny run on the sample data (trained and exported by the CLI)."""
+    home = folder.parent / "home"
+    out = folder.parent / f"{kind}.zip"
+    if not out.exists():
+        spec = folder.parent / f"{kind}.yaml"
+        spec.write_text(TINY_SPEC.replace("KIND", kind))
+        env = {**os.environ, "ALMANAC_HOME": str(home)}
+        done = subprocess.run([sys.executable, "-m", "almanac", "train", "--config", str(spec), "--json"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        run_id = json.loads(done.stdout)["run_id"]
+        subprocess.run([sys.executable, "-m", "almanac", "export", run_id, "--out", str(out)], cwd=ROOT, env=env,
+                       capture_output=True, check=True)
+        subprocess.run([sys.executable, "-m", "almanac", "features", "build", "--symbol", "ES", "--start",
+                        "2018-06-01", "--sets", "early_session,regime", "--out", str(folder.parent / "rows.parquet")],
+                       cwd=ROOT, env=env, capture_output=True, check=True)
+    return out
+
+
+def _resign(members: dict[str, bytes], dst: Path, metadata: bytes | None = None) -> Path:
+    """Write a tampered bundle with every hash recomputed, as an attacker would
+    (``metadata``: raw bytes to put in metadata.json instead)."""
+    import hashlib
+
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    members = {n: b for n, b in members.items() if n != "MANIFEST.sha256"}
+    if metadata is None:
+        meta = json.loads(members["metadata.json"])
+        meta["files"] = {n: sha(b) for n, b in members.items() if n != "metadata.json"}
+        metadata = json.dumps(meta).encode()
+    members["metadata.json"] = metadata
+    manifest = "".join(f"{sha(b)}  {n}\n" for n, b in sorted(members.items())).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, b in {**members, "MANIFEST.sha256": manifest}.items():
+            zf.writestr(n, b)
+        zf.comment = f"almanac-bundle 1 manifest-sha256:{sha(manifest)}".encode()
+    return dst
+
+
+def _tampered(kind: str, member: str, tamper) -> Callable[[Path], list[str]]:
+    def build(folder: Path) -> list[str]:
+        with zipfile.ZipFile(_bundle(folder, kind)) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        members[member] = tamper(members[member])
+        path = _resign(members, folder / "tampered.zip")
+        return ["predict", "--bundle", str(path), "--input", str(folder.parent / "rows.parquet"),
+                "--out", str(folder / "p.parquet")]
+    return build
+
+
 def _deep_json_metadata(folder: Path) -> list[str]:
-    path = folder / "deep.zip"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("metadata.json", "[" * 200_000 + "]" * 200_000)
-    path.write_bytes(buf.getvalue())
-    rows = folder / "rows.parquet"
+    with zipfile.ZipFile(_bundle(folder, "lightgbm")) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    path = _resign(members, folder / "deep.zip", metadata=b"[" * 100_000 + b"]" * 100_000)
+    return ["predict", "--bundle", str(path), "--input", str(folder.parent / "rows.parquet"),
+            "--out", str(folder / "p.parquet")]
+
+
+def _xgb_split(data: bytes) -> bytes:
+    model = json.loads(data)
+    model["learner"]["gradient_booster"]["model"]["trees"][0]["split_indices"][0] = 99_999_999
+    return json.dumps(model).encode()
+
+
+def _inf_rows(folder: Path) -> list[str]:
     import pandas as pd
 
-    pd.DataFrame({"date": pd.to_datetime(["2018-03-09"]), "x": [1.0]}).to_parquet(rows)
-    return ["predict", "--bundle", str(path), "--input", str(rows), "--out", str(folder / "p.parquet")]
+    bundle = _bundle(folder, "lightgbm")
+    rows = pd.read_parquet(folder.parent / "rows.parquet")
+    rows.iloc[0, 1] = float("inf")
+    rows.to_parquet(folder / "inf.parquet")
+    return ["predict", "--bundle", str(bundle), "--input", str(folder / "inf.parquet"),
+            "--out", str(folder / "p.parquet")]
 
 
 CASES = [
@@ -122,37 +208,61 @@ CASES = [
     Case("yaml-3.85MB-line", "a 3.85 MB one-line YAML spec", _long_yaml),
     Case("n_estimators-1e9", "model.params.n_estimators: 1000000000 (ran forever)", _huge_estimators),
     Case("bundle-zip-bomb", "a 4 MB bundle that unpacks to 4 GiB (was 4.3 GB before verification)", _zip_bomb),
-    Case("bundle-deep-json", "metadata.json nested 200,000 deep (was RecursionError)", _deep_json_metadata),
+    Case("bundle-deep-json", "a re-signed bundle whose metadata.json is nested 100,000 deep (was RecursionError)", _deep_json_metadata),
+    Case("csv-extra-fields", "100 MB of rows with 42 fields under a 2-column header (was 12 s, 1.6 GB)",
+         _extra_fields),
+    Case("parquet-50M-rows", "a few hundred KB of Parquet holding 50M rows (was 26 s, 3.9 GB)", _parquet_rows_bomb),
+    Case("bundle-lgb-truncated", "a re-signed LightGBM bundle with model.txt cut in half (was SIGSEGV)",
+         _tampered("lightgbm", "model/model.txt", lambda t: t[: len(t) // 2])),
+    Case("bundle-xgb-split", "a re-signed XGBoost bundle with a split index of 99,999,999 (was SIGSEGV)",
+         _tampered("xgboost", "model/model.json", _xgb_split)),
+    Case("predict-inf", "prediction rows holding inf (was accepted silently)", _inf_rows),
 ]
+
+
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+report, errs, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+t0 = time.perf_counter()
+with open(errs, "wb") as err:
+    proc = subprocess.Popen(sys.argv[4:], stdout=subprocess.DEVNULL, stderr=err)
+    timed_out = False
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() - t0 > timeout and not timed_out:
+            proc.kill()
+            timed_out = True
+        time.sleep(0.005)
+with open(report, "w") as fh:
+    json.dump({"seconds": time.perf_counter() - t0, "exit": os.waitstatus_to_exitcode(status),
+               "peak_kb": usage.ru_maxrss, "timed_out": timed_out}, fh)
+"""
 
 
 def run_case(case: Case, folder: Path, home: Path) -> dict:
     argv = case.build(folder)
-    env = {**os.environ, "ALMANAC_HOME": str(home), **(case.env or {})}
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as errf:
-        proc = subprocess.Popen([sys.executable, "-m", "almanac", *argv], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=errf)
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > TIMEOUT_S:
-                proc.kill()
-                timed_out = True
-            time.sleep(0.01)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        errf.seek(0)
-        err = errf.read()
+    env = {**os.environ, "ALMANAC_HOME": str(home), **(case.env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as scratch:
+        # A child's peak RSS includes the memory of the process it was forked from, so the
+        # command is started by a small launcher (a fresh interpreter) and measured there.
+        report = Path(scratch) / "usage.json"
+        errs = Path(scratch) / "stderr"
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(report), str(errs), str(TIMEOUT_S),
+                                 sys.executable, "-m", "almanac", *argv], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL)
+        proc.wait()
+        usage = json.loads(report.read_text())
+        err = errs.read_bytes()
+    seconds, code, peak_mb, timed_out = usage["seconds"], usage["exit"], usage["peak_kb"] / 1024, usage["timed_out"]
     lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
     if timed_out:
         lines.append(f"(killed after {TIMEOUT_S:g} s)")
-    peak_mb = usage.ru_maxrss / 1024
-    return {"case": case.name, "what": case.what, "exit": proc.returncode, "seconds": round(seconds, 2),
+    return {"case": case.name, "what": case.what, "exit": code, "seconds": round(seconds, 2),
             "peak_mb": round(peak_mb, 1), "stderr_lines": len(lines), "message": lines[-1] if lines else "",
-            "meets_goal": proc.returncode == 2 and len(lines) == 1 and seconds <= GOAL_S and peak_mb <= GOAL_MB}
+            "meets_goal": code == 2 and len(lines) == 1 and seconds <= GOAL_S and peak_mb <= GOAL_MB}
 
 
 def run(selected: list[str] | None = None, progress=None) -> list[dict]:
