@@ -148,13 +148,13 @@ def predict(hostile, tmp_path):
     return call
 
 
-def assert_refused(result, message: str, seconds: float = 20, mb: float = 600) -> str:
+def assert_refused(result, message: str, mb: float = 600) -> str:
     code, err, s, peak = result
     lines = err.strip().splitlines()
     assert code == 2, err[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
     assert message in lines[0], lines[0]
-    assert s < seconds and peak < mb, (s, peak)
+    assert peak < mb, (s, peak)  # time is printed by `bench hostile`, never asserted
     return lines[0]
 
 
@@ -183,13 +183,13 @@ def bomb(hostile):
 
 def test_zip_bomb_refused_from_the_directory_before_unpacking(predict, bomb):
     assert bomb.stat().st_size < 8 * 2**20
-    line = assert_refused(predict(bomb), "its members unpack to 1,073,741,826 bytes", 10, 600)
+    line = assert_refused(predict(bomb), "its members unpack to 1,073,741,826 bytes", mb=600)
     assert "ALMANAC_MAX_BUNDLE_MB" in line
 
 
 def test_member_that_inflates_past_its_declared_size_is_refused(predict, tmp_path):
     lying = make_bomb(tmp_path / "lying.zip", 256 << 20, lie=1000)
-    assert_refused(predict(lying), "lying.zip", 10, 600)  # read stops at 1,001 bytes
+    assert_refused(predict(lying), "lying.zip", mb=600)  # read stops at 1,001 bytes
 
 
 def test_bundle_limits_come_from_the_environment(predict, hostile, tmp_path):
@@ -219,7 +219,7 @@ def make_wide_directory(path: Path, entries: int) -> Path:
 
 def test_huge_zip_directory_refused_before_it_is_parsed(predict, tmp_path):
     wide = make_wide_directory(tmp_path / "wide.zip", 25_000)
-    assert_refused(predict(wide), "wide.zip: its zip directory is", 10, 600)
+    assert_refused(predict(wide), "wide.zip: its zip directory is", mb=600)
 
 
 def test_duplicate_member_and_oversized_metadata_refused(hostile, tmp_path):
@@ -300,7 +300,7 @@ def test_malformed_metadata_is_one_line(case, hostile, predict, tmp_path):
     members = read_members(hostile["bundles"]["lightgbm"])
     new = change(_meta(hostile))
     path = resign(members, tmp_path / f"{case}.zip", new)
-    line = assert_refused(predict(path), message, 20, 600)
+    line = assert_refused(predict(path), message, mb=600)
     assert f"{case}.zip" in line and "metadata.json" in line
 
 
@@ -350,7 +350,7 @@ def test_native_crash_in_the_model_library_is_exit_2(case, hostile, predict, tmp
     members = read_members(hostile["bundles"][kind])
     members[member] = tamper(members[member])
     path = resign(members, tmp_path / f"{case}.zip")
-    line = assert_refused(predict(path), DAMAGED, 30, 600)
+    line = assert_refused(predict(path), DAMAGED, mb=600)
     assert f"{case}.zip" in line
 
 
@@ -383,7 +383,7 @@ def test_memory_limit_applies_to_the_child_only(hostile, predict):
     one-line refusal naming the variable; the parent (well above 40 MB) is not capped."""
     line = assert_refused(predict(hostile["bundles"]["lightgbm"], env={"ALMANAC_MODEL_MEMORY_MB": "40"}),
                           "the model process could not start its library under ALMANAC_MODEL_MEMORY_MB=40",
-                          30, 600)
+                          mb=600)
     assert line.startswith("error: lgb.zip: ")
 
 
@@ -412,7 +412,7 @@ def test_inf_zero_rows_boolean_and_missing_columns_refused(hostile, predict, tmp
         "missing": (lambda r: r.drop(columns=["rv_20d"]), "missing.parquet lacks feature column(s) rv_20d"),
     }
     for name, (change, message) in cases.items():
-        assert_refused(predict(bundle, _rows(hostile, tmp_path, name, change)), message, 20, 600)
+        assert_refused(predict(bundle, _rows(hostile, tmp_path, name, change)), message, mb=600)
 
 
 def test_all_nan_feature_column_warns_and_predicts(hostile, predict, tmp_path):

@@ -347,14 +347,14 @@ def run_import_cli(home, path, *args, env=None):
     return tuple(json.loads(done.stdout))
 
 
-def assert_refused(seeded, path, message, *args, env=None, seconds=15, megabytes=800):
+def assert_refused(seeded, path, message, *args, env=None, megabytes=800):
     """Exit 2, exactly one line ``error: <message>...``, the data home unchanged, within bounds."""
     before = snapshot(seeded.home)
     code, out, err, took, peak = run_import_cli(seeded.home, path, *args, env=env)
     assert (code, out) == (2, ""), err
     assert err.count("\n") == 1 and err.startswith(f"error: {message}"), err
     assert snapshot(seeded.home) == before
-    assert took < seconds and peak < megabytes, (took, peak)
+    assert peak < megabytes, (took, peak)  # time is printed by `bench hostile`, never asserted
     return err, took, peak
 
 

@@ -4,7 +4,6 @@ signal, scales tiny features inside the pipeline, and rejects unknown names."""
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
 
 import numpy as np
@@ -172,10 +171,8 @@ def test_check_params_refuses_with_the_librarys_rule_naming_the_parameter(kind, 
     from ml.models import check_params
 
     check_params(kind, task, {})  # warm up (imports)
-    t = time.perf_counter()
     with pytest.raises(SpecError) as exc:
         check_params(kind, task, params)
-    assert time.perf_counter() - t < 2.0  # measured: 1-60 ms
     assert exc.value.message.startswith(expected) and len(exc.value.message) <= 300
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # LightGBM's C-level "[LightGBM] [Fatal]" line is silenced
@@ -189,6 +186,4 @@ def test_check_params_accepts_the_defaults_and_large_work_cheaply(kind):
            "random_forest": {"n_estimators": 20000}, "hist_gb": {"max_iter": 20000}, "logistic": {"max_iter": 20000}}
     for task in TASKS:
         check_params(kind, task, {})
-        t = time.perf_counter()
-        check_params(kind, task, big[kind])  # the check fits at most 2 rounds
-        assert time.perf_counter() - t < 2.0  # measured: < 0.15 s
+        check_params(kind, task, big[kind])  # the check fits at most 2 rounds (measured: < 0.15 s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -249,9 +248,7 @@ def laughs(levels: int = 9, width: int = 9) -> str:
 
 
 def test_alias_bomb_is_refused_in_milliseconds():
-    t = time.perf_counter()
-    msg = yaml_refusal(laughs())  # 9 ** 9 = 387 million values once expanded
-    assert time.perf_counter() - t < 2.0  # measured: ~1 ms (was a MemoryError after 148 s)
+    msg = yaml_refusal(laughs())  # 9 ** 9 = 387 million values once expanded (measured: ~1 ms; was 148 s)
     assert msg.startswith("spec.yaml expands to more than 10000 values (aliases included) at line ")
     assert msg.endswith("remove the aliases or raise ALMANAC_MAX_YAML_VALUES")
 
@@ -326,7 +323,6 @@ def test_yaml_values_the_constructor_cannot_take_are_one_line(text, expected):
 
 def test_size_is_checked_before_parsing(tmp_path, monkeypatch):
     one_line = 'name: "' + "a" * 3_850_000 + '"\n'  # the 3.85 MB "one line"
-    t = time.perf_counter()
     assert yaml_refusal(one_line) == ("spec.yaml is 3.67 MB, more than the 256 KB a spec may have "
                                       "(ALMANAC_MAX_YAML_KB): a spec is a few lines; check the file or raise "
                                       "ALMANAC_MAX_YAML_KB")
@@ -334,7 +330,6 @@ def test_size_is_checked_before_parsing(tmp_path, monkeypatch):
     path.write_text(one_line)
     with pytest.raises(SpecError, match=r"^spec file big.yaml is 3.67 MB, more than the 256 KB"):
         load_spec(path)
-    assert time.perf_counter() - t < 2.0
     monkeypatch.setenv("ALMANAC_MAX_YAML_KB", "0.05")  # 51 bytes
     with pytest.raises(SpecError, match=r"^spec is 61 bytes, more than the 51 bytes a spec may have"):
         spec_from_yaml(GOOD + "# " + "x" * 20 + "\n")
