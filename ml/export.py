@@ -63,7 +63,9 @@ from almanac.atomic import atomic_write, atomic_write_bytes
 from almanac.errors import AlmanacError, NotFoundError
 from almanac.settings import REPO_ROOT, Limits, get_limits
 from ml import persist
+from ml.modelcard import model_card
 from ml.predictor import Predictor, signal_from_proba
+from ml.runinfo import label_kind, spec_value, trading_rules
 from ml.sandbox import SandboxedModel
 
 FORMAT = "almanac-bundle"
@@ -141,27 +143,12 @@ def versions() -> dict:
     return out
 
 
-def spec_value(run: dict, section: str, key: str, default=None):
-    """``run["spec"][section][key]`` if present, else ``default``."""
-    spec = run.get("spec") or {}
-    part = spec.get(section)
-    return part.get(key, default) if isinstance(part, dict) else default
 
 
-def label_kind(run: dict) -> str | None:
-    label = (run.get("spec") or {}).get("label")
-    return label.get("kind") if isinstance(label, dict) else label
 
 
-def trading_rules(run: dict) -> dict:
-    """threshold / long_only / cost_bps of the run's backtest (spec first, then stats)."""
-    bt = run.get("backtest") or {}
-    params = bt.get("params", {}) if isinstance(bt.get("params"), dict) else {}
-    out = {}
-    for key, default in (("threshold", 0.5), ("long_only", False), ("cost_bps", 0.0)):
-        value = spec_value(run, "backtest", key)
-        out[key] = value if value is not None else params.get(key, bt.get(key, default))
-    return out
+
+
 
 
 def _label_info(run: dict) -> dict:
@@ -258,7 +245,6 @@ def export_run(run_id: str, out: Path | str) -> Path:
     if model_meta.get("sha256") and _sha256(model_bytes) != model_meta["sha256"]:
         raise AlmanacError(f"run {run_id}: model/{model_path.name} does not match the SHA-256 "
                            "recorded in run.json (altered or damaged); re-run the experiment")
-    from ml.report import model_card  # ml.report imports this module
 
     readme = model_card(metadata).encode()
     metadata["files"] = {member: _sha256(model_bytes), README: _sha256(readme)}

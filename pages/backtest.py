@@ -36,7 +36,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from almanac import registry
 from ml.backtester import BacktestResult, backtest, monthly_returns
-from ml.export import trading_rules
+from ml.runinfo import trading_rules
 from ml.report import STAT_ROWS, fmt, report_data
 from ml.runner import _backtest_frame
 from pages._components import failure_alert, info_alert, page_header, page_token, section

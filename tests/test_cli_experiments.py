@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from almanac.cli import main
+from cli import main
 from almanac.store import Store
 from ml import persist
 
@@ -30,7 +30,7 @@ SPEC = {"name": "cli-tiny", "data": {"symbol": "ES"},
 
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
-    from features.synthetic import futures_minutes
+    from bench.synthetic import futures_minutes
 
     home = tmp_path_factory.mktemp("cli") / "home"
     Store(home).write("ES", "1min", futures_minutes("2018-07-02", days=330, seed=5, step=5, overnight=False),

@@ -99,7 +99,7 @@ def assert_cache_honest(home: Path) -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """A data home with ES minute and daily bars, cached features and one complete run."""
-    from features.synthetic import futures_minutes
+    from bench.synthetic import futures_minutes
 
     root = tmp_path_factory.mktemp("crash")
     home = root / "home"

@@ -349,7 +349,7 @@ def test_bundle_layout_and_manifest_is_sha256sum_format(binary_bundle):
 def run_with_runner(home: Path, label: str = "rest_of_day", kind: str = "lightgbm") -> dict:
     """A real run by ml.runner on a small synthetic market in ``home`` (ALMANAC_HOME)."""
     from almanac.store import Store
-    from features.synthetic import synthetic_store
+    from bench.synthetic import synthetic_store
     from ml.runner import run_experiment
 
     store = Store(home)

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from almanac.cli import main
+from cli import main
 from almanac.errors import NotFoundError, SpecError
 from features import FEATURE_SETS, build_features
 from features.regime import atr
-from features.synthetic import synthetic_store
+from bench.synthetic import synthetic_store
 
 SETS = FEATURE_SETS
 
@@ -191,7 +191,7 @@ def test_cli_list_shows_definitions(capsys):
 def test_bench_command_refuses_bad_options_and_formats_its_report(capsys):
     assert main(["bench", "features", "--years", "0"]) == 2
     assert "--years 0 is out of range: use 1 to 30" in capsys.readouterr().err
-    from features.bench import format_report
+    from bench.features import format_report
 
     r = {"bars": 3_477_600, "days": 2520, "features": 20, "file_mb": 44.7, "cpu_count": 2, "load_avg": 0.5,
          "repeat": 5, "bare_read_s": 0.2, "cold_s": 0.3, "warm_s": 0.006, "compute_s": 0.04, "apply_s": 3.0,

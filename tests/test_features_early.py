@@ -12,9 +12,9 @@ import pytest
 from almanac.sessions import Session
 from features import session_table
 from features.early import early_features
-from features.naive import naive_early_features
+from bench.naive import naive_early_features
 from features.sessions_table import split_bars
-from features.synthetic import futures_minutes
+from bench.synthetic import futures_minutes
 
 NY = Session()
 # March days straddle the DST start (2018-03-11), November days the DST end (2018-11-04).

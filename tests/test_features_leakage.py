@@ -10,7 +10,7 @@ import pytest
 
 from almanac.sessions import Session
 from features import build_features
-from features.synthetic import synthetic_store
+from bench.synthetic import synthetic_store
 
 NY = Session()
 SETS = ("early_session", "cross_asset", "regime")

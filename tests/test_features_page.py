@@ -10,7 +10,7 @@ import pytest
 from dash import dcc, no_update
 
 from features import build_features
-from features.synthetic import synthetic_store
+from bench.synthetic import synthetic_store
 
 
 @pytest.fixture(scope="module")

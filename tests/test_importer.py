@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from almanac.cli import main
+from cli import main
 from almanac.errors import DataError
 from almanac.importer import import_bytes, import_file
 

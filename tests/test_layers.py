@@ -6,7 +6,8 @@
 
 Loading modules only sees their top-level imports, so the source of every module is also
 read (ast) for imports at any depth, inside functions included; only the command line
-(almanac/cli) may import upper layers, and only inside its handlers.
+(cli/, an entry point like app.py) may import upper layers, and only inside its handlers;
+``almanac/__main__.py`` is the one kernel file that reaches up: ``python -m almanac`` lands in cli.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def loaded_after(statement: str) -> set[str]:
 @pytest.mark.parametrize("statement,forbidden", [
     ("import almanac.store, almanac.importer, almanac.sessions, almanac.settings",
      {"features", "ml", "viz", "pages", "dash", *HEAVY}),
-    ("from almanac.cli import build_parser; build_parser()", {"features", "ml", "viz", "pages", "dash", *HEAVY}),
+    ("from cli import build_parser; build_parser()", {"features", "ml", "viz", "pages", "dash", *HEAVY}),
 ])
 def test_kernel_imports_no_upper_layer(statement, forbidden):
     assert loaded_after(statement) & forbidden == set()
@@ -51,7 +52,8 @@ def test_layers_point_one_way(package, forbidden):
     assert loaded_after(stmt) & forbidden == set()
 
 
-UPPER = {"features", "ml", "viz", "pages", "dash", "app", "bench"}
+UPPER = {"features", "ml", "viz", "pages", "dash", "app", "bench", "cli"}
+ENTRY_SHIMS = {"almanac/__main__.py"}  # `python -m almanac` = the command line
 
 
 def imports_of(path: Path, top_level_only: bool = False) -> dict[str, int]:
@@ -78,11 +80,12 @@ def imports_of(path: Path, top_level_only: bool = False) -> dict[str, int]:
 
 def sources(package: str, exclude: str | None = None) -> list[Path]:
     files = sorted((ROOT / package).rglob("*.py"))
-    return [f for f in files if not (exclude and (ROOT / exclude) in f.parents)]
+    return [f for f in files if not (exclude and (ROOT / exclude) in f.parents)
+            and str(f.relative_to(ROOT)) not in ENTRY_SHIMS]
 
 
 @pytest.mark.parametrize("package,forbidden,exclude", [
-    ("almanac", UPPER, "almanac/cli"),  # the kernel
+    ("almanac", UPPER, None),  # the kernel
     ("features", UPPER - {"features"}, None),
     ("ml", UPPER - {"features", "ml"}, None),
     ("viz", UPPER - {"viz"} | {"almanac"}, None),
@@ -97,15 +100,45 @@ def test_no_upward_import_at_any_depth(package, forbidden, exclude):
 
 
 def test_command_line_imports_upper_layers_only_inside_handlers():
-    files = sources("almanac/cli")
+    files = sources("cli")
     assert files
     bad = [f"{f.relative_to(ROOT)}:{line} imports {name}" for f in files
-           for name, line in imports_of(f, top_level_only=True).items() if name in UPPER]
+           for name, line in imports_of(f, top_level_only=True).items() if name in UPPER - {"cli"}]
     assert bad == []
 
 
 def test_the_product_never_imports_the_benchmarks():
-    files = [f for pkg in ("almanac", "features", "ml", "viz", "pages") for f in sources(pkg, "almanac/cli")]
+    files = [f for pkg in ("almanac", "features", "ml", "viz", "pages") for f in sources(pkg)]
     files.append(ROOT / "app.py")
     bad = [f"{f.relative_to(ROOT)}:{line}" for f in files for name, line in imports_of(f).items() if name == "bench"]
     assert bad == []
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _imported_modules(path: Path, known: set[str]) -> set[str]:
+    """Project modules imported by ``path`` at any depth: ``from a.b import c`` is a.b.c when
+    that is a module (a submodule import), else a.b."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                out.add(sub if sub in known else node.module)
+    return out
+
+
+def test_no_two_modules_import_each_other():
+    """ml/export.py and ml/report.py once did (docs/design.md §2)."""
+    files = [f for pkg in ("almanac", "features", "ml", "viz", "pages", "cli", "bench") for f in sources(pkg)]
+    modules = {_module_name(f): f for f in files}
+    graph = {name: {m for m in _imported_modules(f, set(modules)) if m in modules and m != name}
+             for name, f in modules.items()}
+    pairs = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps if a in graph.get(b, ())})
+    assert pairs == []

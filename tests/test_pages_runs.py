@@ -42,7 +42,7 @@ DAYS = 330
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, page_module):
     """A home with a small market and four runs; ALMANAC_HOME points at it; pages imported."""
-    from features.synthetic import futures_minutes
+    from bench.synthetic import futures_minutes
 
     from almanac.store import Store
     from ml.runner import run_experiment

@@ -64,7 +64,7 @@ module_home = _te.module_home  # a fixture
 
 @pytest.fixture(scope="module")
 def binary_report(module_home):  # noqa: F811
-    from almanac.cli.experiments import write_report
+    from cli.experiments import write_report
 
     run = build_run(module_home, "lightgbm", "binary")
     path = write_report(run["run_id"], module_home / "report.html")
@@ -114,7 +114,7 @@ def test_report_holds_the_run_numbers(binary_report):
 
 def test_report_out_paths(runs, tmp_path):  # noqa: F811
     from almanac.settings import REPO_ROOT
-    from almanac.cli.experiments import write_report
+    from cli.experiments import write_report
 
     run = build_run(runs, "logistic", "binary", run_id="20260101-000000-es-rod-logistic-x")
     path = write_report(run["run_id"], tmp_path)  # a folder: <run_id>.html inside
@@ -126,7 +126,7 @@ def test_report_out_paths(runs, tmp_path):  # noqa: F811
 
 
 def test_regression_report_shows_prediction_scatter(runs, tmp_path):  # noqa: F811
-    from almanac.cli.experiments import write_report
+    from cli.experiments import write_report
 
     run = build_run(runs, "random_forest", "regression", run_id="20260101-000000-es-fwd-rf-y")
     html = write_report(run["run_id"], tmp_path / "r.html").read_text()
@@ -136,7 +136,7 @@ def test_regression_report_shows_prediction_scatter(runs, tmp_path):  # noqa: F8
 
 
 def test_model_card_sections_and_numbers():
-    from ml.report import model_card
+    from ml.modelcard import model_card
 
     meta = {"run_id": "r1", "name": "ES test", "format_version": 1, "task": "binary",
             "classes": ["down", "up"], "feature_names": ["a|b"], "threshold": 0.6,
@@ -158,7 +158,7 @@ def test_model_card_sections_and_numbers():
 
 
 def test_multiclass_report_confusion_by_argmax(runs, tmp_path):  # noqa: F811
-    from almanac.cli.experiments import write_report
+    from cli.experiments import write_report
 
     run = build_run(runs, "logistic", "multiclass", run_id="20260101-000000-es-arch-log-m")
     # the runner's multiclass SHAP layout: one block of rows per class

@@ -49,7 +49,7 @@ FILES = {"spec.yaml", "run.json", "dataset.parquet", "oof.parquet", "folds.parqu
 
 
 def write_market(home: Path) -> Store:
-    from features.synthetic import futures_minutes
+    from bench.synthetic import futures_minutes
 
     store = Store(home)
     bars = futures_minutes("2018-07-02", days=DAYS, seed=3, step=5, overnight=False)

@@ -179,7 +179,7 @@ def minute_bars(dates, bars_per_day=6, step=5) -> pd.DataFrame:
 
 
 def test_trading_days_match_session_on_23h_futures_bars():
-    from features.synthetic import futures_minutes
+    from bench.synthetic import futures_minutes
 
     bars = futures_minutes("2018-03-01", days=30, step=15, overnight=True)  # spans a DST change
     assert _trading_days(bars["timestamp"], Session()).equals(Session().trading_days(bars["timestamp"]))

@@ -395,7 +395,7 @@ def test_status_result_for_each_state(train, home):
 
 
 def test_follow_symbol_excludes_the_target_from_cross_assets(train, store):
-    from features.synthetic import synthetic_store
+    from bench.synthetic import synthetic_store
 
     synthetic_store(store, minute_start="2017-01-02", days=40)
     opts = [{"label": s, "value": s} for s in ("ES", "NQ", "VIX")]
@@ -427,7 +427,7 @@ def test_submit_queues_the_job_and_refuses_invalid_specs(train, home):
 def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
     """The background callback's body, in-process, on a small synthetic market."""
     from almanac import registry
-    from features.synthetic import synthetic_store
+    from bench.synthetic import synthetic_store
 
     synthetic_store(store, minute_start="2017-01-02", days=320)
     fields, params = default_form(train)
@@ -468,7 +468,7 @@ def test_refusals_of_issue_17_show_as_the_pages_red_alert(train, store, home):
     """The form's check (spec_from_dict: parameter bounds) and the job's (the runner's
     validation: library rules, impossible label/data pairs) give the CLI's one-line
     messages as red alerts, and write nothing."""
-    from features.synthetic import synthetic_store
+    from bench.synthetic import synthetic_store
 
     synthetic_store(store, minute_start="2017-01-02", days=320)
     fields, params = default_form(train)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from almanac.cli import print_json, progress_printer
+from cli import print_json, progress_printer
 
 _METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
             "multiclass": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),

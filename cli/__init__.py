@@ -17,7 +17,7 @@ import sys
 
 from almanac.errors import AlmanacError
 
-#: Modules under almanac.cli that register command groups, in help order.
+#: Modules under cli that register command groups, in help order.
 GROUPS = ("data", "features", "experiments", "bench")
 
 
@@ -39,9 +39,9 @@ def build_parser() -> Parser:
     sub.required = True
     for name in GROUPS:
         try:
-            module = importlib.import_module(f"almanac.cli.{name}")
+            module = importlib.import_module(f"cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"almanac.cli.{name}":
+            if exc.name == f"cli.{name}":
                 continue  # a group not built yet
             raise
         module.register(sub)

@@ -134,7 +134,7 @@ def format_report(r: dict) -> str:
 
 def main(args) -> int:
     """``bench pipeline [--json]``: run :func:`run_bench` and print the figures."""
-    from almanac.cli import print_json, progress_printer
+    from cli import print_json, progress_printer
 
     result = run_bench(getattr(args, "spec", None) or DEFAULT_SPEC, progress=progress_printer("bench "))
     if getattr(args, "json", False):
@@ -145,7 +145,7 @@ def main(args) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m ml.bench [--json]
+if __name__ == "__main__":  # pragma: no cover - manual use: python -m bench.pipeline [--json]
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

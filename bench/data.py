@@ -58,7 +58,7 @@ def run(rows: int = 1_000_000) -> dict:
 
 
 def main(args) -> int:
-    from almanac.cli import print_json
+    from cli import print_json
 
     res = run(getattr(args, "rows", 1_000_000))
     if getattr(args, "json", False):

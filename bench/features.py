@@ -1,7 +1,7 @@
 """The feature benchmark: ``python -m almanac bench features [--years 10] [--json]``.
 
 On seeded synthetic 1-minute bars of a 23-hour futures session (about 1,380 bars a day,
-252 days a year: 3.5 M bars for 10 years; :func:`features.synthetic.futures_minutes`),
+252 days a year: 3.5 M bars for 10 years; :func:`bench.synthetic.futures_minutes`),
 stored once in a Parquet store under ``<ALMANAC_HOME>/cache/bench`` (or ``home``), it
 measures in one run:
 
@@ -10,7 +10,7 @@ measures in one run:
   bars, builds early-session + regime features, writes the cache);
 * ``warm_s``: the same call again (a cache hit);
 * ``compute_s``: the vectorized early-session computation alone on bars in memory;
-* ``apply_s``: the naive per-day ``groupby().apply`` (:mod:`features.naive`) computing
+* ``apply_s``: the naive per-day ``groupby().apply`` (:mod:`bench.naive`) computing
   the same early-session features on the same bars in memory -- checked to give the same
   numbers (``max_abs_diff``);
 * ``peak_rss_mb``: peak resident memory (:func:`peak_rss_mb`: ``VmHWM`` on Linux) of a
@@ -58,7 +58,7 @@ def bench_store(years: int = 10, seed: int = 42, home: Path | None = None,
     store = Store(root / f"futures-{years}y-seed{seed}")
     days = years * DAYS_PER_YEAR
     if not store.has(SYMBOL, "1min"):
-        from features.synthetic import futures_minutes
+        from bench.synthetic import futures_minutes
 
         if progress:
             progress(0.0, f"generating {years} years of 1-minute bars (once)")
@@ -119,7 +119,7 @@ def run_bench(years: int = 10, repeat: int = 5, seed: int = 42, home: Path | Non
               progress: Progress | None = None) -> dict:
     """Run the benchmark; return the measurements, ratios and target verdicts."""
     from features import build_features
-    from features.naive import naive_early_features
+    from bench.naive import naive_early_features
 
     step = progress or (lambda f, s: None)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -158,7 +158,7 @@ def run_bench(years: int = 10, repeat: int = 5, seed: int = 42, home: Path | Non
     del bars
 
     step(0.85, "peak memory of a fresh process")
-    code = f"from features.bench import child_peak; child_peak({str(store.home)!r})"
+    code = f"from bench.features import child_peak; child_peak({str(store.home)!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     mem = json.loads(out.stdout.strip().splitlines()[-1])

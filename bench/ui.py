@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python scripts/bench_ui.py [--repeat 3] [--home DIR] [--keep]
+    .venv/bin/python -m bench.ui [--repeat 3] [--home DIR] [--keep]
 
 What it does:
 

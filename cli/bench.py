@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from almanac.cli import print_json, progress_printer
+from cli import print_json, progress_printer
 from almanac.errors import SpecError
 
 
@@ -56,7 +56,7 @@ def register(sub) -> None:
 
 
 def cmd_features(args) -> int:
-    from features.bench import format_report, run_bench
+    from bench.features import format_report, run_bench
 
     if not 1 <= args.years <= 30:
         raise SpecError(f"--years {args.years} is out of range: use 1 to 30")
@@ -72,7 +72,7 @@ def cmd_features(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from ml.bench import main
+    from bench.pipeline import main
 
     if args.spec and not Path(args.spec).is_file():
         raise SpecError(f"--spec {args.spec} is not a file: pass a spec YAML such as configs/es-rest-of-day-lgbm.yaml")
@@ -80,7 +80,7 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from almanac.bench_data import main
+    from bench.data import main
 
     if not 1_000 <= args.rows <= 20_000_000:
         raise SpecError(f"--rows {args.rows} is out of range: use 1,000 to 20,000,000")

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from almanac.cli import print_json, progress_printer
+from cli import print_json, progress_printer
 from almanac.errors import SpecError
 from almanac.settings import REPO_ROOT
 

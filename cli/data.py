@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from almanac.cli import print_json
+from cli import print_json
 
 
 def register(sub) -> None:

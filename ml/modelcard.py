@@ -1,0 +1,167 @@
+"""Number formatting for reports and the bundle's model card (its README.md).
+
+The export writes the card into every bundle and the HTML report uses the same
+formatting, so both live here rather than in either of them (the two used to import
+each other).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ml.runinfo import spec_value
+
+#: Backtest statistics in display order: key -> (label, kind) with kind pct / num / int.
+STAT_ROWS = (
+    ("sharpe", "Sharpe ratio (annualized)", "num"), ("sortino", "Sortino ratio", "num"),
+    ("psr", "PSR: P(true Sharpe > 0)", "pct"),
+    ("dsr", "DSR: PSR against the best of n trials", "pct"),
+    ("n_trials", "Trials counted for DSR", "int"),
+    ("total_return", "Total return", "pct"), ("cagr", "CAGR", "pct"),
+    ("max_drawdown", "Max drawdown", "pct"), ("calmar", "Calmar ratio", "num"),
+    ("win_rate", "Win rate (trades)", "pct"), ("trades", "Trades", "int"),
+    ("exposure", "Exposure (days in a position)", "pct"), ("days", "Days", "int"),
+    ("skew", "Skew of daily returns", "num"), ("kurtosis", "Kurtosis (non-excess)", "num"),
+)
+
+METRIC_NAMES = {
+    "roc_auc": "ROC AUC", "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+    "log_loss": "Log loss", "brier": "Brier score", "ece": "Expected calibration error",
+    "base_rate": "Base rate (share of up days)", "mean_predicted": "Mean predicted P(up)",
+    "n": "Rows", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "ic": "IC (Spearman)",
+    "hit_rate": "Hit rate (sign)",
+}
+
+_PCT_METRICS = {"accuracy", "balanced_accuracy", "base_rate", "mean_predicted", "hit_rate"}
+
+def fmt(value, kind: str = "num") -> str:
+    """A number for a table: pct (12.3 %), int (1,234), num (4 significant digits);
+    None / NaN as an en dash."""
+    if value is None or isinstance(value, str):
+        return "–" if value is None else value
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(x):
+        return "–"
+    if kind == "pct":
+        return f"{x:.1%}"
+    if kind == "int":
+        return f"{int(round(x)):,}"
+    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+
+def _stats(run: dict) -> dict:
+    bt = run.get("backtest") or {}
+    return bt.get("stats", bt) if isinstance(bt.get("stats"), dict) else bt
+
+def _metric_rows(metrics: dict) -> list[tuple[str, str]]:
+    return [(METRIC_NAMES.get(k, k), fmt(v, "pct" if k in _PCT_METRICS else
+                                          "int" if k == "n" else "num"))
+            for k, v in (metrics or {}).items() if not isinstance(v, (dict, list))]
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def clean(c) -> str:
+        return str(c).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(clean(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+def model_card(meta: dict) -> str:
+    """The bundle's README.md (Markdown) from its metadata (see ml.export)."""
+    spec = meta.get("spec") or {}
+    run = {"spec": spec, "backtest": meta.get("backtest")}
+    label = meta.get("label") or {}
+    train = meta.get("training") or {}
+    model = meta.get("model") or {}
+    symbol = spec_value(run, "data", "symbol", "?")
+    cutoff = spec_value(run, "features", "cutoff", "?")
+    stats = _stats(run)
+    folds = meta.get("folds") or []
+    metric_keys = [k for k in ("roc_auc", "accuracy", "log_loss", "brier", "r2", "ic")
+                   if folds and k in folds[0]]
+    out = [
+        f"# Model card: {meta.get('name') or meta.get('run_id')}",
+        "",
+        f"Run `{meta.get('run_id')}`, exported {meta.get('exported_at')} by Almanac ML Lab "
+        f"(bundle format {meta.get('format_version')}).",
+        "",
+        _md_table(["", ""], [
+            ["Model", f"{model.get('kind')} ({model.get('format')}, `{model.get('file')}`)"],
+            ["Task", f"{meta.get('task')}" + (f" — classes {', '.join(map(str, meta['classes']))}"
+                                               if meta.get("classes") else "")],
+            ["Label", f"{label.get('kind')} (horizon {label.get('horizon_days')} days)"],
+            ["Symbol · cutoff", f"{symbol} · {cutoff} exchange time"],
+            ["Trained on", f"{train.get('start')} to {train.get('end')} "
+                           f"({fmt(train.get('n_rows'), 'int')} trading days)"],
+            ["Features", f"{len(meta.get('feature_names') or [])}"],
+            ["Signal threshold", f"{meta.get('threshold')} (long only: {meta.get('long_only')})"],
+            ["Code revision", f"`{meta.get('code_revision')}`"],
+        ]),
+        "",
+        "## Intended use",
+        "",
+        f"A research signal for {symbol}: at {cutoff} on each trading day the model reads the "
+        "features below (all known at that time) and gives "
+        + ("P(up) for the label; the signal is long when P(up) ≥ threshold, short when "
+           "P(up) ≤ 1 − threshold (unless long only), flat otherwise."
+           if meta.get("task") == "binary" else "its prediction of the label.")
+        + " It is a research artefact, not investment advice; check it on new data before "
+          "relying on it.",
+        "",
+        "## Data",
+        "",
+        _md_table(["Dataset", "SHA-256"], [[k, f"`{v}`"] for k, v in
+                                           (meta.get("data_hashes") or {}).items()]),
+        "",
+        "## Features (in the model's order)",
+        "",
+        _md_table(["#", "Feature", "Known as of", "Definition"], [
+            [str(i + 1), f"`{f['name']}`", (f.get("lineage") or {}).get("known_as_of", "–"),
+             (f.get("lineage") or {}).get("definition", "–")]
+            for i, f in enumerate(meta.get("features") or [])]),
+        "",
+        "## Label",
+        "",
+        f"`{label.get('kind')}` ({label.get('task')}): {label.get('description') or '–'}",
+        "",
+        "## Validation",
+        "",
+        "Walk-forward: scheme {s}, {n} folds, gap {g} trading days between training and test. "
+        "Metrics and backtest below are out-of-fold (each day predicted by a model that never "
+        "saw it); the bundled model is refitted on all training days.".format(
+            s=spec_value(run, "validation", "scheme", "?"),
+            n=spec_value(run, "validation", "n_splits", len(folds)),
+            g=spec_value(run, "validation", "gap", "?")),
+        "",
+    ]
+    if folds:
+        out += [_md_table(["Fold", "Train", "Test", "Test days"] + metric_keys, [
+            [str(f.get("fold")), f"{str(f.get('train_start'))[:10]} → {str(f.get('train_end'))[:10]}",
+             f"{str(f.get('test_start'))[:10]} → {str(f.get('test_end'))[:10]}",
+             fmt(f.get("n_test"), "int")] + [fmt(f.get(k)) for k in metric_keys] for f in folds]), ""]
+    out += ["## Metrics (pooled out-of-fold)", "",
+            _md_table(["Metric", "Value"], [list(r) for r in _metric_rows(meta.get("metrics"))]),
+            "", "## Backtest (out-of-fold signals, cutoff to close)", "",
+            _md_table(["Statistic", "Value"], [[label_, fmt(stats.get(k), kind)]
+                                               for k, label_, kind in STAT_ROWS if k in stats]),
+            "",
+            f"Costs: {meta.get('cost_bps')} bp per side. PSR is the probability that the true "
+            "Sharpe ratio is above 0 given the sample's length, skew and kurtosis; DSR deflates "
+            f"it for the {fmt(stats.get('n_trials'), 'int')} trial(s) run on this symbol and label "
+            "(Bailey & López de Prado).",
+            "", "## Caveats", "",
+            "- Out-of-fold results estimate the skill of the *procedure*; the bundled model is "
+            "one refit and was never tested on unseen days.",
+            "- Markets change: watch the feature drift (PSI) and rolling AUC of the run.",
+            "- A DSR well below 0.95 means the Sharpe ratio may be luck given the number of trials.",
+            "- Predictions need features built exactly as listed (same sets, cutoff and data).",
+            "", "## Files", "",
+            _md_table(["File", "SHA-256"], [[f"`{k}`", f"`{v}`"] for k, v in
+                                            sorted((meta.get("files") or {}).items())]),
+            "",
+            f"`README.md` and `metadata.json` are covered by `MANIFEST.sha256` (check with "
+            "`sha256sum -c MANIFEST.sha256`), whose own hash is in the zip comment. Load with "
+            "`ml.export.load_bundle(path)`, which verifies every hash and never unpickles.",
+            ""]
+    return "\n".join(out)
