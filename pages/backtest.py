@@ -37,6 +37,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from almanac import registry
 from ml.backtester import BacktestResult, backtest, monthly_returns
 from ml.runinfo import trading_rules
+from ml.trials import dsr_trials
 from ml.report import STAT_ROWS, fmt, report_data
 from ml.runner import _backtest_frame
 from pages._components import failure_alert, info_alert, page_header, page_token, section
@@ -68,22 +69,6 @@ def backtest_frame(run: dict) -> pd.DataFrame:
     rows = data.reindex(pd.DatetimeIndex(oof["date"], name="date"))
     pred = oof["prob" if run["task"] == "binary" else "pred"].to_numpy(dtype="float64")
     return _backtest_frame(rows, pred, run["task"])
-
-
-def dsr_trials(trials: list[float], recorded: float | None, current: float) -> list[float]:
-    """The trials' Sharpe ratios with this run's ``recorded`` Sharpe swapped for ``current``.
-
-    ``trials`` comes from :func:`almanac.registry.trial_sharpes` (this run included, NaN
-    for an undefined Sharpe); the first entry equal to ``recorded`` (NaN matching NaN) is
-    removed, then ``current`` is appended, so the count stays the number of runs.
-    """
-    out = list(trials)
-    for i, s in enumerate(out):
-        same_nan = recorded is None or (isinstance(recorded, float) and math.isnan(recorded))
-        if (same_nan and math.isnan(s)) or (not same_nan and math.isclose(s, recorded, rel_tol=1e-12, abs_tol=1e-12)):
-            del out[i]
-            break
-    return out + [current]
 
 
 def recompute(run: dict, threshold: float, cost_bps: float, long_only: bool) -> BacktestResult:

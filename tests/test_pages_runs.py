@@ -305,7 +305,7 @@ def test_bad_cost_is_a_visible_message(lab):
 
 
 def test_dsr_trials_swaps_this_runs_recorded_sharpe():
-    from pages.backtest import dsr_trials
+    from ml.trials import dsr_trials
 
     assert dsr_trials([0.5, 1.2, 0.8], 1.2, 2.0) == [0.5, 0.8, 2.0]
     assert dsr_trials([0.5, 1.2, 1.2], 1.2, 2.0) == [0.5, 1.2, 2.0]

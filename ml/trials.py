@@ -1,0 +1,65 @@
+"""The deflated Sharpe ratio's trials: one definition for every page, report and command.
+
+The trials of a run are **all complete runs in the registry on the same symbol and label
+at the moment the number is shown**, this run included (a run without a backtest, such as
+a multiclass one, is not a trial). Their annualized Sharpe ratios set the expected
+maximum Sharpe that the DSR tests against (:func:`ml.stats.deflated_sharpe_ratio`). So
+the count grows as the researcher tries more variants, and every view shows the same
+count and the same DSR: /backtest, /models, the HTML report and ``runs show --json``
+(``backtest.n_trials``, ``backtest.dsr``). The count frozen when the run was trained is
+kept in ``run.json`` under ``backtest.n_trials_at_training``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from almanac import registry
+from ml import stats
+from ml.runinfo import label_kind, spec_value
+
+
+def current_trials(run: dict, home: Path | str | None = None) -> list[float]:
+    """Annualized Sharpe of every complete run on the run's symbol and label (NaN where
+    undefined), oldest first; the run itself included once it is registered."""
+    symbol, label = spec_value(run, "data", "symbol"), label_kind(run)
+    if not symbol or not label:
+        return []
+    return registry.trial_sharpes(symbol, label, home)
+
+
+def dsr_trials(trials: list[float], recorded: float | None, current: float) -> list[float]:
+    """``trials`` with this run's ``recorded`` Sharpe swapped for ``current`` (the Sharpe at
+    other settings, e.g. a threshold moved on /backtest), so the count stays the number of
+    runs. The first entry equal to ``recorded`` (NaN matching None or NaN) is removed; when
+    none matches (the run is not registered yet), ``current`` is just appended."""
+    out = list(trials)
+    missing = recorded is None or (isinstance(recorded, float) and math.isnan(recorded))
+    for i, s in enumerate(out):
+        if (missing and math.isnan(s)) or (not missing and math.isclose(s, recorded, rel_tol=1e-12, abs_tol=1e-12)):
+            del out[i]
+            break
+    return out + [current]
+
+
+def deflated(run: dict, home: Path | str | None = None) -> dict:
+    """``{"n_trials", "dsr"}`` of the run's recorded backtest against the trials now in the
+    registry; ``{"n_trials": None, "dsr": None}`` for a run without a backtest."""
+    bt = run.get("backtest")
+    if not isinstance(bt, dict):
+        return {"n_trials": None, "dsr": None}
+    sr, days = bt.get("sharpe"), bt.get("days")
+    sk, ku = bt.get("skew"), bt.get("kurtosis")
+    trials = dsr_trials(current_trials(run, home), sr, sr if sr is not None else float("nan"))
+    if not all(isinstance(v, (int, float)) for v in (sr, days, sk, ku)) or not math.isfinite(sr):
+        return {"n_trials": len(trials), "dsr": None}
+    finite = [t for t in trials if math.isfinite(t)]
+    var = (sum((t - sum(finite) / len(finite)) ** 2 for t in finite) / (len(finite) - 1)
+           if len(finite) > 1 else 0.0) / stats.PERIODS
+    dsr = stats.deflated_sharpe_ratio(sr / math.sqrt(stats.PERIODS), int(days), float(sk), float(ku),
+                                      len(trials), var)
+    return {"n_trials": len(trials), "dsr": None if dsr is None or not math.isfinite(dsr) else float(dsr)}
+
+
+__all__ = ["current_trials", "deflated", "dsr_trials"]
