@@ -26,10 +26,11 @@ import dash
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from almanac.errors import DataError
 from almanac.importer import check_upload_size, import_bytes
+from almanac.settings import get_limits
 from almanac.store import CatalogEntry, Store
 from pages._components import (
     empty_state, failure_alert, info_alert, page_header, page_token, read_catalog, section,
@@ -185,6 +186,9 @@ def _import_form() -> list:
                    className="almanac-upload",
                    children=html.Div([html.Div("Drop a CSV or Parquet file here", className="fw-bold"),
                                       html.Div(["or ", html.Span("choose a file", className="almanac-link")])])),
+        dcc.Store(id="data-upload-limit", data=get_limits().upload_bytes),
+        dcc.Store(id="data-upload-ok"),    # the file, only when within the limit (assets/upload.js)
+        dcc.Store(id="data-upload-size"),  # its size in bytes, measured in the browser
         html.Div("No file chosen.", id="data-upload-status", className="almanac-upload-status"),
         dbc.Row([
             dbc.Col([dbc.Label("Symbol", html_for="data-symbol"),
@@ -307,16 +311,25 @@ def render_chart(dataset, day, start, end):
                              "toImageButtonOptions": {"filename": f"{symbol}_{freq}", "scale": 2}})
 
 
-@callback(
-    Output("data-upload-status", "children"), Output("data-symbol", "value"),
-    Input("data-upload", "filename"), State("data-upload", "contents"),
+clientside_callback(
+    ClientsideFunction(namespace="almanac", function_name="uploadGate"),
+    Output("data-upload-ok", "data"), Output("data-upload-size", "data"),
+    Input("data-upload", "contents"), State("data-upload-limit", "data"),
     prevent_initial_call=True,
 )
-def describe_upload(filename, contents):
-    """Name the chosen file and suggest a symbol from its name."""
-    if not filename:
+
+
+@callback(
+    Output("data-upload-status", "children"), Output("data-symbol", "value"),
+    Input("data-upload-size", "data"), State("data-upload", "filename"),
+    prevent_initial_call=True,
+)
+def describe_upload(size, filename):
+    """Name the chosen file and suggest a symbol from its name. Only the size the browser
+    measured reaches the server here, never the file (see assets/upload.js)."""
+    if not filename or size is None:
         return "No file chosen.", no_update
-    size = upload_size(contents)
+    size = int(size)
     try:
         check_upload_size(size, filename)
     except DataError as exc:
@@ -327,16 +340,24 @@ def describe_upload(filename, contents):
 @callback(
     Output("data-import-result", "children"), Output("data-catalog-rev", "data"),
     Input("data-import-btn", "n_clicks"),
-    State("data-upload", "contents"), State("data-upload", "filename"), State("data-symbol", "value"),
+    State("data-upload-ok", "data"), State("data-upload", "filename"), State("data-symbol", "value"),
     State("data-freq", "value"), State("data-tz", "value"), State("data-token", "data"),
-    State("data-allow-nonpositive", "value"),
+    State("data-allow-nonpositive", "value"), State("data-upload-size", "data"),
     background=True,
     running=[(Output("data-import-btn", "disabled"), True, False),
              (Output("data-import-btn", "children"), "Importing…", "Import")],
     prevent_initial_call=True,
 )
-def run_import(n_clicks, contents, filename, symbol, freq, tz, token, allow_nonpositive=False):
-    """Validate and store the uploaded file (a background job; ``token`` keys it to this page load)."""
+def run_import(n_clicks, contents, filename, symbol, freq, tz, token, allow_nonpositive=False, size=None):
+    """Validate and store the uploaded file (a background job; ``token`` keys it to this page load).
+
+    ``contents`` is the file only when the browser found it within the upload limit;
+    ``size`` is what the browser measured, so a refused file is named without being sent."""
+    if filename and not contents and size:
+        try:
+            check_upload_size(int(size), filename)
+        except DataError as exc:
+            return failure_alert(exc, log, f"importing {filename}"), no_update
     if not contents or not filename:
         return warning_alert(["choose a CSV or Parquet file first"], title="Nothing to import"), no_update
     symbol = (symbol or "").strip() or symbol_from_filename(filename)

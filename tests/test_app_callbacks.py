@@ -243,8 +243,14 @@ def test_an_upload_over_the_limit_is_refused_before_decoding_and_changes_nothing
     assert ("big_daily.csv: the upload is 3.2 MB, over the 1 MB limit (ALMANAC_MAX_UPLOAD_MB): import it with "
             "`python -m almanac data import`, or raise the limit") in texts(result)
     assert snapshot(lab.home) == before  # byte-identical: no tmp/ folder either
-    status, symbol = pages["data"].describe_upload("big_daily.csv", big)  # said as soon as the file is chosen
+    size = pages["data"].upload_size(big)  # what assets/upload.js measures in the browser
+    status, symbol = pages["data"].describe_upload(size, "big_daily.csv")  # said as soon as the file is chosen
     assert "over the 1 MB limit (ALMANAC_MAX_UPLOAD_MB)" in texts(status) and symbol == "BIG"
+    # the browser keeps a file over the limit (no contents sent): the import names it from its size
+    result, rev = pages["data"].run_import(1, None, "big_daily.csv", "BIG", "auto", "", "token", False, size)
+    assert classes(result) == ["danger"] and rev is no_update
+    assert "big_daily.csv: the upload is 3.2 MB, over the 1 MB limit" in texts(result)
+    assert snapshot(lab.home) == before
 
 
 def test_an_upload_is_checked_from_its_encoded_length(pages, monkeypatch):
@@ -307,7 +313,7 @@ def test_upload_helpers(pages):
     assert data.decode_upload(upload(b"abc"), "x.csv") == b"abc"
     with pytest.raises(DataError, match="x.csv: the upload arrived damaged"):
         data.decode_upload("data:text/csv;base64,@@@", "x.csv")
-    status, symbol = data.describe_upload("cl_daily.csv", upload(b"x" * 3000))
+    status, symbol = data.describe_upload(3000, "cl_daily.csv")
     assert symbol == "CL" and "2.9 KB" in texts(status)
     assert data.chart_clicked_row({"rowId": "VIX|1d", "colId": "kind"}) == "VIX|1d"
     assert data.chart_clicked_row(None) is no_update

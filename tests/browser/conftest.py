@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -73,15 +74,16 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory, chromium_path) -> LabServer:
-    base = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def start_lab(base: Path, **extra_env: str):
+    """``python app.py`` on a free port with an empty data home under ``base`` (the sample
+    data is written on start); yields its LabServer and stops it afterwards."""
     home = base / "home"
     home.mkdir()
     log_path = base / "app.log"
     port = _free_port()
     env = {**os.environ, "ALMANAC_HOME": str(home), "HOST": "127.0.0.1", "PORT": str(port),
-           "ALMANAC_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
+           "ALMANAC_DEBUG": "0", "PYTHONUNBUFFERED": "1", **extra_env}
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
@@ -100,7 +102,6 @@ def lab_server(tmp_path_factory, chromium_path) -> LabServer:
             tail = LabServer(url, home, log_path, 0).log_tail()
             pytest.fail(f"the app did not answer on {url} within {START_TIMEOUT_S} s "
                         f"(exit code {proc.poll()}); log:\n{tail}")
-        print(f"\napp answered after {server.startup_seconds:.1f} s (empty home, sample data written)")
         yield server
     finally:
         proc.terminate()
@@ -109,6 +110,13 @@ def lab_server(tmp_path_factory, chromium_path) -> LabServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory, chromium_path) -> LabServer:
+    with start_lab(tmp_path_factory.mktemp("lab")) as server:
+        print(f"\napp answered after {server.startup_seconds:.1f} s (empty home, sample data written)")
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -194,3 +194,35 @@ def test_clicking_a_catalog_row_charts_it(page):
     expect(page.locator("#data-dataset")).to_contain_text("CL · daily · sample", timeout=TIMEOUT)
     traces = graph_traces(page, expected_first_type="scatter")
     assert traces[0]["last"].startswith("2019-01-03")
+
+
+def test_an_upload_over_the_limit_is_named_and_never_sent(chromium, tmp_path, screenshot_dir):
+    """The browser measures the file (assets/upload.js): over ALMANAC_MAX_UPLOAD_MB it says so in
+    red and keeps the file; before, the server's request bound answered 413 and the page said nothing."""
+    from tests.browser.conftest import VIEWPORT, start_lab
+
+    with start_lab(tmp_path, ALMANAC_MAX_UPLOAD_MB="0.01") as lab:  # 10 KB
+        context = chromium.new_context(viewport=VIEWPORT, base_url=lab.url)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        posted: list[int] = []
+        page.on("request", lambda r: posted.append(len(r.post_data_buffer or b"")) if r.method == "POST" else None)
+        before = (lab.home / "catalog.json").read_bytes()
+        open_page(page, "/data")
+        rows = b"".join(b"2024-01-%02d,100,101,99,100.5,1000\n" % (d % 28 + 1) for d in range(600))
+        big = b"Date,Open,High,Low,Close,Volume\n" + rows  # about 22 KB
+        page.set_input_files("#data-upload input[type=file]",
+                             files=[{"name": "big_bars.csv", "mimeType": "text/csv", "buffer": big}])
+        status = page.locator("#data-upload-status .text-danger")
+        expect(status).to_contain_text("big_bars.csv: the upload is", timeout=TIMEOUT)
+        expect(status).to_contain_text("(ALMANAC_MAX_UPLOAD_MB)")
+        page.click("#data-import-btn")
+        alert = page.locator("#data-import-result .alert-danger")
+        expect(alert).to_be_visible(timeout=TIMEOUT)
+        expect(alert).to_contain_text("over the 10 KB limit")
+        page.screenshot(path=str(screenshot_dir / "data-upload-too-big.png"), full_page=True)
+        context.close()
+        assert problems == []
+        assert max(posted) < len(big)  # no request carried the file
+        assert (lab.home / "catalog.json").read_bytes() == before
