@@ -209,14 +209,17 @@ def test_rerun_identical_and_trials_counted(first, market):
     assert run2["run_id"] != run1["run_id"]
     for key in ("metrics", "folds", "n_rows", "feature_names", "data_hashes"):
         assert run2[key] == run1[key]
-    same = {k: v for k, v in run1["backtest"].items() if k not in ("dsr", "n_trials")}
-    assert {k: v for k, v in run2["backtest"].items() if k not in ("dsr", "n_trials")} == same
+    frozen = ("dsr", "n_trials", "dsr_at_training", "n_trials_at_training")
+    same = {k: v for k, v in run1["backtest"].items() if k not in frozen}
+    assert {k: v for k, v in run2["backtest"].items() if k not in frozen} == same
+    assert run2["baselines"] == run1["baselines"]  # seeded bootstrap: identical intervals
     for name in ("oof.parquet", "shap.parquet", "backtest.parquet", "importance.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(Path(run1["path"]) / name), pd.read_parquet(Path(run2["path"]) / name))
     # DSR of run 3 deflates against the three trials on ES / rest_of_day: s1, s1 (the rerun), s3
     bt = run3["backtest"]
     s1, s3 = run1["backtest"]["sharpe"], bt["sharpe"]
     assert bt["n_trials"] == 3 and run2["backtest"]["n_trials"] == 2
+    assert (bt["n_trials_at_training"], bt["dsr_at_training"]) == (bt["n_trials"], bt["dsr"])  # frozen copy
     assert registry.trial_sharpes("ES", "rest_of_day", home=market.home) == [s1, s1, s3]  # oldest first
     assert [r["run_id"] for r in registry.list_runs(home=market.home)] == [run3["run_id"], run2["run_id"],
                                                                            run1["run_id"]]
