@@ -55,7 +55,7 @@ _TRIAL_KEYS = ("dsr", "n_trials")
 _CHUNK = 100
 
 __all__ = ["BLOCK_DAYS", "RESAMPLES", "LEVEL", "always_long", "prior_day_prob", "prior_day", "majority",
-           "lift", "fast_auc", "baseline_stats"]
+           "lift", "fast_auc", "baseline_stats", "train_shares"]
 
 
 def _tradable(frame: pd.DataFrame) -> np.ndarray:
@@ -96,11 +96,21 @@ def prior_day(frame: pd.DataFrame, up, cost_bps: float, long_only: bool = False)
     return {"metrics": metrics, "stats": baseline_stats(result), "params": result.params}
 
 
-def majority(y, train_shares, classes=None) -> dict:
-    """Scores of predicting each day's training class shares ``train_shares`` (n, k) for
+def train_shares(y, splits, k: int) -> np.ndarray:
+    """(n, k): per row, the class shares of the training rows of the fold whose test block
+    holds it (NaN for rows no fold tests); ``splits`` = [(train_idx, test_idx), ...]."""
+    y = np.asarray(y)
+    out = np.full((len(y), k), np.nan)
+    for tr, te in splits:
+        out[te] = np.bincount(y[tr].astype("int64"), minlength=k)[:k] / len(tr)
+    return out
+
+
+def majority(y, shares, classes=None) -> dict:
+    """Scores of predicting each day's training class shares ``shares`` (n, k; :func:`train_shares`) for
     the outcomes ``y`` (class indices 0..k-1); see the module doc."""
     y = np.asarray(y, dtype="float64").astype("int64")
-    p = np.asarray(train_shares, dtype="float64")
+    p = np.asarray(shares, dtype="float64")
     k = p.shape[1]
     hat = p.argmax(1)  # ties: the lower class
     log_loss = evaluation._safe(skm.log_loss, y, p, labels=list(range(k))) if len(y) else float("nan")

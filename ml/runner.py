@@ -10,7 +10,9 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
    written (no feature cache, no ``runs/`` folder) before this passes.
 2. **features** -- :func:`features.build_features` (cached by data hash and configuration).
 3. **labels** -- :func:`ml.labelers.make_label` on the session table; rows whose label is
-   NaN are dropped (labels are never filled).
+   NaN are dropped (labels are never filled). A feature without a single value on the
+   labelled days is dropped (``run.json["dropped_features"]``, warning
+   ``empty_features_dropped``).
 4. **folds** -- :class:`ml.splits.WalkForwardSplit` over the remaining rows (gap >= label
    horizon). Per fold: a fresh ``make_model`` fitted on the training rows only (imputers
    and scalers live inside the model pipelines, so they are fitted in the fold too),
@@ -33,6 +35,16 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
      not a trial of any other run's DSR.
 
    A day whose cutoff price or close is missing cannot be traded (``prob`` NaN there).
+   ``backtest.n_trials`` / ``dsr`` are the values at training, also kept as
+   ``n_trials_at_training`` / ``dsr_at_training``; what is shown later comes from
+   :func:`ml.trials.deflated` (the trials in the registry at that moment).
+6b. **baselines** -- :mod:`ml.baselines` on the same out-of-fold days
+   (``run.json["baselines"]``): ``always_long`` and ``prior_day`` (binary, regression),
+   ``majority`` (classification), ``lift`` with seeded stationary-bootstrap intervals.
+   **warnings** (``run.json["warnings"]``, ``[{"code", "message"}]``, one line each):
+   ``empty_features_dropped``, ``short_test_fold`` (a fold tests fewer than
+   :data:`MIN_TEST_DAYS_WARN` days), ``few_trades`` (fewer than :data:`MIN_TRADES_WARN`),
+   ``class_imbalance`` (a class below :data:`MIN_CLASS_SHARE_WARN` of the labelled days).
 7. **final model** -- ``make_model`` refitted on every row, saved by
    :func:`ml.persist.save_model` in its native format.
 8. **writing** -- the artifacts of the contract's layout into ``runs/.tmp-<run_id>/``,
@@ -374,20 +386,12 @@ def _drop_empty(data: pd.DataFrame, names: list[str]) -> tuple[list[str], list[s
     return kept, dropped
 
 
-def _train_shares(y: np.ndarray, splits, k: int) -> np.ndarray:
-    """Per row, the class shares of the training rows of the fold that tests it (NaN elsewhere)."""
-    out = np.full((len(y), k), np.nan)
-    for tr, te in splits:
-        out[te] = np.bincount(y[tr].astype("int64"), minlength=k)[:k] / len(tr)
-    return out
-
-
 def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, bt) -> dict:
     """``run.json["baselines"]`` (:mod:`ml.baselines`) on the out-of-fold days."""
     out: dict = {}
     if task != "regression":
         k = len(classes) if classes else 2
-        shares = _train_shares(data["y"].to_numpy(), splits, k)[tested]
+        shares = baselines.train_shares(data["y"].to_numpy(), splits, k)[tested]
         out["majority"] = {"metrics": baselines.majority(oof_y, shares, classes)}
     model_ret = base_ret = None
     if bt is not None:
@@ -429,7 +433,7 @@ def _warnings(data, task, classes, dropped, folds, bt) -> list[dict]:
             "chance; use fewer splits, a lower min_train or a longer date range")})
     if bt is not None and bt.stats["trades"] < MIN_TRADES_WARN:
         out.append({"code": "few_trades", "message": (
-            f"the backtest made only {bt.stats['trades']} trades (fewer than {MIN_TRADES_WARN}): its Sharpe, win "
+            f"the backtest made only {bt.stats['trades']} trade(s) (fewer than {MIN_TRADES_WARN}): its Sharpe, win "
             "rate and DSR rest on too few days to mean much; lower the threshold or lengthen the date range")})
     if task != "regression":
         k = len(classes) if classes else 2
@@ -441,9 +445,9 @@ def _warnings(data, task, classes, dropped, folds, bt) -> list[dict]:
             which = ", ".join(f"{n} {s:.0%}" for n, s in rare)
             top = int(share.argmax())
             out.append({"code": "class_imbalance", "message": (
-                f"class(es) below {MIN_CLASS_SHARE_WARN:.0%} of the {len(y)} labelled days ({which}): accuracy "
-                f"flatters the model (always '{names[top]}' scores {share[top]:.0%}); judge it by ROC AUC, "
-                "balanced accuracy and the majority baseline")})
+                f"class(es) below {MIN_CLASS_SHARE_WARN:.0%} of the {len(y)} labelled days ({which}): the model "
+                f"sees few of them and accuracy leans on the common class (always '{names[top]}' scores "
+                f"{share[top]:.0%}); judge it by balanced accuracy, ROC AUC and the majority baseline")})
     return out
 
 
