@@ -105,14 +105,9 @@ def shown_run(run: dict, trials: list[float] | None = None) -> dict:
     complete run on the symbol and label in the registry; the values frozen at training stay
     in ``n_trials_at_training`` / ``dsr_at_training``) and folds numbered from 1 (``fold``;
     run.json, oof.parquet and drift.json keep the 0-based index)."""
-    from ml.trials import deflated
+    from ml.trials import current_backtest
 
-    out = dict(run)
-    bt = run.get("backtest")
-    if isinstance(bt, dict):
-        now = deflated(run, trials=trials)
-        out["backtest"] = {**bt, "n_trials_at_training": bt.get("n_trials_at_training", bt.get("n_trials")),
-                           "dsr_at_training": bt.get("dsr_at_training", bt.get("dsr")), **now}
+    out = {**run, "backtest": current_backtest(run, trials=trials)}
     if isinstance(run.get("folds"), list):
         out["folds"] = [{**f, "fold": i + 1} if isinstance(f, dict) else f for i, f in enumerate(run["folds"])]
     return out

@@ -183,16 +183,10 @@ def _training_range(run_dir: Path, run: dict) -> dict:
 
 
 def _backtest_now(run: dict):
-    """The run's backtest record with ``n_trials`` / ``dsr`` as they are at export
-    (:func:`ml.trials.deflated`), the values frozen at training kept as ``*_at_training``."""
-    from ml.trials import deflated
+    """The backtest record with the DSR and trial count as they are at export (ml.trials)."""
+    from ml.trials import current_backtest
 
-    bt = run.get("backtest")
-    if not isinstance(bt, dict):
-        return bt
-    home = Path(run["path"]).parent.parent if run.get("path") else None
-    return {**bt, "n_trials_at_training": bt.get("n_trials_at_training", bt.get("n_trials")),
-            "dsr_at_training": bt.get("dsr_at_training", bt.get("dsr")), **deflated(run, home)}
+    return current_backtest(run, Path(run["path"]).parent.parent if run.get("path") else None)
 
 
 def build_metadata(run: dict, run_dir: Path, model_meta: dict, model_member: str) -> dict:
@@ -726,15 +720,15 @@ def predict_bundle(bundle: Bundle | Path | str, input_parquet: Path | str,
     if path == src:
         raise AlmanacError(f"--out {path} is the input file; choose another output path")
     frame = _read_input(src, bundle.feature_names, warn)
-    inside = in_sample_rows(bundle.metadata, frame)
-    if inside and warn is not None:
-        t = bundle.metadata["training"]
-        warn(f"{inside} rows fall inside the model's training period ({t['start']} → {t['end']}): in-sample")
     try:
         result = predictions(bundle, frame)
     except AlmanacError as exc:
         where = bundle.path.name if bundle.path else "bundle"
         raise AlmanacError(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
+    inside = in_sample_rows(bundle.metadata, frame)  # said with a result, not before a refusal
+    if inside and warn is not None:
+        t = bundle.metadata["training"]
+        warn(f"{inside} rows fall inside the model's training period ({t['start']} → {t['end']}): in-sample")
     if path.suffix.lower() == ".csv":
         atomic_write_bytes(path, result.to_csv(index=False).encode())
     else:

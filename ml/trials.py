@@ -64,4 +64,16 @@ def deflated(run: dict, home: Path | str | None = None, trials: list[float] | No
     return {"n_trials": len(trials), "dsr": None if dsr is None or not math.isfinite(dsr) else float(dsr)}
 
 
-__all__ = ["current_trials", "deflated", "dsr_trials"]
+def current_backtest(run: dict, home: Path | str | None = None, trials: list[float] | None = None):
+    """The run's ``backtest`` record with ``n_trials`` / ``dsr`` as they are NOW
+    (:func:`deflated`) and the values frozen at training as ``n_trials_at_training`` /
+    ``dsr_at_training`` (read from ``n_trials`` / ``dsr`` for runs trained before those keys
+    existed); None (or whatever is recorded) for a run without a backtest."""
+    bt = run.get("backtest")
+    if not isinstance(bt, dict):
+        return bt
+    return {**bt, "n_trials_at_training": bt.get("n_trials_at_training", bt.get("n_trials")),
+            "dsr_at_training": bt.get("dsr_at_training", bt.get("dsr")), **deflated(run, home, trials)}
+
+
+__all__ = ["current_backtest", "current_trials", "deflated", "dsr_trials"]
