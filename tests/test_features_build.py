@@ -232,3 +232,20 @@ def test_notes_of_a_date_limited_build_describe_that_build(store):
     assert 0 < want < stale  # the December days only, not the history before the start
     assert notes == [f"VIX daily closes cover 2019-01-02 .. 2019-03-01: {want} of {len(part.frame)} days have no "
                      "value within 10 days before them, so those features are NaN"]
+
+
+def test_gap_notes_of_a_date_limited_build_count_its_days_only(store):
+    from bench.synthetic import futures_minutes
+
+    bars = futures_minutes("2018-07-02", days=120, seed=2, step=5, overnight=False)
+    local = bars["timestamp"].dt.tz_convert("America/New_York")
+    gap = (local.dt.tz_localize(None).dt.normalize() == pd.Timestamp("2018-08-01")) & (local.dt.hour < 11)
+    store.write("ES", "1min", bars[~gap.to_numpy()].reset_index(drop=True), source="test")
+
+    def gap_notes(**kw):
+        ft = build_features("ES", sets=("early_session",), store=store, use_cache=False, **kw)
+        return [n for n in ft.notes if "no bar before the cutoff" in n]
+
+    assert gap_notes() == ["1 day(s) have no bar before the cutoff 10:15 (data gap or late start): their "
+                           "early-session features and cutoff price are NaN"]
+    assert gap_notes(start="2018-09-03") == []  # the gap is before the requested days
