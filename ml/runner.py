@@ -359,8 +359,8 @@ def _backtest(spec, store, rows: pd.DataFrame, pred: np.ndarray, task: str):
     t = spec.backtest.threshold
     rule = ("position = sign of the predicted return (threshold not used)" if task == "regression"
             else f"long when P(up) >= {t}" + ("" if spec.backtest.long_only else f", short when P(up) <= {1 - t:.2f}"))
-    note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; n_trials = {len(trials)} "
-            f"runs on {spec.data.symbol} / {spec.label.kind}, this one included")
+    note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; the DSR counts every complete run "
+            f"on {spec.data.symbol} / {spec.label.kind} as a trial ({len(trials)} when this run was trained)")
     return backtest(frame, trial_sharpes=trials, **kw), note
 
 
