@@ -90,17 +90,34 @@ def cmd_train(args) -> int:
     from ml.runner import run_experiment
 
     record = run_experiment(spec, progress=progress_printer("train "))
+    for w in record.get("warnings") or []:
+        print(f"warning: {w['message']}", file=sys.stderr)
     if args.json:
-        print_json(get_run(record["run_id"]))
+        print_json(shown_run(get_run(record["run_id"])))
     else:
         print(record["run_id"])
     return 0
 
 
+def shown_run(run: dict, trials: list[float] | None = None) -> dict:
+    """The record ``runs show --json`` (and ``train --json``) prints: ``run.json`` + path, with
+    ``backtest.n_trials`` / ``backtest.dsr`` as they are NOW (:func:`ml.trials.deflated`: every
+    complete run on the symbol and label in the registry; the values frozen at training stay
+    in ``n_trials_at_training`` / ``dsr_at_training``) and folds numbered from 1 (``fold``;
+    run.json, oof.parquet and drift.json keep the 0-based index)."""
+    from ml.trials import current_backtest
+
+    out = {**run, "backtest": current_backtest(run, trials=trials)}
+    if isinstance(run.get("folds"), list):
+        out["folds"] = [{**f, "fold": i + 1} if isinstance(f, dict) else f for i, f in enumerate(run["folds"])]
+    return out
+
+
 def cmd_list(args) -> int:
     from almanac.registry import list_runs
 
-    runs = list_runs()
+    cache: dict = {}
+    runs = [_now(r, cache) for r in list_runs()]
     if args.json:
         print_json(runs)
         return 0
@@ -118,10 +135,28 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _now(summary: dict, cache: dict) -> dict:
+    """A ``list_runs`` summary with ``dsr`` / ``n_trials`` as they are now (ml.trials); the
+    trials of each (symbol, label) are read once into ``cache``."""
+    from almanac.errors import AlmanacError
+    from almanac.registry import get_run, trial_sharpes
+
+    if summary.get("n_trials") is None:  # no backtest: not a trial
+        return summary
+    key = (summary.get("symbol"), summary.get("label"))
+    try:
+        if key not in cache:
+            cache[key] = trial_sharpes(*key) if all(key) else []
+        bt = shown_run(get_run(summary["run_id"]), trials=cache[key])["backtest"] or {}
+    except AlmanacError:  # deleted meanwhile
+        return summary
+    return {**summary, "dsr": bt.get("dsr"), "n_trials": bt.get("n_trials")}
+
+
 def cmd_show(args) -> int:
     from almanac.registry import get_run
 
-    run = get_run(args.run_id)
+    run = shown_run(get_run(args.run_id))
     if args.json:
         print_json(run)
         return 0
@@ -149,6 +184,22 @@ def cmd_show(args) -> int:
         print("backtest " + "  ".join(f"{k} {_fmt(bt.get(k))}" for k in _STATS))
     if run.get("backtest_note"):
         print(f"         {run['backtest_note']}")
+    base = run.get("baselines") or {}
+    for name in ("always_long", "prior_day"):
+        if isinstance((base.get(name) or {}).get("stats"), dict):
+            st = base[name]["stats"]
+            print(f"{name:<17}" + "  ".join(f"{k} {_fmt(st.get(k))}" for k in _STATS if k in st))
+    if isinstance((base.get("majority") or {}).get("metrics"), dict):
+        mm = base["majority"]["metrics"]
+        print("majority         " + "  ".join(f"{k} {_fmt(mm.get(k))}" for k in ("accuracy", "brier", "log_loss",
+                                                                                     "roc_auc", "base_rate")))
+    for key, what in (("sharpe", "Sharpe minus always_long"), ("roc_auc", "ROC AUC minus 0.5")):
+        li = (base.get("lift") or {}).get(key)
+        if isinstance(li, dict):
+            print(f"lift     {what}: {_fmt(li.get('value'))} ({li.get('level', 0.95):.0%} interval "
+                  f"{_fmt(li.get('lo'))} .. {_fmt(li.get('hi'))})")
+    for w in run.get("warnings") or []:
+        print(f"warning  {w.get('message')}")
     for note in run.get("notes") or []:
         print(f"note     {note}")
     return 0

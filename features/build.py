@@ -257,7 +257,7 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         if needs_daily:
             daily = (store.read_bars(sym, "1d", end=end, entry=target.daily) if target.daily is not None
                      else daily_from_sessions(sessions))
-        _gap_notes(db, sessions, session, cutoff, notes)
+        _gap_notes(db, sessions, session, cutoff, notes, _in_range(sessions.index, cfg))
     else:
         daily = store.read_bars(sym, "1d", end=end, entry=target.daily)
         sessions = daily_session_table(daily)
@@ -268,6 +268,7 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         raise NotFoundError(f"{sym} has no trading day up to {end}: its data covers {_span(target)}; "
                             "choose a later end")
     days = sessions.index
+    shown = _in_range(days, cfg)  # the notes describe the requested days only
     daily_label = target.daily_labels
     minute_label = [_label(target.minute)] if target.minute is not None else []
 
@@ -281,7 +282,7 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         add(early, lambda c: minute_label + (daily_label if c in atr_cols and daily_label != minute_label else []))
         if not db.has_overnight:
             notes.append(f"overnight_range_atr absent: {sym} 1min has no bars outside the regular session")
-        _stale_note(daily, days, f"{sym} daily bars (ATR)", notes)
+        _stale_note(daily, days, f"{sym} daily bars (ATR)", notes, shown)
 
     if "cross_asset" in cfg["sets"]:
         step(0.65, "cross-asset features")
@@ -303,7 +304,7 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
             labels = src.daily_labels
             add(cf, lambda c, s=src, lb=labels: [_label(s.minute)] if c.endswith("_early_ret") else lb,
                 sym_of=lambda c, s=src.sym: s)
-            _stale_note(cdaily, days, f"{src.sym} daily closes", notes)
+            _stale_note(cdaily, days, f"{src.sym} daily closes", notes, shown)
 
     if "regime" in cfg["sets"]:
         step(0.8, "regime features")
@@ -326,11 +327,22 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
     return frame, sessions, lineage, fsets
 
 
-def _gap_notes(db, sessions, session: Session, cutoff: time, notes: list[str]) -> None:
+def _in_range(days: pd.DatetimeIndex, cfg: dict) -> np.ndarray:
+    """Mask of the ``days`` between the build's start and end (the rows it returns)."""
+    keep = np.ones(len(days), dtype=bool)
+    if cfg.get("start"):
+        keep &= days >= pd.Timestamp(cfg["start"])
+    if cfg.get("end"):
+        keep &= days <= pd.Timestamp(cfg["end"])
+    return keep
+
+
+def _gap_notes(db, sessions, session: Session, cutoff: time, notes: list[str], shown: np.ndarray) -> None:
     open_min = session.open.hour * 60 + session.open.minute
     cut_min = cutoff.hour * 60 + cutoff.minute
-    no_window = int(sessions["cutoff_price"].isna().sum())
-    late = int(((db.first_minute > open_min) & (db.first_minute < cut_min)).sum())
+    no_window = int((sessions["cutoff_price"].isna().to_numpy() & shown).sum())
+    first = np.asarray(db.first_minute)
+    late = int(((first > open_min) & (first < cut_min) & shown).sum())
     if no_window:
         notes.append(f"{no_window} day(s) have no bar before the cutoff {cutoff:%H:%M} (data gap or late "
                      "start): their early-session features and cutoff price are NaN")
@@ -339,15 +351,20 @@ def _gap_notes(db, sessions, session: Session, cutoff: time, notes: list[str]) -
                      "is the first bar's open and their window holds the bars present")
 
 
-def _stale_note(daily: pd.DataFrame, days: pd.DatetimeIndex, what: str, notes: list[str]) -> None:
-    if daily.empty or len(days) == 0:
+def _stale_note(daily: pd.DataFrame, days: pd.DatetimeIndex, what: str, notes: list[str],
+                shown: np.ndarray | None = None) -> None:
+    """A note when some of the ``shown`` days (default: all; the build's requested range)
+    have no daily value within MAX_STALE_DAYS before them. Counts only those days, so a
+    date-limited build describes itself, not the history computed before its start."""
+    shown = np.ones(len(days), dtype=bool) if shown is None else np.asarray(shown, dtype=bool)
+    if daily.empty or not shown.any():
         return
     dates = pd.DatetimeIndex(daily["date"]).sort_values()
     prev = dates.searchsorted(days, side="left") - 1  # last daily date strictly before each day
     ok = prev >= 0
     age = np.full(len(days), np.inf)
     age[ok] = (days[ok] - dates[prev[ok]]).days
-    n = int((age > MAX_STALE_DAYS).sum())
-    if n > 1:  # the very first day never has a previous bar
-        notes.append(f"{what} cover {dates[0]:%Y-%m-%d} .. {dates[-1]:%Y-%m-%d}: {n} of {len(days)} days have "
-                     f"no value within {MAX_STALE_DAYS} days before them, so those features are NaN")
+    n = int(((age > MAX_STALE_DAYS) & shown).sum())
+    if n > int(shown[0]):  # the data's very first day never has a previous bar
+        notes.append(f"{what} cover {dates[0]:%Y-%m-%d} .. {dates[-1]:%Y-%m-%d}: {n} of {int(shown.sum())} days "
+                     f"have no value within {MAX_STALE_DAYS} days before them, so those features are NaN")

@@ -182,6 +182,13 @@ def _training_range(run_dir: Path, run: dict) -> dict:
     return {"start": start, "end": end, "n_rows": run.get("n_rows")}
 
 
+def _backtest_now(run: dict):
+    """The backtest record with the DSR and trial count as they are at export (ml.trials)."""
+    from ml.trials import current_backtest
+
+    return current_backtest(run, Path(run["path"]).parent.parent if run.get("path") else None)
+
+
 def build_metadata(run: dict, run_dir: Path, model_meta: dict, model_member: str) -> dict:
     """The bundle's metadata.json (without ``files``) from a run record."""
     lineage = run.get("lineage") or {}
@@ -201,7 +208,7 @@ def build_metadata(run: dict, run_dir: Path, model_meta: dict, model_member: str
         "label": _label_info(run),
         "training": _training_range(run_dir, run),
         **rules,
-        "metrics": run.get("metrics"), "folds": run.get("folds"), "backtest": run.get("backtest"),
+        "metrics": run.get("metrics"), "folds": run.get("folds"), "backtest": _backtest_now(run),
         "data_hashes": run.get("data_hashes"), "versions": run.get("versions"),
         "exported_with": versions(), "code_revision": run.get("code_revision"),
         "spec": run.get("spec"), "notes": run.get("notes"),
@@ -650,6 +657,24 @@ def _read_input(path: Path, names: list[str], warn=None) -> pd.DataFrame:
     return frame
 
 
+def in_sample_rows(metadata: dict, frame: pd.DataFrame) -> int:
+    """How many rows of ``frame`` have a ``date`` inside the bundle's training period
+    (``metadata["training"]`` start .. end, inclusive): the final model was fitted on those
+    days, so its predictions there are in-sample. 0 without dates or a recorded period."""
+    t = metadata.get("training")
+    if not isinstance(t, dict) or not t.get("start") or not t.get("end") or "date" not in frame.columns:
+        return 0
+    try:
+        start, end = pd.Timestamp(t["start"]), pd.Timestamp(t["end"])
+        dates = pd.to_datetime(frame["date"], errors="coerce")
+    except (ValueError, TypeError):
+        return 0
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    dates = dates.dt.normalize()
+    return int(((dates >= start) & (dates <= end)).sum())
+
+
 def predictions(bundle: Bundle, frame: pd.DataFrame) -> pd.DataFrame:
     """The bundle's predictions for the rows of ``frame`` (which holds its feature columns).
 
@@ -700,6 +725,10 @@ def predict_bundle(bundle: Bundle | Path | str, input_parquet: Path | str,
     except AlmanacError as exc:
         where = bundle.path.name if bundle.path else "bundle"
         raise AlmanacError(exc.message if exc.message.startswith(where) else f"{where}: {exc.message}") from None
+    inside = in_sample_rows(bundle.metadata, frame)  # said with a result, not before a refusal
+    if inside and warn is not None:
+        t = bundle.metadata["training"]
+        warn(f"{inside} rows fall inside the model's training period ({t['start']} → {t['end']}): in-sample")
     if path.suffix.lower() == ".csv":
         atomic_write_bytes(path, result.to_csv(index=False).encode())
     else:
@@ -709,5 +738,5 @@ def predict_bundle(bundle: Bundle | Path | str, input_parquet: Path | str,
     return path
 
 
-__all__ = ["Bundle", "BundleMetadata", "check_output_path", "export_run", "load_bundle",
+__all__ = ["Bundle", "BundleMetadata", "check_output_path", "export_run", "in_sample_rows", "load_bundle",
            "predict_bundle", "predictions", "versions"]

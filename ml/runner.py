@@ -10,7 +10,9 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
    written (no feature cache, no ``runs/`` folder) before this passes.
 2. **features** -- :func:`features.build_features` (cached by data hash and configuration).
 3. **labels** -- :func:`ml.labelers.make_label` on the session table; rows whose label is
-   NaN are dropped (labels are never filled).
+   NaN are dropped (labels are never filled). A feature without a single value on the
+   labelled days is dropped (``run.json["dropped_features"]``, warning
+   ``empty_features_dropped``).
 4. **folds** -- :class:`ml.splits.WalkForwardSplit` over the remaining rows (gap >= label
    horizon). Per fold: a fresh ``make_model`` fitted on the training rows only (imputers
    and scalers live inside the model pipelines, so they are fitted in the fold too),
@@ -33,6 +35,16 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
      not a trial of any other run's DSR.
 
    A day whose cutoff price or close is missing cannot be traded (``prob`` NaN there).
+   ``backtest.n_trials`` / ``dsr`` are the values at training, also kept as
+   ``n_trials_at_training`` / ``dsr_at_training``; what is shown later comes from
+   :func:`ml.trials.deflated` (the trials in the registry at that moment).
+6b. **baselines** -- :mod:`ml.baselines` on the same out-of-fold days
+   (``run.json["baselines"]``): ``always_long`` and ``prior_day`` (binary, regression),
+   ``majority`` (classification), ``lift`` with seeded stationary-bootstrap intervals.
+   **warnings** (``run.json["warnings"]``, ``[{"code", "message"}]``, one line each):
+   ``empty_features_dropped``, ``short_test_fold`` (a fold tests fewer than
+   :data:`MIN_TEST_DAYS_WARN` days), ``few_trades`` (fewer than :data:`MIN_TRADES_WARN`),
+   ``class_imbalance`` (a class below :data:`MIN_CLASS_SHARE_WARN` of the labelled days).
 7. **final model** -- ``make_model`` refitted on every row, saved by
    :func:`ml.persist.save_model` in its native format.
 8. **writing** -- the artifacts of the contract's layout into ``runs/.tmp-<run_id>/``,
@@ -99,7 +111,7 @@ from almanac.recovery import RUN_LOCK
 from almanac.settings import REPO_ROOT
 from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_against_store
 from almanac.store import Store
-from ml import drift, evaluation, explain, persist
+from ml import baselines, drift, evaluation, explain, persist
 from ml.backtester import backtest
 from ml.labelers import label_spec, make_label
 from ml.models import check_params, make_model
@@ -347,8 +359,8 @@ def _backtest(spec, store, rows: pd.DataFrame, pred: np.ndarray, task: str):
     t = spec.backtest.threshold
     rule = ("position = sign of the predicted return (threshold not used)" if task == "regression"
             else f"long when P(up) >= {t}" + ("" if spec.backtest.long_only else f", short when P(up) <= {1 - t:.2f}"))
-    note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; n_trials = {len(trials)} "
-            f"runs on {spec.data.symbol} / {spec.label.kind}, this one included")
+    note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; the DSR counts every complete run "
+            f"on {spec.data.symbol} / {spec.label.kind} as a trial ({len(trials)} when this run was trained)")
     return backtest(frame, trial_sharpes=trials, **kw), note
 
 
@@ -361,6 +373,82 @@ def _backtest_frame(data: pd.DataFrame, pred: np.ndarray, task: str) -> pd.DataF
     return pd.DataFrame({"date": data.index, "prob": np.where(tradable, prob, np.nan),
                          "cutoff_price": data["cutoff_price"].to_numpy(), "close": data["close"].to_numpy(),
                          "prev_close": data["prev_close"].to_numpy()})
+
+
+def _drop_empty(data: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped): features without a single value on the labelled days are dropped
+    (a model cannot learn from them; they would only make SHAP and PSI tables noisier)."""
+    dropped = [c for c in names if not data[c].notna().any()]
+    kept = [c for c in names if c not in dropped]
+    if not kept:
+        raise DataError(f"every feature ({', '.join(names)}) is empty on the {len(data)} labelled days: import "
+                        "data that covers the experiment's dates or choose other feature sets")
+    return kept, dropped
+
+
+def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, bt) -> dict:
+    """``run.json["baselines"]`` (:mod:`ml.baselines`) on the out-of-fold days."""
+    out: dict = {}
+    if task != "regression":
+        k = len(classes) if classes else 2
+        shares = baselines.train_shares(data["y"].to_numpy(), splits, k)[tested]
+        out["majority"] = {"metrics": baselines.majority(oof_y, shares, classes)}
+    model_ret = base_ret = None
+    if bt is not None:
+        rows = data[tested]
+        frame = _backtest_frame(rows, np.ones(len(rows)), "binary").drop(columns="prob")
+        cost = spec.backtest.cost_bps
+        along = baselines.always_long(frame, cost)
+        out["always_long"] = {"stats": baselines.baseline_stats(along),
+                              "params": {"cost_bps": float(cost), "threshold": None, "long_only": True}}
+        prev = ft.sessions["prev_close"]
+        prior = (prev / prev.shift(1) - 1.0).replace([np.inf, -np.inf], np.nan)
+        frame["prior_return"] = prior.reindex(rows.index).to_numpy(dtype="float64")
+        up = oof_y if task == "binary" else (oof_y > 0).astype("float64")
+        out["prior_day"] = baselines.prior_day(frame, up, cost, long_only=spec.backtest.long_only)
+        model_ret, base_ret = bt.daily["strategy_return"].to_numpy(), along.daily["strategy_return"].to_numpy()
+    auc_y, auc_pred = (oof_y, oof_pred) if task != "regression" else (None, None)
+    out["lift"] = baselines.lift(spec.seed, model_ret, base_ret, auc_y, auc_pred)
+    return out
+
+
+#: Below these, a result is too thin to trust (the warnings of ``run.json["warnings"]``).
+MIN_TEST_DAYS_WARN = 100
+MIN_TRADES_WARN = 30
+MIN_CLASS_SHARE_WARN = 0.20
+
+
+def _warnings(data, task, classes, dropped, folds, bt) -> list[dict]:
+    """``[{"code", "message"}]``: what makes this result weak, one line each, with what to do."""
+    out = []
+    if dropped:
+        out.append({"code": "empty_features_dropped", "message": (
+            f"{len(dropped)} feature(s) had no value on any labelled day and were dropped ({', '.join(dropped)}): "
+            "the model never saw them; import data covering the experiment's dates or remove their set")})
+    short = [(i + 1, f["n_test"]) for i, f in enumerate(folds) if f["n_test"] < MIN_TEST_DAYS_WARN]
+    if short:
+        which = ", ".join(f"fold {i} ({n} days)" for i, n in short)
+        out.append({"code": "short_test_fold", "message": (
+            f"{which} tested fewer than {MIN_TEST_DAYS_WARN} days: per-fold scores that small swing widely by "
+            "chance; use fewer splits, a lower min_train or a longer date range")})
+    if bt is not None and bt.stats["trades"] < MIN_TRADES_WARN:
+        out.append({"code": "few_trades", "message": (
+            f"the backtest made only {bt.stats['trades']} trade(s) (fewer than {MIN_TRADES_WARN}): its Sharpe, win "
+            "rate and DSR rest on too few days to mean much; lower the threshold or lengthen the date range")})
+    if task != "regression":
+        k = len(classes) if classes else 2
+        y = data["y"].to_numpy().astype("int64")
+        share = np.bincount(y, minlength=k)[:k] / len(y)
+        names = list(classes) if classes else [str(c) for c in range(k)]
+        rare = [(names[c], share[c]) for c in range(k) if share[c] < MIN_CLASS_SHARE_WARN]
+        if rare:
+            which = ", ".join(f"{n} {s:.0%}" for n, s in rare)
+            top = int(share.argmax())
+            out.append({"code": "class_imbalance", "message": (
+                f"class(es) below {MIN_CLASS_SHARE_WARN:.0%} of the {len(y)} labelled days ({which}): the model "
+                f"sees few of them and accuracy leans on the common class (always '{names[top]}' scores "
+                f"{share[top]:.0%}); judge it by balanced accuracy, ROC AUC and the majority baseline")})
+    return out
 
 
 def _json_safe(obj):
@@ -471,6 +559,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
     data, names, ft = _dataset(spec, store, prog, clock)
+    names, dropped = _drop_empty(data, names)
     y = data["y"].to_numpy()
     if task == "binary":
         _check_classes(y, 2, f"the {len(data)} labelled days")
@@ -501,7 +590,12 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         prog(0.84, "backtest")
         with clock.stage("backtest"):
             bt, bt_note = _backtest(spec, store, data[tested], oof_pred, task)
-            bt_record = {**bt.stats, "params": bt.params}
+            bt_record = {**bt.stats, "n_trials_at_training": bt.stats["n_trials"],
+                         "dsr_at_training": bt.stats["dsr"], "params": bt.params}
+
+    prog(0.86, "baselines")
+    with clock.stage("baselines"):
+        base = _baselines(spec, data, ft, tested, f["splits"], oof_y, oof_pred, task, classes, bt)
 
     prog(0.88, "final model")
     with clock.stage("final_model"):
@@ -528,10 +622,12 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         "data_hashes": ft.data_hashes, "versions": _versions(), "code_revision": code_revision(),
         "task": task, "classes": classes, "label": {"kind": lab.name, "horizon_days": lab.horizon_days,
                                                    "description": lab.description},
-        "feature_names": names, "lineage": ft.lineage, "notes": ft.notes,
+        "feature_names": names, "dropped_features": dropped,
+        "lineage": {k_: v for k_, v in ft.lineage.items() if k_ in names}, "notes": ft.notes,
+        "warnings": _warnings(data, task, classes, dropped, folds, bt),
         "n_rows": int(len(data)), "date_range": {"start": _iso(data.index[0]), "end": _iso(data.index[-1])},
         "n_oof": int(tested.sum()), "metrics": ev["pooled"], "folds": folds,
-        "backtest": bt_record, "backtest_note": bt_note,
+        "backtest": bt_record, "backtest_note": bt_note, "baselines": base,
         "shap_output": f["shap_output"],
         "importance_note": (f"permutation importance: the last fold's model on the last fold's "
                             f"{len(last_te)} test rows ({_iso(last_dates[0])} .. {_iso(last_dates[-1])}), "

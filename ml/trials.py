@@ -43,15 +43,17 @@ def dsr_trials(trials: list[float], recorded: float | None, current: float) -> l
     return out + [current]
 
 
-def deflated(run: dict, home: Path | str | None = None) -> dict:
+def deflated(run: dict, home: Path | str | None = None, trials: list[float] | None = None) -> dict:
     """``{"n_trials", "dsr"}`` of the run's recorded backtest against the trials now in the
-    registry; ``{"n_trials": None, "dsr": None}`` for a run without a backtest."""
+    registry (or ``trials``, the :func:`current_trials` of the run when the caller has them);
+    ``{"n_trials": None, "dsr": None}`` for a run without a backtest."""
     bt = run.get("backtest")
     if not isinstance(bt, dict):
         return {"n_trials": None, "dsr": None}
     sr, days = bt.get("sharpe"), bt.get("days")
     sk, ku = bt.get("skew"), bt.get("kurtosis")
-    trials = dsr_trials(current_trials(run, home), sr, sr if sr is not None else float("nan"))
+    trials = dsr_trials(current_trials(run, home) if trials is None else trials, sr,
+                        sr if sr is not None else float("nan"))
     if not all(isinstance(v, (int, float)) for v in (sr, days, sk, ku)) or not math.isfinite(sr):
         return {"n_trials": len(trials), "dsr": None}
     finite = [t for t in trials if math.isfinite(t)]
@@ -62,4 +64,16 @@ def deflated(run: dict, home: Path | str | None = None) -> dict:
     return {"n_trials": len(trials), "dsr": None if dsr is None or not math.isfinite(dsr) else float(dsr)}
 
 
-__all__ = ["current_trials", "deflated", "dsr_trials"]
+def current_backtest(run: dict, home: Path | str | None = None, trials: list[float] | None = None):
+    """The run's ``backtest`` record with ``n_trials`` / ``dsr`` as they are NOW
+    (:func:`deflated`) and the values frozen at training as ``n_trials_at_training`` /
+    ``dsr_at_training`` (read from ``n_trials`` / ``dsr`` for runs trained before those keys
+    existed); None (or whatever is recorded) for a run without a backtest."""
+    bt = run.get("backtest")
+    if not isinstance(bt, dict):
+        return bt
+    return {**bt, "n_trials_at_training": bt.get("n_trials_at_training", bt.get("n_trials")),
+            "dsr_at_training": bt.get("dsr_at_training", bt.get("dsr")), **deflated(run, home, trials)}
+
+
+__all__ = ["current_backtest", "current_trials", "deflated", "dsr_trials"]

@@ -420,8 +420,11 @@ def test_all_nan_feature_column_warns_and_predicts(hostile, predict, tmp_path):
     code, err, _, _ = predict(hostile["bundles"]["lightgbm"], path)
     assert code == 0, err
     lines = err.strip().splitlines()
-    assert lines == ["warning: feature column(s) vix_ret_1d of nan.parquet are missing (NaN) in every "
-                     "row; the model predicts them as missing values"]
+    assert lines[0] == ("warning: feature column(s) vix_ret_1d of nan.parquet are missing (NaN) in every "
+                        "row; the model predicts them as missing values")
+    # and these rows are the training days of the model (issue 9): said after the prediction
+    assert len(lines) == 2 and lines[1].startswith("warning: 50 rows fall inside the model's training period (")
+    assert lines[1].endswith("): in-sample")
     assert len(pd.read_parquet(tmp_path / "pred.parquet")) == 50
 
 

@@ -65,6 +65,10 @@ def test_train_prints_the_run_id_and_progress_on_stderr(trained, cli):
     run_id = trained.stdout.strip()
     assert re.fullmatch(r"\d{8}-\d{6}-es-rest-of-day-lightgbm-[0-9a-f]{6}", run_id)
     assert "fold 1 of 3: fitting" in trained.stderr and "done" in trained.stderr
+    # three folds of about 60 test days: the run is registered, with a warning line on stderr
+    warns = [line for line in trained.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warns) == 1 and re.match(r"warning: fold 1 \(\d+ days\), fold 2 \(\d+ days\), fold 3 \(\d+ days\) "
+                                        r"tested fewer than 100 days: ", warns[0])
     code, out, _ = cli("runs", "list", "--json")
     assert code == 0 and run_id in [r["run_id"] for r in json.loads(out)]
 
@@ -87,6 +91,37 @@ def test_train_json_equals_runs_show_json(trained, cli):
     listed = json.loads(out)
     assert listed[0]["run_id"] == record["run_id"] and len(listed) == 2  # newest first
     assert listed[0]["sharpe"] == record["backtest"]["sharpe"]
+
+
+def test_runs_show_json_counts_the_trials_now_and_numbers_folds_from_1(trained, cli):
+    from almanac.registry import get_run
+    from ml.trials import deflated
+
+    first = trained.stdout.strip()
+    code, out, err = cli("train", "--config", _cfg(cli), "--json")  # one more run on ES / rest_of_day
+    assert code == 0, err
+    second = json.loads(out)
+    assert [w["code"] for w in second["warnings"]] == ["short_test_fold"]
+    assert [line for line in err.splitlines() if line.startswith("warning: ")] == \
+        [f"warning: {w['message']}" for w in second["warnings"]]
+    code, out, _ = cli("runs", "list", "--json")
+    n_runs = sum(r["label"] == "rest_of_day" and r["symbol"] == "ES" for r in json.loads(out))
+    assert n_runs >= 2
+    code, out, _ = cli("runs", "show", first, "--json")
+    shown = json.loads(out)
+    now = deflated(get_run(first))
+    assert shown["backtest"]["n_trials"] == now["n_trials"] == n_runs
+    assert shown["backtest"]["dsr"] == pytest.approx(now["dsr"], abs=1e-15)
+    assert shown["backtest"]["n_trials_at_training"] == 1  # frozen when it was trained
+    assert second["backtest"]["n_trials"] == n_runs  # the newest run counts the same trials
+    assert [f["fold"] for f in shown["folds"]] == [1, 2, 3]
+    assert set(shown["baselines"]) == {"always_long", "majority", "prior_day", "lift"}
+    listed = {r["run_id"]: r for r in json.loads(cli("runs", "list", "--json")[1])}
+    assert (listed[first]["n_trials"], listed[first]["dsr"]) == (n_runs, shown["backtest"]["dsr"])
+    code, text, _ = cli("runs", "show", first)
+    assert "\n  1: train " in text and "\n  3: train " in text and "\n  0: train " not in text
+    assert f"n_trials {n_runs}" in text and "always_long      sharpe " in text and "lift     Sharpe minus" in text
+    assert "\nwarning  fold 1 (" in text
 
 
 def _cfg(cli) -> str:
@@ -115,6 +150,19 @@ def test_export_predict_report(trained, cli, tmp_path):
     code, out, err = cli("predict", "--bundle", str(tmp_path / "model.zip"), "--input",
                          str(tmp_path / "features.parquet"), "--out", str(tmp_path / "pred.parquet"))
     assert code == 0, err
+    start, end = f"{ds.index.min():%Y-%m-%d}", f"{ds.index.max():%Y-%m-%d}"  # every row was trained on
+    assert err.splitlines() == [f"warning: {len(ds)} rows fall inside the model's training period "
+                                f"({start} → {end}): in-sample"]
+    later = feats.assign(date=feats["date"] + pd.Timedelta(days=3650))  # all after the training period
+    later.iloc[:5, 0] = ds.index[-5:]  # but five of them inside it
+    later.to_parquet(tmp_path / "later.parquet", index=False)
+    code, _, err = cli("predict", "--bundle", str(tmp_path / "model.zip"), "--input",
+                       str(tmp_path / "later.parquet"), "--out", str(tmp_path / "later-pred.parquet"))
+    assert code == 0 and err == f"warning: 5 rows fall inside the model's training period ({start} → {end}): in-sample\n"
+    later.iloc[5:].to_parquet(tmp_path / "new.parquet", index=False)
+    code, _, err = cli("predict", "--bundle", str(tmp_path / "model.zip"), "--input",
+                       str(tmp_path / "new.parquet"), "--out", str(tmp_path / "new-pred.parquet"))
+    assert code == 0 and err == ""  # out-of-sample days: no warning
     pred = pd.read_parquet(tmp_path / "pred.parquet")
     model = persist.load_model(Path(run["path"]) / "model", run["final_model"])
     np.testing.assert_array_equal(pred["prob"].to_numpy(), model.predict_proba(ds[run["feature_names"]])[:, 1])

@@ -203,3 +203,49 @@ def test_bench_command_refuses_bad_options_and_formats_its_report(capsys):
     text = format_report(r)
     assert "cold build (empty cache)        0.300 s   1.50x bare read" in text
     assert "[PASS] apply >= 10x cold" in text and "2.00% of cold" in text
+
+
+def test_notes_of_a_date_limited_build_describe_that_build(store):
+    """Issue 9: a 2015-2018 build said "1260 of 2516 days" of VIX were empty when none were:
+    the note counted the days before the requested start. VIX here starts in 2019."""
+    from bench.synthetic import futures_minutes
+
+    bars = futures_minutes("2018-07-02", days=300, seed=2, step=5, overnight=False)
+    store.write("ES", "1min", bars, source="test")
+    vix_dates = pd.bdate_range("2019-01-02", "2019-12-31")
+    store.write("VIX", "1d", pd.DataFrame({"date": vix_dates, "close": np.linspace(12, 20, len(vix_dates))}),
+                source="test")
+
+    def vix_notes(**kw):
+        ft = build_features("ES", sets=("cross_asset", "regime"), cross_assets=("VIX",), store=store,
+                            use_cache=False, **kw)
+        return ft, [n for n in ft.notes if n.startswith("VIX daily closes")]
+
+    full, notes = vix_notes()
+    stale = int((full.frame.index <= pd.Timestamp("2019-01-02")).sum())  # no VIX close before them
+    assert notes == [f"VIX daily closes cover 2019-01-02 .. {vix_dates[-1]:%Y-%m-%d}: {stale} of {len(full.frame)} "
+                     "days have no value within 10 days before them, so those features are NaN"]
+    later, notes = vix_notes(start="2019-02-01")  # every requested day has VIX: no note
+    assert notes == [] and later.frame["VIX_z20"].notna().all()
+    part, notes = vix_notes(start="2018-12-03", end="2019-03-01")
+    want = int((part.frame.index <= pd.Timestamp("2019-01-02")).sum())
+    assert 0 < want < stale  # the December days only, not the history before the start
+    assert notes == [f"VIX daily closes cover 2019-01-02 .. 2019-03-01: {want} of {len(part.frame)} days have no "
+                     "value within 10 days before them, so those features are NaN"]
+
+
+def test_gap_notes_of_a_date_limited_build_count_its_days_only(store):
+    from bench.synthetic import futures_minutes
+
+    bars = futures_minutes("2018-07-02", days=120, seed=2, step=5, overnight=False)
+    local = bars["timestamp"].dt.tz_convert("America/New_York")
+    gap = (local.dt.tz_localize(None).dt.normalize() == pd.Timestamp("2018-08-01")) & (local.dt.hour < 11)
+    store.write("ES", "1min", bars[~gap.to_numpy()].reset_index(drop=True), source="test")
+
+    def gap_notes(**kw):
+        ft = build_features("ES", sets=("early_session",), store=store, use_cache=False, **kw)
+        return [n for n in ft.notes if "no bar before the cutoff" in n]
+
+    assert gap_notes() == ["1 day(s) have no bar before the cutoff 10:15 (data gap or late start): their "
+                           "early-session features and cutoff price are NaN"]
+    assert gap_notes(start="2018-09-03") == []  # the gap is before the requested days

@@ -209,14 +209,17 @@ def test_rerun_identical_and_trials_counted(first, market):
     assert run2["run_id"] != run1["run_id"]
     for key in ("metrics", "folds", "n_rows", "feature_names", "data_hashes"):
         assert run2[key] == run1[key]
-    same = {k: v for k, v in run1["backtest"].items() if k not in ("dsr", "n_trials")}
-    assert {k: v for k, v in run2["backtest"].items() if k not in ("dsr", "n_trials")} == same
+    frozen = ("dsr", "n_trials", "dsr_at_training", "n_trials_at_training")
+    same = {k: v for k, v in run1["backtest"].items() if k not in frozen}
+    assert {k: v for k, v in run2["backtest"].items() if k not in frozen} == same
+    assert run2["baselines"] == run1["baselines"]  # seeded bootstrap: identical intervals
     for name in ("oof.parquet", "shap.parquet", "backtest.parquet", "importance.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(Path(run1["path"]) / name), pd.read_parquet(Path(run2["path"]) / name))
     # DSR of run 3 deflates against the three trials on ES / rest_of_day: s1, s1 (the rerun), s3
     bt = run3["backtest"]
     s1, s3 = run1["backtest"]["sharpe"], bt["sharpe"]
     assert bt["n_trials"] == 3 and run2["backtest"]["n_trials"] == 2
+    assert (bt["n_trials_at_training"], bt["dsr_at_training"]) == (bt["n_trials"], bt["dsr"])  # frozen copy
     assert registry.trial_sharpes("ES", "rest_of_day", home=market.home) == [s1, s1, s3]  # oldest first
     assert [r["run_id"] for r in registry.list_runs(home=market.home)] == [run3["run_id"], run2["run_id"],
                                                                            run1["run_id"]]
@@ -408,3 +411,101 @@ def test_two_concurrent_runs_both_complete_and_register(small):
     assert sorted(r["run_id"] for r in registry.list_runs(home=small.home)) == ids
     runs = [registry.get_run(i, home=small.home) for i in ids]
     assert runs[0]["metrics"] == runs[1]["metrics"]  # same spec, same data: same numbers
+
+
+# ---------------------------------------------------------------- issue 9: warnings and baselines
+
+TWO_FOLDS = {"n_splits": 2, "gap": 2, "min_train": 150}  # two test folds of about 100 days each
+
+
+def test_a_sound_run_has_no_warnings_and_every_baseline(small):
+    run = run_experiment({**SPEC, "validation": TWO_FOLDS}, store=small)
+    assert run["warnings"] == [] and run["dropped_features"] == []
+    assert all(f["n_test"] >= 100 for f in run["folds"]) and run["backtest"]["trades"] >= 30
+    base = run["baselines"]
+    assert set(base) == {"always_long", "majority", "prior_day", "lift"}
+    # always_long: the backtest of prob 1 on every tradeable out-of-fold day, same cost, same code
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    oof = pd.read_parquet(folder / "oof.parquet").set_index("date")
+    rows = ds.loc[oof.index]
+    along = backtest(pd.DataFrame({"date": oof.index, "prob": 1.0, "cutoff_price": rows["cutoff_price"].to_numpy(),
+                                   "close": rows["close"].to_numpy(), "prev_close": rows["prev_close"].to_numpy()}),
+                     threshold=0.5, cost_bps=1.0, long_only=True)
+    assert base["always_long"]["stats"] == pytest.approx({k: v for k, v in along.stats.items()
+                                                          if k not in ("dsr", "n_trials")}, rel=1e-12)
+    assert base["always_long"]["params"] == {"cost_bps": 1.0, "threshold": None, "long_only": True}
+    assert base["majority"]["metrics"]["roc_auc"] == 0.5
+    assert {"accuracy", "roc_auc", "brier", "log_loss"} <= set(base["prior_day"]["metrics"])
+    assert base["prior_day"]["stats"]["days"] == run["n_oof"]
+    lift = base["lift"]
+    assert lift["sharpe"]["value"] == pytest.approx(run["backtest"]["sharpe"] - along.stats["sharpe"], rel=1e-9)
+    assert lift["roc_auc"]["value"] == pytest.approx(run["metrics"]["roc_auc"] - 0.5, abs=1e-12)
+    for key in ("sharpe", "roc_auc"):
+        assert lift[key]["lo"] <= lift[key]["value"] <= lift[key]["hi"] and lift[key]["level"] == 0.95
+    assert lift["bootstrap"] == {"method": "stationary", "block_days": 20, "resamples": 1000, "seed": 0}
+
+
+def test_short_test_folds_warn(first):
+    run, _ = first  # three folds of about 68 days
+    assert [w["code"] for w in run["warnings"]] == ["short_test_fold"]
+    msg = run["warnings"][0]["message"]
+    assert msg.startswith("fold 1 (69 days), fold 2 (68 days), fold 3 (68 days) tested fewer than 100 days: ")
+    assert "\n" not in msg and "use fewer splits" in msg
+
+
+def test_few_trades_warn(small):
+    run = run_experiment({**SPEC, "validation": TWO_FOLDS, "backtest": {"threshold": 0.9, "cost_bps": 1.0}},
+                         store=small)
+    assert [w["code"] for w in run["warnings"]] == ["few_trades"]
+    assert run["warnings"][0]["message"].startswith(f"the backtest made only {run['backtest']['trades']} trade(s) "
+                                                    "(fewer than 30): ")
+
+
+def test_class_imbalance_warns(tmp_path):
+    """Every session drifts up by 0.6 %: about nine days in ten close above their cutoff price."""
+    from bench.synthetic import futures_minutes
+
+    store = Store(tmp_path / "home")
+    bars = futures_minutes("2018-07-02", days=DAYS, seed=3, step=5, overnight=False)
+    local = bars["timestamp"].dt.tz_convert("America/New_York")
+    frac = ((local.dt.hour * 60 + local.dt.minute - 570) / 390).to_numpy()
+    for c in ("open", "high", "low", "close"):
+        bars[c] = bars[c] * np.exp(0.006 * frac)
+    store.write("ES", "1min", bars, source="test")
+    run = run_experiment({**SPEC, "features": {"sets": ["early_session", "regime"]}, "validation": TWO_FOLDS},
+                         store=store)
+    down = 1 - pd.read_parquet(Path(run["path"]) / "dataset.parquet")["y"].mean()
+    assert down < 0.2
+    imb = [w for w in run["warnings"] if w["code"] == "class_imbalance"]
+    assert len(imb) == 1 and imb[0]["message"].startswith(
+        f"class(es) below 20% of the {run['n_rows']} labelled days (down {down:.0%}): ")
+    assert f"always 'up' scores {1 - down:.0%}" in imb[0]["message"]
+    assert run["baselines"]["majority"]["metrics"]["accuracy"] > 0.8  # the baseline that accuracy must beat
+
+
+def test_empty_features_are_dropped_with_a_warning(tmp_path):
+    """VIX has ten daily closes inside the experiment: its 20-day z-score is never defined."""
+    store = write_market(tmp_path / "home")
+    dates = pd.bdate_range("2019-03-01", periods=10)
+    store.write("VIX", "1d", pd.DataFrame({"date": dates, "close": np.linspace(14, 16, 10)}), source="test")
+    run = run_experiment({**SPEC, "validation": TWO_FOLDS}, store=store)
+    assert run["dropped_features"] == ["VIX_z20"]
+    assert "VIX_z20" not in run["feature_names"] and "VIX_ret_1d" in run["feature_names"]
+    assert "VIX_z20" not in pd.read_parquet(Path(run["path"]) / "dataset.parquet").columns
+    assert [w["code"] for w in run["warnings"]] == ["empty_features_dropped"]
+    assert run["warnings"][0]["message"].startswith("1 feature(s) had no value on any labelled day and were dropped "
+                                                    "(VIX_z20): ")
+
+
+def test_multiclass_and_regression_baselines_fit_the_task(small):
+    arch = run_experiment({**SPEC, "label": "archetype", "features": {"sets": ["early_session", "regime"]},
+                           "validation": TWO_FOLDS, "model": {"kind": "random_forest", "params": {"n_estimators": 20}}},
+                          store=small)
+    assert set(arch["baselines"]) == {"majority", "lift"} and set(arch["baselines"]["lift"]) == {"roc_auc", "bootstrap"}
+    assert arch["baselines"]["majority"]["metrics"]["class"] in arch["classes"]
+    assert [w["code"] for w in arch["warnings"]] == ["class_imbalance"]  # Reversal days are rare
+    reg = run_experiment({**SPEC, "label": "forward_return", "validation": TWO_FOLDS,
+                          "model": {"kind": "hist_gb", "params": {"max_iter": 30}}}, store=small)
+    assert set(reg["baselines"]) == {"always_long", "prior_day", "lift"}
+    assert set(reg["baselines"]["lift"]) == {"sharpe", "bootstrap"} and reg["warnings"] == []

@@ -51,3 +51,14 @@ def test_the_screen_sharpe_replaces_the_recorded_one_once():
 
 def test_a_run_without_backtest_has_no_dsr(tmp_path):
     assert deflated({"spec": {}, "backtest": None}, tmp_path) == {"n_trials": None, "dsr": None}
+
+
+def test_current_backtest_keeps_the_frozen_count_beside_the_current_one(tmp_path):
+    from ml.trials import current_backtest
+
+    a = _run(tmp_path, "a", 1.2, created="2026-01-01")  # an old run: n_trials only, no *_at_training
+    _run(tmp_path, "b", 0.4, created="2026-01-02")
+    bt = current_backtest(a, tmp_path)
+    assert (bt["n_trials"], bt["n_trials_at_training"]) == (2, 1)
+    assert bt["dsr"] == deflated(a, tmp_path)["dsr"] and bt["sharpe"] == 1.2
+    assert current_backtest({"spec": {}, "backtest": None}, tmp_path) is None
