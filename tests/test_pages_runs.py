@@ -247,12 +247,16 @@ def test_multiclass_and_regression_say_what_does_not_apply(lab, no_models):
     assert np.asarray(graph.figure["data"][0]["z"]).tolist() == confusion_matrix(
         o["y"].astype(int), proba.argmax(1), labels=range(len(multi["classes"]))).tolist()
     roc, cal, _ = ev.render_curves(multi["run_id"], "all")
-    assert "binary" in texts(roc) and "binary" in texts(cal)
+    assert roc is None and cal is None  # their cards are hidden, not empty "not shown" boxes
     assert "not recorded for multiclass" in texts(ev.setup_run(multi["run_id"])[9])
-    confusion, _ = ev.render_confusion(reg["run_id"], "all", 0.5)
-    assert "regression" in texts(confusion)
+    confusion, report = ev.render_confusion(reg["run_id"], "all", 0.5)
+    assert confusion is None and report is None
     scatter, cal, _ = ev.render_curves(reg["run_id"], "all")
-    assert scatter.id == "evaluate-scatter-graph" and "returns" in texts(cal)
+    assert scatter.id == "evaluate-scatter-graph" and cal is None
+    cards = dict(zip(ev.CARDS, ev.arrange_cards(reg["run_id"])[len(ev.CARDS) * 2:]))
+    assert cards["roc"] == "Prediction vs outcome"  # the card holding the scatter says so
+    shown = dict(zip(ev.CARDS, ev.arrange_cards(multi["run_id"])[len(ev.CARDS):len(ev.CARDS) * 2]))
+    assert {c for c, st in shown.items() if st["display"] == "none"} == {"roc", "calibration", "drift"}
     setup = ev.setup_run(multi["run_id"])
     assert setup[7] is True and setup[11] == {"display": "none"}  # no threshold slider
     assert [o["label"] for o in setup[4]] == multi["classes"]  # the class explained by SHAP is a choice
