@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import dash
 from dash import dcc
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
@@ -105,6 +106,19 @@ def graph_data(node, graph_id: str):
     for child in children if isinstance(children, (list, tuple)) else [children]:
         if child is not None and not isinstance(child, (str, int, float)):
             found = graph_data(child, graph_id)
+            if found is not None:
+                return found
+    return None
+
+
+def find(node, cid):
+    """The component with id ``cid`` inside a component tree (None if absent)."""
+    if getattr(node, "id", None) == cid:
+        return node
+    children = node if isinstance(node, (list, tuple)) else getattr(node, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = find(child, cid)
             if found is not None:
                 return found
     return None
@@ -348,6 +362,39 @@ def test_grid_rows_and_compare(lab, no_models):
     assert m.render_compare(selected[:1]) is None
     assert m.selection_state(selected)[:3] == (True, True, True)
     assert m.selection_state(selected[:1])[:3] == (False, False, False)
+    # one number everywhere: the trials and DSR of ml.trials.deflated (every complete run on
+    # the symbol and label now), in the grid and in the compare table
+    from ml.trials import deflated
+
+    for key in ("lgbm", "logit"):
+        now = deflated(registry.get_run(runs[key]["run_id"]))
+        assert now["n_trials"] == 2  # both binary rest_of_day runs on ES
+        row = rows[runs[key]["run_id"]]
+        assert (row["n_trials"], row["dsr"]) == (now["n_trials"], now["dsr"])
+    table = find(view, "models-compare-table")
+    trs = {str(tr.children[0].children): tr.children[1:] for tr in table.children[1].children}
+    assert [td.children for td in trs["Trials counted for DSR (same symbol and label, now)"]] == ["2", "2"]
+    assert all("almanac-num" in td.className for tds in trs.values() for td in tds)  # right-aligned
+    auc = [runs[k]["metrics"]["roc_auc"] for k in ("lgbm", "logit")]
+    marked = ["almanac-best" in td.className for td in trs["ROC AUC (pooled out-of-fold)"]]
+    assert marked == [auc[0] > auc[1], auc[1] > auc[0]]
+    assert "Base rate (up days)" in trs and not any("almanac-best" in td.className
+                                                     for td in trs["Base rate (up days)"])
+
+
+def test_models_edit_name_and_notes(lab):
+    m, run_id = lab["pages"]["models"], lab["runs"]["logit"]["run_id"]
+    state = m.selection_state([{"run_id": run_id}])
+    assert state[5:] == (True, registry.get_run(run_id)["name"], "")
+    msg, rev = m.save_labels(1, [{"run_id": run_id}], "logit, C=1", "baseline model\nkeep", 4)
+    assert rev == 5 and "Saved" in texts(msg)
+    stored = registry.get_run(run_id)
+    assert (stored["name"], stored["user_notes"]) == ("logit, C=1", "baseline model\nkeep")
+    assert {r["run_id"]: r["notes"] for r in m.grid_rows(registry.list_runs())}[run_id] == "baseline model · keep"
+    before = (Path(stored["path"]) / "run.json").read_bytes()
+    msg, rev = m.save_labels(2, [{"run_id": run_id}], "bad\nname", "x", 5)
+    assert rev is dash.no_update and "the run name holds a line break" in texts(msg)
+    assert (Path(stored["path"]) / "run.json").read_bytes() == before
 
 
 def test_export_sends_a_bundle_that_predicts_like_the_run_model(lab):
@@ -387,6 +434,11 @@ def test_activate_then_delete_with_confirmation(lab):
     assert registry.active_runs() == []
 
 
+BASE = {"always_long": {"stats": {"sharpe": 0.3}}, "majority": {"metrics": {"accuracy": 0.532, "log_loss": 0.691}},
+        "prior_day": {"metrics": {"accuracy": 0.5}},
+        "lift": {"sharpe": {"value": 0.1, "lo": -0.5, "hi": 0.7, "level": 0.95}}}
+
+
 # ----------------------------------------------------------------------------- viz.compare
 def test_compare_figures_and_table():
     from viz.compare import cv_compare_figure, equity_overlay_figure, format_value, metrics_table
@@ -409,4 +461,18 @@ def test_compare_figures_and_table():
     assert rows.loc["Accuracy"].tolist() == ["60.0%", "—"]
     assert rows.loc["Sharpe ratio (annualized)"].tolist() == ["1.235", "—"]
     assert "Log loss" not in rows.index  # no run has it
+    from viz.compare import compare_rows
+
+    rows = {r["metric"]: r for r in compare_rows({
+        "A": {"metrics": {"roc_auc": 0.55, "log_loss": 0.69, "accuracy": 0.52, "base_rate": 0.53},
+              "backtest": {"sharpe": 0.4}, "baselines": BASE},
+        "B": {"metrics": {"roc_auc": 0.58, "log_loss": 0.70, "accuracy": 0.52, "base_rate": 0.53},
+              "backtest": {"sharpe": 0.1}}})}
+    assert rows["ROC AUC (pooled out-of-fold)"]["best"] == ["B"]
+    assert rows["Log loss"]["best"] == ["A"]  # lower is better
+    assert rows["Accuracy"]["best"] == []  # a tie marks nothing
+    assert rows["Base rate (up days)"]["best"] == []  # not ranked
+    assert rows["Majority baseline accuracy"]["cells"] == ["53.2%", "—"]
+    assert rows["Always-long Sharpe (same days, same costs)"]["cells"] == ["0.300", "—"]
+    assert rows["Sharpe lift over always long"]["best"] == []  # one run has it
     assert (format_value(float("nan")), format_value(1234.4, "int"), format_value(None)) == ("—", "1,234", "—")
