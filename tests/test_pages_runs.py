@@ -276,6 +276,41 @@ def test_multiclass_and_regression_say_what_does_not_apply(lab, no_models):
     assert [o["label"] for o in setup[4]] == multi["classes"]  # the class explained by SHAP is a choice
 
 
+def test_evaluate_shows_warnings_baselines_and_base_rates(lab, no_models):
+    import json
+
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    summary = ev.setup_run(run["run_id"])[9]
+    assert find(summary, "evaluate-warnings") is None and find(summary, "evaluate-baselines") is None  # old runs
+    path = Path(run["path"]) / "run.json"
+    record = json.loads(path.read_text())
+    record.update(warnings=[{"code": "class_imbalance", "message": "up days are 18 % of the labelled days"}],
+                  baselines={**BASE, "majority": {"metrics": {"accuracy": 0.532, "roc_auc": 0.5}}})
+    path.write_text(json.dumps(record))
+    try:
+        summary = ev.setup_run(run["run_id"])[9]
+        banner = find(summary, "evaluate-warnings")
+        assert banner.color == "warning" and "18 % of the labelled days" in texts(banner)
+        assert "53.2%" in texts(find(summary, "evaluate-baselines-table"))
+        assert "Sharpe lift over always long: +0.100 (95% interval -0.500 … +0.700)" in texts(summary)
+        rate = record["metrics"]["base_rate"]
+        assert f"base rate (up days) {rate:.3f}" in texts(find(summary, "evaluate-summary-line"))
+    finally:
+        path.write_text(json.dumps({k: v for k, v in record.items() if k not in ("warnings", "baselines")}))
+    # the report's base rate is the up share of the matrix shown
+    graph, report = ev.render_confusion(run["run_id"], "1", 0.5)
+    z = np.asarray(graph.figure["data"][0]["z"])
+    rows = {r.children[0].children: r for r in report.children[1].children}
+    assert rows["base rate (up days)"].children[3].children == f"{z[1].sum() / z.sum():.3f}"
+    # per-fold AUC: points with Hanley-McNeil intervals from each fold's up and down days
+    _, _, cv = ev.render_curves(run["run_id"], "all")
+    trace = cv.figure["data"][0]
+    f0 = run["folds"][0]
+    pos = round(f0["base_rate"] * f0["n"])
+    lo, hi = ev.ve.auc_interval(f0["roc_auc"], pos, f0["n"] - pos)
+    assert trace["mode"] == "markers" and trace["error_y"]["array"][0] == pytest.approx(hi - f0["roc_auc"])
+
+
 # ----------------------------------------------------------------------------- /backtest
 def test_backtest_at_the_runs_settings_reproduces_run_json(lab, no_models):
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
