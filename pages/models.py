@@ -144,20 +144,20 @@ def _grid(rows: list[dict], preselect: str | None) -> dag.AgGrid:
     num3 = {"function": "params.value == null ? '–' : d3.format('.3f')(params.value)"}
     pct = {"function": "params.value == null ? '–' : d3.format('.1%')(params.value)"}
     columns = [
-        {"field": "when", "headerName": "When (UTC)", "width": 150},
-        {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 170, "tooltipField": "run_id"},
-        {"field": "symbol", "headerName": "Symbol", "width": 90},
-        {"field": "label", "headerName": "Label", "width": 130},
+        {"field": "when", "headerName": "When (UTC)", "width": 140},
+        {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 150, "tooltipField": "run_id"},
+        {"field": "symbol", "headerName": "Symbol", "width": 85},
+        {"field": "label", "headerName": "Label", "width": 120},
         {"field": "model", "headerName": "Model", "width": 115},
         {"field": "score", "headerName": "Main score", "width": 120},
-        {"field": "accuracy", "headerName": "Accuracy", "width": 105, "type": "rightAligned",
+        {"field": "accuracy", "headerName": "Accuracy", "width": 100, "type": "rightAligned",
          "valueFormatter": pct},
-        {"field": "base_rate", "headerName": "Base rate", "width": 105, "type": "rightAligned",
+        {"field": "base_rate", "headerName": "Base rate", "width": 100, "type": "rightAligned",
          "valueFormatter": pct, "headerTooltip": "share of up days: what the accuracy has to beat"},
         {"field": "sharpe", "headerName": "Sharpe", "width": 95, "type": "rightAligned", "valueFormatter": num3},
         {"field": "dsr", "headerName": "DSR", "width": 90, "type": "rightAligned", "valueFormatter": pct},
         {"field": "n_trials", "headerName": "Trials", "width": 85, "type": "rightAligned"},
-        {"field": "notes", "headerName": "Notes", "flex": 1, "minWidth": 140, "tooltipField": "notes"},
+        {"field": "notes", "headerName": "Notes", "flex": 1, "minWidth": 110, "tooltipField": "notes"},
         {"field": "active", "headerName": "Active", "width": 95,
          "cellClass": "almanac-active-cell", "cellStyle": {"fontWeight": "700", "color": "#18BC9C"}},
     ]
