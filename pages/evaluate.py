@@ -6,6 +6,17 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
 * **Run and fold.** ``run-select`` (default: the newest run, or ``?run=<id>``) and a fold
   selector ("All folds" or one walk-forward fold): a fold keeps only the out-of-fold and
   SHAP rows of that fold's test period.
+* **Trust.** The run's warnings (``run.json["warnings"]``) in one light yellow alert on
+  top; the pooled scores beside the naive baselines on the same out-of-fold days
+  (majority, prior day; always-long Sharpe; lifts with their bootstrap intervals, from
+  ``run.json["baselines"]``); the base rate beside every accuracy (summary line and
+  classification report). Runs trained before these were recorded show none of them.
+* **Cards fit the task** (:func:`card_plan`): a card is hidden rather than left as an
+  empty "not shown" box, and renamed when it holds something else (regression:
+  "Prediction vs outcome" in the ROC card's place).
+* **Scores per fold**: points with 95 % intervals around the no-skill line (binary ROC
+  AUC: Hanley–McNeil from the fold's up and down days; regression IC: Fisher z), see
+  :func:`viz.evaluation.fold_intervals`.
 * **Classification** (binary runs). The threshold slider scrubs the run's precomputed
   threshold grid (``threshold_grid.json``: confusion counts at 0.30, 0.31, ..., 0.70) for
   "All folds"; for one fold the same grid is computed from that fold's stored

@@ -1,8 +1,10 @@
 """``/models`` — the run registry: compare runs, export a model bundle, delete, mark active.
 
 * **Table** (``models-grid``): one row per complete run, newest first — when (UTC), name,
-  symbol, label, model, the main pooled score (AUC, or IC for a regression), accuracy,
-  backtest Sharpe, DSR and the number of trials behind it, and whether the run is the
+  symbol, label, model, the main pooled score (AUC, or IC for a regression), accuracy and
+  its base rate, backtest Sharpe, DSR and the number of trials behind it
+  (:func:`ml.trials.deflated`: every complete run on the same symbol and label now, the
+  number every page shows), the user's notes, and whether the run is the
   *active* model of its symbol and label (``almanac.registry.set_active``). Rows are
   selected with their check boxes (``?run=<id>`` preselects one).
 * **One run selected**: export its model bundle (``export-model-button``: a background
@@ -10,8 +12,11 @@
   ``ALMANAC_HOME/tmp``, the zip is sent to the browser and the folder removed — the
   export loads the model to check it, so it never runs in the server process), mark it
   active, or delete it (after a confirmation dialog; the table refreshes).
-* **Two or more selected**: compare them side by side — metrics table, overlaid equity
-  curves of their out-of-fold backtests, per-fold scores (:mod:`viz.compare`).
+  Its name and notes can be edited (``registry.update_run_labels``).
+* **Two or more selected**: compare them side by side — metrics table (numbers
+  right-aligned, the naive baselines beside each run's scores, the better value of each
+  ranked row marked ▲), overlaid equity curves of their out-of-fold backtests, per-fold
+  scores (:mod:`viz.compare`).
 """
 
 from __future__ import annotations

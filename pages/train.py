@@ -17,9 +17,14 @@
   the job survives leaving the page).
 * **Cancel** terminates the job process (SIGTERM, then SIGKILL), removes its temporary
   run folder and marks the job cancelled; nothing reaches the registry.
-* **Result.** Per-fold scores (``cv-scores-graph`` and a table with the fold dates), the
-  pooled metrics and links to ``/evaluate?run=<id>`` and ``/backtest?run=<id>``; a failed
-  job shows its reason in a red alert.
+* **Result.** The run's warnings on top (light yellow, one line each), per-fold scores
+  (``cv-scores-graph``: points with 95 % intervals around the no-skill line, and a table
+  with the fold dates and each accuracy's base rate), the pooled metrics, the naive
+  baselines beside them (when the run recorded them) and links to ``/evaluate?run=<id>``
+  and ``/backtest?run=<id>``; a failed job shows its reason in a red alert.
+* **Name and notes.** The name goes to the spec (``name``); the free-text notes are kept
+  in ``run.json["user_notes"]`` after the run (:func:`train_and_label`,
+  ``almanac.registry.update_run_labels``), both editable later on /models.
 """
 
 from __future__ import annotations
