@@ -225,3 +225,11 @@ def test_psi_colour_bar_names_the_bands():
     assert fig.data[0].zmax == 0.5 and list(bar.tickvals) == [0.05, 0.175, 0.375]
     assert [t.split("<br>")[0] for t in bar.ticktext] == ["stable", "moderate", "major"]
     assert fig.data[0].z[0][0] == 3.0  # the value itself is kept (hover), only the colour saturates
+
+
+def test_per_fold_accuracy_gets_a_wilson_interval():
+    folds = pd.DataFrame({"fold": [0], "accuracy": [0.55], "n": [100]})
+    t = ve.cv_scores_figure(folds, "accuracy").data[0]
+    # 55 of 100 days (see test_features_explore_viz: Wilson 0.452447 … 0.643855)
+    assert t.error_y.arrayminus[0] == pytest.approx(0.55 - 0.452447, abs=1e-6)
+    assert t.error_y.array[0] == pytest.approx(0.643855 - 0.55, abs=1e-6)

@@ -337,6 +337,24 @@ def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = Z95) -> tuple[fl
     return max(0.0, a - z * se), min(1.0, a + z * se)
 
 
+def wilson_interval(hits, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of the proportion ``hits / n`` (arrays or scalars).
+
+    ``centre = (p + z²/2n) / (1 + z²/n)``, ``half = z·√(p(1-p)/n + z²/4n²) / (1 + z²/n)``;
+    NaN where ``n`` is 0. Unlike p ± z·√(p(1-p)/n) it stays inside [0, 1] and does not
+    collapse to zero width at 0 % or 100 %.
+    """
+    k = np.asarray(hits, dtype="float64")
+    m = np.asarray(n, dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / m
+        denom = 1 + z * z / m
+        centre = (p + z * z / (2 * m)) / denom
+        half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / denom
+    bad = ~(m > 0)
+    return np.where(bad, np.nan, centre - half), np.where(bad, np.nan, centre + half)
+
+
 def correlation_interval(r: float, n: int, z: float = Z95) -> tuple[float, float]:
     """Fisher-z interval of a correlation (IC) from ``n`` pairs: ``tanh(atanh r ± z/√(n-3))``."""
     r = float(r) if r is not None else float("nan")
@@ -351,7 +369,8 @@ def fold_intervals(folds: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.nda
 
     ROC AUC of a binary run: :func:`auc_interval` with ``n_pos = round(base_rate · n)``
     (the fold's up days) and ``n_neg = n - n_pos``; IC of a regression run:
-    :func:`correlation_interval` with the fold's ``n``. A multiclass run's macro AUC has
+    :func:`correlation_interval` with the fold's ``n``; an accuracy or hit rate (a share
+    of days): :func:`wilson_interval` of ``round(value · n)`` of ``n``. A multiclass run's macro AUC has
     no ``base_rate`` per fold and gets no interval.
     """
     df = pd.DataFrame(folds)
@@ -365,6 +384,9 @@ def fold_intervals(folds: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.nda
         bounds = [auc_interval(a, int(p), int(k - p)) for a, p, k in zip(v, pos, n.astype("int64"), strict=True)]
     elif metric == "ic":
         bounds = [correlation_interval(r, int(k)) for r, k in zip(v, n, strict=True)]
+    elif metric in ("accuracy", "hit_rate"):  # a share of days: Wilson from the fold's days
+        lo, hi = wilson_interval(np.round(v * n), n)
+        return np.where(np.isfinite(v), lo, np.nan), np.where(np.isfinite(v), hi, np.nan)
     else:
         return None
     lo, hi = (np.array(b, dtype="float64") for b in zip(*bounds, strict=True)) if bounds else (np.zeros(0),) * 2
@@ -372,7 +394,9 @@ def fold_intervals(folds: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.nda
 
 
 INTERVAL_NOTES = {"roc_auc": "95 % interval: Hanley–McNeil, from the fold's up and down days",
-                  "ic": "95 % interval: Fisher z, from the fold's days"}
+                  "ic": "95 % interval: Fisher z, from the fold's days",
+                  "accuracy": "95 % interval: Wilson, from the fold's days",
+                  "hit_rate": "95 % interval: Wilson, from the fold's days"}
 
 
 def cv_scores_figure(folds: pd.DataFrame, metric: str, reference: float | None = None,
@@ -525,7 +549,7 @@ def lift_text(baselines: dict | None) -> list[str]:
 
 __all__ = [
     "auc_interval", "baseline_table", "calibration_figure", "confusion_matrix_figure", "correlation_interval",
-    "cv_scores_figure", "empty_figure", "fold_intervals", "lift_text",
+    "cv_scores_figure", "empty_figure", "fold_intervals", "lift_text", "wilson_interval",
     "permutation_importance_figure", "prediction_scatter_figure", "psi_figure", "roc_figure",
     "rolling_auc_figure", "shap_bar_figure", "shap_dependence_figure", "shap_summary_figure",
 ]

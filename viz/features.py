@@ -15,30 +15,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from viz.evaluation import wilson_interval
 from viz.theme import COLORS, TEMPLATE
 
 CORR_SCALE = [[0.0, "#2C6FA8"], [0.5, "#F7F7F7"], [1.0, "#C0392B"]]
 ROLLING_DAYS = 60
 CORR_TEXT_MAX = 12  # above this many features the heat map's cells carry no numbers (hover shows them)
-Z95 = 1.959963984540054
-
-
-def wilson_interval(hits, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of the proportion ``hits / n`` (arrays or scalars).
-
-    ``centre = (p + z²/2n) / (1 + z²/n)``, ``half = z·√(p(1-p)/n + z²/4n²) / (1 + z²/n)``;
-    NaN where ``n`` is 0. Unlike p ± z·√(p(1-p)/n) it stays inside [0, 1] and does not
-    collapse to zero width at 0 % or 100 %.
-    """
-    k = np.asarray(hits, dtype="float64")
-    m = np.asarray(n, dtype="float64")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / m
-        denom = 1 + z * z / m
-        centre = (p + z * z / (2 * m)) / denom
-        half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / denom
-    bad = ~(m > 0)
-    return np.where(bad, np.nan, centre - half), np.where(bad, np.nan, centre + half)
 
 
 def _layout(fig: go.Figure, title: str, height: int, **kw) -> go.Figure:

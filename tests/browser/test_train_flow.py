@@ -196,3 +196,30 @@ def test_a_spec_the_data_cannot_serve_is_refused_with_its_reason(page, lab_serve
     expect(alert).to_contain_text("fewer than the", timeout=30_000)
     expect(alert).to_contain_text("lower min_train or n_splits")
     expect(page.locator("#train-button")).to_be_enabled()
+
+
+def field(name: str) -> str:
+    return f'[id=\'{{"name":"{name}","type":"train-field"}}\']'
+
+
+@pytest.mark.parametrize("label, task", [("forward_return", "regression"), ("archetype", "multiclass")])
+def test_train_result_fits_the_task_and_keeps_name_and_notes(page, lab_server, screenshot_dir, label, task):
+    """A regression and a multiclass run trained from the form: the per-fold chart shows
+    their own score as points, the name and notes typed in the form are the run's."""
+    open_train(page)
+    page.fill(field("name"), f"ui {task} run")
+    page.fill(field("notes"), "typed on /train\nsecond line")
+    page.select_option(field("label"), label)
+    page.select_option(field("kind"), "logistic")
+    expect(page.locator("#train-button")).to_be_enabled()
+    page.click("#train-button")
+    page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=TIMEOUT)
+    bars = page.evaluate(CV_BARS)
+    assert bars["type"] == "scatter" and len(bars["y"]) == 5
+    assert bars["title"] == ("IC (rank corr.) per fold" if task == "regression" else "accuracy per fold")
+    expect(page.locator("#train-run-name")).to_have_text(f"ui {task} run")
+    expect(page.locator("#train-run-notes")).to_contain_text("typed on /train")
+    run = registry.get_run(page.locator("#train-run-id").inner_text(), lab_server.home)
+    assert (run["name"], run["user_notes"], run["task"]) == (f"ui {task} run", "typed on /train\nsecond line", task)
+    expect(page.locator(".alert-danger")).to_have_count(0)
+    page.screenshot(path=str(screenshot_dir / f"train-done-{task}.png"), full_page=True)
