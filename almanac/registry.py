@@ -164,7 +164,8 @@ def _check_label(text, what: str, limit: int, multiline: bool) -> str:
     bad = [c for c in text if not (c.isprintable() or (multiline and c in "\n\t"))]
     if bad:
         fix = "use one line of printable text" if not multiline else "remove the control characters"
-        raise AlmanacError(f"the {what} {'hold' if what.endswith('s') else 'holds'} a line break or control character ({bad[0]!r}): {fix}")
+        verb = "hold" if what.endswith("s") else "holds"
+        raise AlmanacError(f"the {what} {verb} a line break or control character ({bad[0]!r}): {fix}")
     return text
 
 

@@ -185,5 +185,6 @@ def shared_metric(folds: Sequence[pd.DataFrame]) -> str | None:
     return None
 
 
-__all__ = ["COMPARE_ROWS", "compare_rows", "cv_compare_figure", "equity_overlay_figure", "format_value", "metrics_table",
+__all__ = ["COMPARE_ROWS", "compare_rows", "cv_compare_figure", "equity_overlay_figure", "format_value",
+           "metrics_table",
            "shared_metric"]

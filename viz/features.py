@@ -111,13 +111,14 @@ def hit_rate_figure(table: pd.DataFrame, name: str, outcome: str, base_rate: flo
     ranges = [f"{lo:.4g} … {hi:.4g}" for lo, hi in zip(table["lo"], table["hi"])]
     rate = table["hit_rate"].to_numpy(dtype="float64")
     lo, hi = wilson_interval(table["hits"], table["count"])
+    custom = np.array(list(zip(table["count"].astype(int), table["hits"].astype(float), ranges, lo, hi, strict=True)),
+                      dtype=object)
     fig = go.Figure(go.Bar(
         x=labels, y=rate, marker_color=colors, text=[f"n={int(c):,}" for c in table["count"]],
         textposition="inside", insidetextanchor="start", textfont=dict(size=10 if len(labels) > 12 else 11),
         error_y=dict(type="data", symmetric=False, array=np.nan_to_num(hi - rate), arrayminus=np.nan_to_num(rate - lo),
                      color=COLORS["ink"], thickness=1.2, width=4),
-        name="hit rate per bin (95 % Wilson interval)", customdata=np.array(list(zip(table["count"].astype(int), table["hits"].astype(float), ranges, lo, hi,
-                                                                  strict=True)), dtype=object),
+        name="hit rate per bin (95 % Wilson interval)", customdata=custom,
         hovertemplate="%{x}: " + name + " %{customdata[2]}<br>hit rate %{y:.1%} (95 % Wilson %{customdata[3]:.1%} … "
                       "%{customdata[4]:.1%})<br>%{customdata[1]} of %{customdata[0]} days<extra></extra>"))
     if base_rate is not None and np.isfinite(base_rate):
@@ -127,7 +128,7 @@ def hit_rate_figure(table: pd.DataFrame, name: str, outcome: str, base_rate: flo
     top = float(np.nanmax(np.r_[rate, hi, base_rate or 0]))
     fig.update_yaxes(title_text=f"share of days: {outcome}", tickformat=".0%", range=[0, min(1.0, top * 1.15 + 0.03)])
     fig.update_xaxes(title_text=f"{name} quantile bin (Q1 = lowest values; hover for the range)")
-    return _layout(fig, f"{outcome} by {name} quantile · bars: 95 % Wilson intervals", height,
+    return _layout(fig, f"{outcome} by {name} quantile", height,
                    showlegend=base_rate is not None,
                    hovermode="closest")
 

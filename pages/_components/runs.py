@@ -191,5 +191,5 @@ def baselines_view(run: dict, page_id: str) -> html.Div | None:
     return html.Div(parts, id=f"{page_id}-baselines")
 
 
-__all__ = ["RUN_SELECT", "base_rate", "baselines_view", "created_text", "load_runs", "main_score", "no_runs", "pick_run", "run_label",
-           "run_links", "run_options", "run_page", "run_picker", "run_warnings", "short_label"]
+__all__ = ["RUN_SELECT", "base_rate", "baselines_view", "created_text", "load_runs", "main_score", "no_runs",
+           "pick_run", "run_label", "run_links", "run_options", "run_page", "run_picker", "run_warnings", "short_label"]
