@@ -391,8 +391,9 @@ def test_grid_rows_and_compare(lab, no_models):
         daily = pd.read_parquet(Path(runs[key]["path"]) / "backtest.parquet")
         assert np.allclose(t["y"], daily["equity"])
     cv = graph_data(view, "models-compare-cv-graph")
-    bars = [t for t in cv["data"] if t["type"] == "bar"]
-    assert [list(t["y"]) for t in bars] == [[f["roc_auc"] for f in runs[k]["folds"]] for k in ("lgbm", "logit")]
+    points = [t for t in cv["data"] if t["type"] == "scatter"]
+    assert [list(t["y"]) for t in points] == [[f["roc_auc"] for f in runs[k]["folds"]] for k in ("lgbm", "logit")]
+    assert all(t["error_y"]["array"] is not None for t in points)  # Hanley-McNeil from each fold's counts
     assert f"{runs['logit']['backtest']['sharpe']:.3f}" in texts(view)
     assert m.render_compare(selected[:1]) is None
     assert m.selection_state(selected)[:3] == (True, True, True)
@@ -488,7 +489,7 @@ def test_compare_figures_and_table():
              "B": pd.DataFrame({"fold": [1, 0], "roc_auc": [0.4, 0.5]})}
     cv = cv_compare_figure(folds, "roc_auc", "ROC AUC", 0.5)
     assert [list(t.y) for t in cv.data[:2]] == [[0.55, 0.6], [0.5, 0.4]] and list(cv.data[1].x) == ["Fold 1", "Fold 2"]
-    assert cv.data[2].name == "reference 0.5" and list(cv.data[2].y) == [0.5, 0.5]
+    assert cv.layout.shapes[0].y0 == 0.5 and cv.data[0].mode == "markers"
     table = metrics_table({"A": {"metrics": {"roc_auc": 0.5512, "accuracy": 0.6}, "backtest": {"sharpe": 1.23456}},
                            "B": {"metrics": {"roc_auc": 0.5}, "backtest": None}})
     rows = table.set_index("Metric")

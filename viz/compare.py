@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from viz.evaluation import empty_figure
+from viz.evaluation import empty_figure, fold_intervals
 from viz.theme import COLORS, COLORWAY, TEMPLATE, fold_name
 
 #: Rows of :func:`metrics_table`: (path into the run's record, label, kind, better) with kind
@@ -154,7 +154,9 @@ def equity_overlay_figure(curves: Mapping[str, pd.DataFrame], benchmark: tuple[s
 
 def cv_compare_figure(folds: Mapping[str, pd.DataFrame], metric: str, label: str | None = None,
                       reference: float | None = None, height: int = 380) -> go.Figure:
-    """Grouped bars of ``metric`` per walk-forward fold, one bar series per run."""
+    """``metric`` per walk-forward fold, one series of points per run (side by side in each
+    fold), with the 95 % intervals of :func:`viz.evaluation.fold_intervals` where the folds
+    carry the counts, around the ``reference`` line (points, not bars from zero)."""
     usable = {n: d for n, d in folds.items() if d is not None and len(d) and metric in d.columns}
     name = label or metric.replace("_", " ")
     if not usable:
@@ -165,16 +167,23 @@ def cv_compare_figure(folds: Mapping[str, pd.DataFrame], metric: str, label: str
         y = pd.to_numeric(d[metric], errors="coerce").to_numpy(dtype="float64")
         ids = d["fold"].tolist() if "fold" in d.columns else range(len(y))
         x = [fold_name(k) for k in ids]
-        fig.add_trace(go.Bar(x=x, y=y, name=run, marker=dict(color=COLORWAY[i % len(COLORWAY)]),
-                             hovertemplate=f"{name} %{{y:.4f}}<extra>{run}</extra>"))
-    if reference is not None:  # a legend entry: an annotation would hide behind the bars
-        cats = list(dict.fromkeys(x for t in fig.data for x in t.x))
-        fig.add_trace(go.Scatter(x=cats, y=[reference] * len(cats), mode="lines", name=f"reference {reference:g}",
-                                 line=dict(color=COLORS["muted"], width=1.5, dash="dot"), hoverinfo="skip"))
+        colour = COLORWAY[i % len(COLORWAY)]
+        bounds = fold_intervals(d, metric)
+        error = None
+        if bounds is not None and np.isfinite(bounds[0]).any():
+            error = dict(type="data", symmetric=False, array=np.nan_to_num(bounds[1] - y),
+                         arrayminus=np.nan_to_num(y - bounds[0]), color=colour, thickness=1.3, width=4)
+        fig.add_trace(go.Scatter(x=x, y=y, name=run, mode="markers", error_y=error,
+                                 marker=dict(color=colour, size=9, line=dict(color="white", width=1)),
+                                 hovertemplate=f"{name} %{{y:.4f}}<extra>{run}</extra>"))
+    if reference is not None:
+        fig.add_hline(y=reference, line=dict(color=COLORS["muted"], width=1.5, dash="dot"),
+                      annotation_text=f"no skill {reference:g}", annotation_position="bottom right")
     fig.update_xaxes(title_text="Walk-forward fold (in time order)", type="category")
     fig.update_yaxes(title_text=name)
-    return fig.update_layout(template=TEMPLATE, height=height, barmode="group", hovermode="closest",
-                             title=dict(text=f"{name} per fold"), margin=dict(t=96))
+    return fig.update_layout(template=TEMPLATE, height=height, scattermode="group", scattergap=0.5,
+                             hovermode="closest", title=dict(text=f"{name} per fold · 95 % intervals"),
+                             margin=dict(t=96))
 
 
 def shared_metric(folds: Sequence[pd.DataFrame]) -> str | None:
