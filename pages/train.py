@@ -231,8 +231,8 @@ def train_and_label(spec, progress=None, notes: str | None = None) -> dict:
     (``user_notes``; the spec holds the name)."""
     from ml.runner import run_experiment
 
+    _name, text = registry.check_labels(notes=notes)  # refused before any work
     run = run_experiment(spec, progress=progress)
-    _name, text = registry.check_labels(notes=notes)
     if text:
         run = registry.update_run_labels(run["run_id"], notes=text)
     return run
@@ -612,7 +612,9 @@ def submit(n_clicks, values, ids, param_values, param_ids, token):
     if not n_clicks:
         return no_update, no_update
     try:
-        spec = build_spec(collect(values, ids), collect_params(param_values, param_ids))
+        fields = collect(values, ids)
+        registry.check_labels(notes=fields.get("notes"))
+        spec = build_spec(fields, collect_params(param_values, param_ids))
         job_id = jobs.job_id_for(token, n_clicks)
     except AlmanacError as exc:
         return no_update, error_alert(exc.message, title="Not started")

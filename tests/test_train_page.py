@@ -472,6 +472,10 @@ def test_submit_queues_the_job_and_refuses_invalid_specs(train, home):
     job, feedback = train.submit(3, list(fields.values()), ids, pvals, pids, TOKEN)
     assert job is no_update and "start 2018-01-02 is after end 2017-01-02" in str(feedback)
     assert jobs.read_status(f"{TOKEN}-3") is None
+    fields["start"], fields["end"], fields["notes"] = "", "", "bad\x07bell"
+    job, feedback = train.submit(4, list(fields.values()), ids, pvals, pids, TOKEN)
+    assert job is no_update and "the notes hold a line break or control character" in str(feedback)
+    assert jobs.read_status(f"{TOKEN}-4") is None
     assert train.cancel(0, {"job_id": f"{TOKEN}-2"}) is no_update  # page load: no click
     assert train.cancel(1, {"job_id": f"{TOKEN}-2"})["state"] == "cancelled"
 
@@ -483,7 +487,7 @@ def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
 
     synthetic_store(store, minute_start="2017-01-02", days=320)
     fields, params = default_form(train)
-    fields.update(cross_assets=["VIX"], n_splits=3, min_train=150)
+    fields.update(cross_assets=["VIX"], n_splits=3, min_train=150, name="small one", notes="from the form\nok")
     params["lightgbm"] = {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7}
     ids = [{"type": train.FIELD, "name": k} for k in fields]
     pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
@@ -497,6 +501,7 @@ def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
     assert [r["run_id"] for r in runs] == [final["run_id"]]
     run = registry.get_run(final["run_id"])
     assert run["spec"]["model"]["params"] == {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7}
+    assert (run["name"], run["user_notes"]) == ("small one", "from the form\nok")  # name in the spec, notes after
     fig = _find(train.status_result(final), "cv-scores-graph").figure
     assert list(fig.data[0].y) == pytest.approx([f["roc_auc"] for f in run["folds"]]) and len(fig.data[0].y) == 3
     # a spec the data cannot serve fails the job with the runner's one-line reason
