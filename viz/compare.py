@@ -162,6 +162,7 @@ def cv_compare_figure(folds: Mapping[str, pd.DataFrame], metric: str, label: str
     if not usable:
         return empty_figure(f"No per-fold {name} in these runs", height)
     fig = go.Figure()
+    span = [] if reference is None else [reference]
     for i, (run, d) in enumerate(usable.items()):
         d = d.sort_values("fold") if "fold" in d.columns else d
         y = pd.to_numeric(d[metric], errors="coerce").to_numpy(dtype="float64")
@@ -170,7 +171,9 @@ def cv_compare_figure(folds: Mapping[str, pd.DataFrame], metric: str, label: str
         colour = COLORWAY[i % len(COLORWAY)]
         bounds = fold_intervals(d, metric)
         error = None
+        span += [v for v in y if np.isfinite(v)]
         if bounds is not None and np.isfinite(bounds[0]).any():
+            span += [v for v in np.r_[bounds[0], bounds[1]] if np.isfinite(v)]
             error = dict(type="data", symmetric=False, array=np.nan_to_num(bounds[1] - y),
                          arrayminus=np.nan_to_num(y - bounds[0]), color=colour, thickness=1.3, width=4)
         fig.add_trace(go.Scatter(x=x, y=y, name=run, mode="markers", error_y=error,
@@ -181,6 +184,10 @@ def cv_compare_figure(folds: Mapping[str, pd.DataFrame], metric: str, label: str
                       annotation_text=f"no skill {reference:g}", annotation_position="bottom right")
     fig.update_xaxes(title_text="Walk-forward fold (in time order)", type="category")
     fig.update_yaxes(title_text=name)
+    if span:  # around the points and the reference (grouped points would otherwise pull in 0)
+        lo, hi = min(span), max(span)
+        pad = max(0.1 * (hi - lo), 0.01)
+        fig.update_yaxes(range=[lo - pad, hi + pad])
     return fig.update_layout(template=TEMPLATE, height=height, scattermode="group", scattergap=0.5,
                              hovermode="closest", title=dict(text=f"{name} per fold · 95 % intervals"),
                              margin=dict(t=96))
