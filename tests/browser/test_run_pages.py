@@ -137,6 +137,12 @@ def test_evaluate_charts_have_data(page, runs, lab_server, screenshot_dir):
                                      return r ? getComputedStyle(r).backgroundColor : null; }""")
     print(f"\nslider thumb {fill}, range {track}")
     assert "127, 75, 196" not in f"{fill} {track}"  # #7f4bc4, Dash's default purple
+    assert fill == "rgb(24, 188, 156)"  # the theme's accent
+    # dcc.Loading's default spinner (shown only while a chart loads): the stylesheet's colour
+    spinner = page.evaluate("""() => { const s = document.createElement('div'); s.className = 'dash-default-spinner';
+        const r = document.createElement('div'); s.appendChild(r); document.body.appendChild(s);
+        const c = getComputedStyle(r).backgroundColor; s.remove(); return c; }""")
+    assert spinner == "rgb(24, 188, 156)"
     page.screenshot(path=str(screenshot_dir / "evaluate-binary-warnings.png"), full_page=True)
 
     # the threshold slider scrubs the precomputed grid: the matrix changes, its total does not

@@ -116,6 +116,10 @@ def test_train_defaults_leave_and_come_back(page, lab_server, screenshot_dir):
     expect(table).to_contain_text("51.0%")  # the prior-day accuracy injected
     expect(page.locator("#train-baselines")).to_contain_text("Sharpe lift over always long: +0.250")
     expect(page.locator("#train-pooled-metrics")).to_contain_text("base rate (up days)")
+    # checked switches and check boxes in the theme's accent (not Bootstrap's or Dash's defaults)
+    checked = page.evaluate("""() => getComputedStyle(document.querySelector('.form-check-input:checked'))
+                                      .backgroundColor""")
+    assert checked == "rgb(24, 188, 156)"
     page.screenshot(path=str(screenshot_dir / "train-done-warnings.png"), full_page=True)
 
 
