@@ -149,21 +149,21 @@ def _grid(rows: list[dict], preselect: str | None) -> dag.AgGrid:
     num3 = {"function": "params.value == null ? '–' : d3.format('.3f')(params.value)"}
     pct = {"function": "params.value == null ? '–' : d3.format('.1%')(params.value)"}
     columns = [
-        {"field": "when", "headerName": "When (UTC)", "width": 140},
-        {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 150, "tooltipField": "run_id"},
-        {"field": "symbol", "headerName": "Symbol", "width": 85},
-        {"field": "label", "headerName": "Label", "width": 120},
-        {"field": "model", "headerName": "Model", "width": 115},
-        {"field": "score", "headerName": "Main score", "width": 120},
+        {"field": "when", "headerName": "When (UTC)", "width": 130},
+        {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 130, "tooltipField": "run_id"},
+        {"field": "symbol", "headerName": "Symbol", "width": 75},
+        {"field": "label", "headerName": "Label", "width": 110},
+        {"field": "model", "headerName": "Model", "width": 100},
+        {"field": "score", "headerName": "Main score", "width": 105},
         {"field": "accuracy", "headerName": "Accuracy", "width": 100, "type": "rightAligned",
          "valueFormatter": pct},
         {"field": "base_rate", "headerName": "Base rate", "width": 100, "type": "rightAligned",
          "valueFormatter": pct, "headerTooltip": "share of up days: what the accuracy has to beat"},
-        {"field": "sharpe", "headerName": "Sharpe", "width": 95, "type": "rightAligned", "valueFormatter": num3},
-        {"field": "dsr", "headerName": "DSR", "width": 90, "type": "rightAligned", "valueFormatter": pct},
-        {"field": "n_trials", "headerName": "Trials", "width": 85, "type": "rightAligned"},
-        {"field": "notes", "headerName": "Notes", "flex": 1, "minWidth": 110, "tooltipField": "notes"},
-        {"field": "active", "headerName": "Active", "width": 95,
+        {"field": "sharpe", "headerName": "Sharpe", "width": 85, "type": "rightAligned", "valueFormatter": num3},
+        {"field": "dsr", "headerName": "DSR", "width": 80, "type": "rightAligned", "valueFormatter": pct},
+        {"field": "n_trials", "headerName": "Trials", "width": 75, "type": "rightAligned"},
+        {"field": "notes", "headerName": "Notes", "flex": 1, "minWidth": 90, "tooltipField": "notes"},
+        {"field": "active", "headerName": "Active", "width": 80,
          "cellClass": "almanac-active-cell", "cellStyle": {"fontWeight": "700", "color": "#18BC9C"}},
     ]
     return dag.AgGrid(
