@@ -149,9 +149,9 @@ def _grid(rows: list[dict], preselect: str | None) -> dag.AgGrid:
     num3 = {"function": "params.value == null ? '–' : d3.format('.3f')(params.value)"}
     pct = {"function": "params.value == null ? '–' : d3.format('.1%')(params.value)"}
     columns = [
-        {"field": "when", "headerName": "When (UTC)", "width": 130},
+        {"field": "when", "headerName": "When (UTC)", "width": 142},
         {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 130, "tooltipField": "run_id"},
-        {"field": "symbol", "headerName": "Symbol", "width": 75},
+        {"field": "symbol", "headerName": "Symbol", "width": 88},
         {"field": "label", "headerName": "Label", "width": 110},
         {"field": "model", "headerName": "Model", "width": 100},
         {"field": "score", "headerName": "Main score", "width": 105},
@@ -163,7 +163,7 @@ def _grid(rows: list[dict], preselect: str | None) -> dag.AgGrid:
         {"field": "dsr", "headerName": "DSR", "width": 80, "type": "rightAligned", "valueFormatter": pct},
         {"field": "n_trials", "headerName": "Trials", "width": 75, "type": "rightAligned"},
         {"field": "notes", "headerName": "Notes", "flex": 1, "minWidth": 90, "tooltipField": "notes"},
-        {"field": "active", "headerName": "Active", "width": 80,
+        {"field": "active", "headerName": "Active", "width": 76,
          "cellClass": "almanac-active-cell", "cellStyle": {"fontWeight": "700", "color": "#18BC9C"}},
     ]
     return dag.AgGrid(

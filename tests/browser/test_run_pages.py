@@ -256,6 +256,27 @@ def test_compare_two_runs(page, runs, screenshot_dir):
     page.screenshot(path=str(screenshot_dir / "models-compare.png"), full_page=True)
 
 
+def test_rename_and_annotate_a_run(page, runs, lab_server, screenshot_dir):
+    page.goto("/models")
+    check_row(page, runs["lgbm"])
+    name = registry.get_run(runs["lgbm"], lab_server.home)["name"]
+    expect(page.locator("#models-name")).to_have_value(name)
+    page.fill("#models-name", "lgbm, renamed in the browser")
+    page.fill("#models-notes", "a note\nsecond line")
+    page.click("#models-labels-save")
+    expect(page.locator("#models-message")).to_contain_text("Saved")
+    row = page.locator(f'#models-grid .ag-row[row-id="{runs["lgbm"]}"]').first
+    expect(row).to_contain_text("lgbm, renamed in the browser")
+    expect(row).to_contain_text("a note · second line")
+    run = registry.get_run(runs["lgbm"], lab_server.home)
+    assert (run["name"], run["user_notes"]) == ("lgbm, renamed in the browser", "a note\nsecond line")
+    page.screenshot(path=str(screenshot_dir / "models-labels.png"), full_page=True)
+    page.fill("#models-name", "")  # refused: a run keeps a name; nothing changes
+    page.click("#models-labels-save")
+    expect(page.locator("#models-message .alert-danger")).to_contain_text("the run name is empty")
+    assert registry.get_run(runs["lgbm"], lab_server.home)["name"] == "lgbm, renamed in the browser"
+
+
 @pytest.mark.parametrize("config, task", [("es-forward-return-xgb.yaml", "regression"),
                                           ("es-archetype-rf.yaml", "multiclass")])
 def test_evaluate_fits_the_task(page, lab_server, screenshot_dir, config, task):
