@@ -104,6 +104,7 @@ def summary(run: dict, active_ids: set[str] = frozenset()) -> dict:
     bt = run.get("backtest") or {}
     return {
         "run_id": run.get("run_id"), "created_at": run.get("created_at"), "name": run.get("name"),
+        "user_notes": run.get("user_notes") or "",
         "symbol": _spec_part(run, "data", "symbol"), "label": _spec_part(run, "label", "kind"),
         "model": _spec_part(run, "model", "kind"), "task": run.get("task"), "n_rows": run.get("n_rows"),
         "metrics": run.get("metrics") or {}, "sharpe": bt.get("sharpe"), "dsr": bt.get("dsr"),
@@ -149,6 +150,58 @@ def delete_run(run_id: str, home: Path | str | None = None) -> None:
     _drop_active(path.name, home)
     faults.point("run.delete:deactivated")
     shutil.rmtree(trash, ignore_errors=True)
+
+
+NAME_MAX_CHARS = 100     # a run's name: one line (as the spec's ``name``)
+NOTES_MAX_CHARS = 2000   # a run's free-text notes (``run.json["user_notes"]``)
+
+
+def _check_label(text, what: str, limit: int, multiline: bool) -> str:
+    text = "" if text is None else str(text).strip()
+    if len(text) > limit:
+        raise AlmanacError(f"the {what} {'have' if what.endswith('s') else 'has'} {len(text):,} characters, "
+                           f"more than the {limit:,} allowed: shorten it")
+    bad = [c for c in text if not (c.isprintable() or (multiline and c in "\n\t"))]
+    if bad:
+        fix = "use one line of printable text" if not multiline else "remove the control characters"
+        verb = "hold" if what.endswith("s") else "holds"
+        raise AlmanacError(f"the {what} {verb} a line break or control character ({bad[0]!r}): {fix}")
+    return text
+
+
+def check_labels(name: str | None = None, notes: str | None = None) -> tuple[str | None, str | None]:
+    """The cleaned ``(name, notes)`` (None stays None), or AlmanacError with one line saying
+    what to change: a name is one non-empty line of at most :data:`NAME_MAX_CHARS`
+    printable characters, notes at most :data:`NOTES_MAX_CHARS` characters of text."""
+    new_name = None if name is None else _check_label(name, "run name", NAME_MAX_CHARS, multiline=False)
+    if new_name == "":
+        raise AlmanacError("the run name is empty: give the run a short one-line name")
+    new_notes = None if notes is None else _check_label(notes, "notes", NOTES_MAX_CHARS, multiline=True)
+    return new_name, new_notes
+
+
+def update_run_labels(run_id: str, name: str | None = None, notes: str | None = None,
+                      home: Path | str | None = None) -> dict:
+    """Set a run's ``name`` (one line, at most :data:`NAME_MAX_CHARS`) and/or its free-text
+    ``user_notes`` (at most :data:`NOTES_MAX_CHARS`); None leaves a label as it is.
+
+    Both are checked before anything is written (a refused label changes nothing); an
+    empty name is refused too (a run keeps a name). ``run.json`` is rewritten atomically
+    under a lock, so two edits at once cannot lose each other. Returns the new record.
+    The spec stored in the run (``run["spec"]``) is left as it was trained.
+    """
+    new_name, new_notes = check_labels(name, notes)
+    path = run_path(run_id, home)
+    with file_lock(runs_dir(home) / ".labels.lock"):
+        run = _read_run(path)
+        if new_name is not None:
+            run["name"] = new_name
+        if new_notes is not None:
+            run["user_notes"] = new_notes
+        if not path.is_dir():
+            raise NotFoundError(f"no run {path.name}: it was deleted meanwhile")
+        atomic_write_json(path / "run.json", run)
+    return {**run, "path": str(path)}
 
 
 def trial_sharpes(symbol: str, label: str, home: Path | str | None = None) -> list[float]:

@@ -6,6 +6,17 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
 * **Run and fold.** ``run-select`` (default: the newest run, or ``?run=<id>``) and a fold
   selector ("All folds" or one walk-forward fold): a fold keeps only the out-of-fold and
   SHAP rows of that fold's test period.
+* **Trust.** The run's warnings (``run.json["warnings"]``) in one light yellow alert on
+  top; the pooled scores beside the naive baselines on the same out-of-fold days
+  (majority, prior day; always-long Sharpe; lifts with their bootstrap intervals, from
+  ``run.json["baselines"]``); the base rate beside every accuracy (summary line and
+  classification report). Runs trained before these were recorded show none of them.
+* **Cards fit the task** (:func:`card_plan`): a card is hidden rather than left as an
+  empty "not shown" box, and renamed when it holds something else (regression:
+  "Prediction vs outcome" in the ROC card's place).
+* **Scores per fold**: points with 95 % intervals around the no-skill line (binary ROC
+  AUC: Hanley–McNeil from the fold's up and down days; regression IC: Fisher z), see
+  :func:`viz.evaluation.fold_intervals`.
 * **Classification** (binary runs). The threshold slider scrubs the run's precomputed
   threshold grid (``threshold_grid.json``: confusion counts at 0.30, 0.31, ..., 0.70) for
   "All folds"; for one fold the same grid is computed from that fold's stored
@@ -40,9 +51,10 @@ from almanac import registry
 from almanac.errors import NotFoundError
 from ml import evaluation
 from pages._components import failure_alert, info_alert, page_header, section
-from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
+from pages._components.runs import (base_rate, baselines_view, load_runs, pick_run, run_links, run_page, run_picker,
+                                    run_warnings)
 from viz import evaluation as ve
-from viz.theme import fold_name
+from viz.theme import COLORS, fold_name
 
 dash.register_page(__name__, path="/evaluate", name="Evaluate", order=4, title="Evaluate · Almanac ML Lab",
                    description="Judge a run: per-fold scores, ROC, calibration, SHAP, drift.")
@@ -122,6 +134,22 @@ def report_frame(cm: np.ndarray, classes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_base_rate(table: pd.DataFrame, cm: np.ndarray, task: str) -> pd.DataFrame:
+    """The report with a row under "accuracy" holding what it has to beat, from the same
+    matrix: the share of up days (binary) or of the most frequent class (multiclass)."""
+    rows = np.asarray(cm, dtype="int64").sum(axis=1)
+    total = int(rows.sum())
+    if total == 0:
+        return table
+    name = "base rate (up days)" if task == "binary" else "majority class share"
+    share = rows[1] / total if task == "binary" and len(rows) == 2 else rows.max() / total
+    extra = pd.DataFrame([{"class": name, "precision": None, "recall": None, "f1-score": float(share),
+                           "support": total}])
+    at = int(np.flatnonzero(table["class"].to_numpy() == "accuracy")[0]) + 1 if "accuracy" in set(table["class"]) \
+        else len(table)
+    return pd.concat([table.iloc[:at], extra, table.iloc[at:]], ignore_index=True)
+
+
 def classification_view(run: dict, fold, threshold: float) -> tuple[np.ndarray, list[str], float | None]:
     """(confusion matrix, class names, threshold or None) of a binary or multiclass run."""
     run_id, classes = run["run_id"], list(run.get("classes") or ["down", "up"])
@@ -194,13 +222,44 @@ def not_applicable(run: dict) -> list[str]:
     return []
 
 
+#: The cards whose place and title follow the run's task (see :func:`card_plan`).
+CARDS = ("confusion", "roc", "calibration", "report", "cv", "drift", "psi")
+
+
+def card_plan(task: str | None) -> dict[str, dict]:
+    """Which cards a run of ``task`` gets: ``{card: {"lg": width or 0 (hidden), "title": ...}}``.
+
+    A card never holds something other than its title says, and no card is an empty
+    "not shown" box: binary runs get every card; multiclass runs the confusion matrix and
+    report of the most probable class (no ROC, calibration or rolling AUC); regression
+    runs predictions against outcomes in place of the ROC card (no confusion matrix,
+    report or calibration). The cards of one row wrap, so the shown ones fill it."""
+    plan = {"confusion": (4, "Confusion matrix"), "roc": (4, "ROC curve"), "calibration": (4, "Calibration"),
+            "report": (5, "Classification report"), "cv": (7, "Scores per fold"),
+            "drift": (7, "Drift: rolling out-of-fold AUC"), "psi": (5, "Drift: feature PSI per fold")}
+    if task == "multiclass":
+        plan.update(confusion=(5, "Confusion matrix (most probable class)"), roc=(0, "ROC curve"),
+                    calibration=(0, "Calibration"), report=(7, "Classification report"), cv=(12, "Scores per fold"),
+                    drift=(0, "Drift: rolling out-of-fold AUC"), psi=(12, "Drift: feature PSI per fold"))
+    elif task == "regression":
+        plan.update(confusion=(0, "Confusion matrix"), roc=(6, "Prediction vs outcome"), calibration=(0, "Calibration"),
+                    report=(0, "Classification report"), cv=(6, "Scores per fold"),
+                    drift=(7, "Drift: rolling out-of-fold AUC (up days ranked by the prediction)"))
+    return {k: {"lg": w, "title": t} for k, (w, t) in plan.items()}
+
+
 # ----------------------------------------------------------------------------- layout
 def _graph(graph_id: str, fig) -> dcc.Graph:
     return dcc.Graph(id=graph_id, figure=fig, config=GRAPH_CONFIG, className="almanac-graph")
 
 
 def _box(box_id: str, min_height: int = 380) -> dcc.Loading:
-    return dcc.Loading(html.Div(id=box_id, style={"minHeight": f"{min_height}px"}), type="default", delay_show=400)
+    return dcc.Loading(html.Div(id=box_id, style={"minHeight": f"{min_height}px"}), type="default", delay_show=400,
+                       color=COLORS["up"])
+
+
+def _card(name: str, lg: int, card) -> dbc.Col:
+    return dbc.Col(card, lg=lg, id=f"evaluate-{name}-col")
 
 
 def _controls(runs: list[dict], value: str | None) -> dbc.Row:
@@ -224,19 +283,18 @@ def layout(run: str | None = None, **_query):
         section("Run", _controls(runs, pick_run(runs, run)), html.Div(id="evaluate-summary", className="mt-3"),
                 section_id="evaluate-run-section"),
         dbc.Row([
-            dbc.Col(section("Confusion matrix",
-                            html.Div([dbc.Label("Threshold: predict up when P(up) ≥", className="mb-0 almanac-hint"),
-                                      slider], id="evaluate-threshold-wrap", className="mb-2"),
-                            _box("evaluate-confusion"), section_id="evaluate-confusion-section"), lg=4),
-            dbc.Col(section("ROC curve", _box("evaluate-roc"), section_id="evaluate-roc-section"), lg=4),
-            dbc.Col(section("Calibration", _box("evaluate-calibration", 440),
-                            section_id="evaluate-calibration-section"), lg=4),
-        ], className="g-3 mt-1"),
-        dbc.Row([
-            dbc.Col(section("Classification report", html.Div(id="evaluate-report"),
-                            subtitle="precision, recall and F1 per class (binary runs: at the threshold above)",
-                            section_id="evaluate-report-section"), lg=5),
-            dbc.Col(section("Scores per fold", _box("evaluate-cv", 360), section_id="evaluate-cv-section"), lg=7),
+            _card("confusion", 4, section(
+                "Confusion matrix",
+                html.Div([dbc.Label("Threshold: predict up when P(up) ≥", className="mb-0 almanac-hint"), slider],
+                         id="evaluate-threshold-wrap", className="mb-2"),
+                _box("evaluate-confusion"), section_id="evaluate-confusion-section")),
+            _card("roc", 4, section("ROC curve", _box("evaluate-roc"), section_id="evaluate-roc-section")),
+            _card("calibration", 4, section("Calibration", _box("evaluate-calibration", 440),
+                                            section_id="evaluate-calibration-section")),
+            _card("report", 5, section("Classification report", html.Div(id="evaluate-report"),
+                                       subtitle="precision, recall and F1 per class (binary runs: at the threshold "
+                                                "above)", section_id="evaluate-report-section")),
+            _card("cv", 7, section("Scores per fold", _box("evaluate-cv", 360), section_id="evaluate-cv-section")),
         ], className="g-3 mt-1"),
         dbc.Row([
             dbc.Col(section("SHAP summary",
@@ -258,31 +316,56 @@ def layout(run: str | None = None, **_query):
                             section_id="evaluate-permutation-section"), lg=6),
         ], className="g-3 mt-1"),
         dbc.Row([
-            dbc.Col(section("Drift: rolling out-of-fold AUC", _box("evaluate-drift", 340),
-                            section_id="evaluate-drift-section"), lg=7),
-            dbc.Col(section("Drift: feature PSI per fold", _box("evaluate-psi", 400),
-                            subtitle="population stability index of each feature, training vs test rows: "
-                                     "< 0.1 stable, 0.1–0.25 moderate, > 0.25 major shift",
-                            section_id="evaluate-psi-section"), lg=5),
+            _card("drift", 7, section("Drift: rolling out-of-fold AUC", _box("evaluate-drift", 340),
+                                      section_id="evaluate-drift-section")),
+            _card("psi", 5, section("Drift: feature PSI per fold", _box("evaluate-psi", 400),
+                                    subtitle="population stability index of each feature, training vs test rows: "
+                                             "< 0.1 stable, 0.1–0.25 moderate, > 0.25 major shift",
+                                    section_id="evaluate-psi-section")),
         ], className="g-3 mt-1"),
     ])
 
 
 # ----------------------------------------------------------------------------- callbacks
 def _summary(run: dict) -> list:
+    """Warnings first, then one line about the run (accuracy with its base rate), the
+    baselines beside the model's scores, and what this task has no chart for."""
     spec = run.get("spec") or {}
     m = run.get("metrics") or {}
-    score = ", ".join(f"{name} {m[k]:.3f}" for k, name in (("roc_auc", "AUC"), ("accuracy", "accuracy"),
-                                                             ("ic", "IC"), ("r2", "R²"))
-                      if isinstance(m.get(k), (int, float)))
+    scores = [f"{name} {m[k]:.3f}" for k, name in (("roc_auc", "AUC"), ("accuracy", "accuracy"), ("ic", "IC"),
+                                                   ("r2", "R²")) if isinstance(m.get(k), (int, float))]
+    rate = base_rate(run)
+    if rate and isinstance(m.get("accuracy"), (int, float)):
+        scores = [f"{s} ({rate[0]} {rate[1]:.3f})" if s.startswith("accuracy") else s for s in scores]
+    score = ", ".join(scores)
     dr = run.get("date_range") or {}
     line = html.Div([html.Strong(run.get("name") or run["run_id"]), " · ",
                      f"{(spec.get('data') or {}).get('symbol')} · label {(spec.get('label') or {}).get('kind')} "
                      f"({run.get('task')}) · model {(spec.get('model') or {}).get('kind')} · "
                      f"{dr.get('start', '?')} → {dr.get('end', '?')} · {run.get('n_oof', '?')} out-of-fold days"
-                     + (f" · pooled {score}" if score else "")], className="almanac-hint")
+                     + (f" · pooled {score}" if score else "")], className="almanac-hint", id="evaluate-summary-line")
     notes = not_applicable(run)
-    return [line] + ([info_alert(" ".join(notes), title="Not shown for this run")] if notes else [])
+    return [run_warnings(run, "evaluate"), line, baselines_view(run, "evaluate"),
+            info_alert(" ".join(notes)) if notes else None]
+
+
+@callback(
+    *[Output(f"evaluate-{c}-col", "lg") for c in CARDS], *[Output(f"evaluate-{c}-col", "style") for c in CARDS],
+    *[Output(f"evaluate-{c}-section-title", "children") for c in CARDS],
+    Input("run-select", "value"),
+)
+def arrange_cards(run_id):
+    """Show, size and title the cards for the chosen run's task (:func:`card_plan`)."""
+    task = None
+    if run_id:
+        try:
+            task = registry.get_run(run_id).get("task")
+        except Exception:  # noqa: BLE001 - setup_run shows why
+            task = None
+    plan = card_plan(task)
+    return (*[plan[c]["lg"] or 12 for c in CARDS],
+            *[{"display": "block"} if plan[c]["lg"] else {"display": "none"} for c in CARDS],
+            *[plan[c]["title"] for c in CARDS])
 
 
 @callback(
@@ -326,12 +409,10 @@ def render_confusion(run_id, fold, threshold):
         return None, None
     try:
         run = registry.get_run(run_id)
-        if run["task"] == "regression":
-            note = info_alert("a regression run has no classes: see predictions vs outcomes under ROC curve.",
-                              title="No confusion matrix")
-            return note, info_alert("no classification report for a regression run.", title="Not applicable")
+        if run["task"] == "regression":  # the cards are hidden (card_plan)
+            return None, None
         cm, classes, t = classification_view(run, fold, threshold if threshold is not None else 0.5)
-        table = report_frame(cm, classes)
+        table = with_base_rate(report_frame(cm, classes), cm, run["task"])
     except Exception as exc:  # noqa: BLE001
         return failure_alert(exc, log, f"reading the predictions of {run_id}"), None
     shown = table.assign(**{c: table[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
@@ -363,11 +444,8 @@ def render_curves(run_id, fold):
             oof = oof_rows(run_id, fold)
             fig = ve.prediction_scatter_figure(oof["pred"], oof["y"], fold_metric(run, fold, "ic"),
                                                fold_metric(run, fold, "r2"))
-            return (_graph("evaluate-scatter-graph", fig),
-                    info_alert("calibration applies to predicted probabilities; this run predicts returns.",
-                               title="No calibration curve"), cv)
-        note = "ROC and calibration curves apply to binary runs; this run predicts several classes."
-        return info_alert(note, title="No ROC curve"), info_alert(note, title="No calibration curve"), cv
+            return _graph("evaluate-scatter-graph", fig), None, cv
+        return None, None, cv  # multiclass: no ROC or calibration card (card_plan)
     except Exception as exc:  # noqa: BLE001
         return failure_alert(exc, log, f"reading the curves of {run_id}"), None, None
 
@@ -440,7 +518,8 @@ def render_drift(run_id, fold):
         return failure_alert(exc, log, f"reading the drift of {run_id}"), None
     # the figure's own title (with the PSI bands) is too long for this column: bands in the subtitle
     psi_graph = _graph("psi-graph", ve.psi_figure(psi).update_layout(title_text="Feature drift (PSI)"))
-    if run["task"] == "multiclass" or roll.empty:
-        return info_alert("the rolling AUC is recorded for binary and regression runs only.",
-                          title="No rolling AUC"), psi_graph
+    if run["task"] == "multiclass":
+        return None, psi_graph  # no rolling AUC card (card_plan)
+    if roll.empty:
+        return info_alert("too few out-of-fold days for a rolling AUC.", title="No rolling AUC"), psi_graph
     return _graph("drift-graph", ve.rolling_auc_figure(roll["date"], roll["auc"], window)), psi_graph

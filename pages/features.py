@@ -9,7 +9,9 @@
   (definition, data, window, known as of), repeated in the lineage table. Download as
   CSV or Parquet.
 * Explore: a feature's distribution, history and hit rate of an outcome (day direction
-  or rest-of-day direction) per quantile bin; a rank-correlation heat map; a quick
+  or rest-of-day direction) per quantile bin with its 95 % Wilson interval
+  (:func:`viz.features.wilson_interval`); a rank-correlation heat map (cell numbers up
+  to 12 features, hover above that); a quick
   mutual-information ranking computed on the earlier 70 % of days only.
 """
 

@@ -1,8 +1,10 @@
 """``/models`` — the run registry: compare runs, export a model bundle, delete, mark active.
 
 * **Table** (``models-grid``): one row per complete run, newest first — when (UTC), name,
-  symbol, label, model, the main pooled score (AUC, or IC for a regression), accuracy,
-  backtest Sharpe, DSR and the number of trials behind it, and whether the run is the
+  symbol, label, model, the main pooled score (AUC, or IC for a regression), accuracy and
+  its base rate, backtest Sharpe, DSR and the number of trials behind it
+  (:func:`ml.trials.deflated`: every complete run on the same symbol and label now, the
+  number every page shows), the user's notes, and whether the run is the
   *active* model of its symbol and label (``almanac.registry.set_active``). Rows are
   selected with their check boxes (``?run=<id>`` preselects one).
 * **One run selected**: export its model bundle (``export-model-button``: a background
@@ -10,8 +12,11 @@
   ``ALMANAC_HOME/tmp``, the zip is sent to the browser and the folder removed — the
   export loads the model to check it, so it never runs in the server process), mark it
   active, or delete it (after a confirmation dialog; the table refreshes).
-* **Two or more selected**: compare them side by side — metrics table, overlaid equity
-  curves of their out-of-fold backtests, per-fold scores (:mod:`viz.compare`).
+  Its name and notes can be edited (``registry.update_run_labels``).
+* **Two or more selected**: compare them side by side — metrics table (numbers
+  right-aligned, the naive baselines beside each run's scores, the better value of each
+  ranked row marked ▲), overlaid equity curves of their out-of-fold backtests, per-fold
+  scores (:mod:`viz.compare`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from almanac import registry
 from almanac.errors import NotFoundError
 from almanac.settings import get_settings
 from pages._components import failure_alert, info_alert, page_header, page_token, section, success_alert
+from ml.trials import deflated
 from pages._components.runs import created_text, load_runs, main_score, run_links, run_page, short_label
-from viz.compare import cv_compare_figure, equity_overlay_figure, metrics_table, shared_metric
+from viz.compare import compare_rows, cv_compare_figure, equity_overlay_figure, shared_metric
 
 dash.register_page(__name__, path="/models", name="Models", order=6, title="Models · Almanac ML Lab",
                    description="Browse runs, compare them, export versioned model bundles other programs can load.")
@@ -44,17 +50,36 @@ METRIC_LABELS = {"roc_auc": ("ROC AUC", 0.5), "ic": ("IC (Spearman)", 0.0), "r2"
 
 
 # ----------------------------------------------------------------------------- pure helpers
-def grid_rows(runs: list[dict]) -> list[dict]:
-    """One grid row per run summary (``registry.list_runs``)."""
+def trials_now(run_ids: list[str]) -> dict[str, dict]:
+    """``{run_id: {"n_trials", "dsr"}}`` from :func:`ml.trials.deflated`: every complete run on
+    the same symbol and label in the registry now (the number /backtest, the report and
+    ``runs show --json`` show). A run that cannot be read gets Nones."""
+    out = {}
+    for rid in run_ids:
+        try:
+            out[rid] = deflated(registry.get_run(rid))
+        except Exception:  # noqa: BLE001 - e.g. deleted meanwhile: no number rather than no page
+            log.warning("could not compute the DSR of run %s", rid, exc_info=True)
+            out[rid] = {"n_trials": None, "dsr": None}
+    return out
+
+
+def grid_rows(runs: list[dict], trials: dict[str, dict] | None = None) -> list[dict]:
+    """One grid row per run summary (``registry.list_runs``); DSR and trials from ``trials``
+    (:func:`trials_now`; computed here when not given)."""
+    trials = trials_now([r["run_id"] for r in runs]) if trials is None else trials
     rows = []
     for r in runs:
         score = main_score(r)
-        acc = (r.get("metrics") or {}).get("accuracy")
+        metrics = r.get("metrics") or {}
+        now = trials.get(r["run_id"]) or {}
         rows.append({
             "run_id": r["run_id"], "when": created_text(r), "name": r.get("name"), "symbol": r.get("symbol"),
             "label": r.get("label"), "model": r.get("model"), "task": r.get("task"),
             "score": f"{score[0]} {score[1]:.3f}" if score else None,
-            "accuracy": acc, "sharpe": r.get("sharpe"), "dsr": r.get("dsr"), "n_trials": r.get("n_trials"),
+            "accuracy": metrics.get("accuracy"), "base_rate": metrics.get("base_rate"),
+            "sharpe": r.get("sharpe"), "dsr": now.get("dsr"), "n_trials": now.get("n_trials"),
+            "notes": (r.get("user_notes") or "").replace("\n", " · "),
             "active": "active" if r.get("active") else "",
         })
     return rows
@@ -73,7 +98,7 @@ def selected_ids(selected: list[dict] | dict | None) -> list[str]:
 def compare_runs(run_ids: list[str]) -> dict:
     """What the compare view needs, read from the runs' folders.
 
-    ``{"names": {run_id: short label}, "records": {name: {metrics, backtest}},
+    ``{"names": {run_id: short label}, "records": {name: {metrics, backtest, baselines}},
     "equity": {name: backtest daily frame}, "folds": {name: fold table},
     "benchmark": (name, frame) | None}``; a run without a backtest has no equity entry.
     """
@@ -83,7 +108,9 @@ def compare_runs(run_ids: list[str]) -> dict:
         run = registry.get_run(rid)
         name = short_label(summaries.get(rid) or registry.summary(run))
         names[rid] = name
-        records[name] = {"metrics": run.get("metrics"), "backtest": run.get("backtest")}
+        bt = run.get("backtest")
+        records[name] = {"metrics": run.get("metrics"), "baselines": run.get("baselines"),
+                         "backtest": {**bt, **deflated(run)} if isinstance(bt, dict) else bt}
         folds[name] = pd.DataFrame(run.get("folds") or [])
         try:
             equity[name] = registry.read_artifact(rid, "backtest.parquet", columns=["date", "equity",
@@ -96,6 +123,22 @@ def compare_runs(run_ids: list[str]) -> dict:
     return {"names": names, "records": records, "equity": equity, "folds": folds, "benchmark": benchmark}
 
 
+def compare_table(records: dict) -> dbc.Table:
+    """The compare table: numbers right-aligned, the better value of each ranked row
+    marked (bold on green, ``almanac-best``; :func:`viz.compare.compare_rows`)."""
+    names = list(records)
+    rows = compare_rows(records)
+    head = html.Thead(html.Tr([html.Th("Metric")] + [html.Th(n, className="almanac-num") for n in names]))
+    body = html.Tbody([
+        html.Tr([html.Td(r["metric"])] + [
+            html.Td(cell, className="almanac-num" + (" almanac-best" if n in r["best"] else ""),
+                    title="the better value of this row" if n in r["best"] else None)
+            for n, cell in zip(names, r["cells"], strict=True)])
+        for r in rows])
+    return dbc.Table([head, body], striped=True, hover=True, size="sm", id="models-compare-table",
+                     responsive=True, className="almanac-table almanac-compare-table")
+
+
 # ----------------------------------------------------------------------------- layout
 def _mono(text: str) -> html.Span:
     """Monospaced text in the alert's own colour (Bootstrap's pink <code> is unreadable on green)."""
@@ -106,18 +149,21 @@ def _grid(rows: list[dict], preselect: str | None) -> dag.AgGrid:
     num3 = {"function": "params.value == null ? '–' : d3.format('.3f')(params.value)"}
     pct = {"function": "params.value == null ? '–' : d3.format('.1%')(params.value)"}
     columns = [
-        {"field": "when", "headerName": "When (UTC)", "width": 150},
-        {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 170, "tooltipField": "run_id"},
-        {"field": "symbol", "headerName": "Symbol", "width": 90},
-        {"field": "label", "headerName": "Label", "width": 130},
-        {"field": "model", "headerName": "Model", "width": 115},
-        {"field": "score", "headerName": "Main score", "width": 120},
-        {"field": "accuracy", "headerName": "Accuracy", "width": 105, "type": "rightAligned",
+        {"field": "when", "headerName": "When (UTC)", "width": 142},
+        {"field": "name", "headerName": "Name", "flex": 1, "minWidth": 130, "tooltipField": "run_id"},
+        {"field": "symbol", "headerName": "Symbol", "width": 88},
+        {"field": "label", "headerName": "Label", "width": 110},
+        {"field": "model", "headerName": "Model", "width": 100},
+        {"field": "score", "headerName": "Main score", "width": 105},
+        {"field": "accuracy", "headerName": "Accuracy", "width": 100, "type": "rightAligned",
          "valueFormatter": pct},
-        {"field": "sharpe", "headerName": "Sharpe", "width": 95, "type": "rightAligned", "valueFormatter": num3},
-        {"field": "dsr", "headerName": "DSR", "width": 90, "type": "rightAligned", "valueFormatter": pct},
-        {"field": "n_trials", "headerName": "Trials", "width": 85, "type": "rightAligned"},
-        {"field": "active", "headerName": "Active", "width": 95,
+        {"field": "base_rate", "headerName": "Base rate", "width": 100, "type": "rightAligned",
+         "valueFormatter": pct, "headerTooltip": "share of up days: what the accuracy has to beat"},
+        {"field": "sharpe", "headerName": "Sharpe", "width": 85, "type": "rightAligned", "valueFormatter": num3},
+        {"field": "dsr", "headerName": "DSR", "width": 80, "type": "rightAligned", "valueFormatter": pct},
+        {"field": "n_trials", "headerName": "Trials", "width": 75, "type": "rightAligned"},
+        {"field": "notes", "headerName": "Notes", "flex": 1, "minWidth": 90, "tooltipField": "notes"},
+        {"field": "active", "headerName": "Active", "width": 76,
          "cellClass": "almanac-active-cell", "cellStyle": {"fontWeight": "700", "color": "#18BC9C"}},
     ]
     return dag.AgGrid(
@@ -143,6 +189,14 @@ def _toolbar() -> html.Div:
         html.Span("Select a run to export, activate or delete it; select two or more to compare them.",
                   id="models-selection", className="almanac-hint"),
         html.Div(id="models-links", className="mt-2"),
+        dbc.Collapse(dbc.Row([
+            dbc.Col([dbc.Label("Name", html_for="models-name", className="mb-1 small fw-bold"),
+                     dbc.Input(id="models-name", type="text", size="sm", maxLength=registry.NAME_MAX_CHARS)], lg=4),
+            dbc.Col([dbc.Label("Notes", html_for="models-notes", className="mb-1 small fw-bold"),
+                     dbc.Textarea(id="models-notes", size="sm", rows=2, maxLength=registry.NOTES_MAX_CHARS)], lg=6),
+            dbc.Col(dbc.Button("Save name and notes", id="models-labels-save", color="primary", outline=True,
+                               size="sm", n_clicks=0), lg=2, className="d-flex align-items-end"),
+        ], className="g-2 mt-1"), id="models-labels-wrap", is_open=False),
         dcc.Download(id="models-export-download"),
     ], className="mb-3")
 
@@ -166,7 +220,7 @@ def layout(run: str | None = None, **_query):
         dcc.Store(id="models-rev"),
         section("Runs", _toolbar(), _grid(grid_rows(runs), run), html.Div(id="models-message", className="mt-3"),
                 subtitle="Newest first. Sharpe and DSR: the run's out-of-fold backtest at its own trading rules; "
-                         "Trials: runs on the same symbol and label when it was trained.",
+                         "Trials: the complete runs on the same symbol and label now (the DSR deflates by them).",
                 section_id="models-runs-section"),
         html.Div(id="models-compare", className="mt-3"),
         _delete_modal(),
@@ -178,15 +232,45 @@ def layout(run: str | None = None, **_query):
     Output("export-model-button", "disabled"), Output("models-activate-button", "disabled"),
     Output("models-delete-button", "disabled"), Output("models-selection", "children"),
     Output("models-links", "children"),
+    Output("models-labels-wrap", "is_open"), Output("models-name", "value"), Output("models-notes", "value"),
     Input("models-grid", "selectedRows"),
 )
 def selection_state(selected):
-    """Enable the single-run actions for exactly one selected run."""
+    """Enable the single-run actions for exactly one selected run; fill its name and notes."""
     ids = selected_ids(selected)
     one = len(ids) == 1
     text = ("Select a run to export, activate or delete it; select two or more to compare them." if not ids else
             f"Selected: {ids[0]}" if one else f"{len(ids)} runs selected: compared below.")
-    return not one, not one, not one, text, run_links(ids[0], "/models") if one else None
+    name = notes = ""
+    editable = one
+    if one:
+        try:
+            run = registry.get_run(ids[0])
+            name, notes = run.get("name") or "", run.get("user_notes") or ""
+        except Exception:  # noqa: BLE001 - e.g. deleted meanwhile: no editor
+            editable = False
+    return (not one, not one, not one, text, run_links(ids[0], "/models") if one else None,
+            editable, name, notes)
+
+
+@callback(
+    Output("models-message", "children", allow_duplicate=True), Output("models-rev", "data", allow_duplicate=True),
+    Input("models-labels-save", "n_clicks"),
+    State("models-grid", "selectedRows"), State("models-name", "value"), State("models-notes", "value"),
+    State("models-rev", "data"),
+    prevent_initial_call=True,
+)
+def save_labels(n_clicks, selected, name, notes, rev):
+    """Rename the selected run and set its notes (``registry.update_run_labels``: a refused
+    name or note changes nothing and says why)."""
+    ids = selected_ids(selected)
+    if not n_clicks or len(ids) != 1:
+        return no_update, no_update
+    try:
+        run = registry.update_run_labels(ids[0], name=name or "", notes=notes or "")
+    except Exception as exc:  # noqa: BLE001 - shown as an alert (a refusal: its one line)
+        return failure_alert(exc, log, f"renaming run {ids[0]}"), no_update
+    return success_alert([_mono(ids[0]), f" is now named “{run['name']}”."], title="Saved"), (rev or 0) + 1
 
 
 @callback(
@@ -202,7 +286,7 @@ def render_compare(selected):
         data = compare_runs(ids)
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return failure_alert(exc, log, "comparing the selected runs")
-    table = metrics_table(data["records"])
+    table = compare_table(data["records"])
     metric = shared_metric(list(data["folds"].values()))
     label, ref = METRIC_LABELS.get(metric, (metric, None))
     cv = (dcc.Graph(id="models-compare-cv-graph", config=GRAPH_CONFIG,
@@ -210,14 +294,14 @@ def render_compare(selected):
           info_alert("these runs share no per-fold score (different tasks).", title="No per-fold comparison"))
     return section(
         f"Compare {len(ids)} runs",
-        dbc.Table.from_dataframe(table, striped=True, hover=True, size="sm", id="models-compare-table",
-                                 responsive=True),
+        table,
         dbc.Row([
             dbc.Col(dcc.Graph(id="models-compare-equity-graph", config=GRAPH_CONFIG,
                               figure=equity_overlay_figure(data["equity"], data["benchmark"])), lg=7),
             dbc.Col(cv, lg=5),
         ], className="g-3 mt-1"),
-        subtitle="pooled out-of-fold metrics and each run's recorded backtest",
+        subtitle="pooled out-of-fold metrics, the naive baselines on the same days and each run's recorded "
+                 "backtest; the better value of each row is marked",
         section_id="models-compare-section",
     )
 

@@ -17,9 +17,14 @@
   the job survives leaving the page).
 * **Cancel** terminates the job process (SIGTERM, then SIGKILL), removes its temporary
   run folder and marks the job cancelled; nothing reaches the registry.
-* **Result.** Per-fold scores (``cv-scores-graph`` and a table with the fold dates), the
-  pooled metrics and links to ``/evaluate?run=<id>`` and ``/backtest?run=<id>``; a failed
-  job shows its reason in a red alert.
+* **Result.** The run's warnings on top (light yellow, one line each), per-fold scores
+  (``cv-scores-graph``: points with 95 % intervals around the no-skill line, and a table
+  with the fold dates and each accuracy's base rate), the pooled metrics, the naive
+  baselines beside them (when the run recorded them) and links to ``/evaluate?run=<id>``
+  and ``/backtest?run=<id>``; a failed job shows its reason in a red alert.
+* **Name and notes.** The name goes to the spec (``name``); the free-text notes are kept
+  in ``run.json["user_notes"]`` after the run (:func:`train_and_label`,
+  ``almanac.registry.update_run_labels``), both editable later on /models.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from ml.models import MODEL_KINDS, default_params
 from pages._components import (empty_state, error_alert, failure_alert, info_alert, page_header, page_token,
                                read_catalog, section)
 from pages._components import jobs
+from pages._components.runs import base_rate, baselines_view, run_warnings
 from viz.evaluation import cv_scores_figure
 
 dash.register_page(__name__, path="/train", name="Train", order=3, title="Train · Almanac ML Lab",
@@ -55,6 +61,7 @@ PARAM = "train-param"
 
 #: The form's defaults: a spec that runs on the sample data in seconds.
 DEFAULTS = {
+    "name": "", "notes": "",
     "symbol": "ES", "start": "", "end": "", "cutoff": "10:15",
     "sets": ["early_session", "cross_asset", "regime"], "cross_assets": ["VIX", "CL"],
     "label": "rest_of_day", "kind": "lightgbm",
@@ -160,7 +167,9 @@ def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
     kind = fields.get("kind") or DEFAULTS["kind"]
     scheme = fields.get("scheme") or DEFAULTS["scheme"]
     sets = [s for s in FEATURE_SETS if s in (fields.get("sets") or [])]
+    name = "" if _blank(fields.get("name")) else str(fields["name"]).strip()
     return {
+        **({"name": name} if name else {}),
         "data": {
             "symbol": (fields.get("symbol") or "").strip().upper(),
             "start": None if _blank(fields.get("start")) else str(fields["start"])[:10],
@@ -191,8 +200,10 @@ def build_spec(fields: dict, params: dict[str, dict]):
 
 
 def check_form(fields: dict, params: dict[str, dict]) -> tuple[str | None, str | None]:
-    """``(yaml, None)`` for a valid form, ``(None, message)`` otherwise."""
+    """``(yaml, None)`` for a valid form, ``(None, message)`` otherwise (the run's notes are
+    checked too: they go to ``run.json["user_notes"]``, not to the spec)."""
     try:
+        registry.check_labels(notes=fields.get("notes"))
         return build_spec(fields, params).to_yaml(), None
     except AlmanacError as exc:
         return None, exc.message
@@ -213,6 +224,18 @@ def data_span(symbol: str | None, store: Store | None = None) -> tuple[str, str]
             days = [t.tz_convert(e.tz) if t.tzinfo else t for t in days]
             return f"{days[0]:%Y-%m-%d}", f"{days[1]:%Y-%m-%d}"
     return None
+
+
+def train_and_label(spec, progress=None, notes: str | None = None) -> dict:
+    """Run the experiment, then keep the user's free-text ``notes`` in its ``run.json``
+    (``user_notes``; the spec holds the name)."""
+    from ml.runner import run_experiment
+
+    _name, text = registry.check_labels(notes=notes)  # refused before any work
+    run = run_experiment(spec, progress=progress)
+    if text:
+        run = registry.update_run_labels(run["run_id"], notes=text)
+    return run
 
 
 def run_slug(spec) -> str:
@@ -263,7 +286,8 @@ def shown_metrics(scores, task: str | None) -> list[str]:
 
 def fold_table_frame(folds: list[dict], task: str | None) -> pd.DataFrame:
     """The fold table under the chart: fold (from 1), train and test date ranges, their
-    sizes in trading days and the first :data:`TABLE_METRICS` scores (4 decimals)."""
+    sizes in trading days and the first :data:`TABLE_METRICS` scores (4 decimals); an
+    accuracy is followed by the fold's base rate (share of up days)."""
     df = pd.DataFrame(folds)
     if df.empty:
         return df
@@ -273,8 +297,11 @@ def fold_table_frame(folds: list[dict], task: str | None) -> pd.DataFrame:
         "Test": df["test_start"].str[:10] + " → " + df["test_end"].str[:10],
         "Train days": df["n_train"].astype(int), "Test days": df["n_test"].astype(int),
     })
-    for m in shown_metrics(df, task)[:TABLE_METRICS]:
+    shown = shown_metrics(df, task)[:TABLE_METRICS]
+    for m in shown:
         out[metric_name(m)] = [f"{x:.4f}" for x in pd.to_numeric(df[m], errors="coerce")]
+        if m == "accuracy" and "base_rate" in df.columns:  # what the accuracy has to beat, beside it
+            out["base rate"] = [f"{x:.4f}" for x in pd.to_numeric(df["base_rate"], errors="coerce")]
     return out
 
 
@@ -316,7 +343,16 @@ def _form(targets: list[str], symbols: list[str]) -> list:
     symbol = d["symbol"] if d["symbol"] in targets else (targets[0] if targets else None)
     label_options = [{"label": f"{k.replace('_', ' ')} ({v.task})", "value": k} for k, v in LABELS.items()]
     return [
-        html.H3("Data", className="almanac-subheading"),
+        html.H3("Run", className="almanac-subheading"),
+        dbc.Row([
+            _labelled("Name (optional)", dbc.Input(id=_field("name"), value=d["name"], type="text", size="sm",
+                                                   maxLength=registry.NAME_MAX_CHARS, debounce=True,
+                                                   placeholder="default: <symbol>-<label>-<model>"), width=12),
+            _labelled("Notes (optional)", dbc.Textarea(id=_field("notes"), value=d["notes"], size="sm", rows=2,
+                                                       maxLength=registry.NOTES_MAX_CHARS, debounce=True,
+                                                       placeholder="what you are trying, for later"), width=12),
+        ], className="g-2"),
+        html.H3("Data", className="almanac-subheading mt-2"),
         dbc.Row([
             _labelled("Symbol", dbc.Select(id=_field("symbol"), value=symbol, size="sm",
                                            options=[{"label": s, "value": s} for s in targets]), width=4),
@@ -361,7 +397,7 @@ def _form(targets: list[str], symbols: list[str]) -> list:
         html.H3("Backtest", className="almanac-subheading mt-2"),
         dbc.Row([
             _labelled("Threshold P(up)", _number_input("threshold", d["threshold"], 0.01, 0.5, 1.0), width=4),
-            _labelled("Cost (bp per trade)", _number_input("cost_bps", d["cost_bps"], 0.1, 0), width=4),
+            _labelled("Cost (bp per side)", _number_input("cost_bps", d["cost_bps"], 0.1, 0), width=4),
             _labelled("Positions", dbc.Checklist(id=_field("long_only"), value=d["long_only"], switch=True,
                                                  options=[{"label": "long only", "value": "long_only"}]), width=4),
         ], className="g-2"),
@@ -427,9 +463,15 @@ def _tile(value: str, label: str) -> dbc.Col:
 
 
 def pooled_tiles(run: dict) -> dbc.Row:
-    """Tiles: the pooled out-of-fold scores, the out-of-fold days and the backtest Sharpe."""
+    """Tiles: the pooled out-of-fold scores (accuracy followed by its base rate), the
+    out-of-fold days and the backtest Sharpe."""
     metrics = run.get("metrics") or {}
-    tiles = [_tile(f"{metrics[m]:.4f}", metric_name(m)) for m in shown_metrics(metrics, run.get("task"))]
+    tiles = []
+    rate = base_rate(run)
+    for m in shown_metrics(metrics, run.get("task")):
+        tiles.append(_tile(f"{metrics[m]:.4f}", metric_name(m)))
+        if m == "accuracy" and rate:
+            tiles.append(_tile(f"{rate[1]:.4f}", rate[0]))
     if isinstance(metrics.get("n"), (int, float)):
         tiles.append(_tile(f"{int(metrics['n']):,}", "out-of-fold days"))
     sharpe = (run.get("backtest") or {}).get("sharpe")
@@ -446,14 +488,20 @@ def result_view(run: dict):
     fig = cv_scores_figure(folds, metric, label=metric_name(metric),
                            reference=0.5 if metric in ("roc_auc", "hit_rate") else None)
     table = fold_table_frame(run.get("folds") or [], task)
+    baselines = baselines_view(run, "train")
+    notes = run.get("user_notes")
     return html.Div([
-        html.Div([html.Strong("Run "), html.Code(run_id, id="train-run-id"),
+        run_warnings(run, "train"),
+        html.Div([html.Strong(run.get("name") or "Run", id="train-run-name"), " ", html.Code(run_id, id="train-run-id"),
                   html.Span(f" · {len(folds)} folds · {int(run.get('n_rows') or 0):,} labelled days",
                             className="almanac-hint")],
                  className="mb-2"),
+        html.Div(notes, className="almanac-hint almanac-notes mb-2", id="train-run-notes") if notes else None,
         dcc.Graph(id="cv-scores-graph", figure=fig, config={"displaylogo": False, "responsive": True}),
         html.H3("Pooled out-of-fold scores", className="almanac-subheading mt-2"),
         pooled_tiles(run),
+        *([html.H3("Beside the naive baselines (same out-of-fold days)", className="almanac-subheading mt-2"),
+           baselines] if baselines else []),
         html.H3("Folds", className="almanac-subheading mt-2"),
         dbc.Table.from_dataframe(table, size="sm", hover=True, className="almanac-table", id="train-fold-table"),
         html.Div([
@@ -564,7 +612,9 @@ def submit(n_clicks, values, ids, param_values, param_ids, token):
     if not n_clicks:
         return no_update, no_update
     try:
-        spec = build_spec(collect(values, ids), collect_params(param_values, param_ids))
+        fields = collect(values, ids)
+        registry.check_labels(notes=fields.get("notes"))
+        spec = build_spec(fields, collect_params(param_values, param_ids))
         job_id = jobs.job_id_for(token, n_clicks)
     except AlmanacError as exc:
         return no_update, error_alert(exc.message, title="Not started")
@@ -596,9 +646,7 @@ def train_job(n_clicks, values, ids, param_values, param_ids, token):
         job_id = jobs.job_id_for(token, n_clicks)
     except AlmanacError:
         return no_update  # submit() shows why
-    from ml.runner import run_experiment
-
-    return jobs.run_job(job_id, run_experiment, spec)
+    return jobs.run_job(job_id, train_and_label, spec, notes=collect(values, ids).get("notes"))
 
 
 @callback(

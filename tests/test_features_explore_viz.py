@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.explore import binned_hit_rates, mutual_information, rank_correlation
-from viz.features import (correlation_figure, histogram_figure, hit_rate_figure, importance_figure,
+from viz.features import (wilson_interval, correlation_figure, histogram_figure, hit_rate_figure, importance_figure,
                           timeseries_figure)
 
 DAYS = pd.bdate_range("2015-01-01", periods=400, name="date")
@@ -90,3 +90,42 @@ def test_importance_figure_puts_the_largest_on_top():
     fig = importance_figure(pd.Series({"a": 0.1, "b": 0.3, "c": np.nan}))
     assert list(fig.data[0].y) == ["a", "b"]  # plotly draws the last category on top
     assert list(fig.data[0].x) == [0.1, 0.3]
+
+
+def test_wilson_interval_by_hand():
+    # 1 of 4: p = .25, z² = 3.841459; centre = (.25 + .480182) / 1.960365 = .372472,
+    # half = 1.959964 · √(.046875 + .060023) / 1.960365 = .326886
+    lo, hi = wilson_interval(1, 4)
+    assert (float(lo), float(hi)) == pytest.approx((0.045587, 0.699358), abs=1e-6)
+    # 4 of 4: the interval does not collapse at 100 % (lower = n / (n + z²) = 4 / 7.841459)
+    lo, hi = wilson_interval(4, 4)
+    assert (float(lo), float(hi)) == pytest.approx((0.510109, 1.0), abs=1e-6)
+    # 55 of 100: centre = (.55 + .019207) / 1.038415, half = 1.959964 · √(.002475 + .000096) / 1.038415
+    lo, hi = wilson_interval([55, 0], [100, 0])
+    assert (lo[0], hi[0]) == pytest.approx((0.452446, 0.643855), abs=1e-6)
+    assert np.isnan(lo[1]) and np.isnan(hi[1])  # an empty bin has no interval
+
+
+def test_wilson_interval_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for k, n in ((1, 4), (37, 90), (250, 251)):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert [float(v) for v in wilson_interval(k, n)] == pytest.approx([ci.low, ci.high], abs=1e-9)
+
+
+def test_hit_rate_bars_carry_wilson_intervals():
+    t = pd.DataFrame({"bin": [1, 2], "lo": [1.0, 5.0], "hi": [4.0, 10.0], "count": [4, 4], "hits": [1.0, 4.0],
+                      "hit_rate": [0.25, 1.0]})
+    bar = hit_rate_figure(t, "or_delta", "rest of day up", base_rate=0.625).data[0]
+    lo, hi = wilson_interval(t["hits"], t["count"])
+    assert list(bar.error_y.array) == pytest.approx(list(hi - t["hit_rate"]))
+    assert list(bar.error_y.arrayminus) == pytest.approx(list(t["hit_rate"] - lo))
+    assert float(bar.customdata[0][3]) == pytest.approx(0.045587, abs=1e-6)
+
+
+def test_correlation_numbers_only_up_to_twelve_features():
+    for n, text in ((12, True), (13, False)):
+        names = [f"f{i}" for i in range(n)]
+        c = pd.DataFrame(np.eye(n), index=names, columns=names)
+        trace = correlation_figure(c).data[0]
+        assert (trace.texttemplate is not None) == text and (trace.text is not None) == text

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import dash
 from dash import dcc
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
@@ -105,6 +106,19 @@ def graph_data(node, graph_id: str):
     for child in children if isinstance(children, (list, tuple)) else [children]:
         if child is not None and not isinstance(child, (str, int, float)):
             found = graph_data(child, graph_id)
+            if found is not None:
+                return found
+    return None
+
+
+def find(node, cid):
+    """The component with id ``cid`` inside a component tree (None if absent)."""
+    if getattr(node, "id", None) == cid:
+        return node
+    children = node if isinstance(node, (list, tuple)) else getattr(node, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            found = find(child, cid)
             if found is not None:
                 return found
     return None
@@ -247,15 +261,54 @@ def test_multiclass_and_regression_say_what_does_not_apply(lab, no_models):
     assert np.asarray(graph.figure["data"][0]["z"]).tolist() == confusion_matrix(
         o["y"].astype(int), proba.argmax(1), labels=range(len(multi["classes"]))).tolist()
     roc, cal, _ = ev.render_curves(multi["run_id"], "all")
-    assert "binary" in texts(roc) and "binary" in texts(cal)
+    assert roc is None and cal is None  # their cards are hidden, not empty "not shown" boxes
     assert "not recorded for multiclass" in texts(ev.setup_run(multi["run_id"])[9])
-    confusion, _ = ev.render_confusion(reg["run_id"], "all", 0.5)
-    assert "regression" in texts(confusion)
+    confusion, report = ev.render_confusion(reg["run_id"], "all", 0.5)
+    assert confusion is None and report is None
     scatter, cal, _ = ev.render_curves(reg["run_id"], "all")
-    assert scatter.id == "evaluate-scatter-graph" and "returns" in texts(cal)
+    assert scatter.id == "evaluate-scatter-graph" and cal is None
+    cards = dict(zip(ev.CARDS, ev.arrange_cards(reg["run_id"])[len(ev.CARDS) * 2:]))
+    assert cards["roc"] == "Prediction vs outcome"  # the card holding the scatter says so
+    shown = dict(zip(ev.CARDS, ev.arrange_cards(multi["run_id"])[len(ev.CARDS):len(ev.CARDS) * 2]))
+    assert {c for c, st in shown.items() if st["display"] == "none"} == {"roc", "calibration", "drift"}
     setup = ev.setup_run(multi["run_id"])
     assert setup[7] is True and setup[11] == {"display": "none"}  # no threshold slider
     assert [o["label"] for o in setup[4]] == multi["classes"]  # the class explained by SHAP is a choice
+
+
+def test_evaluate_shows_warnings_baselines_and_base_rates(lab, no_models):
+    import json
+
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    summary = ev.setup_run(run["run_id"])[9]
+    assert find(summary, "evaluate-warnings") is None and find(summary, "evaluate-baselines") is None  # old runs
+    path = Path(run["path"]) / "run.json"
+    record = json.loads(path.read_text())
+    record.update(warnings=[{"code": "class_imbalance", "message": "up days are 18 % of the labelled days"}],
+                  baselines={**BASE, "majority": {"metrics": {"accuracy": 0.532, "roc_auc": 0.5}}})
+    path.write_text(json.dumps(record))
+    try:
+        summary = ev.setup_run(run["run_id"])[9]
+        banner = find(summary, "evaluate-warnings")
+        assert banner.color == "warning" and "18 % of the labelled days" in texts(banner)
+        assert "53.2%" in texts(find(summary, "evaluate-baselines-table"))
+        assert "Sharpe lift over always long: +0.100 (95% interval -0.500 … +0.700)" in texts(summary)
+        rate = record["metrics"]["base_rate"]
+        assert f"base rate (up days) {rate:.3f}" in texts(find(summary, "evaluate-summary-line"))
+    finally:
+        path.write_text(json.dumps({k: v for k, v in record.items() if k not in ("warnings", "baselines")}))
+    # the report's base rate is the up share of the matrix shown
+    graph, report = ev.render_confusion(run["run_id"], "1", 0.5)
+    z = np.asarray(graph.figure["data"][0]["z"])
+    rows = {r.children[0].children: r for r in report.children[1].children}
+    assert rows["base rate (up days)"].children[3].children == f"{z[1].sum() / z.sum():.3f}"
+    # per-fold AUC: points with Hanley-McNeil intervals from each fold's up and down days
+    _, _, cv = ev.render_curves(run["run_id"], "all")
+    trace = cv.figure["data"][0]
+    f0 = run["folds"][0]
+    pos = round(f0["base_rate"] * f0["n"])
+    lo, hi = ev.ve.auc_interval(f0["roc_auc"], pos, f0["n"] - pos)
+    assert trace["mode"] == "markers" and trace["error_y"]["array"][0] == pytest.approx(hi - f0["roc_auc"])
 
 
 # ----------------------------------------------------------------------------- /backtest
@@ -338,12 +391,46 @@ def test_grid_rows_and_compare(lab, no_models):
         daily = pd.read_parquet(Path(runs[key]["path"]) / "backtest.parquet")
         assert np.allclose(t["y"], daily["equity"])
     cv = graph_data(view, "models-compare-cv-graph")
-    bars = [t for t in cv["data"] if t["type"] == "bar"]
-    assert [list(t["y"]) for t in bars] == [[f["roc_auc"] for f in runs[k]["folds"]] for k in ("lgbm", "logit")]
+    points = [t for t in cv["data"] if t["type"] == "scatter"]
+    assert [list(t["y"]) for t in points] == [[f["roc_auc"] for f in runs[k]["folds"]] for k in ("lgbm", "logit")]
+    assert all(t["error_y"]["array"] is not None for t in points)  # Hanley-McNeil from each fold's counts
     assert f"{runs['logit']['backtest']['sharpe']:.3f}" in texts(view)
     assert m.render_compare(selected[:1]) is None
     assert m.selection_state(selected)[:3] == (True, True, True)
     assert m.selection_state(selected[:1])[:3] == (False, False, False)
+    # one number everywhere: the trials and DSR of ml.trials.deflated (every complete run on
+    # the symbol and label now), in the grid and in the compare table
+    from ml.trials import deflated
+
+    for key in ("lgbm", "logit"):
+        now = deflated(registry.get_run(runs[key]["run_id"]))
+        assert now["n_trials"] == 2  # both binary rest_of_day runs on ES
+        row = rows[runs[key]["run_id"]]
+        assert (row["n_trials"], row["dsr"]) == (now["n_trials"], now["dsr"])
+    table = find(view, "models-compare-table")
+    trs = {str(tr.children[0].children): tr.children[1:] for tr in table.children[1].children}
+    assert [td.children for td in trs["Trials counted for DSR (same symbol and label, now)"]] == ["2", "2"]
+    assert all("almanac-num" in td.className for tds in trs.values() for td in tds)  # right-aligned
+    auc = [runs[k]["metrics"]["roc_auc"] for k in ("lgbm", "logit")]
+    marked = ["almanac-best" in td.className for td in trs["ROC AUC (pooled out-of-fold)"]]
+    assert marked == [auc[0] > auc[1], auc[1] > auc[0]]
+    assert "Base rate (up days)" in trs and not any("almanac-best" in td.className
+                                                     for td in trs["Base rate (up days)"])
+
+
+def test_models_edit_name_and_notes(lab):
+    m, run_id = lab["pages"]["models"], lab["runs"]["logit"]["run_id"]
+    state = m.selection_state([{"run_id": run_id}])
+    assert state[5:] == (True, registry.get_run(run_id)["name"], "")
+    msg, rev = m.save_labels(1, [{"run_id": run_id}], "logit, C=1", "baseline model\nkeep", 4)
+    assert rev == 5 and "Saved" in texts(msg)
+    stored = registry.get_run(run_id)
+    assert (stored["name"], stored["user_notes"]) == ("logit, C=1", "baseline model\nkeep")
+    assert {r["run_id"]: r["notes"] for r in m.grid_rows(registry.list_runs())}[run_id] == "baseline model · keep"
+    before = (Path(stored["path"]) / "run.json").read_bytes()
+    msg, rev = m.save_labels(2, [{"run_id": run_id}], "bad\nname", "x", 5)
+    assert rev is dash.no_update and "the run name holds a line break" in texts(msg)
+    assert (Path(stored["path"]) / "run.json").read_bytes() == before
 
 
 def test_export_sends_a_bundle_that_predicts_like_the_run_model(lab):
@@ -383,6 +470,11 @@ def test_activate_then_delete_with_confirmation(lab):
     assert registry.active_runs() == []
 
 
+BASE = {"always_long": {"stats": {"sharpe": 0.3}}, "majority": {"metrics": {"accuracy": 0.532, "log_loss": 0.691}},
+        "prior_day": {"metrics": {"accuracy": 0.5}},
+        "lift": {"sharpe": {"value": 0.1, "lo": -0.5, "hi": 0.7, "level": 0.95}}}
+
+
 # ----------------------------------------------------------------------------- viz.compare
 def test_compare_figures_and_table():
     from viz.compare import cv_compare_figure, equity_overlay_figure, format_value, metrics_table
@@ -397,7 +489,7 @@ def test_compare_figures_and_table():
              "B": pd.DataFrame({"fold": [1, 0], "roc_auc": [0.4, 0.5]})}
     cv = cv_compare_figure(folds, "roc_auc", "ROC AUC", 0.5)
     assert [list(t.y) for t in cv.data[:2]] == [[0.55, 0.6], [0.5, 0.4]] and list(cv.data[1].x) == ["Fold 1", "Fold 2"]
-    assert cv.data[2].name == "reference 0.5" and list(cv.data[2].y) == [0.5, 0.5]
+    assert cv.layout.shapes[0].y0 == 0.5 and cv.data[0].mode == "markers"
     table = metrics_table({"A": {"metrics": {"roc_auc": 0.5512, "accuracy": 0.6}, "backtest": {"sharpe": 1.23456}},
                            "B": {"metrics": {"roc_auc": 0.5}, "backtest": None}})
     rows = table.set_index("Metric")
@@ -405,4 +497,18 @@ def test_compare_figures_and_table():
     assert rows.loc["Accuracy"].tolist() == ["60.0%", "—"]
     assert rows.loc["Sharpe ratio (annualized)"].tolist() == ["1.235", "—"]
     assert "Log loss" not in rows.index  # no run has it
+    from viz.compare import compare_rows
+
+    rows = {r["metric"]: r for r in compare_rows({
+        "A": {"metrics": {"roc_auc": 0.55, "log_loss": 0.69, "accuracy": 0.52, "base_rate": 0.53},
+              "backtest": {"sharpe": 0.4}, "baselines": BASE},
+        "B": {"metrics": {"roc_auc": 0.58, "log_loss": 0.70, "accuracy": 0.52, "base_rate": 0.53},
+              "backtest": {"sharpe": 0.1}}})}
+    assert rows["ROC AUC (pooled out-of-fold)"]["best"] == ["B"]
+    assert rows["Log loss"]["best"] == ["A"]  # lower is better
+    assert rows["Accuracy"]["best"] == []  # a tie marks nothing
+    assert rows["Base rate (up days)"]["best"] == []  # not ranked
+    assert rows["Majority baseline accuracy"]["cells"] == ["53.2%", "—"]
+    assert rows["Always-long Sharpe (same days, same costs)"]["cells"] == ["0.300", "—"]
+    assert rows["Sharpe lift over always long"]["best"] == []  # one run has it
     assert (format_value(float("nan")), format_value(1234.4, "int"), format_value(None)) == ("—", "1,234", "—")

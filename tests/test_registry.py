@@ -120,3 +120,42 @@ def test_new_run_id_format_and_uniqueness():
     for rid in ids:
         assert re.fullmatch(r"20261122-081500-es-rest-of-day-lightgbm-[0-9a-f]{6}", rid)
         assert registry.check_run_id(rid) == rid
+
+
+def _tree(home) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+def test_update_run_labels_sets_name_and_notes_atomically(three, home):
+    run = registry.update_run_labels("r-old", name="  early session only ", notes="tried VIX\nnext: CL")
+    assert run["name"] == "early session only" and run["user_notes"] == "tried VIX\nnext: CL"
+    stored = registry.get_run("r-old")
+    assert stored["name"] == "early session only" and stored["user_notes"] == "tried VIX\nnext: CL"
+    assert stored["spec"] == {"data": {"symbol": "ES"}, "label": {"kind": "rest_of_day"},
+                              "model": {"kind": "lightgbm"}}  # the recipe stays as trained
+    assert [r["user_notes"] for r in registry.list_runs() if r["run_id"] == "r-old"] == ["tried VIX\nnext: CL"]
+    registry.update_run_labels("r-old", notes="")  # notes can be cleared; None leaves the name
+    assert registry.get_run("r-old")["name"] == "early session only"
+    assert not list((home / "runs" / "r-old").glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"name": "two\nlines"}, "the run name holds a line break or control character ('\\n'): use one line of "
+                             "printable text"),
+    ({"name": "x" * 101}, "the run name has 101 characters, more than the 100 allowed: shorten it"),
+    ({"name": "   "}, "the run name is empty: give the run a short one-line name"),
+    ({"notes": "a\x00b"}, "the notes hold a line break or control character ('\\x00'): remove the control "
+                          "characters"),
+    ({"notes": "y" * 2001}, "the notes have 2,001 characters, more than the 2,000 allowed: shorten it"),
+])
+def test_update_run_labels_refuses_and_changes_nothing(three, home, kw, message):
+    before = _tree(home)
+    with pytest.raises(AlmanacError) as err:
+        registry.update_run_labels("r-old", **{"name": "fine", **kw} if "notes" in kw else kw)
+    assert err.value.message == message and "\n" not in err.value.message
+    assert _tree(home) == before
+    with pytest.raises(NotFoundError):
+        registry.update_run_labels("r-gone", name="x")

@@ -294,6 +294,8 @@ def test_form_fields_map_to_spec_sections(train):
     ({"n_splits": 2.5}, "splits must be a whole number, got 2.5"),
     ({"threshold": 0.4}, "spec field backtest.threshold: 0.4 is out of range: use at least 0.5"),
     ({"cross_assets": ["ES"]}, "spec field features.cross_assets: ES is the target symbol itself"),
+    ({"name": "two\nlines"}, "spec field name: use a short one-line name"),
+    ({"notes": "x" * 2001}, "the notes have 2,001 characters, more than the 2,000 allowed: shorten it"),
 ])
 def test_invalid_forms_give_one_line_messages(train, change, message):
     fields, params = default_form(train)
@@ -305,6 +307,15 @@ def test_invalid_forms_give_one_line_messages(train, change, message):
     pvals = [params[i["kind"]][i["name"]] for i in pids]
     feedback, yaml_text, ok, no_download = train.validate_form(list(fields.values()), pvals, ids, pids)
     assert ok is False and no_download is True and yaml_text == "" and problem in str(feedback)
+
+
+def test_name_goes_to_the_spec_and_notes_stay_out_of_it(train):
+    fields, params = default_form(train)
+    fields.update(name="  early only ", notes="first try\nwith VIX")
+    d = train.form_to_dict(fields, params)
+    assert d["name"] == "early only" and "notes" not in d
+    text, problem = train.check_form(fields, params)
+    assert problem is None and text.startswith("name: early only\n") and "first try" not in text
 
 
 def test_validate_form_callback_on_defaults(train):
@@ -363,7 +374,9 @@ def test_result_view_charts_each_fold_and_links_the_run(train):
     view = train.result_view(run)
     fig = _find(view, "cv-scores-graph").figure
     bar = fig.data[0]
-    assert bar.type == "bar" and list(bar.y) == pytest.approx([0.55, 0.56, 0.57, 0.58, 0.59])
+    # points (not bars from zero) around the 0.5 line
+    assert bar.type == "scatter" and bar.mode == "markers"
+    assert list(bar.y) == pytest.approx([0.55, 0.56, 0.57, 0.58, 0.59])
     assert [x.split("<br>")[0] for x in bar.x] == ["Fold 1", "Fold 2", "Fold 3", "Fold 4", "Fold 5"]
     assert bar.x[0].endswith("2011-01-03 → 2011-12-30")
     assert fig.layout.title.text == "ROC AUC per fold"
@@ -376,6 +389,45 @@ def test_result_view_charts_each_fold_and_links_the_run(train):
     assert table.loc[2, "Test"] == "2013-01-03 → 2013-12-30" and table.loc[2, "ROC AUC"] == "0.5700"
     tiles = str(train.pooled_tiles(run))
     assert "0.5712" in tiles and "500" in tiles and "0.81" in tiles
+
+
+WARNINGS = [{"code": "short_test_fold", "message": "fold 3 has 60 test days, fewer than 100: its scores are noisy"},
+            {"code": "few_trades", "message": "the backtest made 12 trades, fewer than 30"}]
+BASELINES = {
+    "always_long": {"stats": {"sharpe": 0.4012, "trades": 500}, "params": {"cost_bps": 1.0}},
+    "majority": {"metrics": {"accuracy": 0.532, "brier": 0.2490, "log_loss": 0.6912, "roc_auc": 0.5,
+                             "base_rate": 0.532}},
+    "prior_day": {"metrics": {"accuracy": 0.501, "roc_auc": 0.503, "brier": 0.2999, "log_loss": 0.8}},
+    "lift": {"sharpe": {"value": 0.4111, "lo": -0.2, "hi": 1.05, "level": 0.95},
+             "roc_auc": {"value": 0.0712, "lo": 0.021, "hi": 0.118, "level": 0.95},
+             "bootstrap": {"method": "stationary", "block_days": 20, "resamples": 1000, "seed": 0}},
+}
+
+
+def test_result_view_shows_warnings_baselines_and_the_base_rate(train):
+    run = _run_record()
+    assert _find(train.result_view(run), "train-warnings") is None  # a run trained before warnings existed
+    assert _find(train.result_view(run), "train-baselines") is None
+    run["warnings"], run["baselines"] = WARNINGS, BASELINES
+    run["metrics"]["base_rate"] = 0.532
+    run["folds"][0]["base_rate"] = 0.51
+    run.update(name="my idea", user_notes="trying the early session only")
+    view = train.result_view(run)
+    banner = _find(view, "train-warnings")
+    assert banner.color == "warning" and len(banner.children) == 2  # one line per warning
+    assert "fewer than 100" in str(banner.children[0]) and "12 trades" in str(banner.children[1])
+    table = _find(view, "train-baselines-table")
+    text = str(table)
+    assert "Majority" in text and "Prior day" in text and "53.2%" in text and "50.1%" in text and "0.503" in text
+    assert "always long 0.40" in str(_find(view, "train-baselines-sharpe"))
+    lifts = str(_find(view, "train-baselines"))
+    assert "Sharpe lift over always long: +0.411 (95% interval -0.200 … +1.050)" in lifts
+    assert "ROC AUC lift over 0.5: +0.071 (95% interval +0.021 … +0.118)" in lifts
+    tiles = str(train.pooled_tiles(run))
+    assert "0.5320" in tiles and "base rate (up days)" in tiles
+    assert list(train.fold_table_frame(run["folds"], "binary").columns)[6:8] == ["accuracy", "base rate"]
+    assert _find(view, "train-run-name").children == "my idea"
+    assert _find(view, "train-run-notes").children == "trying the early session only"
 
 
 def test_status_result_for_each_state(train, home):
@@ -420,6 +472,10 @@ def test_submit_queues_the_job_and_refuses_invalid_specs(train, home):
     job, feedback = train.submit(3, list(fields.values()), ids, pvals, pids, TOKEN)
     assert job is no_update and "start 2018-01-02 is after end 2017-01-02" in str(feedback)
     assert jobs.read_status(f"{TOKEN}-3") is None
+    fields["start"], fields["end"], fields["notes"] = "", "", "bad\x07bell"
+    job, feedback = train.submit(4, list(fields.values()), ids, pvals, pids, TOKEN)
+    assert job is no_update and "the notes hold a line break or control character" in str(feedback)
+    assert jobs.read_status(f"{TOKEN}-4") is None
     assert train.cancel(0, {"job_id": f"{TOKEN}-2"}) is no_update  # page load: no click
     assert train.cancel(1, {"job_id": f"{TOKEN}-2"})["state"] == "cancelled"
 
@@ -431,7 +487,7 @@ def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
 
     synthetic_store(store, minute_start="2017-01-02", days=320)
     fields, params = default_form(train)
-    fields.update(cross_assets=["VIX"], n_splits=3, min_train=150)
+    fields.update(cross_assets=["VIX"], n_splits=3, min_train=150, name="small one", notes="from the form\nok")
     params["lightgbm"] = {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7}
     ids = [{"type": train.FIELD, "name": k} for k in fields]
     pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
@@ -445,6 +501,7 @@ def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
     assert [r["run_id"] for r in runs] == [final["run_id"]]
     run = registry.get_run(final["run_id"])
     assert run["spec"]["model"]["params"] == {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7}
+    assert (run["name"], run["user_notes"]) == ("small one", "from the form\nok")  # name in the spec, notes after
     fig = _find(train.status_result(final), "cv-scores-graph").figure
     assert list(fig.data[0].y) == pytest.approx([f["roc_auc"] for f in run["folds"]]) and len(fig.data[0].y) == 3
     # a spec the data cannot serve fails the job with the runner's one-line reason

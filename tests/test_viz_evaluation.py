@@ -162,3 +162,74 @@ def test_rolling_auc_and_psi_heatmap():
     assert np.allclose(hm.z, [[0.30, 0.01], [0.05, 0.12]])
     frame = pd.DataFrame(psi).T  # the same as a DataFrame (index fold)
     assert np.allclose(ve.psi_figure(frame).data[0].z, hm.z)
+
+
+def test_auc_interval_is_hanley_mcneil_by_hand():
+    # A = 0.6, 50 up and 50 down days: Q1 = 0.6/1.4, Q2 = 0.72/1.6 = 0.45,
+    # SE² = (0.24 + 49(Q1 - 0.36) + 49(0.45 - 0.36)) / 2500 = 0.003204, SE = 0.0566039
+    lo, hi = ve.auc_interval(0.6, 50, 50)
+    assert (lo, hi) == pytest.approx((0.6 - 1.959964 * 0.0566039, 0.6 + 1.959964 * 0.0566039), abs=1e-6)
+    assert (round(lo, 4), round(hi, 4)) == (0.4891, 0.7109)
+    # A = 0.5, 10 / 30: Q1 = Q2 = 1/3, SE² = (0.25 + 9/12 + 29/12) / 300 = 0.0113889, SE = 0.1067188
+    lo, hi = ve.auc_interval(0.5, 10, 30)
+    assert hi - 0.5 == pytest.approx(1.959964 * 0.1067188, abs=1e-6) and lo == pytest.approx(1 - hi)
+    assert ve.auc_interval(0.99, 5, 5)[1] == 1.0  # clipped to [0, 1]
+    assert np.isnan(ve.auc_interval(0.6, 0, 40)[0]) and np.isnan(ve.auc_interval(float("nan"), 5, 5)[1])
+
+
+def test_correlation_interval_is_fisher_z_by_hand():
+    # r = 0.1, n = 103: atanh(0.1) = 0.1003353, z/√100 = 0.1959964
+    lo, hi = ve.correlation_interval(0.1, 103)
+    assert (lo, hi) == pytest.approx((np.tanh(0.1003353 - 0.1959964), np.tanh(0.1003353 + 0.1959964)), abs=1e-6)
+    assert (round(lo, 4), round(hi, 4)) == (-0.0954, 0.2880)
+    assert np.isnan(ve.correlation_interval(0.1, 3)[0])
+
+
+def test_cv_scores_are_points_with_intervals_around_the_reference():
+    folds = pd.DataFrame({"fold": [0, 1], "roc_auc": [0.6, 0.5], "n": [100, 40], "base_rate": [0.5, 0.25]})
+    fig = ve.cv_scores_figure(folds, "roc_auc", reference=0.5, label="ROC AUC")
+    t = fig.data[0]
+    assert t.type == "scatter" and t.mode == "markers" and list(t.y) == [0.6, 0.5]
+    lo0, hi0 = ve.auc_interval(0.6, 50, 50)
+    lo1, hi1 = ve.auc_interval(0.5, 10, 30)
+    assert list(t.error_y.array) == pytest.approx([hi0 - 0.6, hi1 - 0.5])
+    assert list(t.error_y.arrayminus) == pytest.approx([0.6 - lo0, 0.5 - lo1])
+    assert "Hanley–McNeil" in fig.layout.title.subtitle.text
+    assert {round(s.y0, 12) for s in fig.layout.shapes} == {0.55, 0.5}
+    # no counts (multiclass macro AUC, or old runs): points without intervals
+    plain = ve.cv_scores_figure(folds.drop(columns="base_rate"), "roc_auc", reference=0.5)
+    assert plain.data[0].error_y.array is None and plain.layout.title.subtitle.text is None
+    reg = ve.cv_scores_figure(pd.DataFrame({"fold": [0], "ic": [0.1], "n": [103]}), "ic", reference=0.0)
+    assert reg.data[0].error_y.array[0] == pytest.approx(ve.correlation_interval(0.1, 103)[1] - 0.1)
+
+
+def test_baseline_table_and_lift_text():
+    base = {"majority": {"metrics": {"accuracy": 0.532, "brier": 0.249, "log_loss": 0.6912, "roc_auc": 0.5}},
+            "prior_day": {"metrics": {"accuracy": 0.501, "roc_auc": 0.503}},
+            "lift": {"sharpe": {"value": 0.41, "lo": -0.2, "hi": 1.05, "level": 0.95},
+                     "bootstrap": {"method": "stationary", "resamples": 1000}}}
+    t = ve.baseline_table({"accuracy": 0.54, "roc_auc": 0.571, "brier": 0.2481}, base).set_index("Score")
+    assert t.loc["Accuracy"].tolist() == ["54.0%", "53.2%", "50.1%"]
+    assert t.loc["ROC AUC"].tolist() == ["0.571", "0.500", "0.503"]
+    assert t.loc["Brier score"].tolist() == ["0.248", "0.249", "—"]
+    assert "Log loss" not in t.index  # the model has none
+    assert ve.baseline_table({"accuracy": 0.5}, None).empty and ve.baseline_table({}, {"lift": {}}).empty
+    assert ve.lift_text(base) == ["Sharpe lift over always long: +0.410 (95% interval -0.200 … +1.050) · "
+                                  "stationary bootstrap over days, 1000 resamples"]
+    assert ve.lift_text(None) == [] and ve.lift_text({"lift": {"sharpe": {"value": None}}}) == []
+
+
+def test_psi_colour_bar_names_the_bands():
+    fig = ve.psi_figure({"0": {"f1": 0.05, "f2": 3.0}})
+    bar = fig.data[0].colorbar
+    assert fig.data[0].zmax == 0.5 and list(bar.tickvals) == [0.05, 0.175, 0.375]
+    assert [t.split("<br>")[0] for t in bar.ticktext] == ["stable", "moderate", "major"]
+    assert fig.data[0].z[0][0] == 3.0  # the value itself is kept (hover), only the colour saturates
+
+
+def test_per_fold_accuracy_gets_a_wilson_interval():
+    folds = pd.DataFrame({"fold": [0], "accuracy": [0.55], "n": [100]})
+    t = ve.cv_scores_figure(folds, "accuracy").data[0]
+    # 55 of 100 days (see test_features_explore_viz: Wilson 0.452447 … 0.643855)
+    assert t.error_y.arrayminus[0] == pytest.approx(0.55 - 0.452447, abs=1e-6)
+    assert t.error_y.array[0] == pytest.approx(0.643855 - 0.55, abs=1e-6)

@@ -317,29 +317,125 @@ def _fold_labels(folds: pd.DataFrame) -> list[str]:
     return [fold_name(f) for f in folds["fold"]]
 
 
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = Z95) -> tuple[float, float]:
+    """Hanley & McNeil (1982) normal interval of a ROC AUC from the class counts.
+
+    ``Q1 = A / (2 - A)``, ``Q2 = 2A² / (1 + A)``,
+    ``SE² = (A(1-A) + (n_pos-1)(Q1-A²) + (n_neg-1)(Q2-A²)) / (n_pos · n_neg)``;
+    the interval ``A ± z·SE`` is clipped to [0, 1]. NaN bounds when a class is empty
+    or ``auc`` is not finite.
+    """
+    a = float(auc) if auc is not None else float("nan")
+    if not np.isfinite(a) or n_pos < 1 or n_neg < 1:
+        return float("nan"), float("nan")
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    se = float(np.sqrt(max(var, 0.0)))
+    return max(0.0, a - z * se), min(1.0, a + z * se)
+
+
+def wilson_interval(hits, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of the proportion ``hits / n`` (arrays or scalars).
+
+    ``centre = (p + z²/2n) / (1 + z²/n)``, ``half = z·√(p(1-p)/n + z²/4n²) / (1 + z²/n)``;
+    NaN where ``n`` is 0. Unlike p ± z·√(p(1-p)/n) it stays inside [0, 1] and does not
+    collapse to zero width at 0 % or 100 %.
+    """
+    k = np.asarray(hits, dtype="float64")
+    m = np.asarray(n, dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / m
+        denom = 1 + z * z / m
+        centre = (p + z * z / (2 * m)) / denom
+        half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / denom
+    bad = ~(m > 0)
+    return np.where(bad, np.nan, centre - half), np.where(bad, np.nan, centre + half)
+
+
+def correlation_interval(r: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Fisher-z interval of a correlation (IC) from ``n`` pairs: ``tanh(atanh r ± z/√(n-3))``."""
+    r = float(r) if r is not None else float("nan")
+    if not np.isfinite(r) or n is None or n <= 3 or abs(r) >= 1:
+        return float("nan"), float("nan")
+    c, h = np.arctanh(r), z / np.sqrt(n - 3)
+    return float(np.tanh(c - h)), float(np.tanh(c + h))
+
+
+def fold_intervals(folds: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """95 % intervals of ``metric`` per fold, or None when the folds do not carry the counts.
+
+    ROC AUC of a binary run: :func:`auc_interval` with ``n_pos = round(base_rate · n)``
+    (the fold's up days) and ``n_neg = n - n_pos``; IC of a regression run:
+    :func:`correlation_interval` with the fold's ``n``; an accuracy or hit rate (a share
+    of days): :func:`wilson_interval` of ``round(value · n)`` of ``n``. A multiclass run's macro AUC has
+    no ``base_rate`` per fold and gets no interval.
+    """
+    df = pd.DataFrame(folds)
+    if metric not in df.columns or "n" not in df.columns:
+        return None
+    v = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype="float64")
+    n = pd.to_numeric(df["n"], errors="coerce").fillna(0).to_numpy(dtype="float64")
+    if metric == "roc_auc" and "base_rate" in df.columns:
+        rate = pd.to_numeric(df["base_rate"], errors="coerce").to_numpy(dtype="float64")
+        pos = np.where(np.isfinite(rate), np.round(rate * n), 0).astype("int64")
+        bounds = [auc_interval(a, int(p), int(k - p)) for a, p, k in zip(v, pos, n.astype("int64"), strict=True)]
+    elif metric == "ic":
+        bounds = [correlation_interval(r, int(k)) for r, k in zip(v, n, strict=True)]
+    elif metric in ("accuracy", "hit_rate"):  # a share of days: Wilson from the fold's days
+        lo, hi = wilson_interval(np.round(v * n), n)
+        return np.where(np.isfinite(v), lo, np.nan), np.where(np.isfinite(v), hi, np.nan)
+    else:
+        return None
+    lo, hi = (np.array(b, dtype="float64") for b in zip(*bounds, strict=True)) if bounds else (np.zeros(0),) * 2
+    return lo, hi
+
+
+INTERVAL_NOTES = {"roc_auc": "95 % interval: Hanley–McNeil, from the fold's up and down days",
+                  "ic": "95 % interval: Fisher z, from the fold's days",
+                  "accuracy": "95 % interval: Wilson, from the fold's days",
+                  "hit_rate": "95 % interval: Wilson, from the fold's days"}
+
+
 def cv_scores_figure(folds: pd.DataFrame, metric: str, reference: float | None = None,
                      label: str | None = None, height: int = 360) -> go.Figure:
-    """Bars of ``metric`` per walk-forward fold (x = fold with its test dates), with the
-    mean over folds and an optional ``reference`` line (e.g. 0.5 for AUC); ``label``
-    names the metric on the axis (default: ``metric``)."""
+    """``metric`` per walk-forward fold as points (x = fold with its test dates) with their
+    95 % intervals where the folds carry the counts (:func:`fold_intervals`), the mean over
+    folds and an optional ``reference`` line (e.g. 0.5 for AUC) the points stand around;
+    ``label`` names the metric on the axis (default: ``metric``). Points, not bars from
+    zero: a bar's length would hide differences of a few hundredths."""
     df = pd.DataFrame(folds)
     if df.empty or metric not in df.columns:
         return empty_figure(f"No per-fold {metric} to show", height)
     y = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype="float64")
     labels = _fold_labels(df)
     name = label or metric.replace("_", " ")
-    fig = go.Figure(go.Bar(x=labels, y=y, name=name, marker=dict(color=COLORS["accent"]),
-                           hovertemplate=f"{name} %{{y:.4f}}<extra></extra>"))
+    bounds = fold_intervals(df, metric)
+    error = None
+    custom = np.c_[y, y]
+    hover = f"{name} %{{y:.4f}}<extra></extra>"
+    if bounds is not None and np.isfinite(bounds[0]).any():
+        lo, hi = bounds
+        error = dict(type="data", symmetric=False, array=np.nan_to_num(hi - y), arrayminus=np.nan_to_num(y - lo),
+                     color=COLORS["accent"], thickness=1.5, width=6)
+        custom = np.c_[lo, hi]
+        hover = f"{name} %{{y:.4f}}<br>95 % interval %{{customdata[0]:.3f}} … %{{customdata[1]:.3f}}<extra></extra>"
+    fig = go.Figure(go.Scatter(x=labels, y=y, name=name, mode="markers", error_y=error, customdata=custom,
+                               marker=dict(color=COLORS["accent"], size=10, line=dict(color="white", width=1)),
+                               hovertemplate=hover))
     if np.isfinite(y).any():
         mean = float(np.nanmean(y))
         fig.add_hline(y=mean, line=dict(color=COLORS["ink"], width=1.5, dash="dash"),
                       annotation_text=f"mean {mean:.3f}", annotation_position="top left")
     if reference is not None:
-        fig.add_hline(y=reference, line=dict(color=COLORS["muted"], width=1, dash="dot"),
-                      annotation_text=f"reference {reference:g}", annotation_position="bottom right")
+        fig.add_hline(y=reference, line=dict(color=COLORS["muted"], width=1.5, dash="dot"),
+                      annotation_text=f"no skill {reference:g}", annotation_position="bottom right")
     fig.update_xaxes(title_text="Walk-forward fold (test period)", type="category")
     fig.update_yaxes(title_text=name)
-    return _layout(fig, f"{name} per fold", height, hovermode="closest", showlegend=False)
+    note = INTERVAL_NOTES.get(metric) if error is not None else None
+    return _layout(fig, f"{name} per fold", height, subtitle=note, hovermode="closest", showlegend=False)
 
 
 def rolling_auc_figure(dates, auc, window: int | None = None, height: int = 340) -> go.Figure:
@@ -372,14 +468,18 @@ def psi_figure(psi, max_features: int = 30, height: int | None = None) -> go.Fig
     df = df.apply(pd.to_numeric, errors="coerce")
     order = df.max(axis=0).sort_values(ascending=False, kind="stable").index[:max_features]
     z = df[order].T  # features × folds
-    zmax = max(0.5, float(np.nanmax(z.to_numpy())) if np.isfinite(z.to_numpy()).any() else 0.5)
+    # the colour scale stops at 0.5 (a major shift already): the three bands keep a readable
+    # share of the bar whatever the largest value; the hover shows the exact PSI
+    zmax = 0.5
     scale = [[0.0, "#EAF7F2"], [0.1 / zmax, "#BFE9DA"], [0.1 / zmax, "#FCE8C8"],
              [0.25 / zmax, "#F8C471"], [0.25 / zmax, "#F1948A"], [1.0, "#C0392B"]]
     fig = go.Figure(go.Heatmap(
         z=z.to_numpy(), x=[fold_name(c) for c in z.columns], y=[str(i) for i in z.index],
         zmin=0, zmax=zmax, colorscale=scale, xgap=1, ygap=1,
-        colorbar=dict(title=dict(text="PSI"), thickness=12, tickvals=[0, 0.1, 0.25, zmax],
-                      ticktext=["0", "0.1", "0.25", f"{zmax:.2g}"]),
+        colorbar=dict(title=dict(text="PSI", side="top"), thickness=16, len=1.0, lenmode="fraction",
+                      tickvals=[0.05, 0.175, 0.375], ticktext=["stable<br>< 0.1", "moderate<br>0.1–0.25",
+                                                                "major<br>> 0.25"],
+                      ticks="", tickfont=dict(size=11)),
         hovertemplate="%{x}, %{y}: PSI %{z:.3f}<extra></extra>"))
     fig.update_xaxes(title_text="Walk-forward fold (test vs its training rows)", type="category",
                      showgrid=False)
@@ -388,8 +488,68 @@ def psi_figure(psi, max_features: int = 30, height: int | None = None) -> go.Fig
                    height or max(300, 110 + 22 * len(order)), hovermode="closest")
 
 
+
+
+# ------------------------------------------------------------------ baselines
+
+def _fmt(value, kind: str = "num") -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(float(value)):
+        return "—"
+    return f"{float(value):.1%}" if kind == "pct" else f"{float(value):.3f}"
+
+
+#: Rows of :func:`baseline_table`: (key, label, kind, better) with better "high" or "low".
+BASELINE_ROWS = (("accuracy", "Accuracy", "pct", "high"), ("roc_auc", "ROC AUC", "num", "high"),
+                 ("brier", "Brier score", "num", "low"), ("log_loss", "Log loss", "num", "low"))
+
+
+def baseline_table(metrics: dict | None, baselines: dict | None) -> pd.DataFrame:
+    """The model's pooled scores beside the naive baselines on the same out-of-fold days.
+
+    Rows: accuracy, ROC AUC, Brier, log loss (those the model has); columns ``Score``,
+    ``Model``, ``Majority`` (always the training base rate) and ``Prior day`` (the sign of
+    the day before), from ``run.json["baselines"]``; a missing value is "—". Empty frame
+    when the run has no baselines (runs trained before they were recorded).
+    """
+    base = baselines if isinstance(baselines, dict) else {}
+    majority = (base.get("majority") or {}).get("metrics") or {}
+    prior = (base.get("prior_day") or {}).get("metrics") or {}
+    if not majority and not prior:
+        return pd.DataFrame(columns=["Score", "Model", "Majority", "Prior day"])
+    m = metrics or {}
+    rows = []
+    for key, label, kind, _better in BASELINE_ROWS:
+        if _fmt(m.get(key)) == "—":
+            continue
+        rows.append({"Score": label, "Model": _fmt(m.get(key), kind), "Majority": _fmt(majority.get(key), kind),
+                     "Prior day": _fmt(prior.get(key), kind)})
+    return pd.DataFrame(rows, columns=["Score", "Model", "Majority", "Prior day"])
+
+
+def lift_text(baselines: dict | None) -> list[str]:
+    """One line per lift: ``"Sharpe lift over always long: +0.21 (95 % interval -0.35 … +0.80)"``."""
+    lift = (baselines or {}).get("lift") if isinstance(baselines, dict) else None
+    if not isinstance(lift, dict):
+        return []
+    boot = lift.get("bootstrap") or {}
+    how = (f" · {boot.get('method', 'block')} bootstrap over days, {boot.get('resamples', '?')} resamples"
+           if boot else "")
+    out = []
+    for key, what in (("sharpe", "Sharpe lift over always long"), ("roc_auc", "ROC AUC lift over 0.5")):
+        v = lift.get(key)
+        if not isinstance(v, dict) or _fmt(v.get("value")) == "—":
+            continue
+        level = v.get("level") or 0.95
+        interval = (f" ({level:.0%} interval {float(v['lo']):+.3f} … {float(v['hi']):+.3f})"
+                    if _fmt(v.get("lo")) != "—" and _fmt(v.get("hi")) != "—" else "")
+        out.append(f"{what}: {float(v['value']):+.3f}{interval}")
+    return [o + (how if i == len(out) - 1 else "") for i, o in enumerate(out)]
+
+
 __all__ = [
-    "calibration_figure", "confusion_matrix_figure", "cv_scores_figure", "empty_figure",
+    "auc_interval", "baseline_table", "calibration_figure", "confusion_matrix_figure", "correlation_interval",
+    "cv_scores_figure", "empty_figure", "fold_intervals", "lift_text", "wilson_interval",
     "permutation_importance_figure", "prediction_scatter_figure", "psi_figure", "roc_figure",
     "rolling_auc_figure", "shap_bar_figure", "shap_dependence_figure", "shap_summary_figure",
 ]

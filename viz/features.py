@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from viz.evaluation import wilson_interval
 from viz.theme import COLORS, TEMPLATE
 
 CORR_SCALE = [[0.0, "#2C6FA8"], [0.5, "#F7F7F7"], [1.0, "#C0392B"]]
 ROLLING_DAYS = 60
+CORR_TEXT_MAX = 12  # above this many features the heat map's cells carry no numbers (hover shows them)
 
 
 def _layout(fig: go.Figure, title: str, height: int, **kw) -> go.Figure:
@@ -76,7 +78,8 @@ def timeseries_figure(values: pd.Series, name: str, rolling: int = ROLLING_DAYS,
 
 def correlation_figure(corr: pd.DataFrame, title: str = "Rank correlation (Spearman) between features",
                        height: int | None = None) -> go.Figure:
-    """Heat map of a square correlation matrix, -1 (blue) .. +1 (red)."""
+    """Heat map of a square correlation matrix, -1 (blue) .. +1 (red); cells carry their
+    value only up to :data:`CORR_TEXT_MAX` features (the hover always does)."""
     if corr.empty:
         return empty_figure("no features to correlate", height or 320)
     n = len(corr)
@@ -84,7 +87,8 @@ def correlation_figure(corr: pd.DataFrame, title: str = "Rank correlation (Spear
     text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:.2f}")(np.nan_to_num(z)))
     fig = go.Figure(go.Heatmap(
         z=z, x=list(corr.columns), y=list(corr.index), zmin=-1, zmax=1, colorscale=CORR_SCALE,
-        text=text, texttemplate="%{text}" if n <= 30 else None, textfont=dict(size=9 if n > 16 else 11),
+        text=text if n <= CORR_TEXT_MAX else None, texttemplate="%{text}" if n <= CORR_TEXT_MAX else None,
+        textfont=dict(size=11),
         colorbar=dict(title=dict(text="ρ"), thickness=12), xgap=1, ygap=1,
         hovertemplate="%{y} vs %{x}<br>ρ = %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showgrid=False, ticks="", showline=False)
@@ -105,20 +109,27 @@ def hit_rate_figure(table: pd.DataFrame, name: str, outcome: str, base_rate: flo
     labels = [f"Q{int(b)}" for b in table["bin"]]
     colors = [COLORS["up"] if base_rate is None or r >= base_rate else COLORS["down"] for r in table["hit_rate"]]
     ranges = [f"{lo:.4g} … {hi:.4g}" for lo, hi in zip(table["lo"], table["hi"])]
+    rate = table["hit_rate"].to_numpy(dtype="float64")
+    lo, hi = wilson_interval(table["hits"], table["count"])
+    custom = np.array(list(zip(table["count"].astype(int), table["hits"].astype(float), ranges, lo, hi, strict=True)),
+                      dtype=object)
     fig = go.Figure(go.Bar(
-        x=labels, y=table["hit_rate"], marker_color=colors, text=[f"n={int(c):,}" for c in table["count"]],
-        textposition="outside", cliponaxis=False, textfont=dict(size=10 if len(labels) > 12 else 11),
-        name="hit rate per bin", customdata=np.c_[table["count"], table["hits"], ranges],
-        hovertemplate="%{x}: " + name + " %{customdata[2]}<br>hit rate %{y:.1%}<br>"
-                      "%{customdata[1]} of %{customdata[0]} days<extra></extra>"))
+        x=labels, y=rate, marker_color=colors, text=[f"n={int(c):,}" for c in table["count"]],
+        textposition="inside", insidetextanchor="start", textfont=dict(size=10 if len(labels) > 12 else 11),
+        error_y=dict(type="data", symmetric=False, array=np.nan_to_num(hi - rate), arrayminus=np.nan_to_num(rate - lo),
+                     color=COLORS["ink"], thickness=1.2, width=4),
+        name="hit rate per bin (95 % Wilson interval)", customdata=custom,
+        hovertemplate="%{x}: " + name + " %{customdata[2]}<br>hit rate %{y:.1%} (95 % Wilson %{customdata[3]:.1%} … "
+                      "%{customdata[4]:.1%})<br>%{customdata[1]} of %{customdata[0]} days<extra></extra>"))
     if base_rate is not None and np.isfinite(base_rate):
         fig.add_trace(go.Scatter(x=[labels[0], labels[-1]], y=[base_rate, base_rate], mode="lines",
                                  name=f"all days: {base_rate:.1%}", hoverinfo="skip",
                                  line=dict(color=COLORS["muted"], dash="dash", width=1.5)))
-    top = float(np.nanmax(np.r_[table["hit_rate"].to_numpy(dtype="float64"), base_rate or 0]))
+    top = float(np.nanmax(np.r_[rate, hi, base_rate or 0]))
     fig.update_yaxes(title_text=f"share of days: {outcome}", tickformat=".0%", range=[0, min(1.0, top * 1.15 + 0.03)])
     fig.update_xaxes(title_text=f"{name} quantile bin (Q1 = lowest values; hover for the range)")
-    return _layout(fig, f"{outcome} by {name} quantile", height, showlegend=base_rate is not None,
+    return _layout(fig, f"{outcome} by {name} quantile", height,
+                   showlegend=base_rate is not None,
                    hovermode="closest")
 
 

@@ -42,8 +42,10 @@ def page_header(title: str, subtitle=None, badge: str | None = None, page_id: st
 
 def section(title: str, *children, subtitle=None, section_id: str | None = None,
             class_name: str = "") -> dbc.Card:
-    """A titled card: the unit pages are built from."""
-    header = [html.H2(title, className="almanac-section-title")]
+    """A titled card: the unit pages are built from (its title has id ``<section_id>-title``,
+    so a callback can rename the card to what it holds)."""
+    title_id = {"id": f"{section_id}-title"} if section_id else {}
+    header = [html.H2(title, className="almanac-section-title", **title_id)]
     if subtitle:
         header.append(html.Div(subtitle, className="almanac-section-subtitle"))
     kwargs = {"id": section_id} if section_id else {}

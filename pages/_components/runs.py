@@ -26,6 +26,7 @@ from dash import dcc, html
 from almanac import registry
 from pages._components.feedback import empty_state, failure_alert
 from pages._components.layout import section
+from viz.evaluation import baseline_table, lift_text
 
 RUN_SELECT = "run-select"
 
@@ -139,5 +140,56 @@ def run_links(run_id: str | None, here: str) -> html.Div | None:
                      for path, name in targets if path != here])
 
 
-__all__ = ["RUN_SELECT", "created_text", "load_runs", "main_score", "no_runs", "pick_run", "run_label",
-           "run_links", "run_options", "run_page", "run_picker", "short_label"]
+def run_warnings(run: dict, page_id: str) -> dbc.Alert | None:
+    """The run's warnings (``run.json["warnings"]``: ``{"code", "message"}``) as one light
+    yellow alert, one line each; None when there are none (or the run predates them)."""
+    items = [w for w in run.get("warnings") or [] if isinstance(w, dict) and w.get("message")]
+    if not items:
+        return None
+    lines = [html.Div(["⚠ ", str(w["message"])], className="almanac-warning-line", **{"data-code": str(w.get("code"))})
+             for w in items]
+    return dbc.Alert(lines, color="warning", className="almanac-alert almanac-run-warnings mb-2",
+                     id=f"{page_id}-warnings")
+
+
+def base_rate(run: dict) -> tuple[str, float] | None:
+    """``("base rate (up days)", share)`` of a binary run, ``("majority class share", share)``
+    of a multiclass one: what an accuracy has to beat. None for a regression."""
+    metrics = run.get("metrics") or {}
+    rate = _num(metrics.get("base_rate"))
+    if run.get("task") == "binary" and rate is not None:
+        return "base rate (up days)", rate
+    majority = ((run.get("baselines") or {}).get("majority") or {}).get("metrics") or {}
+    share = _num(majority.get("accuracy"))
+    if run.get("task") == "multiclass" and share is not None:
+        return "majority class share", share
+    return None
+
+
+def baselines_view(run: dict, page_id: str) -> html.Div | None:
+    """The model's pooled scores beside the naive baselines (majority, prior day) on the
+    same out-of-fold days, the always-long Sharpe and the lifts with their intervals;
+    None for a run without ``run.json["baselines"]``."""
+    baselines = run.get("baselines")
+    if not isinstance(baselines, dict) or not baselines:
+        return None
+    table = baseline_table(run.get("metrics"), baselines)
+    parts = []
+    if not table.empty:
+        parts.append(dbc.Table.from_dataframe(table, size="sm", hover=True, className="almanac-table almanac-num mb-1",
+                                              id=f"{page_id}-baselines-table"))
+    sharpe = {name: _num(((baselines.get(key) or {}).get("stats") or {}).get("sharpe"))
+              for key, name in (("always_long", "always long"), ("prior_day", "prior day"))}
+    model_sharpe = _num((run.get("backtest") or {}).get("sharpe"))
+    shown = [f"{n} {v:.2f}" for n, v in [("model", model_sharpe), *sharpe.items()] if v is not None]
+    if len(shown) > 1:
+        parts.append(html.Div("Backtest Sharpe: " + " · ".join(shown), className="almanac-hint",
+                              id=f"{page_id}-baselines-sharpe"))
+    parts += [html.Div(line, className="almanac-hint") for line in lift_text(baselines)]
+    if not parts:
+        return None
+    return html.Div(parts, id=f"{page_id}-baselines")
+
+
+__all__ = ["RUN_SELECT", "base_rate", "baselines_view", "created_text", "load_runs", "main_score", "no_runs",
+           "pick_run", "run_label", "run_links", "run_options", "run_page", "run_picker", "run_warnings", "short_label"]

@@ -90,7 +90,7 @@ def test_empty_states_point_to_train(page, lab_server, screenshot_dir):
 
 
 # ----------------------------------------------------------------------------- /evaluate
-def test_evaluate_charts_have_data(page, runs, screenshot_dir):
+def test_evaluate_charts_have_data(page, runs, lab_server, screenshot_dir):
     page.goto("/evaluate")  # default: the newest run (the logistic one)
     expect(page.locator("#run-select")).to_contain_text("ES rest_of_day logistic")
     page.goto(f"/evaluate?run={runs['lgbm']}")
@@ -112,6 +112,38 @@ def test_evaluate_charts_have_data(page, runs, screenshot_dir):
     assert figure(page, "permutation-graph")[0]["x"] >= 10
     expect(page.locator(".alert-danger")).to_have_count(0)
     page.screenshot(path=str(screenshot_dir / "evaluate-binary.png"), full_page=True)
+
+    # the run's warnings on top and the baselines beside its scores (injected, as the runner records them)
+    from tests.browser.test_train_flow import inject_trust
+
+    record = inject_trust(lab_server.home, registry.get_run(runs["lgbm"], lab_server.home))
+    page.reload()
+    banner = page.locator("#evaluate-warnings")
+    expect(banner).to_be_visible(timeout=CHART_MS)
+    expect(banner.locator(".almanac-warning-line")).to_have_count(2)
+    table = page.locator("#evaluate-baselines-table")
+    expect(table).to_contain_text("Prior day")
+    expect(table).to_contain_text(f"{record['baselines']['majority']['metrics']['accuracy']:.1%}")
+    expect(page.locator("#evaluate-baselines")).to_contain_text("ROC AUC lift over 0.5: +0.020")
+    expect(page.locator("#evaluate-summary-line")).to_contain_text("base rate (up days)")
+    expect(page.locator("#evaluate-report-table")).to_contain_text("base rate (up days)")
+    cv = figure(page, "evaluate-cv-graph")
+    assert cv[0]["y"] == 5  # five folds as points (intervals drawn as error bars)
+    # the app's colours, not Dash's default purple/blue, on the slider and the spinners
+    fill = page.evaluate("""() => getComputedStyle(document.querySelector('#evaluate-threshold [role=slider]'))
+                                   .backgroundColor""")
+    track = page.evaluate("""() => { const r = document.querySelector('#evaluate-threshold .dash-slider-range')
+                                       || document.querySelector('#evaluate-threshold [data-orientation] span span');
+                                     return r ? getComputedStyle(r).backgroundColor : null; }""")
+    print(f"\nslider thumb {fill}, range {track}")
+    assert "127, 75, 196" not in f"{fill} {track}"  # #7f4bc4, Dash's default purple
+    assert fill == "rgb(24, 188, 156)"  # the theme's accent
+    # dcc.Loading's default spinner (shown only while a chart loads): the stylesheet's colour
+    spinner = page.evaluate("""() => { const s = document.createElement('div'); s.className = 'dash-default-spinner';
+        const r = document.createElement('div'); s.appendChild(r); document.body.appendChild(s);
+        const c = getComputedStyle(r).backgroundColor; s.remove(); return c; }""")
+    assert spinner == "rgb(24, 188, 156)"
+    page.screenshot(path=str(screenshot_dir / "evaluate-binary-warnings.png"), full_page=True)
 
     # the threshold slider scrubs the precomputed grid: the matrix changes, its total does not
     before = cm[0]["z"]
@@ -211,11 +243,64 @@ def test_compare_two_runs(page, runs, screenshot_dir):
     lines = [t for t in figure(page, "models-compare-equity-graph") if not t["name"].startswith("buy and hold")]
     assert len(lines) == 2 and all(t["x"] > 1000 for t in lines)
     assert {t["name"].split(" ")[0] for t in lines} == {"lightgbm", "logistic"}
-    cv = [t for t in figure(page, "models-compare-cv-graph") if not t["name"].startswith("reference")]
+    cv = figure(page, "models-compare-cv-graph")
     assert len(cv) == 2 and all(t["y"] == 5 for t in cv)
     expect(page.locator("#models-compare-table")).to_contain_text("Sharpe ratio (annualized)")
+    expect(page.locator("#models-compare-table")).to_contain_text("Trials counted for DSR")
+    # numbers right-aligned; the better value of ranked rows marked
+    align = page.evaluate("""() => getComputedStyle(document.querySelector('#models-compare-table td.almanac-num'))
+                                   .textAlign""")
+    assert align == "right"
+    assert page.locator("#models-compare-table td.almanac-best").count() >= 5
     page.locator("#models-compare-section").scroll_into_view_if_needed()
     page.screenshot(path=str(screenshot_dir / "models-compare.png"), full_page=True)
+
+
+def test_rename_and_annotate_a_run(page, runs, lab_server, screenshot_dir):
+    page.goto("/models")
+    check_row(page, runs["lgbm"])
+    name = registry.get_run(runs["lgbm"], lab_server.home)["name"]
+    expect(page.locator("#models-name")).to_have_value(name)
+    page.fill("#models-name", "lgbm, renamed in the browser")
+    page.fill("#models-notes", "a note\nsecond line")
+    page.click("#models-labels-save")
+    expect(page.locator("#models-message")).to_contain_text("Saved")
+    row = page.locator(f'#models-grid .ag-row[row-id="{runs["lgbm"]}"]').first
+    expect(row).to_contain_text("lgbm, renamed in the browser")
+    expect(row).to_contain_text("a note · second line")
+    run = registry.get_run(runs["lgbm"], lab_server.home)
+    assert (run["name"], run["user_notes"]) == ("lgbm, renamed in the browser", "a note\nsecond line")
+    page.screenshot(path=str(screenshot_dir / "models-labels.png"), full_page=True)
+    page.fill("#models-name", "")  # refused: a run keeps a name; nothing changes
+    page.click("#models-labels-save")
+    expect(page.locator("#models-message .alert-danger")).to_contain_text("the run name is empty")
+    assert registry.get_run(runs["lgbm"], lab_server.home)["name"] == "lgbm, renamed in the browser"
+
+
+@pytest.mark.parametrize("config, task", [("es-forward-return-xgb.yaml", "regression"),
+                                          ("es-archetype-rf.yaml", "multiclass")])
+def test_evaluate_fits_the_task(page, lab_server, screenshot_dir, config, task):
+    """Regression and multiclass runs: no card titled "ROC curve" holding something else,
+    no empty "not shown" card; the shown cards have charts."""
+    run_id, seconds = train(lab_server.home, ROOT / "configs" / config)
+    print(f"\ntrained {run_id} ({task}) in {seconds:.1f} s")
+    page.goto(f"/evaluate?run={run_id}")
+    cv = figure(page, "evaluate-cv-graph")
+    assert cv[0]["y"] >= 4  # one point per fold
+    assert figure(page, "psi-graph")[0]["z"]
+    titles = page.locator(".almanac-section:visible .almanac-section-title").all_inner_texts()
+    assert "ROC curve" not in titles and "Calibration" not in titles
+    if task == "regression":
+        assert "Prediction vs outcome" in titles and "Confusion matrix" not in titles
+        assert figure(page, "evaluate-scatter-graph")[1]["x"] > 1000
+    else:
+        assert figure(page, "confusion-matrix-graph")[0]["z"]
+        expect(page.locator("#evaluate-report-table")).to_contain_text("majority class share")
+    for section in page.locator(".almanac-section:visible").all():  # no empty "not shown" cards
+        assert "Not shown" not in section.inner_text() and "No ROC" not in section.inner_text()
+    expect(page.locator(".alert-danger")).to_have_count(0)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(screenshot_dir / f"evaluate-{task}.png"), full_page=True)
 
 
 def test_mark_active_then_delete_with_confirmation(page, runs, lab_server, screenshot_dir):

@@ -76,7 +76,7 @@ def test_train_defaults_leave_and_come_back(page, lab_server, screenshot_dir):
 
     page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=TIMEOUT)
     bars = page.evaluate(CV_BARS)
-    assert bars["type"] == "bar" and len(bars["x"]) == 5 and len(bars["y"]) == 5
+    assert bars["type"] == "scatter" and len(bars["x"]) == 5 and len(bars["y"]) == 5  # points with intervals
     assert bars["title"] == "ROC AUC per fold"
     expect(page.locator("#train-stage")).to_have_text("Finished")
     expect(page.locator("#train-button")).to_be_enabled()
@@ -100,6 +100,53 @@ def test_train_defaults_leave_and_come_back(page, lab_server, screenshot_dir):
     page.reload()
     page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=30_000)
     expect(page.locator("#train-run-id")).to_have_text(run_id)
+
+    # the warnings and baselines the runner records (injected: this branch may predate them)
+    run = registry.get_run(run_id, lab_server.home)
+    inject_trust(lab_server.home, run)
+    page.reload()
+    page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=30_000)
+    banner = page.locator("#train-warnings")
+    expect(banner).to_be_visible()
+    expect(banner.locator(".almanac-warning-line")).to_have_count(2)
+    expect(banner).to_contain_text("fold 2 has 80 test days")
+    table = page.locator("#train-baselines-table")
+    expect(table).to_contain_text("Majority")
+    expect(table).to_contain_text(f"{run['metrics']['accuracy']:.1%}")
+    expect(table).to_contain_text("51.0%")  # the prior-day accuracy injected
+    expect(page.locator("#train-baselines")).to_contain_text("Sharpe lift over always long: +0.250")
+    expect(page.locator("#train-pooled-metrics")).to_contain_text("base rate (up days)")
+    # checked switches and check boxes in the theme's accent (not Bootstrap's or Dash's defaults)
+    checked = page.evaluate("""() => getComputedStyle(document.querySelector('.form-check-input:checked'))
+                                      .backgroundColor""")
+    assert checked == "rgb(24, 188, 156)"
+    page.screenshot(path=str(screenshot_dir / "train-done-warnings.png"), full_page=True)
+
+
+WARNINGS = [{"code": "short_test_fold", "message": "fold 2 has 80 test days, fewer than 100: its scores are noisy"},
+            {"code": "few_trades", "message": "the backtest made 21 trades, fewer than 30: its Sharpe is noise"}]
+
+
+def inject_trust(home, run: dict) -> dict:
+    """Write ``warnings`` and ``baselines`` (as ml/runner.py records them) into the run's
+    run.json; majority = the run's own base rate."""
+    rate = (run.get("metrics") or {}).get("base_rate", 0.53)
+    baselines = {
+        "always_long": {"stats": {"sharpe": 0.35, "trades": 900}, "params": {"cost_bps": 1.0, "threshold": None,
+                                                                            "long_only": True}},
+        "majority": {"metrics": {"accuracy": max(rate, 1 - rate), "brier": 0.2491, "log_loss": 0.6921,
+                                 "roc_auc": 0.5, "base_rate": rate}},
+        "prior_day": {"metrics": {"accuracy": 0.51, "roc_auc": 0.502, "brier": 0.3, "log_loss": 0.9},
+                      "stats": {"sharpe": -0.2}},
+        "lift": {"sharpe": {"value": 0.25, "lo": -0.4, "hi": 0.9, "level": 0.95},
+                 "roc_auc": {"value": 0.02, "lo": -0.01, "hi": 0.05, "level": 0.95},
+                 "bootstrap": {"method": "stationary", "block_days": 20, "resamples": 1000, "seed": 0}},
+    }
+    path = home / "runs" / run["run_id"] / "run.json"
+    record = json.loads(path.read_text())
+    record.update(warnings=WARNINGS, baselines=baselines)
+    path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def test_cancel_stops_the_job_and_registers_nothing(page, lab_server, screenshot_dir):
@@ -153,3 +200,30 @@ def test_a_spec_the_data_cannot_serve_is_refused_with_its_reason(page, lab_serve
     expect(alert).to_contain_text("fewer than the", timeout=30_000)
     expect(alert).to_contain_text("lower min_train or n_splits")
     expect(page.locator("#train-button")).to_be_enabled()
+
+
+def field(name: str) -> str:
+    return f'[id=\'{{"name":"{name}","type":"train-field"}}\']'
+
+
+@pytest.mark.parametrize("label, task", [("forward_return", "regression"), ("archetype", "multiclass")])
+def test_train_result_fits_the_task_and_keeps_name_and_notes(page, lab_server, screenshot_dir, label, task):
+    """A regression and a multiclass run trained from the form: the per-fold chart shows
+    their own score as points, the name and notes typed in the form are the run's."""
+    open_train(page)
+    page.fill(field("name"), f"ui {task} run")
+    page.fill(field("notes"), "typed on /train\nsecond line")
+    page.select_option(field("label"), label)
+    page.select_option(field("kind"), "logistic")
+    expect(page.locator("#train-button")).to_be_enabled()
+    page.click("#train-button")
+    page.wait_for_selector("#cv-scores-graph .js-plotly-plot", timeout=TIMEOUT)
+    bars = page.evaluate(CV_BARS)
+    assert bars["type"] == "scatter" and len(bars["y"]) == 5
+    assert bars["title"] == ("IC (rank corr.) per fold" if task == "regression" else "accuracy per fold")
+    expect(page.locator("#train-run-name")).to_have_text(f"ui {task} run")
+    expect(page.locator("#train-run-notes")).to_contain_text("typed on /train")
+    run = registry.get_run(page.locator("#train-run-id").inner_text(), lab_server.home)
+    assert (run["name"], run["user_notes"], run["task"]) == (f"ui {task} run", "typed on /train\nsecond line", task)
+    expect(page.locator(".alert-danger")).to_have_count(0)
+    page.screenshot(path=str(screenshot_dir / f"train-done-{task}.png"), full_page=True)
