@@ -20,7 +20,11 @@ STAT_ROWS = (
     ("total_return", "Total return", "pct"), ("cagr", "CAGR", "pct"),
     ("max_drawdown", "Max drawdown", "pct"), ("calmar", "Calmar ratio", "num"),
     ("win_rate", "Win rate (trades)", "pct"), ("trades", "Trades", "int"),
-    ("exposure", "Exposure (days in a position)", "pct"), ("days", "Days", "int"),
+    ("exposure", "Exposure (days in a position)", "pct"),
+    ("volatility", "Volatility (annualized)", "pct"),
+    ("turnover", "Turnover (× capital per year)", "num"),
+    ("cost_drag", "Cost drag (return per year)", "pct"),
+    ("days", "Days", "int"),
     ("skew", "Skew of daily returns", "num"), ("kurtosis", "Kurtosis (non-excess)", "num"),
 )
 
