@@ -55,6 +55,48 @@ def fmt(value, kind: str = "num") -> str:
         return f"{int(round(x)):,}"
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
 
+#: Rows that describe the model's selection among trials: not shown for a baseline.
+MODEL_ONLY = ("dsr", "n_trials")
+
+
+def stat_columns(columns: list[tuple[str, dict | None]]) -> tuple[list[str], list[list[str]]]:
+    """A statistics table with one column per strategy: ``columns`` is [(name, stats)]
+    (the model first, then the baselines; None stats = a blank column). Returns (header,
+    rows) of display strings in :data:`STAT_ROWS` order; rows that no column has are left
+    out, and the DSR / trial rows are blank for the baselines (they are not trials)."""
+    header = ["Statistic"] + [name for name, _ in columns]
+    rows = []
+    for key, label, kind in STAT_ROWS:
+        if not any(isinstance(s, dict) and key in s for _, s in columns):
+            continue
+        cells = []
+        for i, (_, s) in enumerate(columns):
+            blank = not isinstance(s, dict) or key not in s or (i > 0 and key in MODEL_ONLY)
+            cells.append("" if blank else fmt(s.get(key), kind))
+        rows.append([label] + cells)
+    return header, rows
+
+
+def signed(value, digits: int = 2) -> str:
+    """+0.42 / −0.10 (a real minus sign); an en dash for None / NaN."""
+    text = fmt(value)
+    if text == "–":
+        return text
+    x = float(value)
+    return f"{'+' if x >= 0 else '−'}{abs(x):.{digits}f}"
+
+
+def lift_text(lift: dict | None, key: str = "sharpe") -> str | None:
+    """"+0.42 (95 % CI −0.10 to +0.91)" of ``run["baselines"]["lift"][key]``; None without it."""
+    item = (lift or {}).get(key)
+    if not isinstance(item, dict) or item.get("value") is None:
+        return None
+    level = item.get("level") or 0.95
+    ci = (f" ({level:.0%} CI {signed(item.get('lo'))} to {signed(item.get('hi'))})"
+          if item.get("lo") is not None and item.get("hi") is not None else "")
+    return f"{signed(item['value'])}{ci}".replace("%", " %")
+
+
 def _stats(run: dict) -> dict:
     bt = run.get("backtest") or {}
     return bt.get("stats", bt) if isinstance(bt.get("stats"), dict) else bt

@@ -24,11 +24,13 @@ with :func:`recorded_baselines`; runs trained before they existed lack them.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from almanac import registry
+from almanac.errors import NotFoundError
 from ml import stats
 from ml.backtester import BacktestResult, backtest, sharpe_grid, trading_columns
 from ml.runinfo import trading_rules
@@ -40,6 +42,17 @@ GRID_COSTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)
 ROLLING_DAYS = 126
 
 
+def _artifact(run: dict, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet artifact of the run: from its folder (``run["path"]``) when the record has
+    one, else through the registry of the current data home."""
+    if run.get("path"):
+        path = Path(run["path"]) / name
+        if not path.is_file():
+            raise NotFoundError(f"run {run.get('run_id')} has no {name}: its folder is incomplete; retrain it")
+        return pd.read_parquet(path, columns=columns)
+    return registry.read_artifact(run["run_id"], name, columns=columns)
+
+
 def backtest_frame(run: dict) -> pd.DataFrame:
     """One row per out-of-fold day: date, prob, cutoff_price, close, prev_close.
 
@@ -49,9 +62,8 @@ def backtest_frame(run: dict) -> pd.DataFrame:
     """
     from ml.runner import _backtest_frame  # the runner's rule, imported when first needed
 
-    run_id = run["run_id"]
-    oof = registry.read_artifact(run_id, "oof.parquet")
-    data = registry.read_artifact(run_id, "dataset.parquet", columns=["cutoff_price", "close", "prev_close"])
+    oof = _artifact(run, "oof.parquet")
+    data = _artifact(run, "dataset.parquet", columns=["cutoff_price", "close", "prev_close"])
     rows = data.reindex(pd.DatetimeIndex(oof["date"], name="date"))
     pred = oof["prob" if run["task"] == "binary" else "pred"].to_numpy(dtype="float64")
     return _backtest_frame(rows, pred, run["task"])
@@ -150,7 +162,7 @@ def decile_returns(pred, realized, n: int = 10) -> pd.DataFrame:
 
 def deciles(run: dict) -> pd.DataFrame:
     """A regression run's out-of-fold :func:`decile_returns` (prediction vs realized label)."""
-    oof = registry.read_artifact(run["run_id"], "oof.parquet")
+    oof = _artifact(run, "oof.parquet")
     return decile_returns(oof["pred"], oof["y"])
 
 
