@@ -47,7 +47,7 @@ from pages._components import failure_alert, info_alert, page_header, page_token
 from pages._components.feedback import warning_alert
 from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
 from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure,
-                          rolling_sharpe_figure, sharpe_grid_figure)
+                          rolling_sharpe_figure, sharpe_grid_figure, trace_updates)
 from viz.report import render_report
 
 dash.register_page(__name__, path="/backtest", name="Backtest", order=5, title="Backtest · Almanac ML Lab",
@@ -210,7 +210,7 @@ def layout(run: str | None = None, **_query):
                                      "controls recomputes the backtest from the stored predictions: nothing is "
                                      "refitted.", page_id="backtest")
     return run_page("backtest", header, problem, runs, [
-        page_token("backtest-token"),
+        page_token("backtest-token"), dcc.Store(id="backtest-drawn"),
         html.Div(id="backtest-warnings"),
         section("Run and trading rules",
                 dbc.Row([dbc.Col(run_picker(runs, pick_run(runs, run)), lg=6),
@@ -260,32 +260,66 @@ def setup_run(run_id):
             SHOWN if task == "regression" else HIDDEN, deciles)
 
 
+def _full_render(run_id, drawn) -> bool:
+    """Draw every chart anew (a new run, the first call, after an error or outside a
+    callback); else only the y values that changed go out (``dash.Patch``)."""
+    if drawn != run_id:
+        return True
+    try:
+        props = dash.ctx.triggered_prop_ids
+    except Exception:  # noqa: BLE001 - called as a plain function (tests): draw everything
+        return True
+    return not props or "run-select.value" in props
+
+
+def _cost_changed() -> bool:
+    try:
+        return "backtest-cost.value" in dash.ctx.triggered_prop_ids
+    except Exception:  # noqa: BLE001 - outside a callback
+        return True
+
+
+def _patch(updates: dict[int, dict]) -> Patch:
+    """A Patch of a box holding a dcc.Graph: new y values of the traces at these positions."""
+    p = Patch()
+    for i, y in updates.items():
+        p["props"]["figure"]["data"][i]["y"] = y
+    return p
+
+
 @callback(
     Output("backtest-stats", "children"), Output("backtest-stats-note", "children"),
     Output("backtest-equity", "children"), Output("backtest-drawdown", "children"),
     Output("backtest-rolling", "children"), Output("backtest-monthly", "children"),
     Output("backtest-trades", "rowData"), Output("backtest-message", "children"),
+    Output("backtest-drawn", "data"),
     Input("run-select", "value"), Input("threshold-slider", "value"), Input("backtest-long-only", "value"),
-    Input("backtest-cost", "value"), State("backtest-log", "value"),
+    Input("backtest-cost", "value"), State("backtest-log", "value"), State("backtest-drawn", "data"),
 )
-def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False):
+def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, drawn=None):
     """Recompute the backtest (and always long, at the same cost) from the stored
-    out-of-fold predictions at these settings."""
+    out-of-fold predictions at these settings. A new run draws every chart; a moved
+    control sends only the statistics, the changed y values (float32) and the monthly
+    table (``backtest-drawn`` holds the run whose charts are on screen)."""
     empty = (None, None, None, None, None, None, [])
     if not run_id:
-        return (*empty, None)
+        return (*empty, None, None)
+    full = _full_render(run_id, drawn)
     try:
         run = registry.get_run(run_id)
         if run.get("task") == "multiclass":
             note = info_alert("this run predicts a day type (" + ", ".join(map(str, run.get("classes") or []))
                               + "), not a direction, so there is no signal to trade: see its classification "
                                 "scores on /evaluate.", title="No backtest for a multiclass run")
-            return (*empty, note)
+            return (*empty, note, None)
         frame = replay.backtest_frame(run)
         result = recompute(run, threshold, cost_bps, long_only, frame=frame)
         long_run = replay.always_long(frame, result.params["cost_bps"])
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
-        return (*empty, failure_alert(exc, log, f"backtesting run {run_id}"))
+        alert = failure_alert(exc, log, f"backtesting run {run_id}")
+        if full:
+            return (*empty, alert, None)
+        return (*[no_update] * 7, alert, no_update)  # the last good charts stay
     symbol = ((run.get("spec") or {}).get("data") or {}).get("symbol", "")
     baselines = replay.recorded_baselines(run)
     prior = (baselines.get("prior_day") or {}).get("stats")
@@ -302,6 +336,12 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False):
         f" Prior day: recorded at training ({prior_cost:g} bp per side)." if isinstance(prior, dict) else "",
     ], className="almanac-hint mt-2")
     rolling = replay.rolling_sharpe(result.daily)
+    monthly = _graph("backtest-monthly-graph", monthly_returns_figure(monthly_returns(result.daily)))
+    if not full:
+        up = trace_updates(result.daily, long_run.daily if _cost_changed() else None, rolling,
+                           result.stats.get("sharpe"))
+        return (table, note, _patch(up["equity"]), _patch(up["drawdown"]), _patch(up["rolling"]), monthly,
+                trades_rows(result.trades), None, run_id)
     return (table, note,
             _graph("equity-curve-graph", equity_figure(result.daily, benchmark_name=f"buy and hold {symbol}".strip(),
                                                        height=EQUITY_HEIGHT, log_scale=bool(log_scale),
@@ -309,8 +349,7 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False):
             _graph("backtest-drawdown-graph", drawdown_figure(result.daily)),
             _graph("backtest-rolling-graph", rolling_sharpe_figure(result.daily, rolling, replay.ROLLING_DAYS,
                                                                    result.stats.get("sharpe"))),
-            _graph("backtest-monthly-graph", monthly_returns_figure(monthly_returns(result.daily))),
-            trades_rows(result.trades), None)
+            monthly, trades_rows(result.trades), None, run_id)
 
 
 @callback(

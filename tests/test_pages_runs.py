@@ -297,7 +297,9 @@ def trace(fig, name):
 def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
     o = oof(run)
-    table, note, equity, dd, rolling, monthly, trades, message = bt.render_backtest(run["run_id"], 0.6, False, 2.0)
+    table, note, equity, dd, rolling, monthly, trades, message, drawn = bt.render_backtest(run["run_id"], 0.6, False,
+                                                                                         2.0)
+    assert drawn == run["run_id"]
     assert message is None and table.id == "backtest-stats-table" and equity.id == "equity-curve-graph"
     n = int(((o["prob"] >= 0.6) | (o["prob"] <= 0.4)).sum())
     assert len(trades) == n and f"{n:,}" in texts(table)
@@ -307,9 +309,36 @@ def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
     # always long: every out-of-fold day, the same 2 bp per side, by hand
     assert np.allclose(trace(equity.figure, "always long")["y"], hand_equity(run, 0.6, 2.0, always_long=True),
                        rtol=1e-12)
-    *_, trades_long, _ = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
+    *_, trades_long, _, _ = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
     assert len(trades_long) == int((o["prob"] >= 0.6).sum())
     assert {t["side"] for t in trades_long} == {"long"}
+
+
+def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
+    """Same run on screen: the slider sends the new y values (float32), not the figures."""
+    import base64
+    import json
+
+    from plotly.utils import PlotlyJSONEncoder
+
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    full = in_callback(bt.render_backtest, "run-select.value", run["run_id"], 0.6, False, 2.0, False, None)
+    moved = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], 0.6, False, 2.0, False,
+                        run["run_id"])
+    ops = moved[2].to_plotly_json()["operations"]
+    assert [o["location"] for o in ops] == [["props", "figure", "data", 2, "y"]]  # strategy only: cost unchanged
+    y = np.frombuffer(base64.b64decode(ops[0]["params"]["value"]["bdata"]), dtype="float32")
+    assert np.allclose(y, trace(full[2].figure, "strategy")["y"], rtol=1e-6)
+    assert moved[3].to_plotly_json()["operations"][0]["location"] == ["props", "figure", "data", 0, "y"]
+    assert texts(moved[0]) == texts(full[0]) and moved[8] == run["run_id"]
+    size = lambda out: len(json.dumps(out[:6], cls=PlotlyJSONEncoder))  # noqa: E731 - figures and table
+    assert size(moved) < size(full) / 3
+    costly = in_callback(bt.render_backtest, "backtest-cost.value", run["run_id"], 0.6, False, 3.0, False,
+                         run["run_id"])
+    assert len(costly[2].to_plotly_json()["operations"]) == 2  # always long follows the cost
+    other = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], 0.6, False, 2.0, False,
+                        "another-run")
+    assert other[2].id == "equity-curve-graph"  # charts of another run on screen: drawn anew
 
 
 def test_statistics_have_baseline_columns_volatility_turnover_and_cost_drag(lab, no_models):

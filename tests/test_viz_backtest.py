@@ -107,10 +107,11 @@ def test_rolling_sharpe_figure_holds_the_window_sharpe():
     rolling = stats.rolling_sharpe(daily["strategy_return"], 126)
     fig = vb.rolling_sharpe_figure(daily, rolling, 126, 0.5)
     y = np.asarray(fig.data[0].y)
+    assert list(fig.data[1].y) == [0.5, 0.5]
     assert np.isnan(y[:125]).all()
     window = daily["strategy_return"].iloc[200 - 125:201]
     assert y[200] == pytest.approx(stats.sharpe(window), rel=1e-9)
-    assert "Fewer than 126" in vb.rolling_sharpe_figure(daily.iloc[:50], rolling.iloc[:50]).layout.annotations[0].text
+    assert "Fewer than 126 days" in vb.rolling_sharpe_figure(daily.iloc[:50], rolling.iloc[:50]).layout.annotations[0].text
 
 
 def test_grid_figure_cells_equal_backtest():
@@ -142,3 +143,27 @@ def test_decile_means_and_counts_by_hand():
     fig = vb.decile_figure(table)
     assert list(fig.data[0].y) == pytest.approx(table["mean"].tolist())
     assert fig.data[0].text[0] == f"n={table['count'].iloc[0]}"
+
+
+def test_trace_updates_are_the_new_y_values_as_float32():
+    import base64
+
+    from ml import stats
+    from ml.replay import always_long
+
+    frame = _frame()
+    model = backtest(frame, threshold=0.6, cost_bps=2.0)
+    base = always_long(frame, 2.0)
+    rolling = stats.rolling_sharpe(model.daily["strategy_return"], 126)
+    up = vb.trace_updates(model.daily, base.daily, rolling, model.stats["sharpe"])
+
+    def decode(spec):
+        return np.frombuffer(base64.b64decode(spec["bdata"]), dtype=spec["dtype"])
+
+    full = vb.equity_figure(model.daily, baseline=base.daily)
+    assert full.data[vb.EQUITY_STRATEGY].name == "strategy" and full.data[vb.EQUITY_ALWAYS_LONG].name == "always long"
+    assert np.allclose(decode(up["equity"][vb.EQUITY_STRATEGY]), model.daily["equity"], rtol=1e-6)
+    assert np.allclose(decode(up["equity"][vb.EQUITY_ALWAYS_LONG]), base.daily["equity"], rtol=1e-6)
+    assert np.allclose(decode(up["drawdown"][0]), model.daily["drawdown"], rtol=1e-6, atol=1e-7)
+    assert np.allclose(decode(up["rolling"][0]), rolling, rtol=1e-5, equal_nan=True)
+    assert decode(up["rolling"][1])[0] == pytest.approx(model.stats["sharpe"], rel=1e-6)
