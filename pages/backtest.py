@@ -46,7 +46,7 @@ from ml.runinfo import trading_rules
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.feedback import warning_alert
 from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
-from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure,
+from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure, monthly_updates,
                           rolling_sharpe_figure, sharpe_grid_figure, trace_updates)
 from viz.report import render_report
 
@@ -104,10 +104,25 @@ def lift_cell(run: dict, result: BacktestResult, long_stats: dict) -> str:
 
 
 def trades_rows(trades: pd.DataFrame) -> list[dict]:
-    """The trades grid's rows (dates as text, returns in percent)."""
+    """Trades as rows (dates as text, returns in percent): what the grid shows at one setting."""
     t = trades.assign(date=pd.to_datetime(trades["date"]).dt.strftime("%Y-%m-%d"),
                       gross_return=trades["gross_return"] * 100, net_return=trades["net_return"] * 100)
     return t.to_dict("records")
+
+
+def day_rows(frame: pd.DataFrame) -> list[dict]:
+    """Every out-of-fold day that has a signal, once per run: date, prob (P(up) as stored,
+    full precision: the grid applies the threshold to it), entry, exit and the
+    cutoff-to-close move in percent. The grid turns them into the trades of the settings
+    on screen (:func:`trade_columns`, :func:`trade_filter`)."""
+    df = frame.sort_values("date")
+    df = df[np.isfinite(df["prob"].to_numpy(dtype="float64"))]
+    return pd.DataFrame({"date": pd.to_datetime(df["date"]).dt.strftime("%Y-%m-%d"),
+                         "prob": df["prob"].astype("float64"),
+                         "entry": df["cutoff_price"].astype("float64").round(4),
+                         "exit": df["close"].astype("float64").round(4),
+                         "move": ((df["close"] / df["cutoff_price"] - 1.0) * 100).astype("float64")}
+                        ).to_dict("records")
 
 
 def warnings_banner(run: dict):
@@ -124,27 +139,57 @@ def _box(box_id: str, min_height: int) -> dcc.Loading:
     return dcc.Loading(html.Div(id=box_id, style={"minHeight": f"{min_height}px"}), type="default", delay_show=400)
 
 
-def _trades_grid() -> dag.AgGrid:
+def _position_js(threshold: float, long_only: bool) -> str:
+    """The backtester's signal rule (ml.backtester: long when P(up) >= t, short when P(up)
+    <= 1 - t unless long only, 1e-12 of float tolerance) as a JavaScript expression on a
+    grid row: the same doubles give the same sides."""
+    t = repr(float(threshold))
+    short = "false" if long_only else f"params.data.prob <= 1 - {t} + 1e-12"
+    return f"(params.data.prob >= {t} - 1e-12 ? 1 : ({short} ? -1 : 0))"
+
+
+def trade_columns(threshold: float, long_only: bool, cost_bps) -> list[dict]:
+    """The trades grid's columns at these settings: side, gross and net return are worked out
+    in the browser from each day's P(up) and cutoff-to-close move, so a moved control sends
+    these few lines instead of every trade."""
     pct = {"function": "params.value == null ? '' : d3.format('.3f')(params.value) + ' %'"}
     price = {"function": "params.value == null ? '' : d3.format(',.2f')(params.value)"}
+    pos = _position_js(threshold, long_only)
+    try:
+        cost = float(cost_bps)
+    except (TypeError, ValueError):
+        cost = 0.0
+    cost_pct = repr(2.0 * cost / 100.0) if np.isfinite(cost) else "0"  # entry + exit, in percent
+    return [{"field": "date", "headerName": "Day", "width": 120},
+            {"colId": "side", "headerName": "Side", "width": 90,
+             "valueGetter": {"function": f"{pos} > 0 ? 'long' : ({pos} < 0 ? 'short' : '')"},
+             "cellClassRules": {"text-success fw-bold": "params.value === 'long'",
+                                "text-danger fw-bold": "params.value === 'short'"}},
+            {"field": "entry", "headerName": "Entry (cutoff price)", "flex": 1, "type": "rightAligned",
+             "valueFormatter": price},
+            {"field": "exit", "headerName": "Exit (close)", "flex": 1, "type": "rightAligned",
+             "valueFormatter": price},
+            {"colId": "gross_return", "headerName": "Gross return", "flex": 1, "type": "rightAligned",
+             "valueGetter": {"function": f"{pos} * params.data.move"}, "valueFormatter": pct},
+            {"colId": "net_return", "headerName": "Net return (after costs)", "flex": 1, "type": "rightAligned",
+             "valueGetter": {"function": f"{pos} * params.data.move - Math.abs({pos}) * {cost_pct}"},
+             "valueFormatter": pct}]
+
+
+def trade_filter(threshold: float, long_only: bool) -> dict:
+    """The grid's external filter: only the days traded at these settings are listed."""
+    return {"function": f"{_position_js(threshold, long_only)} !== 0"}
+
+
+def _trades_grid() -> dag.AgGrid:
     return dag.AgGrid(
-        id="backtest-trades", rowData=[],
-        columnDefs=[{"field": "date", "headerName": "Day", "width": 120},
-                    {"field": "side", "headerName": "Side", "width": 90,
-                     "cellClassRules": {"text-success fw-bold": "params.value === 'long'",
-                                        "text-danger fw-bold": "params.value === 'short'"}},
-                    {"field": "entry", "headerName": "Entry (cutoff price)", "flex": 1, "type": "rightAligned",
-                     "valueFormatter": price},
-                    {"field": "exit", "headerName": "Exit (close)", "flex": 1, "type": "rightAligned",
-                     "valueFormatter": price},
-                    {"field": "gross_return", "headerName": "Gross return", "flex": 1, "type": "rightAligned",
-                     "valueFormatter": pct},
-                    {"field": "net_return", "headerName": "Net return (after costs)", "flex": 1,
-                     "type": "rightAligned", "valueFormatter": pct}],
+        id="backtest-trades", rowData=[], columnDefs=trade_columns(0.55, False, 1.0),
         defaultColDef={"sortable": True, "resizable": True},
         dashGridOptions={"pagination": True, "paginationPageSize": 15, "paginationPageSizeSelector": False,
-                         "domLayout": "autoHeight",
-                         "localeText": {"noRowsToShow": "No trades at these settings: lower the threshold."}},
+                         "domLayout": "autoHeight", "isExternalFilterPresent": {"function": "true"},
+                         "doesExternalFilterPass": trade_filter(0.55, False),
+                         "localeText": {"noRowsToShow": "No trades at these settings: lower the threshold.",
+                                        "noMatchingRows": "No trades at these settings: lower the threshold."}},
         className="almanac-grid", style={"width": "100%"},
     )
 
@@ -292,18 +337,20 @@ def _patch(updates: dict[int, dict]) -> Patch:
     Output("backtest-equity", "children"), Output("backtest-drawdown", "children"),
     Output("backtest-rolling", "children"), Output("backtest-monthly", "children"),
     Output("backtest-trades", "rowData"), Output("backtest-message", "children"),
-    Output("backtest-drawn", "data"),
+    Output("backtest-drawn", "data"), Output("backtest-trades", "columnDefs"),
+    Output("backtest-trades", "dashGridOptions"),
     Input("run-select", "value"), Input("threshold-slider", "value"), Input("backtest-long-only", "value"),
     Input("backtest-cost", "value"), State("backtest-log", "value"), State("backtest-drawn", "data"),
 )
 def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, drawn=None):
     """Recompute the backtest (and always long, at the same cost) from the stored
     out-of-fold predictions at these settings. A new run draws every chart; a moved
-    control sends only the statistics, the changed y values (float32) and the monthly
-    table (``backtest-drawn`` holds the run whose charts are on screen)."""
+    control sends only the statistics, the changed y values (float32), the monthly table
+    and the trades grid's rule (its rows, every day with a signal, go once per run:
+    :func:`day_rows`); ``backtest-drawn`` holds the run whose charts are on screen."""
     empty = (None, None, None, None, None, None, [])
     if not run_id:
-        return (*empty, None, None)
+        return (*empty, None, None, no_update, no_update)
     full = _full_render(run_id, drawn)
     try:
         run = registry.get_run(run_id)
@@ -311,15 +358,15 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
             note = info_alert("this run predicts a day type (" + ", ".join(map(str, run.get("classes") or []))
                               + "), not a direction, so there is no signal to trade: see its classification "
                                 "scores on /evaluate.", title="No backtest for a multiclass run")
-            return (*empty, note, None)
+            return (*empty, note, None, no_update, no_update)
         frame = replay.backtest_frame(run)
         result = recompute(run, threshold, cost_bps, long_only, frame=frame)
         long_run = replay.always_long(frame, result.params["cost_bps"])
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         alert = failure_alert(exc, log, f"backtesting run {run_id}")
         if full:
-            return (*empty, alert, None)
-        return (*[no_update] * 7, alert, no_update)  # the last good charts stay
+            return (*empty, alert, None, no_update, no_update)
+        return (*[no_update] * 7, alert, no_update, no_update, no_update)  # the last good charts stay
     symbol = ((run.get("spec") or {}).get("data") or {}).get("symbol", "")
     baselines = replay.recorded_baselines(run)
     prior = (baselines.get("prior_day") or {}).get("stats")
@@ -336,12 +383,19 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
         f" Prior day: recorded at training ({prior_cost:g} bp per side)." if isinstance(prior, dict) else "",
     ], className="almanac-hint mt-2")
     rolling = replay.rolling_sharpe(result.daily)
-    monthly = _graph("backtest-monthly-graph", monthly_returns_figure(monthly_returns(result.daily)))
+    monthly_table = monthly_returns(result.daily)
+    p = result.params
+    columns = trade_columns(p["threshold"], p["long_only"], p["cost_bps"])
+    grid_options = Patch()
+    grid_options["doesExternalFilterPass"] = trade_filter(p["threshold"], p["long_only"])
     if not full:
         up = trace_updates(result.daily, long_run.daily if _cost_changed() else None, rolling,
                            result.stats.get("sharpe"))
-        return (table, note, _patch(up["equity"]), _patch(up["drawdown"]), _patch(up["rolling"]), monthly,
-                trades_rows(result.trades), None, run_id)
+        monthly = Patch()
+        for key, value in monthly_updates(monthly_table).items():
+            monthly["props"]["figure"]["data"][0][key] = value
+        return (table, no_update, _patch(up["equity"]), _patch(up["drawdown"]), _patch(up["rolling"]), monthly,
+                no_update, None, run_id, columns, grid_options)
     return (table, note,
             _graph("equity-curve-graph", equity_figure(result.daily, benchmark_name=f"buy and hold {symbol}".strip(),
                                                        height=EQUITY_HEIGHT, log_scale=bool(log_scale),
@@ -349,7 +403,8 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
             _graph("backtest-drawdown-graph", drawdown_figure(result.daily)),
             _graph("backtest-rolling-graph", rolling_sharpe_figure(result.daily, rolling, replay.ROLLING_DAYS,
                                                                    result.stats.get("sharpe"))),
-            monthly, trades_rows(result.trades), None, run_id)
+            _graph("backtest-monthly-graph", monthly_returns_figure(monthly_table)), day_rows(frame), None, run_id,
+            columns, grid_options)
 
 
 @callback(

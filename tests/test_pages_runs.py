@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import dash
 import pytest
 from dash import dcc
 from dash._callback_context import context_value
@@ -297,21 +298,27 @@ def trace(fig, name):
 def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
     o = oof(run)
-    table, note, equity, dd, rolling, monthly, trades, message, drawn = bt.render_backtest(run["run_id"], 0.6, False,
-                                                                                         2.0)
+    table, note, equity, dd, rolling, monthly, days, message, drawn, columns, grid = bt.render_backtest(
+        run["run_id"], 0.6, False, 2.0)
     assert drawn == run["run_id"]
     assert message is None and table.id == "backtest-stats-table" and equity.id == "equity-curve-graph"
     n = int(((o["prob"] >= 0.6) | (o["prob"] <= 0.4)).sum())
-    assert len(trades) == n and f"{n:,}" in texts(table)
+    assert f"{n:,}" in texts(table)
+    # the grid gets every day with a signal once; it keeps the traded ones by the backtester's rule
+    assert len(days) == len(o) and [d["prob"] for d in days] == o.sort_values("date")["prob"].tolist()
+    rule = grid.to_plotly_json()["operations"][0]["params"]["value"]["function"]
+    assert rule == "(params.data.prob >= 0.6 - 1e-12 ? 1 : (params.data.prob <= 1 - 0.6 + 1e-12 ? -1 : 0)) !== 0"
+    net = next(c for c in columns if c.get("colId") == "net_return")["valueGetter"]["function"]
+    assert net.endswith("* 0.04")  # 2 bp per side: 0.04 % a round trip
     assert "Trials counted for DSR" in texts(table)
     assert [t["name"] for t in equity.figure["data"]] == ["buy and hold ES", "always long", "strategy"]
     assert trace(equity.figure, "strategy")["y"][-1] == pytest.approx(hand_equity(run, 0.6, 2.0)[-1])
     # always long: every out-of-fold day, the same 2 bp per side, by hand
     assert np.allclose(trace(equity.figure, "always long")["y"], hand_equity(run, 0.6, 2.0, always_long=True),
                        rtol=1e-12)
-    *_, trades_long, _, _ = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
-    assert len(trades_long) == int((o["prob"] >= 0.6).sum())
-    assert {t["side"] for t in trades_long} == {"long"}
+    *_, grid_long = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
+    rule = grid_long.to_plotly_json()["operations"][0]["params"]["value"]["function"]
+    assert rule == "(params.data.prob >= 0.6 - 1e-12 ? 1 : (false ? -1 : 0)) !== 0"
 
 
 def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
@@ -331,8 +338,10 @@ def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
     assert np.allclose(y, trace(full[2].figure, "strategy")["y"], rtol=1e-6)
     assert moved[3].to_plotly_json()["operations"][0]["location"] == ["props", "figure", "data", 0, "y"]
     assert texts(moved[0]) == texts(full[0]) and moved[8] == run["run_id"]
+    assert len(full[6]) == run["n_oof"] and moved[6] is dash.no_update  # the day rows go once per run
     size = lambda out: len(json.dumps(out[:6], cls=PlotlyJSONEncoder))  # noqa: E731 - figures and table
     assert size(moved) < size(full) / 3
+    assert len(json.dumps(moved, cls=PlotlyJSONEncoder)) < 60_000  # issue 10: a slider step under 60 kB
     costly = in_callback(bt.render_backtest, "backtest-cost.value", run["run_id"], 0.6, False, 3.0, False,
                          run["run_id"])
     assert len(costly[2].to_plotly_json()["operations"]) == 2  # always long follows the cost
@@ -435,6 +444,7 @@ def test_regression_and_multiclass_backtests(lab, no_models):
     assert len(bt.render_grid(reg["run_id"], False).figure["data"][0]["y"]) == 1  # one row: the sign
     out = bt.render_backtest(multi["run_id"], 0.55, False, 1.0)
     assert out[:7] == (None, None, None, None, None, None, []) and "No backtest" in texts(out[7])
+    assert out[8] is None
     assert "not a direction" in texts(out[7])
     setup = bt.setup_run(multi["run_id"])
     assert setup[7] == {"display": "none"} and setup[8] == {"display": "none"}  # no empty cards

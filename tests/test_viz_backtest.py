@@ -167,3 +167,13 @@ def test_trace_updates_are_the_new_y_values_as_float32():
     assert np.allclose(decode(up["drawdown"][0]), model.daily["drawdown"], rtol=1e-6, atol=1e-7)
     assert np.allclose(decode(up["rolling"][0]), rolling, rtol=1e-5, equal_nan=True)
     assert decode(up["rolling"][1])[0] == pytest.approx(model.stats["sharpe"], rel=1e-6)
+
+
+def test_monthly_updates_equal_the_figure_cells(result):
+    table = monthly_returns(result.daily)
+    fig = vb.monthly_returns_figure(table)
+    up = vb.monthly_updates(table)
+    z = np.array([[np.nan if v is None else v for v in row] for row in up["z"]], dtype=float)
+    assert np.allclose(z, np.asarray(fig.data[0].z, dtype=float), atol=1e-6, equal_nan=True)
+    assert up["text"] == np.asarray(fig.data[0].text).tolist()
+    assert (up["zmin"], up["zmax"]) == (fig.data[0].zmin, fig.data[0].zmax)

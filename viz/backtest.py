@@ -123,13 +123,8 @@ def equity_with_drawdown_figure(daily: pd.DataFrame, benchmark_name: str = "buy 
                              title=dict(text=title or "Equity curve and drawdown"))
 
 
-def monthly_returns_figure(monthly: pd.DataFrame, height: int | None = None) -> go.Figure:
-    """Heatmap of compounded monthly returns (rows = years, newest at the bottom) with a
-    13th column "Year" = the compounded return of the year's months, each cell
-    annotated in percent. ``z[:, :12]`` is ``monthly`` as given."""
-    table = pd.DataFrame(monthly).reindex(columns=range(1, 13))
-    if table.empty or not np.isfinite(table.to_numpy(dtype="float64")).any():
-        return empty_figure("No monthly returns to show", height or 260)
+def _monthly_cells(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
+    """(z with the "Year" column, cell texts in percent, colour bound) of a year x month table."""
     months = table.to_numpy(dtype="float64")
     year = np.where(np.isfinite(months).any(axis=1),
                     np.nanprod(1.0 + months, axis=1) - 1.0, np.nan)
@@ -137,6 +132,25 @@ def monthly_returns_figure(monthly: pd.DataFrame, height: int | None = None) -> 
     text = np.where(np.isfinite(z), np.char.mod("%.1f%%", np.nan_to_num(z) * 100), "")
     # colours scale with the monthly returns; a larger yearly return saturates
     bound = float(np.nanmax(np.abs(months))) or 0.01
+    return z, text, bound
+
+
+def monthly_updates(monthly: pd.DataFrame) -> dict:
+    """The heatmap values that change with the trading rules (z, text, zmin, zmax) for an
+    in-place update of :func:`monthly_returns_figure` (the years and months stay)."""
+    z, text, bound = _monthly_cells(pd.DataFrame(monthly).reindex(columns=range(1, 13)))
+    return {"z": [[None if not np.isfinite(v) else round(float(v), 6) for v in row] for row in z],
+            "text": text.tolist(), "zmin": -bound, "zmax": bound}
+
+
+def monthly_returns_figure(monthly: pd.DataFrame, height: int | None = None) -> go.Figure:
+    """Heatmap of compounded monthly returns (rows = years, newest at the bottom) with a
+    13th column "Year" = the compounded return of the year's months, each cell
+    annotated in percent. ``z[:, :12]`` is ``monthly`` as given."""
+    table = pd.DataFrame(monthly).reindex(columns=range(1, 13))
+    if table.empty or not np.isfinite(table.to_numpy(dtype="float64")).any():
+        return empty_figure("No monthly returns to show", height or 260)
+    z, text, bound = _monthly_cells(table)
     fig = go.Figure(go.Heatmap(
         z=z, x=[*MONTHS, "Year"], y=[str(y) for y in table.index], text=text,
         texttemplate="%{text}", textfont=dict(size=11), colorscale=RETURN_SCALE,
@@ -265,4 +279,4 @@ def decile_figure(table: pd.DataFrame, height: int = 320) -> go.Figure:
 
 __all__ = ["ALWAYS_LONG", "MONTHS", "decile_figure", "drawdown_figure", "empty_figure", "equity_figure",
            "equity_with_drawdown_figure", "monthly_returns_figure", "rolling_sharpe_figure",
-           "sharpe_grid_figure", "trace_updates", "typed"]
+           "monthly_updates", "sharpe_grid_figure", "trace_updates", "typed"]
