@@ -59,11 +59,14 @@ def fmt(value, kind: str = "num") -> str:
 MODEL_ONLY = ("dsr", "n_trials")
 
 
-def stat_columns(columns: list[tuple[str, dict | None]]) -> tuple[list[str], list[list[str]]]:
+def stat_columns(columns: list[tuple[str, dict | None]],
+                 lift: str | None = None) -> tuple[list[str], list[list[str]]]:
     """A statistics table with one column per strategy: ``columns`` is [(name, stats)]
     (the model first, then the baselines; None stats = a blank column). Returns (header,
     rows) of display strings in :data:`STAT_ROWS` order; rows that no column has are left
-    out, and the DSR / trial rows are blank for the baselines (they are not trials)."""
+    out, and the DSR / trial rows are blank for the baselines (they are not trials).
+    ``lift`` (text, e.g. :func:`lift_text`) is a row "Lift over always long (Sharpe)" under
+    the model's Sharpe."""
     header = ["Statistic"] + [name for name, _ in columns]
     rows = []
     for key, label, kind in STAT_ROWS:
@@ -74,6 +77,9 @@ def stat_columns(columns: list[tuple[str, dict | None]]) -> tuple[list[str], lis
             blank = not isinstance(s, dict) or key not in s or (i > 0 and key in MODEL_ONLY)
             cells.append("" if blank else fmt(s.get(key), kind))
         rows.append([label] + cells)
+    if lift is not None:
+        at = next((i + 1 for i, r in enumerate(rows) if r[0].startswith("Sharpe")), 0)
+        rows.insert(at, ["Lift over always long (Sharpe)", lift] + [""] * (len(header) - 2))
     return header, rows
 
 

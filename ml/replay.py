@@ -172,6 +172,20 @@ def recorded_baselines(run: dict) -> dict:
     return b if isinstance(b, dict) else {}
 
 
+def lift(run: dict, rules: dict, model_stats: dict, long_stats: dict | None) -> str | None:
+    """The model's Sharpe minus always long's, as text: at the run's recorded settings the
+    lift recorded at training with its 95 % bootstrap interval (``run["baselines"]["lift"]``),
+    else the difference at ``rules``; None without always long."""
+    from ml.modelcard import lift_text, signed
+
+    recorded = lift_text(recorded_baselines(run).get("lift"))
+    if recorded is not None and at_recorded(run, rules):
+        return recorded
+    if long_stats is None:
+        return None
+    return signed(model_stats.get("sharpe", float("nan")) - long_stats.get("sharpe", float("nan")))
+
+
 def warnings_of(run: dict) -> list[str]:
     """The run's warning messages (``run["warnings"]``), one line each; [] when absent."""
     out = []
@@ -183,5 +197,5 @@ def warnings_of(run: dict) -> list[str]:
 
 
 __all__ = ["GRID_COSTS", "GRID_THRESHOLDS", "ROLLING_DAYS", "always_long", "at_recorded", "backtest_frame",
-           "decile_returns", "deciles", "grid", "recorded_baselines", "replay", "rolling_sharpe", "settings",
+           "decile_returns", "deciles", "grid", "lift", "recorded_baselines", "replay", "rolling_sharpe", "settings",
            "warnings_of"]

@@ -38,7 +38,7 @@ import pandas as pd
 from almanac import registry
 from ml import evaluation, replay
 from ml.backtester import monthly_returns
-from ml.modelcard import METRIC_NAMES, STAT_ROWS, _metric_rows, _stats, fmt, lift_text, signed, stat_columns
+from ml.modelcard import METRIC_NAMES, STAT_ROWS, _metric_rows, _stats, fmt, stat_columns
 from ml.runinfo import label_kind, spec_value, trading_rules
 from ml.trials import deflated
 
@@ -148,17 +148,8 @@ def _backtest_data(run_dir: Path, run: dict, rules: dict) -> dict:
     prior = (baselines.get("prior_day") or {}).get("stats")
     columns = [("Model", stats)] + ([("Always long", long_stats)] if long_stats is not None else []) \
         + ([("Prior day (at training)", prior)] if isinstance(prior, dict) else [])
-    header, rows = stat_columns(columns)
-    recorded_lift = lift_text(baselines.get("lift"))
-    if recorded_lift is not None and replay.at_recorded(run, rules):
-        lift = recorded_lift
-    elif long_stats is not None:
-        lift = signed(stats.get("sharpe", float("nan")) - long_stats.get("sharpe", float("nan")))
-    else:
-        lift = None
-    if lift is not None:
-        at = next((i + 1 for i, r in enumerate(rows) if r[0].startswith("Sharpe")), 0)
-        rows.insert(at, ["Lift over always long (Sharpe)", lift] + [""] * (len(header) - 2))
+    header, rows = stat_columns(columns, replay.lift(run, rules, stats, long_stats))
+    recorded_lift = (baselines.get("lift") or {}).get("sharpe")
     t = float(rules["threshold"])
     rule = ("position = sign of the predicted return (threshold not used)" if run.get("task") == "regression"
             else f"threshold {t:.2f}, " + ("long only" if rules["long_only"] else "long and short"))

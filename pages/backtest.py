@@ -40,7 +40,7 @@ from dash import Input, Output, Patch, State, callback, dcc, html, no_update
 from almanac import registry
 from ml import replay
 from ml.backtester import BacktestResult, monthly_returns
-from ml.modelcard import lift_text, signed, stat_columns
+from ml.modelcard import stat_columns
 from ml.report import report_data
 from ml.runinfo import trading_rules
 from pages._components import failure_alert, info_alert, page_header, page_token, section
@@ -82,32 +82,12 @@ def _cost(cost_bps) -> float:
 def stats_table(stats: dict, always_long: dict | None = None, prior_day: dict | None = None,
                 lift: str | None = None) -> pd.DataFrame:
     """Statistic / Model / Always long / Prior day rows in the report's order and formats
-    (:func:`ml.modelcard.stat_columns`); a baseline column only when given. ``lift`` (text)
-    is a row right under the model's Sharpe."""
+    (:func:`ml.modelcard.stat_columns`); a baseline column only when given, ``lift`` (text)
+    a row under the model's Sharpe."""
     columns = [(MODEL, stats)] + ([(ALWAYS_LONG, always_long)] if always_long is not None else []) \
         + ([(PRIOR_DAY, prior_day)] if prior_day is not None else [])
-    header, rows = stat_columns(columns)
-    if lift is not None:
-        at = next((i + 1 for i, r in enumerate(rows) if r[0].startswith("Sharpe")), 0)
-        rows.insert(at, ["Lift over always long (Sharpe)", lift] + [""] * (len(header) - 2))
+    header, rows = stat_columns(columns, lift)
     return pd.DataFrame(rows, columns=header)
-
-
-def lift_cell(run: dict, result: BacktestResult, long_stats: dict) -> str:
-    """The model's Sharpe minus always long's: at the recorded settings the run's lift with
-    its bootstrap interval (``run["baselines"]["lift"]``), else the difference on screen."""
-    rules = {**result.params}
-    recorded = lift_text(replay.recorded_baselines(run).get("lift"))
-    if recorded is not None and replay.at_recorded(run, rules):
-        return recorded
-    return signed(result.stats.get("sharpe", float("nan")) - long_stats.get("sharpe", float("nan")))
-
-
-def trades_rows(trades: pd.DataFrame) -> list[dict]:
-    """Trades as rows (dates as text, returns in percent): what the grid shows at one setting."""
-    t = trades.assign(date=pd.to_datetime(trades["date"]).dt.strftime("%Y-%m-%d"),
-                      gross_return=trades["gross_return"] * 100, net_return=trades["net_return"] * 100)
-    return t.to_dict("records")
 
 
 def day_rows(frame: pd.DataFrame) -> list[dict]:
@@ -372,7 +352,7 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
     prior = (baselines.get("prior_day") or {}).get("stats")
     table = dbc.Table.from_dataframe(
         stats_table(result.stats, long_run.stats, prior if isinstance(prior, dict) else None,
-                    lift_cell(run, result, long_run.stats)),
+                    replay.lift(run, result.params, result.stats, long_run.stats)),
         striped=True, hover=True, size="sm", className="almanac-table mb-0", id="backtest-stats-table")
     prior_cost = ((baselines.get("prior_day") or {}).get("params") or {}).get("cost_bps",
                                                                              trading_rules(run)["cost_bps"])
@@ -426,14 +406,17 @@ def render_grid(run_id, long_only):
 
 
 @callback(
-    Output("equity-curve-graph", "figure"),
-    Input("backtest-log", "value"),
+    Output("backtest-equity", "children", allow_duplicate=True),
+    Input("backtest-log", "value"), State("backtest-drawn", "data"),
     prevent_initial_call=True,
 )
-def toggle_log(log_scale):
-    """Switch the equity chart's y axis between linear and log in place (a Patch: no data resent)."""
+def toggle_log(log_scale, drawn="run"):
+    """Switch the equity chart's y axis between linear and log in place (a Patch of the
+    graph in its box: no data resent); nothing while no chart is drawn."""
+    if not drawn:
+        return no_update
     fig = Patch()
-    fig["layout"]["yaxis"]["type"] = "log" if log_scale else "linear"
+    fig["props"]["figure"]["layout"]["yaxis"]["type"] = "log" if log_scale else "linear"
     return fig
 
 

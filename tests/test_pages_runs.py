@@ -420,12 +420,14 @@ def test_heatmap_cells_equal_backtest_at_those_settings(lab, no_models):
     assert not np.allclose(np.asarray(long_only["z"]), z_s, equal_nan=True)
 
 
-def test_log_switch_patches_only_the_axis():
-    from pages.backtest import toggle_log
+def test_log_switch_patches_only_the_axis(page_module):
+    toggle_log = page_module("backtest").toggle_log
 
-    ops = toggle_log(True).to_plotly_json()["operations"]
-    assert ops == [{"operation": "Assign", "location": ["layout", "yaxis", "type"], "params": {"value": "log"}}]
-    assert toggle_log(False).to_plotly_json()["operations"][0]["params"]["value"] == "linear"
+    ops = toggle_log(True, "some-run").to_plotly_json()["operations"]
+    assert ops == [{"operation": "Assign", "location": ["props", "figure", "layout", "yaxis", "type"],
+                    "params": {"value": "log"}}]
+    assert toggle_log(False, "some-run").to_plotly_json()["operations"][0]["params"]["value"] == "linear"
+    assert toggle_log(True, None) is dash.no_update  # no chart on screen
 
 
 def test_regression_and_multiclass_backtests(lab, no_models):
