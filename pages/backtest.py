@@ -107,7 +107,10 @@ def day_rows(frame: pd.DataFrame) -> list[dict]:
 
 def warnings_banner(run: dict):
     """The run's warnings, one line each, in a light warning alert (None without any)."""
-    return warning_alert(replay.warnings_of(run), title="Warnings of this run")
+    alert = warning_alert(replay.warnings_of(run), title="Warnings of this run")
+    if alert is not None:  # light: a note to read, not an error
+        alert.style = {"backgroundColor": "#FEF5E7", "borderColor": "#F8D7A0", "color": "#7D5A1E"}
+    return alert
 
 
 # ----------------------------------------------------------------------------- layout
@@ -212,14 +215,12 @@ def _body() -> html.Div:
             dbc.Col(section("Rolling Sharpe", _box("backtest-rolling", 280), section_id="backtest-rolling-section"),
                     lg=6),
         ], className="g-3 mt-1"),
-        dbc.Row([
-            dbc.Col(section("Monthly returns", _box("backtest-monthly", 280), section_id="backtest-monthly-section"),
-                    lg=5),
-            dbc.Col(section("Threshold × cost", _box("backtest-grid", 380),
-                            subtitle="Sharpe and DSR at every threshold and cost, from the stored predictions "
-                                     "(nothing refitted); follows the long-only switch",
-                            section_id="backtest-grid-section"), lg=7),
-        ], className="g-3 mt-1"),
+        section("Threshold × cost", _box("backtest-grid", 380),
+                subtitle="Sharpe and DSR at every threshold and cost, from the stored predictions (nothing "
+                         "refitted); follows the long-only switch",
+                class_name="mt-3", section_id="backtest-grid-section"),
+        section("Monthly returns", _box("backtest-monthly", 280), class_name="mt-3",
+                section_id="backtest-monthly-section"),
         html.Div(section("Predicted deciles", _box("backtest-deciles", 320),
                          subtitle="a regression run: mean realized return of the days in each decile of "
                                   "the predicted return", section_id="backtest-deciles-section"),

@@ -231,10 +231,10 @@ def sharpe_grid_figure(grid: dict, threshold: float | None = None, cost_bps: flo
     one_row = len(grid["thresholds"]) == 1
     y = ["sign of pred."] if one_row else [f"{t:.2f}" for t in grid["thresholds"]]
     bound = float(np.nanmax(np.abs(sharpe))) or 1.0
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
                         subplot_titles=("Sharpe (annualized)", "DSR (deflated Sharpe, probability)"))
     fig.add_trace(go.Heatmap(z=sharpe, x=x, y=y, colorscale=RETURN_SCALE, zmin=-bound, zmax=bound, zmid=0,
-                             name="Sharpe", colorbar=dict(x=0.44, thickness=10, title=dict(text="")),
+                             name="Sharpe", colorbar=dict(x=0.41, xanchor="left", thickness=10, title=dict(text="")),
                              hovertemplate="threshold %{y}, %{x} bp per side: Sharpe %{z:.2f}<extra></extra>"),
                   row=1, col=1)
     fig.add_trace(go.Heatmap(z=dsr, x=x, y=y, colorscale="Blues", zmin=0, zmax=1, name="DSR",
@@ -252,7 +252,7 @@ def sharpe_grid_figure(grid: dict, threshold: float | None = None, cost_bps: flo
                                          hoverinfo="skip", showlegend=False), row=1, col=col)
     for col in (1, 2):
         fig.update_xaxes(title_text="Cost (bp per side)", type="category", row=1, col=col)
-        fig.update_yaxes(title_text="" if one_row else "Threshold", type="category", row=1, col=col)
+        fig.update_yaxes(title_text="Threshold" if col == 1 and not one_row else "", type="category", row=1, col=col)
     return fig.update_layout(template=TEMPLATE, height=height if not one_row else 240, hovermode="closest",
                              title=dict(text="Threshold × cost: from the stored out-of-fold predictions"),
                              margin=dict(t=90))

@@ -151,7 +151,7 @@ def inject_baselines(home: Path, run_id: str) -> dict:
     if not record.get("warnings"):
         record["warnings"] = [{"code": "few_trades", "message": "browser test: a warning line from run.json"}]
     if not (record.get("baselines") or {}).get("prior_day"):
-        record["baselines"] = {"prior_day": {"stats": {**record["backtest"], "sharpe": -0.1234},
+        record["baselines"] = {"prior_day": {"stats": {**record["backtest"], "sharpe": -0.1234, "trades": 999},
                                              "params": {"cost_bps": 1.0}},
                                "lift": {"sharpe": {"value": 0.5, "lo": -0.25, "hi": 1.25, "level": 0.95}}}
     path.write_text(json.dumps(record))
