@@ -215,7 +215,7 @@ def _body() -> html.Div:
             dbc.Col(section("Rolling Sharpe", _box("backtest-rolling", 280), section_id="backtest-rolling-section"),
                     lg=6),
         ], className="g-3 mt-1"),
-        section("Threshold × cost", _box("backtest-grid", 380),
+        section("Threshold × cost", _box("backtest-grid", 240),
                 subtitle="Sharpe and DSR at every threshold and cost, from the stored predictions (nothing "
                          "refitted); follows the long-only switch",
                 class_name="mt-3", section_id="backtest-grid-section"),
@@ -255,24 +255,27 @@ def layout(run: str | None = None, **_query):
     Output("backtest-summary", "children"), Output("backtest-links", "children"),
     Output("backtest-warnings", "children"), Output("backtest-body", "style"),
     Output("backtest-deciles-wrap", "style"), Output("backtest-deciles", "children"),
+    Output("backtest-long-only", "disabled"), Output("backtest-cost", "disabled"),
+    Output("backtest-csv-button", "disabled"),
     Input("run-select", "value"),
 )
 def setup_run(run_id):
     """Start from the run's recorded trading rules; show its warnings; fit the cards to its
     task (no backtest cards for a multiclass run, the decile chart for a regression run)."""
     if not run_id:
-        return no_update, True, no_update, no_update, None, None, None, HIDDEN, HIDDEN, None
+        return no_update, True, no_update, no_update, None, None, None, HIDDEN, HIDDEN, None, True, True, True
     try:
         run = registry.get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return (no_update, True, no_update, no_update, failure_alert(exc, log, f"reading run {run_id}"), None,
-                None, HIDDEN, HIDDEN, None)
+                None, HIDDEN, HIDDEN, None, True, True, True)
     rules = trading_rules(run)
     task = run.get("task")
     t = min(max(float(rules["threshold"]), THRESHOLD_MIN), THRESHOLD_MAX)
-    summary = html.Div([html.Strong(run.get("name") or run_id), f" · {task} · trained with threshold "
-                        f"{float(rules['threshold']):.2f}, {'long only' if rules['long_only'] else 'long and short'}, "
-                        f"{rules['cost_bps']:g} bp per side"
+    rules_text = ("no trading rules: a multiclass run has no backtest" if task == "multiclass" else
+                  f"trained with threshold {float(rules['threshold']):.2f}, "
+                  f"{'long only' if rules['long_only'] else 'long and short'}, {rules['cost_bps']:g} bp per side")
+    summary = html.Div([html.Strong(run.get("name") or run_id), f" · {task} · {rules_text}"
                         + (" · a regression run trades the sign of its predicted return: the threshold does not "
                            "apply" if task == "regression" else "")], className="almanac-hint")
     deciles = None
@@ -283,7 +286,7 @@ def setup_run(run_id):
             deciles = failure_alert(exc, log, f"grouping the predictions of {run_id} in deciles")
     return (t, task != "binary", bool(rules["long_only"]), float(rules["cost_bps"]), summary,
             run_links(run_id, "/backtest"), warnings_banner(run), HIDDEN if task == "multiclass" else SHOWN,
-            SHOWN if task == "regression" else HIDDEN, deciles)
+            SHOWN if task == "regression" else HIDDEN, deciles, *[task == "multiclass"] * 3)
 
 
 def _full_render(run_id, drawn) -> bool:

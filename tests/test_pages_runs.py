@@ -450,6 +450,7 @@ def test_regression_and_multiclass_backtests(lab, no_models):
     assert "not a direction" in texts(out[7])
     setup = bt.setup_run(multi["run_id"])
     assert setup[7] == {"display": "none"} and setup[8] == {"display": "none"}  # no empty cards
+    assert setup[10:] == (True, True, True) and "no trading rules" in texts(setup[4])  # nothing to set
     assert bt.render_grid(multi["run_id"], False) is None
 
 
