@@ -19,7 +19,14 @@ Definitions, per trading day D:
   a missing prev_close counting as a 0 return.
 
 Statistics come from :mod:`ml.stats` on the daily strategy returns (every row, flat
-days included). PSR tests the Sharpe against 0; DSR against the expected maximum
+days included), plus three about trading:
+
+* volatility = annualized std of the daily strategy returns (:func:`ml.stats.volatility`);
+* turnover = traded notional PER YEAR in multiples of the capital: 252 * mean over days
+  of |position change|, where a traded day changes the position twice (0 -> p at the
+  cutoff, p -> 0 at the close), i.e. 252 * mean(2 |position|). Trading every day gives 504;
+* cost_drag = return lost to costs PER YEAR (arithmetic): 252 * mean over days of
+  |position| * 2 * cost_bps / 1e4, e.g. 0.05 = 5 % a year. 0 without costs. PSR tests the Sharpe against 0; DSR against the expected maximum
 Sharpe of ``n_trials = len(trial_sharpes)`` trials whose annualized Sharpe ratios
 have the sample variance (ddof=1, finite values only) of ``trial_sharpes``; both
 are de-annualized with 252 days.
@@ -42,7 +49,7 @@ DAILY_COLUMNS = ["date", "prob", "signal", "position", "strategy_return", "equit
 _EPS = 1e-12  # boundary tolerance: 1 - 0.55 is 0.44999999999999996 in floats
 TRADE_COLUMNS = ["date", "side", "entry", "exit", "gross_return", "net_return"]
 
-__all__ = ["BacktestResult", "backtest", "monthly_returns"]
+__all__ = ["BacktestResult", "backtest", "monthly_returns", "sharpe_grid", "trading_columns"]
 
 
 @dataclass
@@ -174,6 +181,10 @@ def backtest(frame: pd.DataFrame, threshold: float = 0.55, cost_bps: float = 0.0
         "psr": stats.probabilistic_sharpe_ratio(sr_day, days, sk, ku),
         "dsr": stats.deflated_sharpe_ratio(sr_day, days, sk, ku, n_trials, var_trials),
         "n_trials": n_trials, "skew": sk, "kurtosis": ku, "days": int(days),
+        "volatility": stats.volatility(returns),
+        "turnover": float(stats.PERIODS * np.mean(2.0 * np.abs(position))) if days else float("nan"),
+        "cost_drag": (float(stats.PERIODS * np.mean(np.abs(position) * 2.0 * float(cost_bps) / 1e4))
+                      if days else float("nan")),
     }
     params = {"threshold": float(threshold), "cost_bps": float(cost_bps),
               "long_only": bool(long_only)}
@@ -194,3 +205,74 @@ def monthly_returns(daily: pd.DataFrame) -> pd.DataFrame:
     table = growth.unstack("month").reindex(columns=range(1, 13))
     table.columns.name = "month"
     return table
+
+
+def trading_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(validated frame sorted by date, cutoff-to-close move, tradeable mask) of a backtest
+    input: the pieces :func:`sharpe_grid` and the always-long baseline share."""
+    df = _validate(frame, 0.5, 0.0)
+    tradeable = ((df["cutoff_price"] > 0) & (df["close"] > 0)).to_numpy()
+    move = np.where(tradeable, (df["close"] / df["cutoff_price"] - 1.0).to_numpy(), 0.0)
+    return df, move, tradeable
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std ddof=1, skew G1, non-excess kurtosis G2 + 3) along the last axis, with
+    pandas' bias corrections (NaN where the std is 0), so the values equal ml.stats'."""
+    n = x.shape[-1]
+    mean = x.mean(axis=-1)
+    d = x - mean[..., None]
+    m2 = (d ** 2).sum(axis=-1)
+    m3 = (d ** 3).sum(axis=-1)
+    m4 = (d ** 4).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flat = m2 <= 1e-14 * np.maximum(1.0, (x ** 2).sum(axis=-1))
+        sd = np.where(flat, np.nan, np.sqrt(m2 / (n - 1)))
+        sk = np.where(flat, np.nan, np.sqrt(n * (n - 1)) / (n - 2) * (m3 / n) / (m2 / n) ** 1.5)
+        ku = np.where(flat, np.nan, (n + 1) * n * (n - 1) / ((n - 2) * (n - 3)) * m4 / m2 ** 2
+                      - 3.0 * (n - 1) ** 2 / ((n - 2) * (n - 3)) + 3.0)
+    return mean, sd, sk, ku
+
+
+def sharpe_grid(frame: pd.DataFrame, thresholds: Sequence[float], costs: Sequence[float],
+                long_only: bool = False, trial_sharpes: Sequence[float] | None = None,
+                recorded_sharpe: float | None = None) -> dict:
+    """Sharpe and DSR of :func:`backtest` at every threshold x cost, in one vectorized pass.
+
+    Each cell equals ``backtest(frame, threshold, cost, long_only, trial_sharpes=T)``
+    where T is ``trial_sharpes`` with ``recorded_sharpe`` swapped for the cell's own
+    Sharpe (:func:`ml.trials.dsr_trials`; without ``trial_sharpes``: the cell alone, DSR =
+    PSR). Nothing is refitted: ``frame`` holds the stored out-of-fold P(up). Returns
+    ``{"thresholds", "costs", "sharpe", "dsr", "trades"}`` with arrays of shape
+    (len(thresholds), len(costs)) (trades: (len(thresholds),)).
+    """
+    from ml.trials import dsr_trials  # ml.trials reads the registry; only the DSR needs it
+
+    th = np.asarray(list(thresholds), dtype="float64")
+    cs = np.asarray(list(costs), dtype="float64")
+    for t in th:
+        _validate(frame.iloc[:0], float(t), 0.0)
+    for c in cs:
+        _validate(frame.iloc[:0], 0.5, float(c))
+    df, move, _ = trading_columns(frame)
+    pos = np.stack([_signals(df["prob"], float(t), bool(long_only)) for t in th]).astype("float64")
+    bad = (pos != 0).any(axis=0) & ~((df["cutoff_price"] > 0) & (df["close"] > 0)).to_numpy()
+    if bad.any():
+        raise DataError(f"backtest: {int(bad.sum())} traded day(s) lack a positive cutoff_price or close; "
+                        "fill the prices or drop those days' predictions.")
+    gross = pos * move  # (T, days)
+    net = gross[:, None, :] - np.abs(pos)[:, None, :] * 2.0 * cs[None, :, None] / 1e4  # (T, C, days)
+    days = net.shape[-1]
+    mean, sd, sk, ku = _moments(net)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpe = mean / sd * math.sqrt(stats.PERIODS)
+    sharpe = np.where(np.isfinite(sharpe), sharpe, np.nan)
+    dsr = np.full(sharpe.shape, np.nan)
+    for idx in np.ndindex(sharpe.shape):
+        sr = float(sharpe[idx])
+        trials = [sr] if trial_sharpes is None else dsr_trials(list(trial_sharpes), recorded_sharpe, sr)
+        n_trials, var = _trial_stats(trials, sr)
+        dsr[idx] = stats.deflated_sharpe_ratio(sr / math.sqrt(stats.PERIODS), days, float(sk[idx]),
+                                               float(ku[idx]), n_trials, var)
+    return {"thresholds": th, "costs": cs, "sharpe": sharpe, "dsr": dsr,
+            "trades": (pos != 0).sum(axis=1).astype("int64"), "long_only": bool(long_only)}

@@ -20,7 +20,11 @@ STAT_ROWS = (
     ("total_return", "Total return", "pct"), ("cagr", "CAGR", "pct"),
     ("max_drawdown", "Max drawdown", "pct"), ("calmar", "Calmar ratio", "num"),
     ("win_rate", "Win rate (trades)", "pct"), ("trades", "Trades", "int"),
-    ("exposure", "Exposure (days in a position)", "pct"), ("days", "Days", "int"),
+    ("exposure", "Exposure (days in a position)", "pct"),
+    ("volatility", "Volatility (annualized)", "pct"),
+    ("turnover", "Turnover (× capital per year)", "num"),
+    ("cost_drag", "Cost drag (return per year)", "pct"),
+    ("days", "Days", "int"),
     ("skew", "Skew of daily returns", "num"), ("kurtosis", "Kurtosis (non-excess)", "num"),
 )
 
@@ -50,6 +54,54 @@ def fmt(value, kind: str = "num") -> str:
     if kind == "int":
         return f"{int(round(x)):,}"
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+
+#: Rows that describe the model's selection among trials: not shown for a baseline.
+MODEL_ONLY = ("dsr", "n_trials")
+
+
+def stat_columns(columns: list[tuple[str, dict | None]],
+                 lift: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """A statistics table with one column per strategy: ``columns`` is [(name, stats)]
+    (the model first, then the baselines; None stats = a blank column). Returns (header,
+    rows) of display strings in :data:`STAT_ROWS` order; rows that no column has are left
+    out, and the DSR / trial rows are blank for the baselines (they are not trials).
+    ``lift`` (text, e.g. :func:`lift_text`) is a row "Lift over always long (Sharpe)" under
+    the model's Sharpe."""
+    header = ["Statistic"] + [name for name, _ in columns]
+    rows = []
+    for key, label, kind in STAT_ROWS:
+        if not any(isinstance(s, dict) and key in s for _, s in columns):
+            continue
+        cells = []
+        for i, (_, s) in enumerate(columns):
+            blank = not isinstance(s, dict) or key not in s or (i > 0 and key in MODEL_ONLY)
+            cells.append("" if blank else fmt(s.get(key), kind))
+        rows.append([label] + cells)
+    if lift is not None:
+        at = next((i + 1 for i, r in enumerate(rows) if r[0].startswith("Sharpe")), 0)
+        rows.insert(at, ["Lift over always long (Sharpe)", lift] + [""] * (len(header) - 2))
+    return header, rows
+
+
+def signed(value, digits: int = 2) -> str:
+    """+0.42 / −0.10 (a real minus sign); an en dash for None / NaN."""
+    text = fmt(value)
+    if text == "–":
+        return text
+    x = float(value)
+    return f"{'+' if x >= 0 else '−'}{abs(x):.{digits}f}"
+
+
+def lift_text(lift: dict | None, key: str = "sharpe") -> str | None:
+    """"+0.42 (95 % CI −0.10 to +0.91)" of ``run["baselines"]["lift"][key]``; None without it."""
+    item = (lift or {}).get(key)
+    if not isinstance(item, dict) or item.get("value") is None:
+        return None
+    level = item.get("level") or 0.95
+    ci = (f" ({level:.0%} CI {signed(item.get('lo'))} to {signed(item.get('hi'))})"
+          if item.get("lo") is not None and item.get("hi") is not None else "")
+    return f"{signed(item['value'])}{ci}".replace("%", " %")
+
 
 def _stats(run: dict) -> dict:
     bt = run.get("backtest") or {}

@@ -6,8 +6,17 @@ folder: the record's metrics, folds and backtest statistics formatted for displa
 model card's and the backtest page's), and the plain data behind each figure. The
 evaluation figures are recomputed from the run's out-of-fold predictions
 (``oof.parquet``) with :mod:`ml.evaluation`, the same functions the runner uses, so they
-hold exactly the run's numbers at the spec's threshold; monthly returns come from
+hold exactly the run's numbers at the report's threshold; monthly returns come from
 :func:`ml.backtester.monthly_returns`.
+
+The report shows the backtest at the trading rules it is asked for (threshold, long only,
+cost in bp per side: the settings on /backtest), by default the run's recorded ones, and
+says which (``settings``). The backtest is replayed from the stored out-of-fold
+predictions (:mod:`ml.replay`, nothing refitted); its DSR and trial count are those of
+:mod:`ml.trials`, so at the recorded settings they are ``ml.trials.deflated(run)``, the
+numbers of ``runs show --json`` and /models. Beside the model: the run's warnings, the
+always-long baseline on the same days at the same cost, the prior-day baseline and the
+lift recorded at training (``run["baselines"]``, absent from older runs).
 
 The HTML itself (layout, CSS, figures, plotly.js inlined once) is :func:`viz.report.render_report`,
 which takes that data; whoever writes or serves the report composes the two
@@ -27,10 +36,11 @@ import numpy as np
 import pandas as pd
 
 from almanac import registry
-from ml import evaluation
+from ml import evaluation, replay
 from ml.backtester import monthly_returns
-from ml.modelcard import METRIC_NAMES, STAT_ROWS, _metric_rows, _stats, fmt
+from ml.modelcard import METRIC_NAMES, STAT_ROWS, _metric_rows, _stats, fmt, stat_columns
 from ml.runinfo import label_kind, spec_value, trading_rules
+from ml.trials import deflated
 
 
 
@@ -108,26 +118,74 @@ def _shap_data(run_dir: Path, names: list[str]) -> dict | None:
     return {"kind": "summary", "shap": shap[feats].reset_index(drop=True), "values": fv}
 
 
-def _backtest_data(run_dir: Path, run: dict, stats: dict, rules: dict) -> dict:
-    """The daily series, monthly returns, statistics rows and notes; ``daily`` None (and
-    the note saying why) when the run has no backtest."""
-    daily = _read_parquet(run_dir, "backtest.parquet")
-    if daily is None or daily.empty:
+def _replayed(run_dir: Path, run: dict, rules: dict):
+    """(model result, always-long result) at ``rules``, or (None, None) when the run's
+    folder lacks what a replay needs (then the stored ``backtest.parquet`` is shown)."""
+    if not ((run_dir / "oof.parquet").is_file() and (run_dir / "dataset.parquet").is_file()):
+        return None, None
+    frame = replay.backtest_frame({**run, "path": str(run_dir)})
+    result = replay.replay(run, rules["threshold"], rules["cost_bps"], rules["long_only"], frame=frame)
+    return result, replay.always_long(frame, result.params["cost_bps"])
+
+
+def _backtest_data(run_dir: Path, run: dict, rules: dict) -> dict:
+    """The daily series (model and always long), monthly returns, statistics columns (model,
+    always long, prior day), lift and notes at ``rules``; ``daily`` None (and the note
+    saying why) when the run has no backtest."""
+    if run.get("task") == "multiclass" or not isinstance(run.get("backtest"), dict):
         return {"daily": None, "note": "No backtest in this run"
                 + (f": {run['backtest_note']}." if run.get("backtest_note") else ".")}
+    result, long_run = _replayed(run_dir, run, rules)
+    if result is not None:
+        daily, stats, long_daily, long_stats = result.daily, result.stats, long_run.daily, long_run.stats
+    else:
+        daily = _read_parquet(run_dir, "backtest.parquet")
+        if daily is None or daily.empty:
+            return {"daily": None, "note": "No backtest in this run."}
+        stats = {**_stats(run), **{k: v for k, v in deflated(run).items() if v is not None}}
+        long_daily, long_stats = None, None
+    baselines = replay.recorded_baselines(run)
+    prior = (baselines.get("prior_day") or {}).get("stats")
+    columns = [("Model", stats)] + ([("Always long", long_stats)] if long_stats is not None else []) \
+        + ([("Prior day (at training)", prior)] if isinstance(prior, dict) else [])
+    header, rows = stat_columns(columns, replay.lift(run, rules, stats, long_stats))
+    recorded_lift = (baselines.get("lift") or {}).get("sharpe")
+    t = float(rules["threshold"])
+    rule = ("position = sign of the predicted return (threshold not used)" if run.get("task") == "regression"
+            else f"threshold {t:.2f}, " + ("long only" if rules["long_only"] else "long and short"))
     return {
-        "daily": daily, "monthly": monthly_returns(daily),
+        "daily": daily, "baseline": long_daily, "monthly": monthly_returns(daily), "stats_obj": stats,
         "title": (f"Equity curve and drawdown · Sharpe {fmt(stats.get('sharpe'))} · "
                   f"DSR {fmt(stats.get('dsr'), 'pct')}"),
-        "note": (run.get("backtest_note") or "out-of-fold signals traded from the cutoff to the "
-                 f"close at threshold {float(rules['threshold']):.2f}, long only: "
-                 f"{rules['long_only']}") + f"; costs {rules['cost_bps']} bp per side.",
-        "stats": [[lab, fmt(stats.get(k), kind)] for k, lab, kind in STAT_ROWS if k in stats],
+        "note": (f"Out-of-fold signals traded from the cutoff to the close: {rule}; costs "
+                 f"{float(rules['cost_bps']):g} bp per side. Always long: long on every one of the same days "
+                 "at the same cost."),
+        "stats_header": header, "stats": rows,
         "stats_note": ("PSR: probability that the true Sharpe ratio exceeds 0, given the sample "
                        "length, skew and kurtosis. DSR: the same test against the Sharpe ratio the "
                        f"best of {fmt(stats.get('n_trials'), 'int')} trial(s) would reach by luck "
-                       "(Bailey & López de Prado, 2014)."),
+                       "(Bailey & López de Prado, 2014); the trials are every complete run on this symbol "
+                       "and label in the registry when the report was written. Volatility: annualized std "
+                       "of the daily returns; turnover: traded notional per year in multiples of the capital "
+                       "(entry and exit each count); cost drag: return lost to costs per year."
+                       + (" Lift: the model's Sharpe minus always long's, with a 95 % interval from a "
+                          "stationary block bootstrap over days (recorded at training)."
+                          if recorded_lift is not None else "")),
     }
+
+
+def _settings(run: dict, rules: dict) -> dict:
+    """The trading rules of the report and whether they are the run's recorded ones."""
+    trained = trading_rules(run)
+    same = replay.at_recorded(run, rules)
+    text = (f"threshold {float(rules['threshold']):.2f}, {'long only' if rules['long_only'] else 'long and short'}, "
+            f"{float(rules['cost_bps']):g} bp per side")
+    trained_text = (f"threshold {float(trained['threshold']):.2f}, "
+                    f"{'long only' if trained['long_only'] else 'long and short'}, "
+                    f"{float(trained['cost_bps']):g} bp per side")
+    return {**rules, "trained": trained, "at_recorded": same,
+            "text": f"Report settings: {text}" + (" (the run's recorded settings)." if same
+                                                 else f" (set on /backtest; the run was trained with {trained_text}).")}
 
 
 def _metrics_note(run_dir: Path, run: dict) -> str:
@@ -145,7 +203,7 @@ def _metrics_note(run_dir: Path, run: dict) -> str:
             "confusion matrix below uses the backtest threshold.") if used is not None else ""
 
 
-def _cards(run: dict, stats: dict) -> list[tuple[str, str]]:
+def _cards(run: dict, stats: dict | None) -> list[tuple[str, str]]:
     """Key numbers on top: the task's main scores, then the backtest's (if any)."""
     m = run.get("metrics") or {}
     keys = (("roc_auc", "ROC AUC", "num"), ("accuracy", "Accuracy", "pct"),
@@ -192,15 +250,28 @@ def _spec_yaml(run_dir: Path, run: dict) -> str:
     return yaml.safe_dump(run.get("spec") or {}, sort_keys=False)
 
 
-def report_data(run: dict) -> dict:
+def _deciles(run_dir: Path, run: dict) -> pd.DataFrame | None:
+    """A regression run's mean realized return per predicted decile (None otherwise)."""
+    oof = _read_parquet(run_dir, "oof.parquet")
+    if run.get("task") != "regression" or oof is None or "pred" not in oof.columns:
+        return None
+    return replay.decile_returns(oof["pred"], oof["y"])
+
+
+def report_data(run: dict, threshold: float | None = None, cost_bps: float | None = None,
+                long_only: bool | None = None) -> dict:
     """Everything the report of run record ``run`` (run.json plus ``path``) shows, as plain
     data for :func:`viz.report.render_report`: display strings for the header, cards,
-    tables and notes; arrays and frames for the figures (see that function for the keys)."""
+    tables and notes; arrays and frames for the figures (see that function for the keys).
+    ``threshold`` / ``cost_bps`` (bp per side) / ``long_only``: the trading rules of the
+    backtest and of the confusion matrix, each by default the run's recorded one; the
+    report records them (``settings``)."""
     run_dir = Path(run["path"])
-    rules = trading_rules(run)
-    stats = _stats(run)
+    rules = replay.settings(run, threshold, cost_bps, long_only)
     run_id = run.get("run_id", run_dir.name)
     folds = run.get("folds") or []
+    bt = _backtest_data(run_dir, run, rules)
+    stats = bt.pop("stats_obj", None)
     return {
         "run_id": run_id,
         "title": run.get("name") or run_id,
@@ -210,6 +281,8 @@ def report_data(run: dict) -> dict:
         "created_at": run.get("created_at"),
         "task": run.get("task"),
         "threshold": float(rules["threshold"]),
+        "settings": _settings(run, rules),
+        "warnings": replay.warnings_of(run),
         "cards": _cards(run, stats),
         "folds_table": _folds_table(folds),
         "fold_scores": _fold_scores(folds),
@@ -218,7 +291,8 @@ def report_data(run: dict) -> dict:
         "evaluation": _evaluation_data(run, _read_parquet(run_dir, "oof.parquet"),
                                        float(rules["threshold"])),
         "shap": _shap_data(run_dir, list(run.get("feature_names") or [])),
-        "backtest": _backtest_data(run_dir, run, stats, rules),
+        "backtest": bt,
+        "deciles": _deciles(run_dir, run),
         "spec_yaml": _spec_yaml(run_dir, run),
         "data_hashes": [[k, v] for k, v in (run.get("data_hashes") or {}).items()],
         "versions": ([[k, v] for k, v in (run.get("versions") or {}).items()]

@@ -18,6 +18,9 @@ Definitions (``n`` = number of returns, ``r_t`` the returns):
 * max_drawdown = min_t(E_t / max(1, max_{s<=t} E_s) - 1), E_t = prod_{s<=t}(1 + r_s);
   the starting equity 1.0 counts as a peak. Negative (or 0 without a loss).
 * calmar = cagr / |max_drawdown|
+* volatility = std(r, ddof=1) * sqrt(252) (annualized, flat days included)
+* rolling_sharpe = the sharpe of each trailing window of ``window`` days (126 = half a
+  year), NaN until the window is full or where its std is 0
 * skew = adjusted Fisher-Pearson sample skewness G1 (pandas ``Series.skew``).
 * kurtosis = NON-EXCESS kurtosis: pandas' bias-corrected excess kurtosis G2 plus 3,
   so a normal sample gives about 3. This is the gamma_4 of Bailey & Lopez de Prado.
@@ -37,7 +40,7 @@ PERIODS = 252
 EULER_GAMMA = float(np.euler_gamma)
 
 __all__ = ["PERIODS", "total_return", "cagr", "sharpe", "sortino", "max_drawdown",
-           "drawdown_series", "calmar", "skew", "kurtosis",
+           "drawdown_series", "calmar", "volatility", "rolling_sharpe", "skew", "kurtosis",
            "probabilistic_sharpe_ratio", "expected_max_sharpe", "deflated_sharpe_ratio"]
 
 
@@ -73,6 +76,25 @@ def sharpe(returns: pd.Series, periods: int = PERIODS, annualize: bool = True) -
     if len(r) < 2 or not sd > 0:
         return float("nan")
     return _nan_if_not_finite(r.mean() / sd * (np.sqrt(periods) if annualize else 1.0))
+
+
+def volatility(returns: pd.Series, periods: int = PERIODS) -> float:
+    """Annualized volatility: std(ddof=1) * sqrt(periods); NaN below 2 returns."""
+    r = _clean(returns)
+    if len(r) < 2:
+        return float("nan")
+    return _nan_if_not_finite(r.std(ddof=1) * np.sqrt(periods))
+
+
+def rolling_sharpe(returns: pd.Series, window: int = 126, periods: int = PERIODS) -> pd.Series:
+    """Annualized Sharpe of each trailing ``window`` of returns (same index as the input;
+    NaN until the window is full and where the window's std is 0). NaN returns count
+    as flat days, as in :func:`drawdown_series`."""
+    r = pd.Series(returns, dtype="float64").fillna(0.0)
+    roll = r.rolling(int(window), min_periods=int(window))
+    mean, sd = roll.mean(), roll.std(ddof=1)
+    out = mean / sd.where(sd > 1e-15) * np.sqrt(periods)
+    return out.replace([np.inf, -np.inf], np.nan)
 
 
 def sortino(returns: pd.Series, periods: int = PERIODS, annualize: bool = True) -> float:

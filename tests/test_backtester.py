@@ -179,3 +179,19 @@ def test_bad_frames(frame):
         backtest(bad)
     bad.loc[4, "prob"] = np.nan  # no prediction -> no trade -> price not needed
     assert backtest(bad).stats["trades"] == 3
+
+
+def test_volatility_turnover_and_cost_drag_by_hand():
+    """volatility: annualized std of the daily returns; turnover: 252 × mean |position
+    change| per day, entry and exit each counting (a traded day = 2); cost drag: 252 ×
+    mean daily cost (a fraction per year)."""
+    dates = pd.bdate_range("2022-01-03", periods=5)
+    frame = pd.DataFrame({"date": dates, "prob": [0.7, 0.3, 0.5, 0.9, np.nan],
+                          "cutoff_price": [100.0, 101, 102, 103, 104], "close": [101.0, 100, 103, 102, 105],
+                          "prev_close": [99.0, 101, 100, 103, 102]})
+    s = backtest(frame, threshold=0.6, cost_bps=2.5).stats
+    r = np.array([0.01 - 5e-4, 1 / 101 - 5e-4, 0.0, 102 / 103 - 1 - 5e-4, 0.0])
+    assert s["volatility"] == pytest.approx(np.std(r, ddof=1) * np.sqrt(252), rel=1e-12)
+    assert s["turnover"] == pytest.approx(252 * 2 * 3 / 5)  # 3 traded days of 5
+    assert s["cost_drag"] == pytest.approx(252 * 3 * 2 * 2.5e-4 / 5)
+    assert backtest(frame, threshold=0.6, cost_bps=0.0).stats["cost_drag"] == 0.0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import dash
 import pytest
 import dash
 from dash import dcc
@@ -313,48 +314,240 @@ def test_evaluate_shows_warnings_baselines_and_base_rates(lab, no_models):
 
 # ----------------------------------------------------------------------------- /backtest
 def test_backtest_at_the_runs_settings_reproduces_run_json(lab, no_models):
+    from ml.trials import deflated
+
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
     threshold, disabled, long_only, cost, *_ = bt.setup_run(run["run_id"])
     assert (threshold, disabled, long_only, cost) == (0.52, False, False, 1.0)
-    stats = bt.recompute(registry.get_run(run["run_id"]), threshold, cost, long_only).stats
+    record = registry.get_run(run["run_id"])
+    stats = bt.recompute(record, threshold, cost, long_only).stats
     rec = run["backtest"]
     for key in ("sharpe", "total_return", "max_drawdown", "trades", "win_rate", "psr"):
         assert stats[key] == pytest.approx(rec[key], rel=1e-12), key
-    # logit was trained later on the same symbol and label: it counts as a trial now
-    assert stats["n_trials"] == 2 and rec["n_trials"] == 1
+    # logit was trained later on the same symbol and label: it counts as a trial now, and
+    # the page shows exactly ml.trials.deflated (the number of runs show --json and /models)
+    now = deflated(record)
+    assert stats["n_trials"] == now["n_trials"] == 2 and rec["n_trials"] == 1
+    assert stats["dsr"] == now["dsr"]
+
+
+def hand_equity(run, threshold, cost, long_only=False, always_long=False):
+    """Equity of the run's out-of-fold days traded by hand from dataset.parquet."""
+    o = oof(run)
+    data = pd.read_parquet(Path(run["path"]) / "dataset.parquet").loc[pd.DatetimeIndex(o["date"])]
+    move = (data["close"] / data["cutoff_price"] - 1).to_numpy()
+    if always_long:
+        pos = np.ones(len(o))
+    else:
+        pos = np.where(o["prob"] >= threshold, 1, np.where((o["prob"] <= 1 - threshold) & (not long_only), -1, 0))
+    net = pos * move - np.abs(pos) * 2 * cost / 1e4
+    return np.cumprod(1 + net)
+
+
+def trace(fig, name):
+    return next(t for t in fig["data"] if t["name"] == name)
 
 
 def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
     o = oof(run)
-    table, equity, dd, monthly, trades, message = bt.render_backtest(run["run_id"], 0.6, False, 2.0)
+    table, note, equity, dd, rolling, monthly, days, message, drawn, columns, grid = bt.render_backtest(
+        run["run_id"], 0.6, False, 2.0)
+    assert drawn == run["run_id"]
     assert message is None and table.id == "backtest-stats-table" and equity.id == "equity-curve-graph"
     n = int(((o["prob"] >= 0.6) | (o["prob"] <= 0.4)).sum())
-    assert len(trades) == n and f"{n:,}" in texts(table)
+    assert f"{n:,}" in texts(table)
+    # the grid gets every day with a signal once; it keeps the traded ones by the backtester's rule
+    assert len(days) == len(o) and [d["prob"] for d in days] == o.sort_values("date")["prob"].tolist()
+    rule = grid.to_plotly_json()["operations"][0]["params"]["value"]["function"]
+    assert rule == "(params.data.prob >= 0.6 - 1e-12 ? 1 : (params.data.prob <= 1 - 0.6 + 1e-12 ? -1 : 0)) !== 0"
+    net = next(c for c in columns if c.get("colId") == "net_return")["valueGetter"]["function"]
+    assert net.endswith("* 0.04")  # 2 bp per side: 0.04 % a round trip
     assert "Trials counted for DSR" in texts(table)
-    data = pd.read_parquet(Path(run["path"]) / "dataset.parquet").loc[pd.DatetimeIndex(o["date"])]
-    move = (data["close"] / data["cutoff_price"] - 1).to_numpy()
-    pos = np.where(o["prob"] >= 0.6, 1, np.where(o["prob"] <= 0.4, -1, 0))
-    net = pos * move - np.abs(pos) * 2 * 2.0 / 1e4
-    assert equity.figure["data"][1]["y"][-1] == pytest.approx(np.prod(1 + net))
-    *_, trades_long, _ = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
-    assert len(trades_long) == int((o["prob"] >= 0.6).sum())
-    assert {t["side"] for t in trades_long} == {"long"}
+    assert [t["name"] for t in equity.figure["data"]] == ["buy and hold ES", "always long", "strategy"]
+    assert trace(equity.figure, "strategy")["y"][-1] == pytest.approx(hand_equity(run, 0.6, 2.0)[-1])
+    # always long: every out-of-fold day, the same 2 bp per side, by hand
+    assert np.allclose(trace(equity.figure, "always long")["y"], hand_equity(run, 0.6, 2.0, always_long=True),
+                       rtol=1e-12)
+    *_, grid_long = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
+    rule = grid_long.to_plotly_json()["operations"][0]["params"]["value"]["function"]
+    assert rule == "(params.data.prob >= 0.6 - 1e-12 ? 1 : (false ? -1 : 0)) !== 0"
+
+
+def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
+    """Same run on screen: the slider sends the new y values (float32), not the figures."""
+    import base64
+    import json
+
+    from plotly.utils import PlotlyJSONEncoder
+
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    full = in_callback(bt.render_backtest, "run-select.value", run["run_id"], 0.6, False, 2.0, False, None)
+    moved = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], 0.6, False, 2.0, False,
+                        run["run_id"])
+    ops = moved[2].to_plotly_json()["operations"]
+    assert [o["location"] for o in ops] == [["props", "figure", "data", 2, "y"]]  # strategy only: cost unchanged
+    y = np.frombuffer(base64.b64decode(ops[0]["params"]["value"]["bdata"]), dtype="float32")
+    assert np.allclose(y, trace(full[2].figure, "strategy")["y"], rtol=1e-6)
+    assert moved[3].to_plotly_json()["operations"][0]["location"] == ["props", "figure", "data", 0, "y"]
+    assert texts(moved[0]) == texts(full[0]) and moved[8] == run["run_id"]
+    assert len(full[6]) == run["n_oof"] and moved[6] is dash.no_update  # the day rows go once per run
+    size = lambda out: len(json.dumps(out[:6], cls=PlotlyJSONEncoder))  # noqa: E731 - figures and table
+    assert size(moved) < size(full) / 3
+    assert len(json.dumps(moved, cls=PlotlyJSONEncoder)) < 60_000  # issue 10: a slider step under 60 kB
+    costly = in_callback(bt.render_backtest, "backtest-cost.value", run["run_id"], 0.6, False, 3.0, False,
+                         run["run_id"])
+    assert len(costly[2].to_plotly_json()["operations"]) == 2  # always long follows the cost
+    other = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], 0.6, False, 2.0, False,
+                        "another-run")
+    assert other[2].id == "equity-curve-graph"  # charts of another run on screen: drawn anew
+
+
+def test_statistics_have_baseline_columns_volatility_turnover_and_cost_drag(lab, no_models):
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    table, note, *_ = bt.render_backtest(run["run_id"], 0.55, False, 3.0)
+    header = texts(table.children[0])
+    assert "Model" in header and "Always long" in header and "Prior day" not in header  # not recorded: no column
+    text = texts(table)
+    for label in ("Volatility (annualized)", "Turnover (× capital per year)", "Cost drag (return per year)",
+                  "Lift over always long (Sharpe)"):
+        assert label in text
+    o = oof(run)
+    traded = ((o["prob"] >= 0.55) | (o["prob"] <= 0.45)).to_numpy()
+    assert f"{252 * 2 * traded.mean():.4g}" in text  # turnover: entry and exit of each traded day, per year
+    assert f"{252 * traded.mean() * 2 * 3.0 / 1e4:.1%}" in text  # cost drag per year
+    assert "504" in text  # always long trades every day: 504× a year
+    assert "Turnover" in texts(note) and "per year" in texts(note)
+
+
+def test_warnings_baselines_and_lift_from_run_json(lab, no_models):
+    """Keys written by the runner since issue 9 (injected here into an older run's record)."""
+    import json
+
+    bt, run = lab["pages"]["backtest"], lab["runs"]["logit"]
+    path = Path(run["path"]) / "run.json"
+    original = path.read_text()
+    record = json.loads(original)
+    prior = {**record["backtest"], "sharpe": -0.123456, "trades": 77}
+    record["warnings"] = [{"code": "few_trades", "message": "only 12 trades: the statistics are fragile"},
+                          {"code": "short_test_fold", "message": "fold 1 has 60 test days (fewer than 100)"}]
+    record["baselines"] = {"prior_day": {"stats": prior, "params": {"cost_bps": 1.0}},
+                           "lift": {"sharpe": {"value": 0.4242, "lo": -0.11, "hi": 0.95, "level": 0.95}}}
+    path.write_text(json.dumps(record))
+    try:
+        out = bt.setup_run(run["run_id"])
+        banner = out[6]
+        assert banner.color == "warning" and "only 12 trades" in texts(banner) and "fold 1 has 60" in texts(banner)
+        table = bt.render_backtest(run["run_id"], 0.52, False, 1.0)[0]  # the recorded settings
+        assert "Prior day" in texts(table.children[0]) and "-0.1235" in texts(table)
+        assert "+0.42 (95 % CI −0.11 to +0.95)" in texts(table)
+        moved = bt.render_backtest(run["run_id"], 0.6, False, 1.0)[0]  # elsewhere: the difference on screen
+        assert "95 % CI" not in texts(moved)
+        html = bt.report_text(run["run_id"], 0.52, False, 1.0)
+        assert "only 12 trades: the statistics are fragile" in html and 'class="warn"' in html
+        assert "Prior day (at training)" in html and "+0.42 (95 % CI −0.11 to +0.95)" in html
+    finally:
+        path.write_text(original)
+    assert bt.setup_run(run["run_id"])[6] is None  # no warnings key: no banner
+
+
+def test_heatmap_cells_equal_backtest_at_those_settings(lab, no_models):
+    from ml.backtester import backtest
+    from ml.trials import current_trials, dsr_trials
+
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    graph = bt.render_grid(run["run_id"], False)
+    assert graph.id == "backtest-grid-graph"
+    sharpe, dsr = graph.figure["data"][0], graph.figure["data"][1]
+    z_s, z_d = np.asarray(sharpe["z"]), np.asarray(dsr["z"])
+    record = registry.get_run(run["run_id"])
+    frame = bt.backtest_frame(record)
+    for t, c in ((0.5, 0.0), (0.55, 1.0), (0.6, 5.0), (0.52, 10.0)):
+        i, j = list(sharpe["y"]).index(f"{t:.2f}"), list(sharpe["x"]).index(f"{c:g}")
+        own = backtest(frame, t, c).stats
+        want = backtest(frame, t, c, trial_sharpes=dsr_trials(current_trials(record), run["backtest"]["sharpe"],
+                                                              own["sharpe"])).stats
+        assert z_s[i, j] == pytest.approx(want["sharpe"], rel=1e-9)
+        assert z_d[i, j] == pytest.approx(want["dsr"], rel=1e-9, abs=1e-12)
+    long_only = bt.render_grid(run["run_id"], True).figure["data"][0]
+    assert not np.allclose(np.asarray(long_only["z"]), z_s, equal_nan=True)
+
+
+def test_log_switch_patches_only_the_axis(page_module):
+    toggle_log = page_module("backtest").toggle_log
+
+    ops = toggle_log(True, "some-run").to_plotly_json()["operations"]
+    assert ops == [{"operation": "Assign", "location": ["props", "figure", "layout", "yaxis", "type"],
+                    "params": {"value": "log"}}]
+    assert toggle_log(False, "some-run").to_plotly_json()["operations"][0]["params"]["value"] == "linear"
+    assert toggle_log(True, None) is dash.no_update  # no chart on screen
 
 
 def test_regression_and_multiclass_backtests(lab, no_models):
     bt = lab["pages"]["backtest"]
     reg, multi = lab["runs"]["reg"], lab["runs"]["multi"]
-    assert bt.setup_run(reg["run_id"])[1] is True  # the threshold does not apply
+    setup = bt.setup_run(reg["run_id"])
+    assert setup[1] is True  # the threshold does not apply
+    assert setup[8] == {} and setup[9].id == "backtest-deciles-graph"  # the decile chart
+    bars = setup[9].figure["data"][0]
+    o = oof(reg)
+    order = np.argsort(o["pred"].to_numpy(), kind="stable")
+    first = o["y"].to_numpy()[order[: len(o) // 10 + (len(o) % 10 > 0)]]
+    assert bars["y"][0] == pytest.approx(first.mean()) and sum(bars["customdata"]) == len(o)
     stats = bt.recompute(registry.get_run(reg["run_id"]), 0.7, 1.0, False).stats
     assert stats["sharpe"] == pytest.approx(reg["backtest"]["sharpe"], rel=1e-12)  # any threshold: sign of pred
+    assert len(bt.render_grid(reg["run_id"], False).figure["data"][0]["y"]) == 1  # one row: the sign
     out = bt.render_backtest(multi["run_id"], 0.55, False, 1.0)
-    assert out[:4] == (None, None, None, None) and "No backtest" in texts(out[5])
+    assert out[:7] == (None, None, None, None, None, None, []) and "No backtest" in texts(out[7])
+    assert out[8] is None
+    assert "not a direction" in texts(out[7])
+    setup = bt.setup_run(multi["run_id"])
+    assert setup[7] == {"display": "none"} and setup[8] == {"display": "none"}  # no empty cards
+    assert setup[10:] == (True, True, True) and "no trading rules" in texts(setup[4])  # nothing to set
+    assert bt.render_grid(multi["run_id"], False) is None
 
 
 def test_bad_cost_is_a_visible_message(lab):
     out = lab["pages"]["backtest"].render_backtest(lab["runs"]["lgbm"]["run_id"], 0.55, False, None)
-    assert "cost_bps must be a number" in texts(out[5])
+    assert "cost_bps must be a number" in texts(out[7])
+
+
+def figure_data(html: str, div_id: str) -> list[dict]:
+    """The data array the report passes to Plotly.newPlot for ``div_id``."""
+    import json
+    import re
+
+    m = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', html)
+    assert m, f"no figure {div_id}"
+    return json.JSONDecoder().raw_decode(html, m.end())[0]
+
+
+def as_array(value) -> np.ndarray:
+    """A trace array of the report: a list or plotly's base64 typed array."""
+    if isinstance(value, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def test_report_follows_the_settings_on_screen_and_records_them(lab, no_models):
+    from ml.report import fmt
+    from ml.trials import deflated
+
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    html = bt.report_text(run["run_id"], 0.6, True, 2.0)
+    assert "Report settings: threshold 0.60, long only, 2 bp per side (set on /backtest; the run was trained " \
+           "with threshold 0.52, long and short, 1 bp per side)." in html
+    strategy = next(t for t in figure_data(html, "fig-equity") if t["name"] == "strategy")
+    page = bt.render_backtest(run["run_id"], 0.6, True, 2.0)[2].figure
+    assert np.allclose(as_array(strategy["y"]), trace(page, "strategy")["y"], rtol=1e-12)
+    assert any(t["name"] == "always long" for t in figure_data(html, "fig-equity"))
+    # at the recorded settings: the DSR and trial count of ml.trials.deflated, as runs show --json
+    recorded = bt.report_text(run["run_id"], 0.52, False, 1.0)
+    now = deflated(registry.get_run(run["run_id"]))
+    assert "(the run&#x27;s recorded settings)." in recorded
+    assert f"DSR {fmt(now['dsr'], 'pct')}" in recorded and f"best of {now['n_trials']} trial(s)" in recorded
 
 
 def test_dsr_trials_swaps_this_runs_recorded_sharpe():

@@ -89,7 +89,14 @@ def test_report_holds_the_run_numbers(binary_report):
     assert run["run_id"] in html
     sharpe = run["backtest"]["sharpe"]
     assert f"{sharpe:.4g}" == fmt(sharpe) and fmt(sharpe) in html
-    assert fmt(run["backtest"]["dsr"], "pct") in html and "Trials counted for DSR" in html
+    assert "Trials counted for DSR" in html
+    from ml.trials import deflated
+
+    now = deflated(run)  # the registry's trials now (the same as runs show --json)
+    assert f"DSR {fmt(now['dsr'], 'pct')}" in html and f"best of {now['n_trials']} trial(s)" in html
+    assert "Report settings: threshold 0.55, long and short, 0.5 bp per side (the run&#x27;s recorded settings)." \
+        in html
+    assert "Always long" in html and 'class="warn"' not in html  # no warnings recorded: no box
     for div in ("fig-folds", "fig-confusion", "fig-roc", "fig-calibration", "fig-shap",
                 "fig-equity", "fig-monthly"):
         assert f'id="{div}"' in html
@@ -131,6 +138,11 @@ def test_regression_report_shows_prediction_scatter(runs, tmp_path):  # noqa: F8
     run = build_run(runs, "random_forest", "regression", run_id="20260101-000000-es-fwd-rf-y")
     html = write_report(run["run_id"], tmp_path / "r.html").read_text()
     assert 'id="fig-prediction"' in html and 'id="fig-roc"' not in html
+    # the decile chart: mean realized return of the out-of-fold days in each predicted decile
+    oof = pd.read_parquet(Path(run["path"]) / "oof.parquet")
+    bars = figure_data(html, "fig-deciles")[0]
+    lowest = oof.sort_values("pred", kind="stable")["y"].to_numpy()[: int(as_array(bars["customdata"])[0])]
+    assert as_array(bars["y"])[0] == pytest.approx(lowest.mean()) and as_array(bars["customdata"]).sum() == len(oof)
     assert "Classification at threshold" not in html
     assert f"{run['metrics']['r2']:.4g}" in html
 

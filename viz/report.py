@@ -2,8 +2,8 @@
 
 :func:`render_report` lays out what :func:`ml.report.report_data` gathered from a run
 folder as a single page that opens offline: plotly.js is inlined once (in the first
-figure), there is no CDN, font or script link, and all CSS is inline. Sections: summary
-cards, walk-forward folds, metrics, confusion matrix at the spec's threshold, ROC,
+figure), there is no CDN, font or script link, and all CSS is inline. Sections: the run's
+warnings, the trading rules of the report, summary cards, walk-forward folds, metrics, confusion matrix at the spec's threshold, ROC,
 calibration, SHAP summary, equity curve with drawdown, monthly returns, backtest
 statistics (PSR/DSR with the number of trials), spec (YAML), data hashes and versions.
 
@@ -51,6 +51,11 @@ pre { background: #fff; border: 1px solid var(--line); border-radius: 8px; paddi
 code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
 .note { color: var(--muted); font-size: 13.5px; margin: 6px 0 0; }
 .hash { font-size: 12px; word-break: break-all; }
+.warn { background: #FEF5E7; border: 1px solid #F8D7A0; color: #7D5A1E; border-radius: 8px;
+  padding: 10px 14px; margin: 14px 0 4px; font-size: 14px; }
+.warn ul { margin: 4px 0 0; padding-left: 20px; }
+.settings { background: #fff; border: 1px solid var(--line); border-left: 4px solid var(--accent);
+  border-radius: 8px; padding: 8px 14px; margin: 12px 0; font-size: 14px; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; }
 .spec { column-count: 2; column-gap: 28px; column-rule: 1px solid var(--line); background: #fff;
   border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
@@ -102,6 +107,14 @@ def _cards(items: list[tuple[str, str]]) -> str:
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>'
         for k, v in items) + "</div>"
+
+
+def _warnings(messages: list[str]) -> str:
+    """The run's warnings as a light warning box, one line each ('' without any)."""
+    if not messages:
+        return ""
+    return ('<div class="warn" id="warnings"><strong>Warnings of this run</strong><ul>'
+            + "".join(f"<li>{_e(m)}</li>" for m in messages) + "</ul></div>")
 
 
 def _folds_table(table: dict | None) -> str:
@@ -157,15 +170,24 @@ def _backtest_section(figs: _Figures, bt: dict) -> str:
     """Backtest figures and statistics, or the note of a run without a backtest."""
     if bt.get("daily") is None:
         return "<h2>Backtest</h2>" + _note(bt["note"])
+    header = bt.get("stats_header") or ["Statistic", "Value"]
     return "".join([
         "<h2>Backtest</h2>",
         _note(bt["note"]),
-        figs.div(vb.equity_with_drawdown_figure(bt["daily"], title=bt["title"]), "equity"),
+        figs.div(vb.equity_with_drawdown_figure(bt["daily"], title=bt["title"], baseline=bt.get("baseline")),
+                 "equity"),
         figs.div(vb.monthly_returns_figure(bt["monthly"]), "monthly"),
         "<h2>Statistics</h2>",
-        _kv_tables(["Statistic", "Value"], bt["stats"]),
+        (_kv_tables(header, bt["stats"]) if len(header) == 2
+         else _table(header, bt["stats"], numeric=set(range(1, len(header))))),
         _note(bt["stats_note"]),
     ])
+
+
+def _deciles_section(figs: _Figures, table) -> str:
+    if table is None:
+        return ""
+    return figs.div(vb.decile_figure(table), "deciles")
 
 
 def _spec_blocks(text: str) -> str:
@@ -190,8 +212,11 @@ def render_report(data: dict) -> str:
     ``threshold`` / ``fpr`` / ``tpr`` / ``roc_auc`` / ``reliability`` / ``brier`` / ``ece``;
     multiclass ``cm`` / ``classes``; regression ``pred`` / ``y`` / ``ic`` / ``r2``; or
     None), ``shap`` (``summary``: ``shap`` and ``values`` frames; ``bar``: ``mean_abs``; or
-    None), ``backtest`` (``daily``, ``monthly``, ``title``, ``note``, ``stats`` rows,
-    ``stats_note``; ``daily`` None with only a ``note`` when there is none), ``spec_yaml``,
+    None), ``backtest`` (``daily``, ``baseline`` (always long's daily frame or None),
+    ``monthly``, ``title``, ``note``, ``stats_header`` and ``stats`` rows (one column per
+    strategy), ``stats_note``; ``daily`` None with only a ``note`` when there is none),
+    ``warnings`` (one line each), ``settings`` (``text``: the trading rules of the report),
+    ``deciles`` (a regression run's decile table or None), ``spec_yaml``,
     ``data_hashes`` and ``versions`` ([name, value] rows), ``folder`` and ``generated_at``
     (a UTC datetime)."""
     figs = _Figures()
@@ -200,6 +225,9 @@ def render_report(data: dict) -> str:
         f'<div class="sub">Run <code>{_e(data["run_id"])}</code> · {_e(data["symbol"])} · label '
         f"{_e(data['label'])} · model {_e(data['model'])} · created {_e(data['created_at'])}"
         f"</div></header>",
+        _warnings(data.get("warnings") or []),
+        (f'<div class="settings" id="settings">{_e(data["settings"]["text"])}</div>'
+         if data.get("settings") else ""),
         _cards(data["cards"]),
         "<h2>Walk-forward folds</h2>", _folds_table(data["folds_table"]),
         _fold_scores(figs, data["fold_scores"]),
@@ -208,6 +236,7 @@ def render_report(data: dict) -> str:
         _note(data["metrics_note"]) if data["metrics_note"] else "",
         _evaluation_heading(data["task"], data["threshold"]),
         _evaluation_section(figs, data["evaluation"]),
+        _deciles_section(figs, data.get("deciles")),
         "<h2>What drives the model (SHAP, out-of-fold)</h2>",
         _shap_section(figs, data["shap"]),
         _backtest_section(figs, data["backtest"]),

@@ -167,16 +167,65 @@ def test_evaluate_charts_have_data(page, runs, lab_server, screenshot_dir):
 
 
 # ----------------------------------------------------------------------------- /backtest
+def grid_total(page) -> int:
+    """The number of rows the trades grid lists (its paging panel: "1 to 15 of N")."""
+    text = page.locator("#backtest-trades .ag-paging-row-summary-panel").inner_text()
+    return int(re.sub(r"\D", "", text.split("of")[-1]))
+
+
+def inject_baselines(home: Path, run_id: str) -> dict:
+    """Give a run trained before issue 9's runner a warning and recorded baselines (kept
+    when the runner already wrote them); returns the record."""
+    import json
+
+    path = home / "runs" / run_id / "run.json"
+    record = json.loads(path.read_text())
+    if not record.get("warnings"):
+        record["warnings"] = [{"code": "few_trades", "message": "browser test: a warning line from run.json"}]
+    if not (record.get("baselines") or {}).get("prior_day"):
+        record["baselines"] = {"prior_day": {"stats": {**record["backtest"], "sharpe": -0.1234, "trades": 999},
+                                             "params": {"cost_bps": 1.0}},
+                               "lift": {"sharpe": {"value": 0.5, "lo": -0.25, "hi": 1.25, "level": 0.95}}}
+    path.write_text(json.dumps(record))
+    return record
+
+
 def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot_dir, tmp_path):
+    record = inject_baselines(lab_server.home, runs["lgbm"])
     page.goto(f"/backtest?run={runs['lgbm']}")
     expect(page.locator("#backtest-stats-table")).to_contain_text("Trials counted for DSR", timeout=CHART_MS)
+    # the run's warnings on top, one line each
+    expect(page.locator("#backtest-warnings .alert-warning")).to_contain_text(record["warnings"][0]["message"])
     equity = figure(page, "equity-curve-graph")
-    assert [t["name"] for t in equity] == ["buy and hold ES", "strategy"] and equity[1]["x"] > 1000
+    assert [t["name"] for t in equity] == ["buy and hold ES", "always long", "strategy"]
+    assert all(t["x"] > 1000 for t in equity)
     assert figure(page, "backtest-monthly-graph")[0]["z"]
+    assert figure(page, "backtest-drawdown-graph")[0]["y"] > 1000
+    rolling = figure(page, "backtest-rolling-graph")
+    assert rolling[0]["y"] > 1000 and rolling[1]["name"] == "whole period"
+    heat = figure(page, "backtest-grid-graph")
+    assert len(heat[0]["z"]) == 31 and len(heat[0]["z"][0]) == 9  # thresholds × costs
     run = registry.get_run(runs["lgbm"], lab_server.home)
     before = stats_text(page)
+    header = page.locator("#backtest-stats-table thead").text_content()  # (shown upper case)
+    assert "Model" in header and "Always long" in header and "Prior day" in header  # baseline columns
+    assert "Lift over always long (Sharpe)" in before and "+0.50 (95 % CI −0.25 to +1.25)" in before
+    assert "Turnover" in before and "Cost drag" in before and "Volatility" in before
     assert f"{run['backtest']['trades']:,}" in before  # the run's own settings: its recorded trades
+    assert grid_total(page) == run["backtest"]["trades"]  # the grid lists exactly the trades
     page.screenshot(path=str(screenshot_dir / "backtest-default.png"), full_page=True)
+
+    # the log switch changes the axis in place (the figure is not redrawn from the server)
+    last = equity[2]["last"]
+    page.locator("#backtest-log").check()
+    page.wait_for_function("() => document.querySelector('#equity-curve-graph .js-plotly-plot')"
+                           "._fullLayout.yaxis.type === 'log'", timeout=CHART_MS)
+    assert figure(page, "equity-curve-graph")[2]["last"] == last
+    page.locator("#backtest-equity-section").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "backtest-log.png"), full_page=True)
+    page.locator("#backtest-log").uncheck()
+    page.wait_for_function("() => document.querySelector('#equity-curve-graph .js-plotly-plot')"
+                           "._fullLayout.yaxis.type === 'linear'", timeout=CHART_MS)
 
     page.locator("#threshold-slider [role=slider]").focus()
     for _ in range(5):
@@ -186,6 +235,11 @@ def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot
                            timeout=CHART_MS)
     moved = stats_text(page)
     assert moved != before and f"{run['backtest']['trades']:,}" not in moved
+    # the strategy's curve was patched in place: a new last value, the same days
+    page.wait_for_function(f"() => ({FIGURE})('equity-curve-graph')[2].last !== {last}", timeout=CHART_MS)
+    assert figure(page, "equity-curve-graph")[2]["x"] == equity[2]["x"]
+    trades_row = next(line for line in moved.splitlines() if line.startswith("Trades"))
+    assert grid_total(page) == int(re.sub(r"\D", "", trades_row.split("\t")[1]))
 
     page.locator("#backtest-long-only").check()
     page.wait_for_function("(b) => document.querySelector('#backtest-stats-table').innerText !== b", arg=moved,
@@ -204,6 +258,8 @@ def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot
     html = Path(report_dl.value.path()).read_text()
     assert html.startswith("<!DOCTYPE html>") and runs["lgbm"] in html
     assert re.search(r"<(script|link)\b[^>]*\b(src|href)=[\"']?https?:", html) is None  # self-contained
+    assert "Report settings: threshold 0.60, long only" in html  # the settings on screen, recorded
+    assert "browser test: a warning line" in html or record["warnings"][0]["message"] in html
     expect(page.locator(".alert-danger")).to_have_count(0)
 
 
