@@ -24,6 +24,7 @@ Use :func:`make_label` with a key of :data:`LABELS`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -119,8 +120,11 @@ class LabelSpec:
 
     @property
     def description(self) -> str:
-        """The labeler's docstring: exactly which future the label looks at."""
-        return " ".join((self.func.__doc__ or "").split())
+        """The labeler's docstring as plain text: exactly which future the label looks at
+        (reST roles and literals such as :data:`X` and ``x`` shown as X and x)."""
+        text = " ".join((self.func.__doc__ or "").split())
+        text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+        return text.replace("``", "")
 
 
 LABELS: dict[str, LabelSpec] = {

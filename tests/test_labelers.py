@@ -90,3 +90,8 @@ def test_errors():
         make_label("rest_of_day", DAYS.drop(columns="cutoff_price"))
     with pytest.raises(DataError, match="2024-01-02 more than once"):
         make_label("direction", pd.concat([DAYS.iloc[:1], DAYS.iloc[:1]]))
+
+
+def test_label_descriptions_are_plain_text_for_the_train_page():
+    text = LABELS["archetype"].description
+    assert "ARCHETYPE_CLASSES" in text and ":data:" not in text and "``" not in text and "`" not in text
