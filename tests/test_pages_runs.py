@@ -281,10 +281,12 @@ def test_evaluate_shows_warnings_baselines_and_base_rates(lab, no_models):
     import json
 
     ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
-    summary = ev.setup_run(run["run_id"])[9]
-    assert find(summary, "evaluate-warnings") is None and find(summary, "evaluate-baselines") is None  # old runs
     path = Path(run["path"]) / "run.json"
-    record = json.loads(path.read_text())
+    original = path.read_text()
+    record = json.loads(original)
+    path.write_text(json.dumps({k: v for k, v in record.items() if k not in ("warnings", "baselines")}))
+    summary = ev.setup_run(run["run_id"])[9]  # a run trained before issue 9 has neither key
+    assert find(summary, "evaluate-warnings") is None and find(summary, "evaluate-baselines") is None
     record.update(warnings=[{"code": "class_imbalance", "message": "up days are 18 % of the labelled days"}],
                   baselines={**BASE, "majority": {"metrics": {"accuracy": 0.532, "roc_auc": 0.5}}})
     path.write_text(json.dumps(record))
@@ -297,7 +299,7 @@ def test_evaluate_shows_warnings_baselines_and_base_rates(lab, no_models):
         rate = record["metrics"]["base_rate"]
         assert f"base rate (up days) {rate:.3f}" in texts(find(summary, "evaluate-summary-line"))
     finally:
-        path.write_text(json.dumps({k: v for k, v in record.items() if k not in ("warnings", "baselines")}))
+        path.write_text(original)  # the run as the runner wrote it, for the tests after this one
     # the report's base rate is the up share of the matrix shown
     graph, report = ev.render_confusion(run["run_id"], "1", 0.5)
     z = np.asarray(graph.figure["data"][0]["z"])
@@ -407,7 +409,7 @@ def test_statistics_have_baseline_columns_volatility_turnover_and_cost_drag(lab,
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
     table, note, *_ = bt.render_backtest(run["run_id"], 0.55, False, 3.0)
     header = texts(table.children[0])
-    assert "Model" in header and "Always long" in header and "Prior day" not in header  # not recorded: no column
+    assert "Model" in header and "Always long" in header and "Prior day" in header  # recorded by the runner
     text = texts(table)
     for label in ("Volatility (annualized)", "Turnover (× capital per year)", "Cost drag (return per year)",
                   "Lift over always long (Sharpe)"):
@@ -446,9 +448,11 @@ def test_warnings_baselines_and_lift_from_run_json(lab, no_models):
         html = bt.report_text(run["run_id"], 0.52, False, 1.0)
         assert "only 12 trades: the statistics are fragile" in html and 'class="warn"' in html
         assert "Prior day (at training)" in html and "+0.42 (95 % CI −0.11 to +0.95)" in html
+        older = {k: v for k, v in record.items() if k not in ("warnings", "baselines")}
+        path.write_text(json.dumps(older))
+        assert bt.setup_run(run["run_id"])[6] is None  # a run trained before issue 9: no banner
     finally:
         path.write_text(original)
-    assert bt.setup_run(run["run_id"])[6] is None  # no warnings key: no banner
 
 
 def test_heatmap_cells_equal_backtest_at_those_settings(lab, no_models):
