@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from almanac.errors import DataError
 from almanac.filereader import _CONTROL_TEXT, _Reader, _size
@@ -137,7 +139,7 @@ def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, tz: str
         raise rd.fail("time values are numbers; write them as dates or ISO timestamps", row=1, column=col)
     else:
         text = raw.astype("string").str.strip()
-        aware = text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+        aware = _ends_with_offset(text)
         if aware.any() and not aware.all():
             i = int(np.argmax(aware != aware[0]))
             raise rd.fail("mixes times with and without a UTC offset; give every row an offset or none",
@@ -166,6 +168,21 @@ def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, tz: str
                       "give timestamps with a UTC offset or pass --tz UTC", column=col) from None
 
 
+def _ends_with_offset(text: pd.Series) -> np.ndarray:
+    """Which stripped time texts end with a UTC offset (:data:`_OFFSET_RE`; missing: no).
+
+    ASCII texts (every real export) are matched by Arrow's RE2 in one vectorized pass, the
+    same matches as Python's ``re`` there (control characters were refused already); any
+    other text by pandas, row by row, as before (7 s for 7 M rows)."""
+    try:
+        arr = pa.array(text.array)
+        if pc.all(pc.string_is_ascii(arr)).as_py() in (True, None):
+            return pc.match_substring_regex(arr, _OFFSET_RE).fill_null(False).to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, TypeError):
+        pass
+    return text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+
+
 def _check_years(ts: pd.Series, raw: pd.Series, rd: _Reader, col: str) -> None:
     """Refuse times outside :data:`YEARS` (0001-01-01 or 9999-12-31 are placeholders, not bars)."""
     years = ts.dt.year.to_numpy()
@@ -179,7 +196,9 @@ def _check_years(ts: pd.Series, raw: pd.Series, rd: _Reader, col: str) -> None:
 def _detect_freq(ts: pd.Series, rd: _Reader, wall_tz: str) -> str:
     """1min or 1d from the spacing of the UTC times ``ts``; one bar is daily if it falls on
     midnight in ``wall_tz`` (the zone its wall-clock times were written in)."""
-    uniq = ts.drop_duplicates().sort_values()
+    times = pd.DatetimeIndex(ts).asi8
+    strictly = len(times) > 1 and bool((times[1:] > times[:-1]).all())
+    uniq = ts if strictly else ts.drop_duplicates().sort_values()  # already unique and in order: no copy
     if len(uniq) < 2:  # one bar: daily unless it has a time of day
         local = uniq.dt.tz_convert(wall_tz).dt.tz_localize(None)
         return "1d" if (local == local.dt.normalize()).all() else "1min"
@@ -268,6 +287,10 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
         tcol = "date"
     _check_rules(df, mapping, rd, freq, allow_nonpositive)
     value_cols = [c for c in ("open", "high", "low", "close", "volume") if c in df.columns]
+    cols = [tcol, *value_cols]
+    times = pd.DatetimeIndex(df[tcol]).asi8
+    if len(times) < 2 or bool((times[1:] > times[:-1]).all()):
+        return df[cols].reset_index(drop=True), freq, warnings  # strictly increasing: no duplicates, in order
     exact = df.duplicated(subset=[tcol, *value_cols], keep="first")
     if exact.any():
         warnings.append(f"{rd.name}: dropped {int(exact.sum())} exact duplicate row(s), "
@@ -282,7 +305,6 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     if not df[tcol].is_monotonic_increasing:
         warnings.append(f"{rd.name}: rows were not in time order; sorted them")
         df = df.sort_values(tcol, kind="stable")
-    cols = [tcol, *value_cols]
     return df[cols].reset_index(drop=True), freq, warnings
 
 

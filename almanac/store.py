@@ -30,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,6 +148,21 @@ def _canonical(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def time_bounds(symbol: str, freq: str, start=None, end=None) -> tuple:
+    """The time-column bounds ``[lo, hi)`` of the local dates ``start`` .. ``end`` (inclusive;
+    None = open): for 1min bars the UTC instants of the symbol's local midnights."""
+    lo = hi = None
+    if start is not None or end is not None:
+        session = session_for(symbol)
+        if start is not None:
+            lo = pd.Timestamp(start).normalize()
+            lo = session.at([lo], "00:00")[0] if freq == "1min" else lo
+        if end is not None:
+            hi = pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
+            hi = session.at([hi], "00:00")[0] if freq == "1min" else hi
+    return lo, hi
+
+
 class Store:
     """The market-data store under a data home (default: ``ALMANAC_HOME``)."""
 
@@ -229,22 +246,27 @@ class Store:
             unknown = [c for c in cols if c not in entry.columns]
             if unknown:
                 raise DataError(f"{entry.symbol} {freq} has no column(s) {unknown}: it has {entry.columns}")
-        filters = []
-        if start is not None or end is not None:
-            session = session_for(entry.symbol)
-            if start is not None:
-                lo = pd.Timestamp(start).normalize()
-                filters.append((tcol, ">=", session.at([lo], "00:00")[0] if freq == "1min" else lo))
-            if end is not None:
-                hi = pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
-                filters.append((tcol, "<", session.at([hi], "00:00")[0] if freq == "1min" else hi))
+        lo, hi = time_bounds(entry.symbol, freq, start, end)
+        filters = ([(tcol, ">=", lo)] if lo is not None else []) + ([(tcol, "<", hi)] if hi is not None else [])
         try:
             table = pq.read_table(self.file_of(entry), columns=cols, filters=filters or None,
                                   page_checksum_verification=True)
         except FileNotFoundError:
-            raise _Replaced(f"{entry.symbol} {entry.freq} was replaced or deleted while it was being read "
-                            "(another import is running): try again") from None
+            raise _gone(entry) from None
         return table.to_pandas()
+
+    @contextmanager
+    def open_parquet(self, entry: CatalogEntry) -> Iterator[pq.ParquetFile]:
+        """Exactly the file ``entry`` names, open, to read a part at a time (row groups,
+        batches, columns) with page checksums verified: a reader that must not hold a whole
+        dataset in memory. The file stays readable if an import replaces it meanwhile (files
+        are never changed in place); one already gone raises the DataError of :meth:`read_bars`."""
+        try:
+            source = pa.OSFile(str(self.file_of(entry)))
+        except FileNotFoundError:
+            raise _gone(entry) from None
+        with source:
+            yield pq.ParquetFile(source, page_checksum_verification=True)
 
     # -- write ---------------------------------------------------------------------
     def write(self, symbol: str, freq: str, df: pd.DataFrame, source: str,
@@ -345,3 +367,8 @@ class Store:
 
 class _Replaced(DataError):
     """The file a catalog entry named is gone: an import or delete replaced it meanwhile."""
+
+
+def _gone(entry: CatalogEntry) -> _Replaced:
+    return _Replaced(f"{entry.symbol} {entry.freq} was replaced or deleted while it was being read "
+                     "(another import is running): try again")

@@ -106,13 +106,26 @@ def peak_rss_mb() -> tuple[float, str]:
 
 
 def child_peak(home: str) -> None:
-    """Run in a fresh process: print JSON {base_rss_mb, peak_rss_mb, method} of a cold build."""
+    """Run in a fresh process: print JSON {base_rss_mb, peak_rss_mb, method, seconds} of a cold build."""
     from features import build_features
 
     base, method = peak_rss_mb()
+    t = time.perf_counter()
     build_features(SYMBOL, cutoff=CUTOFF, sets=SETS, store=Store(home), use_cache=False)
+    seconds = time.perf_counter() - t
     peak, _ = peak_rss_mb()
-    print(json.dumps({"base_rss_mb": base, "peak_rss_mb": peak, "method": method}))
+    print(json.dumps({"base_rss_mb": base, "peak_rss_mb": peak, "method": method, "seconds": seconds}))
+
+
+def fresh_cold_builds(store: Store, repeat: int) -> list[dict]:
+    """:func:`child_peak` in ``repeat`` fresh processes (peak memory is per process)."""
+    code = f"from bench.features import child_peak; child_peak({str(store.home)!r})"
+    out = []
+    for _ in range(repeat):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+        out.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def run_bench(years: int = 10, repeat: int = 5, seed: int = 42, home: Path | None = None,

@@ -44,6 +44,19 @@ def register(sub) -> None:
     d.add_argument("--json", action="store_true", help="print the figures as JSON")
     d.set_defaults(handler=cmd_data)
 
+    a = cmds.add_parser(
+        "all", help="every row of the speed table that needs no browser: min and median of N repeats",
+        description="App start to first HTTP 200 (and the heavy libraries `import app` loads), `almanac train` "
+                    "vs a plain LightGBM script, the in-process pipeline vs its fits, features build time and "
+                    "peak memory at 10 and 20 years, cross-asset file reads, and the import of N minute bars "
+                    "(CSV, Parquet), each repeated; page timings need a browser and are not measured here.")
+    a.add_argument("--repeat", type=int, default=3, help="repeats of every figure (default 3, at least 3)")
+    a.add_argument("--rows", type=int, default=7_000_000, help="minute bars to import (default 7,000,000 = 20 years)")
+    a.add_argument("--years", type=int, nargs="+", default=[10, 20], help="feature-build histories (default 10 20)")
+    a.add_argument("--home", help="folder for the generated feature data (default ALMANAC_HOME/cache/bench)")
+    a.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a.set_defaults(handler=cmd_all)
+
     h = cmds.add_parser(
         "hostile", help="time and peak memory of refusing hostile or careless inputs",
         description="Build each hostile input (a one-line CSV of 1.1M columns, a 190 MB file, a YAML alias "
@@ -84,6 +97,19 @@ def cmd_data(args) -> int:
 
     if not 1_000 <= args.rows <= 20_000_000:
         raise SpecError(f"--rows {args.rows} is out of range: use 1,000 to 20,000,000")
+    return main(args)
+
+
+def cmd_all(args) -> int:
+    from bench.all import main
+
+    if not 3 <= args.repeat <= 20:
+        raise SpecError(f"--repeat {args.repeat} is out of range: use 3 to 20 (min and median need 3)")
+    if not 1_000 <= args.rows <= 20_000_000:
+        raise SpecError(f"--rows {args.rows} is out of range: use 1,000 to 20,000,000")
+    bad = [y for y in args.years if not 1 <= y <= 30]
+    if bad:
+        raise SpecError(f"--years {bad[0]} is out of range: use 1 to 30")
     return main(args)
 
 

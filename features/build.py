@@ -27,20 +27,26 @@ from datetime import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from almanac.errors import NotFoundError, SpecError
 from almanac.sessions import Session, parse_time, session_for
-from almanac.store import CatalogEntry, Store, normalize_symbol
+from almanac.store import CatalogEntry, Store, normalize_symbol, time_bounds
 from features import cache
 from features.cross_asset import cross_features
 from features.early import early_features
 from features.lineage import FEATURE_SETS, MAX_STALE_DAYS, NEEDS_OHLC, definition, lineage_entry
 from features.regime import align_prev, daily_atr, regime_daily
-from features.sessions_table import (daily_from_sessions, daily_session_table, split_bars,
-                                     table_from_daybars)
+from features.sessions_table import (BAR_COLUMNS, DayBars, DaySplitter, daily_from_sessions, daily_session_table,
+                                     split_bars, table_from_daybars)
 
 Progress = Callable[[float, str], None]
 OHLC = ("open", "high", "low")
+#: What a cross-asset symbol's minute bars give: its daily closes (when it has no 1d file)
+#: and its early move (session open to the close at the cutoff).
+CROSS_COLUMNS = ("open", "close")
+#: Rows read at a time from a minute-bar file (a few row groups: about 10 MB of columns).
+BATCH_ROWS = 262_144
 
 
 @dataclass
@@ -222,12 +228,65 @@ def _data_hashes(target: _Source, crosses: list[_Source], cfg: dict) -> dict[str
     return {f"{e.symbol} {e.freq}": e.sha256 for e in used}
 
 
-def _read_daily(store: Store, src: _Source, end, session: Session, cutoff) -> pd.DataFrame:
-    """Daily bars of a source: its 1d file, else derived from its minute bars."""
-    if src.daily is not None:
-        return store.read_bars(src.sym, "1d", end=end, entry=src.daily)
-    bars = store.read_bars(src.sym, "1min", end=end, entry=src.minute)
-    return daily_from_sessions(table_from_daybars(split_bars(bars, session, cutoff)))
+def _split_minutes(store: Store, entry: CatalogEntry, session: Session, cutoff: time, end,
+                   columns=BAR_COLUMNS) -> DayBars:
+    """The stored minute bars of ``entry`` (exactly its file, rows up to ``end``) split into
+    trading days, read a part at a time: the timestamps whole, then only ``columns``, a batch
+    of :data:`BATCH_ROWS` rows at a time (:class:`~features.sessions_table.DaySplitter`), so
+    memory holds the timestamps and one batch instead of every bar as a DataFrame. The same
+    numbers as :func:`split_bars` of :meth:`Store.read_bars`, which a file this cannot read
+    that way (unsorted, null or naive timestamps) still goes through."""
+    _, hi = time_bounds(entry.symbol, "1min", None, end)
+    with store.open_parquet(entry) as pf:
+        t = _sorted_micros(pf)
+        if t is not None:
+            # rows before hi (a sorted prefix), as read_bars' filter: t_us * 1000 < hi_ns
+            rows = t.size if hi is None else int(np.searchsorted(t, -(-hi.value // 1000), side="left"))
+            splitter = DaySplitter(t[:rows], session, cutoff, columns)
+            for part in _row_group_batches(pf, columns, rows):
+                n = part.num_rows
+                splitter.feed(n, {c: np.asarray(part.column(c).to_numpy(), dtype="float64") for c in columns})
+            return splitter.finish()
+    bars = store.read_bars(entry.symbol, "1min", end=end, columns=list(columns), entry=entry)
+    return split_bars(bars, session, cutoff, columns)
+
+
+def _row_group_batches(pf, columns, rows: int):
+    """The file's first ``rows`` rows of ``columns``, a few row groups (about
+    :data:`BATCH_ROWS` rows) at a time. Whole row groups, read one after the other, leave
+    nothing behind in Arrow's memory pool (``iter_batches`` keeps its read-ahead)."""
+    meta, first, done = pf.metadata, 0, 0
+    while first < meta.num_row_groups and done < rows:
+        last, size = first, 0
+        while last < meta.num_row_groups and (size == 0 or size + meta.row_group(last).num_rows <= BATCH_ROWS):
+            size += meta.row_group(last).num_rows
+            last += 1
+        part = pf.read_row_groups(list(range(first, last)), columns=list(columns), use_threads=False)
+        if done + part.num_rows > rows:
+            part = part.slice(0, rows - done)
+        done += part.num_rows
+        first = last
+        yield part
+
+
+def _sorted_micros(pf) -> np.ndarray | None:
+    """The file's timestamps as UTC microseconds, or None unless they are timezone-aware
+    microseconds without nulls in non-decreasing order (what the store writes)."""
+    kind = pf.schema_arrow.field("timestamp").type
+    if not (pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz is not None):
+        return None
+    t = np.empty(pf.metadata.num_rows, dtype=np.int64)
+    k = 0
+    for part in _row_group_batches(pf, ["timestamp"], t.size):
+        col = part.column(0)
+        if col.null_count:
+            return None
+        for chunk in col.chunks:
+            t[k:k + len(chunk)] = chunk.cast(pa.int64()).to_numpy()
+            k += len(chunk)
+    if k != t.size or (t.size > 1 and not (t[1:] >= t[:-1]).all()):
+        return None
+    return t
 
 
 def _compute(store, target: _Source, crosses, cfg, session, notes, step):
@@ -247,10 +306,8 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
 
     db = None
     if target.minute is not None:
-        bars = store.read_bars(sym, "1min", end=end, entry=target.minute)
+        db = _split_minutes(store, target.minute, session, cutoff, end)
         step(0.3, "session table")
-        db = split_bars(bars, session, cutoff)
-        del bars
         sessions = table_from_daybars(db)
         needs_daily = "early_session" in cfg["sets"] or "regime" in cfg["sets"]
         daily = None
@@ -289,12 +346,15 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         for src in crosses:
             cs = session_for(src.sym)
             early_ok = src.minute is not None and target.minute is not None and cs.tz == session.tz
-            cdaily = _read_daily(store, src, end, cs, cutoff)
-            csess = None
             if early_ok:
                 cs.check_cutoff(cutoff)
-                csess = table_from_daybars(split_bars(store.read_bars(src.sym, "1min", end=end, entry=src.minute), cs, cutoff))
-            elif target.minute is None and src.minute is not None:
+            ctable = None
+            if src.minute is not None and (early_ok or src.daily is None):  # each file read once
+                ctable = table_from_daybars(_split_minutes(store, src.minute, cs, cutoff, end, CROSS_COLUMNS))
+            cdaily = (store.read_bars(src.sym, "1d", end=end, entry=src.daily) if src.daily is not None
+                      else daily_from_sessions(ctable))
+            csess = ctable if early_ok else None
+            if target.minute is None and src.minute is not None:
                 notes.append(f"{src.sym}_early_ret absent: {sym} is daily-only, so its features are known "
                              "at the session open, before any early move")
             elif src.minute is None and target.minute is not None:

@@ -4,7 +4,9 @@ Everything here is vectorized over all days at once. Bars are sorted by time, so
 bars of a day's session, window or overnight are one contiguous row range: the UTC
 instants of every local date's open, cutoff and close (DST-correct, from
 :meth:`Session.at`) are located among the timestamps with ``searchsorted``, and per-day
-values come from ``numpy.ufunc.reduceat`` over those ranges.
+values come from ``numpy.ufunc.reduceat`` over those ranges. Only the timestamps are
+needed whole: the prices and volumes can arrive a part at a time (:class:`DaySplitter`),
+so a feature build never holds all the minute bars of a long history in memory.
 
 Which bar belongs where (``t`` = bar start, local wall-clock time):
 
@@ -116,31 +118,40 @@ def _gather(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo[seg] + offset, seg
 
 
+#: The per-day reductions computed while the bars pass by, ``(part, how, column)``: all
+#: that the session table and the early-session features read (``part``: ``reg`` = the
+#: regular-session bars, ``night`` = the overnight bars).
+REDUCTIONS = (("reg", "first", "open"), ("reg", "max", "high"), ("reg", "min", "low"),
+              ("reg", "last", "close"), ("reg", "sum", "volume"),
+              ("night", "max", "high"), ("night", "min", "low"))
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
 @dataclass
 class DayBars:
-    """Minute bars (sorted by time) and, per trading day, the row ranges of its bars.
+    """Minute bars split into trading days: per day, the row ranges of its bars, the
+    reductions of :data:`REDUCTIONS` over them, and its window bars.
 
-    ``days``: the trading days (naive midnight, name ``date``); ``cols``: float64 arrays
-    (open, high, low, close, volume) of *all* bars in time order. For trading day i:
-    regular-session bars are rows ``[reg_lo[i], reg_hi[i])``, window bars
-    ``[reg_lo[i], win_hi[i])`` and overnight bars ``[night_lo[i], night_hi[i])``.
+    ``days``: the trading days (naive midnight, name ``date``). Rows are the bars in time
+    order; for trading day i, regular-session bars are rows ``[reg_lo[i], reg_hi[i])``,
+    window bars ``[reg_lo[i], win_hi[i])`` and overnight bars ``[night_lo[i], night_hi[i])``.
     ``win`` / ``win_pos``: the window bars' columns gathered (small) and their day index.
+    ``columns``: the bar columns that were read; the bars themselves are not kept (a
+    day's reductions are computed on its own rows, the same numbers however the rows
+    arrived: all at once or a part of the file at a time, see :class:`DaySplitter`).
     """
 
     days: pd.DatetimeIndex
-    cols: dict[str, np.ndarray]
     reg_lo: np.ndarray
     reg_hi: np.ndarray
     win_hi: np.ndarray
     night_lo: np.ndarray
     night_hi: np.ndarray
     first_minute: np.ndarray  # local minute-of-day of each day's first regular bar
-    win: dict[str, np.ndarray] = None
-    win_pos: np.ndarray = None
-
-    def __post_init__(self):
-        idx, self.win_pos = _gather(self.reg_lo, self.win_hi)
-        self.win = {c: x[idx] for c, x in self.cols.items()}
+    columns: tuple[str, ...]
+    reduced: dict[tuple[str, str, str], np.ndarray]
+    win: dict[str, np.ndarray]
+    win_pos: np.ndarray
 
     @property
     def n(self) -> int:
@@ -150,19 +161,23 @@ class DayBars:
     def has_overnight(self) -> bool:
         return bool((self.night_hi > self.night_lo).any())
 
+    def _get(self, part: str, how: str, col: str) -> np.ndarray:
+        if col not in self.columns:  # not read (e.g. a cross-asset symbol's high): unknown
+            return np.full(self.n, np.nan)
+        try:
+            return self.reduced[(part, how, col)]
+        except KeyError:
+            raise KeyError(f"the {part} {how} of {col} is not computed: add it to "
+                           "features.sessions_table.REDUCTIONS") from None
+
     def reg(self, how: str, col: str) -> np.ndarray:
-        """Per day over the regular-session bars: ``first``, ``last``, ``max``, ``min`` or ``sum``."""
-        x = self.cols[col]
-        ok = self.reg_hi > self.reg_lo  # always true for a trading day
-        if how == "first":
-            return np.where(ok, x[np.minimum(self.reg_lo, x.size - 1)], np.nan)
-        if how == "last":
-            return np.where(ok, x[np.maximum(self.reg_hi - 1, 0)], np.nan)
-        return segment_reduce(_UFUNC[how], x, self.reg_lo, self.reg_hi)
+        """Per day over the regular-session bars: ``first``, ``last``, ``max``, ``min`` or ``sum``
+        (of :data:`REDUCTIONS`; NaN for a column not read)."""
+        return self._get("reg", how, col)
 
     def night(self, how: str, col: str) -> np.ndarray:
         """Per day over the overnight bars: ``max``, ``min`` or ``sum`` (NaN without any)."""
-        return segment_reduce(_UFUNC[how], self.cols[col], self.night_lo, self.night_hi)
+        return self._get("night", how, col)
 
     def win_groups(self) -> Groups:
         return Groups(self.win_pos, self.n)
@@ -171,28 +186,36 @@ class DayBars:
 _UFUNC = {"max": np.maximum, "min": np.minimum, "sum": np.add}
 
 
-def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str,
-               columns=("open", "high", "low", "close", "volume")) -> DayBars:
-    """Assign minute bars (canonical schema, any order) to trading days; see the module doc.
+def _reduce(how: str, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``how`` of ``x`` over each row range ``[lo_i, hi_i)`` (NaN when empty)."""
+    ok = hi > lo
+    if how == "first":
+        return np.where(ok, x[np.minimum(lo, x.size - 1)], np.nan) if x.size else np.full(lo.size, np.nan)
+    if how == "last":
+        return np.where(ok, x[np.maximum(hi - 1, 0)], np.nan) if x.size else np.full(lo.size, np.nan)
+    return segment_reduce(_UFUNC[how], x, lo, hi)
 
-    Bars are sorted once (if needed); then the session open, cutoff and close instants of
-    every local date are located in the timestamps with ``searchsorted`` (a few thousand
-    look-ups), so no per-bar day code or mask is ever built.
-    """
-    cutoff = parse_time(cutoff)
-    t = utc_micros(bars["timestamp"])
-    order = None
-    if t.size > 1 and not (t[1:] >= t[:-1]).all():
-        order = np.argsort(t, kind="stable")
-        t = t[order]
-    cols = {}
-    for c in columns:
-        x = bars[c].to_numpy(dtype="float64", na_value=np.nan)
-        cols[c] = x[order] if order is not None else x
+
+@dataclass
+class _Layout:
+    """Where each trading day's bars are, from the sorted timestamps alone."""
+
+    days: pd.DatetimeIndex
+    reg_lo: np.ndarray
+    reg_hi: np.ndarray
+    win_hi: np.ndarray
+    night_lo: np.ndarray
+    night_hi: np.ndarray
+    first_minute: np.ndarray
+
+
+def _layout(t: np.ndarray, session: Session, cutoff: time) -> _Layout:
+    """The session open, cutoff and close instants of every local date located in the sorted
+    UTC microseconds ``t`` with ``searchsorted`` (a few thousand look-ups): no per-bar day
+    code or mask is ever built."""
     z = np.zeros(0, dtype=np.int64)
     if t.size == 0:
-        return DayBars(pd.DatetimeIndex([], name="date", dtype="datetime64[us]"), cols, z, z, z, z, z, np.zeros(0))
-
+        return _Layout(pd.DatetimeIndex([], name="date", dtype="datetime64[us]"), z, z, z, z, z, np.zeros(0))
     tz = session.tz
     first = pd.Timestamp(t[0], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
     last = pd.Timestamp(t[-1], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
@@ -208,9 +231,91 @@ def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str,
     night_hi = reg_lo
     open_min = session.open.hour * 60 + session.open.minute
     first_minute = (t[np.minimum(reg_lo, t.size - 1)] - opens[trading]) // 60_000_000 + open_min
-    return DayBars(days=pd.DatetimeIndex(cal[trading], name="date"), cols=cols, reg_lo=reg_lo, reg_hi=reg_hi,
-                   win_hi=win_hi, night_lo=night_lo, night_hi=night_hi,
-                   first_minute=first_minute.astype("float64"))
+    return _Layout(pd.DatetimeIndex(cal[trading], name="date"), reg_lo, reg_hi, win_hi, night_lo, night_hi,
+                   first_minute.astype("float64"))
+
+
+class DaySplitter:
+    """Splits bars that arrive a part at a time (consecutive rows, in time order) into days.
+
+    Built from the sorted timestamps of *all* rows (:func:`_layout`); :meth:`feed` takes the
+    next rows' columns and reduces every day whose rows have all arrived (a day's rows run
+    from the previous trading day's close to its own close), keeping only the rows of the
+    day still open. So memory holds the timestamps, one part and one day, never all bars;
+    and each day is reduced on exactly its own rows, so the numbers do not depend on how
+    the rows were cut into parts.
+    """
+
+    def __init__(self, t: np.ndarray, session: Session, cutoff: time | str, columns=BAR_COLUMNS):
+        self.lay = _layout(t, session, parse_time(cutoff))
+        self.rows = t.size
+        self.columns = tuple(columns)
+        self.wanted = [r for r in REDUCTIONS if r[2] in self.columns]
+        self._buf = {c: np.zeros(0) for c in self.columns}
+        self._start = 0  # row number of the buffer's first row
+        self._seen = 0  # rows fed so far
+        self._done = 0  # days reduced so far
+        self._parts: dict = {r: [] for r in self.wanted}
+        self._win: dict = {c: [] for c in self.columns}
+        self._pos: list[np.ndarray] = []
+
+    def feed(self, n: int, cols: dict[str, np.ndarray]) -> None:
+        """The next ``n`` rows: ``cols`` maps every column to its ``n`` float64 values."""
+        buf = {c: np.concatenate([self._buf[c], cols[c]]) if self._buf[c].size else cols[c]
+               for c in self.columns}
+        self._seen += n
+        upto = int(np.searchsorted(self.lay.reg_hi, self._seen, side="right"))  # days complete
+        if upto > self._done:
+            self._reduce_days(buf, self._done, upto)
+            keep = int(self.lay.reg_hi[upto - 1])
+            buf = {c: x[keep - self._start:].copy() for c, x in buf.items()}
+            self._start, self._done = keep, upto
+        self._buf = buf
+
+    def _reduce_days(self, buf: dict[str, np.ndarray], a: int, b: int) -> None:
+        lay, s = self.lay, self._start
+        bounds = {"reg": (lay.reg_lo[a:b] - s, lay.reg_hi[a:b] - s),
+                  "night": (lay.night_lo[a:b] - s, lay.night_hi[a:b] - s)}
+        for part, how, col in self.wanted:
+            self._parts[(part, how, col)].append(_reduce(how, buf[col], *bounds[part]))
+        idx, pos = _gather(lay.reg_lo[a:b] - s, lay.win_hi[a:b] - s)
+        for c in self.columns:
+            self._win[c].append(buf[c][idx])
+        self._pos.append(pos + a)
+
+    def finish(self) -> DayBars:
+        """The split days, once every row has been fed."""
+        lay = self.lay
+        if self._seen != self.rows or self._done != lay.days.size:
+            raise RuntimeError(f"DaySplitter fed {self._seen} of {self.rows} rows")
+        return DayBars(days=lay.days, reg_lo=lay.reg_lo, reg_hi=lay.reg_hi, win_hi=lay.win_hi,
+                       night_lo=lay.night_lo, night_hi=lay.night_hi, first_minute=lay.first_minute,
+                       columns=self.columns, reduced={r: _cat(v) for r, v in self._parts.items()},
+                       win={c: _cat(v) for c, v in self._win.items()}, win_pos=_cat(self._pos, np.int64))
+
+
+def _cat(parts: list[np.ndarray], dtype="float64") -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str, columns=BAR_COLUMNS) -> DayBars:
+    """Assign minute bars (canonical schema, any order) to trading days; see the module doc.
+
+    Bars are sorted once (if needed) and split in one part (:class:`DaySplitter`; the
+    feature build splits the stored bars a part of the file at a time instead).
+    """
+    t = utc_micros(bars["timestamp"])
+    order = None
+    if t.size > 1 and not (t[1:] >= t[:-1]).all():
+        order = np.argsort(t, kind="stable")
+        t = t[order]
+    splitter = DaySplitter(t, session, cutoff, columns)
+    cols = {}
+    for c in splitter.columns:
+        x = bars[c].to_numpy(dtype="float64", na_value=np.nan)
+        cols[c] = x[order] if order is not None else x
+    splitter.feed(t.size, cols)
+    return splitter.finish()
 
 
 def table_from_daybars(db: DayBars) -> pd.DataFrame:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.stats import rankdata
 
 from almanac.errors import SpecError
 
@@ -89,6 +88,8 @@ def rolling_auc(dates, y, p, window: int = 60, min_periods: int | None = None) -
     wp = sliding_window_view(pp, window)
     wreal = sliding_window_view(real, window)
     wpos = sliding_window_view(pos, window)
+    from scipy.stats import rankdata  # here, not at import: the pages import this module
+
     ranks = rankdata(wp, axis=1)  # average ranks; padding (+inf) takes the top ranks
     n = wreal.sum(1)
     n_pos = wpos.sum(1)

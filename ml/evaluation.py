@@ -30,10 +30,11 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
-from sklearn import metrics as skm
 
 from almanac.errors import SpecError
+
+# scikit-learn and scipy are imported inside the functions that score: importing them
+# costs about a second, and the web pages import this module at start-up.
 
 #: Thresholds the UI slider scrubs through (0.30, 0.31, ..., 0.70).
 THRESHOLDS = np.round(np.arange(0.30, 0.701, 0.01), 2)
@@ -127,6 +128,8 @@ def threshold_grid(y, p, thresholds=THRESHOLDS) -> pd.DataFrame:
 def roc_table(y, p) -> pd.DataFrame:
     """The ROC curve (fpr, tpr, threshold) of scikit-learn; the first point (0, 0) has
     threshold NaN (scikit-learn's +inf). Empty when ``y`` has one class."""
+    from sklearn import metrics as skm
+
     y, p = _arrays(y, p, 1)
     if len(np.unique(y)) < 2:
         return pd.DataFrame({"fpr": [], "tpr": [], "threshold": []})
@@ -137,6 +140,8 @@ def roc_table(y, p) -> pd.DataFrame:
 def binary_scores(y, p, threshold: float = 0.5) -> dict:
     """n, base_rate, mean_predicted, accuracy, balanced_accuracy (at ``threshold``),
     roc_auc, log_loss, brier, ece."""
+    from sklearn import metrics as skm
+
     y, p = _arrays(y, p, 1)
     hat = (p >= threshold).astype("float64")
     return {
@@ -155,12 +160,16 @@ def binary_scores(y, p, threshold: float = 0.5) -> dict:
 # ---------------------------------------------------------------- multiclass
 
 def _ovr_auc(y: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    from sklearn import metrics as skm
+
     return np.array([_safe(skm.roc_auc_score, y == k, proba[:, k]) for k in range(proba.shape[1])])
 
 
 def multiclass_scores(y, proba) -> dict:
     """n, accuracy, balanced_accuracy (argmax class), roc_auc (macro one-vs-rest over
     defined classes), log_loss, brier (multiclass, [0, 2])."""
+    from sklearn import metrics as skm
+
     y, proba = _arrays(y, proba, 2)
     k = proba.shape[1]
     yi = y.astype("int64")
@@ -181,6 +190,9 @@ def multiclass_scores(y, proba) -> dict:
 
 def regression_scores(y, pred) -> dict:
     """n, mae, rmse, r2, ic (Spearman), hit_rate (share with sign(pred) == sign(y))."""
+    from scipy.stats import spearmanr
+    from sklearn import metrics as skm
+
     y, pred = _arrays(y, pred, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -226,6 +238,8 @@ def evaluate(task: str, y, pred, folds=None, threshold: float = 0.5,
     classification report); binary adds ``threshold``, ``roc``, ``reliability`` and
     ``threshold_grid`` (lists of row dicts).
     """
+    from sklearn import metrics as skm
+
     out = {"task": task, "pooled": scores(task, y, pred, threshold),
            "per_fold": [] if folds is None else fold_scores(task, y, pred, folds, threshold)}
     if task in ("binary", "multiclass"):

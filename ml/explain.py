@@ -31,7 +31,8 @@ Every result is checked for additivity, ``base_value + Σ_features values ≈ ra
 of each row; a gap above ``tol · max(1, max |raw output|)`` raises
 :class:`ShapAdditivityError`. shap itself runs single-threaded; lightgbm and xgboost
 compute their native contributions with ``ml.threads.N_THREADS`` threads. shap is
-imported lazily (and not at all for lightgbm and xgboost).
+imported lazily (and not at all for lightgbm and xgboost), and so are scikit-learn and
+scipy: the web pages import this module at start-up.
 
 :func:`permutation_importances` gives the numbers of
 ``sklearn.inspection.permutation_importance`` (same shuffles, same scorer) but predicts
@@ -45,11 +46,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
-from sklearn.base import is_classifier
-from sklearn.metrics import r2_score, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state
 
 from almanac.errors import SpecError
 from ml import threads
@@ -77,6 +73,8 @@ class ShapResult:
 
 def _split(model):
     """(preprocessing or None, final estimator)."""
+    from sklearn.pipeline import Pipeline
+
     if isinstance(model, Pipeline):
         return (model[:-1] if len(model) > 1 else None), model[-1]
     return None, model
@@ -99,6 +97,8 @@ def _family(est) -> str:
 
 
 def _raw_output(family: str, est, Xt) -> np.ndarray:
+    from sklearn.base import is_classifier
+
     clf = is_classifier(est)
     if family == "lightgbm":
         return np.asarray(est.predict(Xt, raw_score=True), dtype="float64")
@@ -110,6 +110,8 @@ def _raw_output(family: str, est, Xt) -> np.ndarray:
 
 
 def _output_name(family: str, est) -> str:
+    from sklearn.base import is_classifier
+
     if not is_classifier(est):
         return "prediction"
     if family == "random_forest":
@@ -257,6 +259,8 @@ def _shuffles(n: int, n_repeats: int, seed: int) -> np.ndarray:
     every column a fresh ``RandomState(that seed)`` shuffles an index array in place once
     per repeat and applies it to the column *as already shuffled* (so repeat r shows the
     composition of the first r shuffles). The orders are thus the same for every column."""
+    from sklearn.utils import check_random_state
+
     col_seed = check_random_state(seed).randint(np.iinfo(np.int32).max + 1)
     rs = np.random.RandomState(col_seed)
     shuffling_idx = np.arange(n)
@@ -283,6 +287,8 @@ def _scored_response(model, X: pd.DataFrame, task: str) -> np.ndarray:
 
 
 def _score(task: str, y: np.ndarray, response: np.ndarray) -> float:
+    from sklearn.metrics import r2_score, roc_auc_score
+
     if task == "regression":
         return r2_score(y, response)
     if task == "binary":
@@ -304,6 +310,8 @@ def _scores(task: str, y: np.ndarray, responses: np.ndarray) -> np.ndarray:
             raise ValueError("Only one class present in y_true. ROC AUC score is not defined in that case.")
         pos = y == classes[-1]
         n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+        from scipy.stats import rankdata
+
         ranks = rankdata(responses, axis=1)
         return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     if task == "regression":

@@ -22,7 +22,8 @@ leaves, slow learning, row/column subsampling. Every random element is seeded fr
 ``seed`` and every multi-threaded library gets ``ml.threads.N_THREADS``, so refitting on
 the same rows gives identical predictions. ``params`` override the defaults of the final
 estimator (for pipelines: the model step); unknown names raise SpecError with the list.
-lightgbm and xgboost are imported only inside :func:`make_model`.
+scikit-learn, lightgbm and xgboost are imported only inside :func:`make_model` (the web
+pages import this module at start-up; scikit-learn alone costs about a second).
 
 :func:`check_params` applies each library's own rules to ``params`` before any work: it
 builds the estimator and fits it on :data:`CHECK_ROWS` synthetic rows (the work
@@ -43,16 +44,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from almanac.errors import SpecError
 from ml import threads
@@ -114,11 +105,17 @@ def _final_estimator(kind: str, role: str, seed: int, n_threads: int):
     """The bare model with the factory's fixed settings (seeds, threads, quiet)."""
     clf = role == "classifier"
     if kind == "logistic":
+        from sklearn.linear_model import LogisticRegression, Ridge
+
         return LogisticRegression(random_state=seed) if clf else Ridge(random_state=seed)
     if kind == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
         cls = RandomForestClassifier if clf else RandomForestRegressor
         return cls(random_state=seed, n_jobs=n_threads)
     if kind == "hist_gb":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
         cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
         return cls(random_state=seed)
     if kind == "lightgbm":
@@ -167,18 +164,17 @@ def make_model(kind: str, task: str, params: dict[str, Any] | None = None, seed:
         est.set_params(**merged)
     except (TypeError, ValueError) as exc:  # pragma: no cover - set_params rarely validates
         raise SpecError(f"bad parameters for model {kind!r}: {exc}") from None
+    if kind not in ("logistic", "random_forest"):
+        return est
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    impute = ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
     if kind == "logistic":
-        return Pipeline([
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("model", est),
-        ])
-    if kind == "random_forest":
-        return Pipeline([
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("model", est),
-        ])
-    return est
+        from sklearn.preprocessing import StandardScaler
+
+        return Pipeline([impute, ("scale", StandardScaler()), ("model", est)])
+    return Pipeline([impute, ("model", est)])
 
 
 # ---------------------------------------------------------------------- parameter check

@@ -613,3 +613,16 @@ def test_row_limit_applies_to_csv_too(seeded, tmp_path, monkeypatch):
     monkeypatch.setenv("ALMANAC_MAX_ROWS", "2")
     with pytest.raises(DataError, match=r"^m.csv: the file has 3 rows, over the limit of 2 \(ALMANAC_MAX_ROWS\)"):
         import_file(write(tmp_path, "m.csv", GOOD), "ES", store=seeded)
+
+
+def test_offset_detection_matches_python_re_on_ascii_and_other_text():
+    """The vectorized (RE2) test for a trailing UTC offset gives Python re's answer."""
+    from almanac.importer import _OFFSET_RE, _ends_with_offset
+
+    texts = ["2018-03-09 09:30:00+00:00", "2018-03-09 09:30:00", "2018-03-09T09:30Z", "2018-03-09 09:30 -0500",
+             "2018-03-09 09:30:00.123+05", "09:30+05:30", "2018-03-09", "", "2018-03-09 09:30:00 +00:00x",
+             "2018-03-09 09:30:00 UTC", "2018-03-09 ０９:３０+05", "１２:３０+0530"]
+    for sample in (texts[:10], texts):  # ASCII only (RE2), and with full-width digits (Python re)
+        s = pd.Series(sample + [None], dtype="string")
+        want = s.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+        np.testing.assert_array_equal(_ends_with_offset(s), want)
