@@ -45,7 +45,6 @@ import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
 from dash import Input, Output, callback, dcc, html
-from sklearn.metrics import classification_report, confusion_matrix
 
 from almanac import registry
 from almanac.errors import NotFoundError
@@ -112,26 +111,33 @@ def binary_confusion(row: dict) -> np.ndarray:
 
 
 def report_frame(cm: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """scikit-learn's classification report of confusion matrix ``cm`` as a table.
-
-    The label arrays are rebuilt from the counts (cell [i, j] = that many rows of actual
-    class i predicted j), so the report matches the matrix on screen exactly.
+    """scikit-learn's classification report of confusion matrix ``cm``, computed from the
+    matrix itself (cell [i, j] = rows of actual class i predicted j), so it matches the
+    matrix on screen exactly; the rows and numbers of ``classification_report(...,
+    output_dict=True, zero_division=0)`` (tests hold them equal), without importing
+    scikit-learn into the web server.
     """
-    k = len(classes)
-    counts = np.asarray(cm, dtype="int64").ravel()
-    true = np.repeat(np.repeat(np.arange(k), k), counts)
-    pred = np.repeat(np.tile(np.arange(k), k), counts)
-    rep = classification_report(true, pred, labels=list(range(k)), target_names=classes, output_dict=True,
-                                zero_division=0)
-    rows = []
-    for name, v in rep.items():
-        if name == "accuracy":
-            rows.append({"class": "accuracy", "precision": None, "recall": None, "f1-score": v,
-                         "support": int(counts.sum())})
-        else:
-            rows.append({"class": name, **{c: v[c] for c in ("precision", "recall", "f1-score")},
-                         "support": int(v["support"])})
+    m = np.asarray(cm, dtype="float64")
+    tp, support, predicted = np.diag(m), m.sum(axis=1), m.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    total = m.sum()
+    rows = [{"class": name, "precision": float(precision[i]), "recall": float(recall[i]),
+             "f1-score": float(f1[i]), "support": int(support[i])} for i, name in enumerate(classes)]
+    rows.append({"class": "accuracy", "precision": None, "recall": None,
+                 "f1-score": float(tp.sum() / total) if total else 0.0, "support": int(total)})
+    weights = support / total if total else np.zeros_like(support)
+    for name, w in (("macro avg", np.full(len(classes), 1.0 / len(classes))), ("weighted avg", weights)):
+        rows.append({"class": name, "precision": float(w @ precision), "recall": float(w @ recall),
+                     "f1-score": float(w @ f1), "support": int(total)})
     return pd.DataFrame(rows)
+
+
+def confusion_counts(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """The k × k confusion matrix (rows actual, columns predicted), as scikit-learn's."""
+    return np.bincount(np.asarray(y, "int64") * k + np.asarray(pred, "int64"), minlength=k * k).reshape(k, k)
 
 
 def with_base_rate(table: pd.DataFrame, cm: np.ndarray, task: str) -> pd.DataFrame:
@@ -158,7 +164,7 @@ def classification_view(run: dict, fold, threshold: float) -> tuple[np.ndarray, 
         return binary_confusion(row), classes, float(row["threshold"])
     oof = oof_rows(run_id, fold)
     proba = oof[[f"prob_{c}" for c in classes]].to_numpy(dtype="float64")
-    cm = confusion_matrix(oof["y"].astype("int64"), proba.argmax(axis=1), labels=list(range(len(classes))))
+    cm = confusion_counts(oof["y"].to_numpy(), proba.argmax(axis=1), len(classes))
     return cm, classes, None
 
 

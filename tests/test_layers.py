@@ -150,8 +150,6 @@ def test_no_two_modules_import_each_other():
 HEAVY_AT_START = ("scipy.stats", "sklearn", "lightgbm", "xgboost", "shap")
 
 
-@pytest.mark.xfail(strict=True, reason="pages/evaluate.py imports sklearn.metrics at top level "
-                                       "(the page's fix: import it inside the callback); remove this mark then")
 def test_importing_the_app_loads_no_heavy_library(tmp_path):
     """`python app.py` should answer within 1.5 s: the pages import ml modules, which load
     scikit-learn, scipy.stats and the model libraries only inside the functions that use them."""

@@ -709,3 +709,26 @@ def test_compare_figures_and_table():
     assert rows["Always-long Sharpe (same days, same costs)"]["cells"] == ["0.300", "—"]
     assert rows["Sharpe lift over always long"]["best"] == []  # one run has it
     assert (format_value(float("nan")), format_value(1234.4, "int"), format_value(None)) == ("—", "1,234", "—")
+
+
+@pytest.mark.parametrize("cm", [[[50, 10], [20, 40]], [[5, 0, 1], [2, 0, 3], [0, 0, 9]], [[0, 0], [0, 4]]])
+def test_report_frame_equals_scikit_learns_classification_report(page_module, cm):
+    """The page computes the report from the matrix (no scikit-learn in the web server)."""
+    from sklearn.metrics import classification_report
+
+    ev = page_module("evaluate")
+    k = len(cm)
+    counts = np.asarray(cm).ravel()
+    true = np.repeat(np.repeat(np.arange(k), k), counts)
+    pred = np.repeat(np.tile(np.arange(k), k), counts)
+    names = [f"c{i}" for i in range(k)]
+    want = classification_report(true, pred, labels=list(range(k)), target_names=names, output_dict=True,
+                                 zero_division=0)
+    got = ev.report_frame(np.asarray(cm), names).set_index("class")
+    for name, row in want.items():
+        if name == "accuracy":
+            assert got.loc["accuracy", "f1-score"] == pytest.approx(row, abs=1e-12)
+            continue
+        for col in ("precision", "recall", "f1-score", "support"):
+            assert got.loc[name, col] == pytest.approx(row[col], abs=1e-12), (name, col)
+    assert ev.confusion_counts(true, pred, k).tolist() == np.asarray(cm).tolist()
