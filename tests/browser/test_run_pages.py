@@ -209,7 +209,12 @@ def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot
     before = stats_text(page)
     header = page.locator("#backtest-stats-table thead").text_content()  # (shown upper case)
     assert "Model" in header and "Always long" in header and "Prior day" in header  # baseline columns
-    assert "Lift over always long (Sharpe)" in before and "+0.50 (95 % CI −0.25 to +1.25)" in before
+    lift = record["baselines"]["lift"]["sharpe"]  # the runner's own (or the injected one for an older run)
+
+    def signed(x):
+        return f"{x:+.2f}".replace("-", "−")
+    shown = f"{signed(lift['value'])} (95 % CI {signed(lift['lo'])} to {signed(lift['hi'])})"
+    assert "Lift over always long (Sharpe)" in before and shown in before, shown
     assert "Turnover" in before and "Cost drag" in before and "Volatility" in before
     assert f"{run['backtest']['trades']:,}" in before  # the run's own settings: its recorded trades
     assert grid_total(page) == run["backtest"]["trades"]  # the grid lists exactly the trades
