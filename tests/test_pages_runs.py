@@ -732,3 +732,38 @@ def test_report_frame_equals_scikit_learns_classification_report(page_module, cm
         for col in ("precision", "recall", "f1-score", "support"):
             assert got.loc[name, col] == pytest.approx(row[col], abs=1e-12), (name, col)
     assert ev.confusion_counts(true, pred, k).tolist() == np.asarray(cm).tolist()
+
+
+def test_one_trial_count_and_dsr_on_backtest_models_report_and_runs_show(lab, no_models, capsys):
+    """Issue 9: /backtest said 2 trials while the report and /models said 1. The first run was
+    trained alone (1 trial then); a second run on ES rest_of_day makes it 2 everywhere now."""
+    import json
+
+    from cli import main
+    from ml import replay
+    from ml.report import report_data
+    from ml.trials import deflated
+
+    run = registry.get_run(lab["runs"]["lgbm"]["run_id"])
+    assert run["backtest"]["n_trials_at_training"] == 1  # frozen when it was trained
+    now = deflated(run)
+    assert now["n_trials"] == 2 and now["dsr"] is not None
+    # runs show --json
+    assert main(["runs", "show", run["run_id"], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["backtest"]
+    assert (shown["n_trials"], shown["dsr"]) == (2, pytest.approx(now["dsr"], abs=1e-12))
+    # /models: grid rows and the compare table's record
+    models = lab["pages"]["models"]
+    trials = models.trials_now([run["run_id"]])[run["run_id"]]
+    assert (trials["n_trials"], trials["dsr"]) == (2, pytest.approx(now["dsr"], abs=1e-12))
+    assert models.grid_rows([registry.summary(run)], {run["run_id"]: trials})[0]["n_trials"] == 2
+    # the report at the recorded settings: the statistics behind its cards and table, and its text
+    from ml import report as report_module
+
+    stats = report_module._backtest_data(Path(run["path"]), run, replay.settings(run))["stats_obj"]
+    assert (stats["n_trials"], stats["dsr"]) == (2, pytest.approx(now["dsr"], abs=1e-12))
+    table = dict((row[0], row[1]) for row in report_data(run)["backtest"]["stats"])
+    assert table["Trials counted for DSR"] == "2"
+    # /backtest at the recorded settings
+    on_screen = replay.replay(run).stats
+    assert (on_screen["n_trials"], on_screen["dsr"]) == (2, pytest.approx(now["dsr"], abs=1e-12))
