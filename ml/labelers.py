@@ -120,9 +120,11 @@ class LabelSpec:
 
     @property
     def description(self) -> str:
-        """The labeler's docstring as plain text: exactly which future the label looks at
-        (reST roles and literals such as :data:`X` and ``x`` shown as X and x)."""
-        text = " ".join((self.func.__doc__ or "").split())
+        """The labeler's summary and its "Future looked at" paragraph as plain text (reST roles
+        and literals such as :data:`X` and ``x`` shown as X and x): what the /train form shows."""
+        paragraphs = [p for p in (self.func.__doc__ or "").split("\n\n") if p.strip()]
+        kept = paragraphs[:1] + [p for p in paragraphs[1:] if p.strip().startswith("Future looked at")]
+        text = " ".join(" ".join(kept).split())
         text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
         return text.replace("``", "")
 
