@@ -565,3 +565,26 @@ def test_shap_on_sampled_days_is_exact_and_recorded(small, monkeypatch):
     np.testing.assert_allclose(imp.loc[names, "mean_abs_shap"], shap[names].abs().mean(), rtol=1e-12)
     again = run_experiment({**SPEC, "seed": 5}, store=small)
     pd.testing.assert_frame_equal(pd.read_parquet(Path(again["path"]) / "shap.parquet"), shap)  # deterministic
+
+
+def test_permutation_importance_is_sklearns_with_the_runs_shuffles(first):
+    """The last fold's model on its test rows, PERMUTATION_REPEATS shuffles (named in the
+    note): the numbers of sklearn's permutation_importance with the run's seed."""
+    from sklearn.inspection import permutation_importance
+
+    from ml.runner import PERMUTATION_REPEATS
+
+    run, _ = first
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    names, last = names_of(run), run["folds"][-1]
+    tr = (ds.index >= pd.Timestamp(last["train_start"])) & (ds.index <= pd.Timestamp(last["train_end"]))
+    te = (ds.index >= pd.Timestamp(last["test_start"])) & (ds.index <= pd.Timestamp(last["test_end"]))
+    model = make_model("lightgbm", "binary", {"n_estimators": 25}, seed=0).fit(ds.loc[tr, names],
+                                                                             ds.loc[tr, "y"].astype(int))
+    ref = permutation_importance(model, ds.loc[te, names], ds.loc[te, "y"].astype(int), scoring="roc_auc",
+                                 n_repeats=PERMUTATION_REPEATS, random_state=0, n_jobs=1)
+    imp = pd.read_parquet(folder / "importance.parquet").set_index("feature").loc[names]
+    np.testing.assert_allclose(imp["perm_importance_mean"], ref.importances_mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(imp["perm_importance_std"], ref.importances_std, rtol=1e-12, atol=1e-15)
+    assert PERMUTATION_REPEATS == 2 and f"{PERMUTATION_REPEATS} shuffles per feature" in run["importance_note"]
