@@ -16,12 +16,14 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
 4. **folds** -- :class:`ml.splits.WalkForwardSplit` over the remaining rows (gap >= label
    horizon). Per fold: a fresh ``make_model`` fitted on the training rows only (imputers
    and scalers live inside the model pipelines, so they are fitted in the fold too),
-   out-of-fold predictions of the test rows, fold scores, SHAP values of the test rows
-   (additivity checked by :mod:`ml.explain`) and PSI of every feature, train vs test.
+   out-of-fold predictions of the test rows, fold scores, SHAP values of a seeded sample
+   of at most :data:`SHAP_ROWS_PER_FOLD` test rows (:func:`shap_rows`; all of them in a
+   shorter fold; ``run.json["shap"]`` = ``{"rows_per_fold", "rows", "seed"}``; additivity
+   checked by :mod:`ml.explain`) and PSI of every feature, train vs test.
 5. **evaluation** -- pooled scores over all out-of-fold rows, threshold grid, ROC,
    reliability, rolling AUC (window :data:`ROLLING_WINDOW` days); permutation importance
-   of the LAST fold's model on the LAST fold's test rows (recorded in
-   ``run.json["importance_note"]``).
+   of the LAST fold's model on the LAST fold's test rows, :data:`PERMUTATION_REPEATS`
+   shuffles per feature (recorded in ``run.json["importance_note"]``).
 6. **backtest** -- :func:`ml.backtester.backtest` of the out-of-fold predictions, traded
    from the cutoff to the close. ``trial_sharpes`` = the Sharpe ratios of the complete runs
    in the registry with the same symbol and label, plus this run's own (``n_trials``).
@@ -60,8 +62,8 @@ The run folder (:data:`almanac.registry.ARTIFACTS` are the files the registry re
     dataset.parquet      features, y and the session prices of every labelled day
     oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>
     folds.parquet        the fold table (train/test date ranges, sizes, scores)
-    shap.parquet         SHAP values of each fold's model on its test rows; shap_base.parquet
-    importance.parquet   mean |SHAP| and permutation importance per feature
+    shap.parquet         SHAP values of each fold's model on its (sampled) test rows; shap_base.parquet
+    importance.parquet   mean |SHAP| (over those rows) and permutation importance per feature
     threshold_grid.json  confusion counts per threshold (binary), curves.json (ROC,
                          reliability, report), drift.json (rolling AUC, PSI per fold)
     backtest.parquet     date, prob, signal, position, strategy_return, equity, benchmark_equity,
@@ -123,9 +125,10 @@ Progress = Callable[[float, str], None]
 #: Trailing window (trading days) of the rolling out-of-fold AUC.
 ROLLING_WINDOW = 63
 #: Test rows per fold whose SHAP values a run computes (a seeded sample, :func:`shap_rows`;
-#: None: every out-of-fold row). TreeSHAP costs about trees x leaves x depth² per row, as much
-#: as the fold fits on all ~400 test days of a fold; 100 days per fold keep the beeswarm and
-#: the mean |SHAP| ranking while costing a quarter. Recorded in ``run.json["shap"]``.
+#: None: every out-of-fold row). TreeSHAP costs about trees x leaves x depth² per row: on all
+#: ~400 test days of each fold of the default spec about as much as the fold fits; 100 days
+#: per fold keep the beeswarm and the mean |SHAP| ranking at a quarter of that. Recorded in
+#: ``run.json["shap"]`` and stated in ``importance_note``. A runner constant, not a spec field.
 SHAP_ROWS_PER_FOLD: int | None = 100
 #: Shuffles per feature in the permutation importance (``run.json["importance_note"]`` says
 #: how many). Two, not five: each shuffle costs a prediction of the last fold's test rows per
@@ -290,10 +293,10 @@ def _predict(model, X: pd.DataFrame, task: str) -> np.ndarray:
 
 def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.ndarray:
     """Positions (sorted) of the test rows of fold ``fold`` (0-based, ``n`` rows) whose SHAP
-    values are computed: all of them when ``n <= per_fold`` (default
-    :data:`SHAP_ROWS_PER_FOLD`; None: always all), else ``per_fold`` drawn without
-    replacement by ``numpy.random.default_rng([seed, fold])`` -- the same rows for the same
-    seed, fold and size, whatever the model."""
+    values are computed: all of them when ``n <= per_fold`` (``per_fold`` defaults to
+    :data:`SHAP_ROWS_PER_FOLD`; if that is None, always all), else ``per_fold`` drawn
+    without replacement by ``numpy.random.default_rng([seed, fold])`` -- the same rows for
+    the same seed, fold and size, whatever the model."""
     per_fold = SHAP_ROWS_PER_FOLD if per_fold is None else per_fold
     if per_fold is None or n <= per_fold:
         return np.arange(n)
@@ -720,4 +723,5 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
         parquet(bt.trades, "trades.parquet")
 
 
-__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS"]
+__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS",
+           "SHAP_ROWS_PER_FOLD", "shap_rows"]
