@@ -27,7 +27,7 @@ from almanac.settings import REPO_ROOT
 DEFAULT_SPEC = REPO_ROOT / "configs" / "es-rest-of-day-lgbm.yaml"
 #: Stages in the order the runner goes through them (run.json "timings").
 STAGES = ("validate", "features", "labels", "fit", "predict", "shap", "drift", "evaluation",
-          "permutation_importance", "backtest", "final_model", "writing")
+          "permutation_importance", "backtest", "baselines", "final_model", "writing")
 TARGET_RATIO = 3.0
 
 
@@ -127,7 +127,8 @@ def format_report(r: dict) -> str:
                      "of the run")
     lines.append(f"peak memory (RSS): {r['peak_rss_mb']:.0f} MB")
     lines.append("stages: features = build_features (cold: computed, warm: from the cache); fit/predict/shap/"
-                 "drift = summed over the folds; permutation_importance = last fold's test rows; "
+                 "drift = summed over the folds (SHAP on each fold's sampled test days, run.json shap); "
+                 "permutation_importance = last fold's test rows; baselines = ml.baselines with the bootstrap; "
                  "final_model = refit on all rows + save")
     return "\n".join(lines)
 

@@ -22,7 +22,8 @@ conventions (:mod:`ml.stats`).
   its backtest at threshold 0.5 with the run's long-only rule and cost.
 * ``lift``: the model minus ``always_long`` in Sharpe, and the model's ROC AUC minus 0.5,
   each with a percentile interval from a seeded stationary block bootstrap over days
-  (:class:`arch.bootstrap.StationaryBootstrap`, mean block :data:`BLOCK_DAYS` days,
+  (:func:`stationary_indices`: those of :class:`arch.bootstrap.StationaryBootstrap`, mean
+  block :data:`BLOCK_DAYS` days,
   :data:`RESAMPLES` resamples; the same resampled days for both series). The same seed
   gives the same interval.
 
@@ -55,7 +56,7 @@ _TRIAL_KEYS = ("dsr", "n_trials")
 _CHUNK = 100
 
 __all__ = ["BLOCK_DAYS", "RESAMPLES", "LEVEL", "always_long", "prior_day_prob", "prior_day", "majority",
-           "lift", "fast_auc", "baseline_stats", "train_shares"]
+           "lift", "stationary_indices", "fast_auc", "baseline_stats", "train_shares"]
 
 
 def _tradable(frame: pd.DataFrame) -> np.ndarray:
@@ -148,6 +149,43 @@ def _aucs(y: np.ndarray, score: np.ndarray) -> np.ndarray:
     return np.where((n1 > 0) & (n0 > 0), auc, np.nan)
 
 
+def _resampled_aucs(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``_aucs(y[idx], score[idx])`` for (r, n) day indices ``idx`` into 1-d ``y`` / ``score``,
+    without sorting each resample: the scores are sorted once, and a resample is its count of
+    each day. A day's average rank in a resample is (resampled days with a lower score) +
+    (resampled days with its score + 1) / 2, a half-integer like ``rankdata``'s, so the rank
+    sums (exact in float64) and the AUCs are the same numbers bit for bit."""
+    r, n = idx.shape
+    m = len(score)
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first sorted position of each tie group
+    counts = np.bincount((np.arange(r)[:, None] * m + idx).ravel(), minlength=r * m).reshape(r, m)[:, order]
+    pos = (y[order] == 1)
+    g = np.add.reduceat(counts, starts, axis=1).astype("float64")  # resampled days per score value
+    gp = np.add.reduceat(counts * pos, starts, axis=1).astype("float64")  # ... of them positive
+    below = np.cumsum(g, axis=1) - g
+    n1 = gp.sum(1)
+    n0 = n - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((gp * (below + (g + 1) / 2.0)).sum(1) - n1 * (n1 + 1) / 2.0) / (n1 * n0)
+    return np.where((n1 > 0) & (n0 > 0), auc, np.nan)
+
+
+def _resampled_auc_rows(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """:func:`_auc_rows` of ``y[idx]`` / ``pred[idx]`` by :func:`_resampled_aucs` (NaN-free
+    scores; with a NaN it falls back to ranking every resample)."""
+    if np.isnan(pred).any():
+        return _auc_rows(y[idx], pred[idx])
+    if pred.ndim == 1:
+        return _resampled_aucs(y, pred, idx)
+    per = np.stack([_resampled_aucs((y == c).astype("int64"), pred[:, c], idx) for c in range(pred.shape[1])],
+                   axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row where no class AUC is defined
+        return np.nanmean(per, axis=1)
+
+
 def _auc_rows(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Per row of (r, n) resampled outcomes: binary AUC of P(up) (pred (r, n)), or the macro
     one-vs-rest AUC over the classes where it is defined (pred (r, n, k), as
@@ -165,6 +203,27 @@ def _sharpes(r: np.ndarray) -> np.ndarray:
     sd = r.std(axis=1, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(sd > 0, r.mean(1) / sd * math.sqrt(stats.PERIODS), np.nan)
+
+
+def stationary_indices(n: int, block_days: float, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) day indices of a stationary block bootstrap: the very indices of
+    ``arch.bootstrap.StationaryBootstrap(block_days, np.arange(n), seed=seed).bootstrap(resamples)``
+    (a test holds them equal), without importing arch (with statsmodels and numba, most of
+    a second). Per resample, as arch draws them from ``numpy.random.default_rng(seed)``: n
+    block starts ``integers(n)``, then n uniforms ``u``; day i > 0 continues the previous
+    day's block (index + 1, wrapping to 0 at n) when ``u[i] > 1 / block_days``, else starts
+    a block at its own draw. The continuation is computed for all days at once."""
+    rng = np.random.default_rng(int(seed))
+    starts = np.empty((resamples, n), dtype=np.int64)
+    u = np.empty((resamples, n))
+    for r in range(resamples):  # the generator's order: integers, then uniforms, per resample
+        starts[r] = rng.integers(n, size=n, dtype=np.int64)
+        u[r] = rng.random(n)
+    pos = np.arange(n)
+    new = u <= 1.0 / block_days
+    new[:, 0] = True
+    first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)  # where each day's block began
+    return (np.take_along_axis(starts, first, axis=1) + (pos - first)) % n
 
 
 def _interval(value: float, draws: np.ndarray, level: float) -> dict:
@@ -186,8 +245,6 @@ def lift(seed: int, model_returns=None, baseline_returns=None, y=None, pred=None
     probabilities (n, k) on the same days (``roc_auc`` lift; omitted when None). All
     arrays given must have one row per out-of-fold day, in the same order.
     """
-    from arch.bootstrap import StationaryBootstrap
-
     series = {}
     if model_returns is not None and baseline_returns is not None:
         m = np.nan_to_num(np.asarray(model_returns, dtype="float64"))
@@ -197,15 +254,14 @@ def lift(seed: int, model_returns=None, baseline_returns=None, y=None, pred=None
     if y is not None and pred is not None:
         yy = np.asarray(y, dtype="float64").astype("int64")
         pp = np.asarray(pred, dtype="float64")
-        series["roc_auc"] = lambda i: _auc_rows(yy[i], pp[i]) - 0.5
+        series["roc_auc"] = lambda i: _resampled_auc_rows(yy, pp, i) - 0.5
         n = len(yy)
     out: dict = {}
     if series:
-        bs = StationaryBootstrap(block_days, np.arange(n), seed=int(seed))
-        days = [data[0][0] for data in bs.bootstrap(resamples)]  # one array of day indices per resample
+        days = stationary_indices(n, block_days, resamples, seed)  # one row of day indices per resample
         whole = np.arange(n)[None, :]
         for name, stat in series.items():
-            draws = np.concatenate([stat(np.stack(days[j:j + _CHUNK])) for j in range(0, len(days), _CHUNK)])
+            draws = np.concatenate([stat(days[j:j + _CHUNK]) for j in range(0, len(days), _CHUNK)])
             out[name] = _interval(float(stat(whole)[0]), draws, level)
     out["bootstrap"] = {"method": "stationary", "block_days": int(block_days), "resamples": int(resamples),
                         "seed": int(seed)}

@@ -286,6 +286,21 @@ def _scored_response(model, X: pd.DataFrame, task: str) -> np.ndarray:
     return proba[:, -1] if len(model.classes_) == 2 else proba
 
 
+def _plain_booster(model, X: pd.DataFrame, task: str):
+    """The LightGBM booster of a bare LGBMClassifier (binary) / LGBMRegressor fitted on
+    all-float64 columns, else None. Its ``predict(matrix, raw_score=binary)`` is what
+    ``decision_function`` / ``predict`` return for the same rows as a DataFrame (the
+    wrapper turns the frame into that float64 matrix first), without building the frame
+    and converting it back: a third of the permutation importance's time."""
+    if task not in ("binary", "regression") or not type(model).__module__.startswith("lightgbm"):
+        return None
+    if not all(dt == np.float64 for dt in X.dtypes):
+        return None
+    if task == "binary" and len(getattr(model, "classes_", ())) != 2:
+        return None
+    return getattr(model, "booster_", None)
+
+
 def _score(task: str, y: np.ndarray, response: np.ndarray) -> float:
     from sklearn.metrics import r2_score, roc_auc_score
 
@@ -349,16 +364,23 @@ def permutation_importances(model, X: pd.DataFrame, y, task: str, *, n_repeats: 
     # block 0: the rows as they are (baseline); block 1 + j * n_repeats + r: feature j, repeat r
     blocks = [(-1, 0)] + [(j, r) for j in range(n_features) for r in range(int(n_repeats))]
     per_call = max(1, MAX_ROWS_PER_CALL // max(n, 1))
+    booster = _plain_booster(model, X, task)
     columns = [X.iloc[:, j].array for j in range(n_features)]
     scores = np.empty(len(blocks))
     for lo in range(0, len(blocks), per_call):
         chunk = blocks[lo:lo + per_call]
-        stacked = pd.DataFrame({
-            j: columns[j].take(np.concatenate([orders[r] if jj == j else identity
-                                               for jj, r in chunk]))
-            for j in range(n_features)})
-        stacked.columns = X.columns
-        response = _scored_response(model, stacked, task)
+        rows = {j: np.concatenate([orders[r] if jj == j else identity for jj, r in chunk])
+                for j in range(n_features)}
+        if booster is not None:  # the float64 matrix LightGBM would make of the frame itself
+            stacked = np.empty((len(chunk) * n, n_features))
+            for j in range(n_features):
+                stacked[:, j] = columns[j].to_numpy()[rows[j]]
+            response = np.asarray(booster.predict(stacked, raw_score=task == "binary",
+                                                  num_threads=threads.N_THREADS))
+        else:
+            stacked = pd.DataFrame({j: columns[j].take(rows[j]) for j in range(n_features)})
+            stacked.columns = X.columns
+            response = _scored_response(model, stacked, task)
         scores[lo:lo + len(chunk)] = _scores(task, y, response.reshape(len(chunk), n, *response.shape[1:]))
     baseline, permuted = scores[0], scores[1:].reshape(n_features, int(n_repeats))
     importances = baseline - permuted

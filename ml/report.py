@@ -98,6 +98,17 @@ def _evaluation_data(run: dict, oof: pd.DataFrame | None, threshold: float) -> d
             "ic": metrics.get("ic"), "r2": metrics.get("r2")}
 
 
+def shap_sample_note(run: dict) -> str | None:
+    """"SHAP on at most N sampled days per fold (M days, seed S)" for a run whose SHAP values
+    cover a seeded sample of each fold's test days (``run.json["shap"]["rows_per_fold"]``
+    set; :mod:`ml.runner`), else None (all out-of-fold days, as in runs before the sample)."""
+    info = run.get("shap") or {}
+    if info.get("rows_per_fold") is None:
+        return None
+    return (f"SHAP on at most {info['rows_per_fold']} sampled days per fold ({info.get('rows')} days, "
+            f"seed {info.get('seed')}); mean |SHAP| over those days.")
+
+
 def _shap_data(run_dir: Path, names: list[str]) -> dict | None:
     """The out-of-fold SHAP values: ``summary`` (SHAP frame and the days' feature values,
     row for row: binary / regression) or, for multiclass runs (one block of rows per
@@ -291,6 +302,7 @@ def report_data(run: dict, threshold: float | None = None, cost_bps: float | Non
         "evaluation": _evaluation_data(run, _read_parquet(run_dir, "oof.parquet"),
                                        float(rules["threshold"])),
         "shap": _shap_data(run_dir, list(run.get("feature_names") or [])),
+        "shap_note": shap_sample_note(run),
         "backtest": bt,
         "deciles": _deciles(run_dir, run),
         "spec_yaml": _spec_yaml(run_dir, run),

@@ -16,12 +16,14 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
 4. **folds** -- :class:`ml.splits.WalkForwardSplit` over the remaining rows (gap >= label
    horizon). Per fold: a fresh ``make_model`` fitted on the training rows only (imputers
    and scalers live inside the model pipelines, so they are fitted in the fold too),
-   out-of-fold predictions of the test rows, fold scores, SHAP values of the test rows
-   (additivity checked by :mod:`ml.explain`) and PSI of every feature, train vs test.
+   out-of-fold predictions of the test rows, fold scores, SHAP values of a seeded sample
+   of at most :data:`SHAP_ROWS_PER_FOLD` test rows (:func:`shap_rows`; all of them in a
+   shorter fold; ``run.json["shap"]`` = ``{"rows_per_fold", "rows", "seed"}``; additivity
+   checked by :mod:`ml.explain`) and PSI of every feature, train vs test.
 5. **evaluation** -- pooled scores over all out-of-fold rows, threshold grid, ROC,
    reliability, rolling AUC (window :data:`ROLLING_WINDOW` days); permutation importance
-   of the LAST fold's model on the LAST fold's test rows (recorded in
-   ``run.json["importance_note"]``).
+   of the LAST fold's model on the LAST fold's test rows, :data:`PERMUTATION_REPEATS`
+   shuffles per feature (recorded in ``run.json["importance_note"]``).
 6. **backtest** -- :func:`ml.backtester.backtest` of the out-of-fold predictions, traded
    from the cutoff to the close. ``trial_sharpes`` = the Sharpe ratios of the complete runs
    in the registry with the same symbol and label, plus this run's own (``n_trials``).
@@ -60,8 +62,8 @@ The run folder (:data:`almanac.registry.ARTIFACTS` are the files the registry re
     dataset.parquet      features, y and the session prices of every labelled day
     oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>
     folds.parquet        the fold table (train/test date ranges, sizes, scores)
-    shap.parquet         SHAP values of each fold's model on its test rows; shap_base.parquet
-    importance.parquet   mean |SHAP| and permutation importance per feature
+    shap.parquet         SHAP values of each fold's model on its (sampled) test rows; shap_base.parquet
+    importance.parquet   mean |SHAP| (over those rows) and permutation importance per feature
     threshold_grid.json  confusion counts per threshold (binary), curves.json (ROC,
                          reliability, report), drift.json (rolling AUC, PSI per fold)
     backtest.parquet     date, prob, signal, position, strategy_return, equity, benchmark_equity,
@@ -122,8 +124,19 @@ Progress = Callable[[float, str], None]
 
 #: Trailing window (trading days) of the rolling out-of-fold AUC.
 ROLLING_WINDOW = 63
-#: Shuffles per feature in the permutation importance.
-PERMUTATION_REPEATS = 5
+#: Test rows per fold whose SHAP values a run computes (a seeded sample, :func:`shap_rows`;
+#: None: every out-of-fold row). TreeSHAP costs about trees x leaves x depth² per row: on all
+#: ~400 test days of each fold of the default spec about as much as the fold fits; 100 days
+#: per fold keep the beeswarm and the mean |SHAP| ranking at a quarter of that. Recorded in
+#: ``run.json["shap"]`` and stated in ``importance_note``. A runner constant, not a spec field.
+SHAP_ROWS_PER_FOLD: int | None = 100
+#: Shuffles per feature in the permutation importance (``run.json["importance_note"]`` says
+#: how many). Two, not five: each shuffle costs a prediction of the last fold's test rows per
+#: feature, 0.1-0.2 s of LightGBM per shuffle on the default spec. scikit-learn's shuffles of
+#: one seed compose (repeat r applies the first r), so these are the first two of the five
+#: that runs before used: each feature's mean is the mean of those two drops, and the std
+#: (the error bar) is half their difference.
+PERMUTATION_REPEATS = 2
 SESSION_COLUMNS = ("open", "high", "low", "close", "cutoff_price", "prev_close")
 
 
@@ -278,6 +291,19 @@ def _predict(model, X: pd.DataFrame, task: str) -> np.ndarray:
     return proba[:, 1] if task == "binary" else proba
 
 
+def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.ndarray:
+    """Positions (sorted) of the test rows of fold ``fold`` (0-based, ``n`` rows) whose SHAP
+    values are computed: all of them when ``n <= per_fold`` (``per_fold`` defaults to
+    :data:`SHAP_ROWS_PER_FOLD`; if that is None, always all), else ``per_fold`` drawn
+    without replacement by ``numpy.random.default_rng([seed, fold])`` -- the same rows for
+    the same seed, fold and size, whatever the model."""
+    per_fold = SHAP_ROWS_PER_FOLD if per_fold is None else per_fold
+    if per_fold is None or n <= per_fold:
+        return np.arange(n)
+    rng = np.random.default_rng([int(seed), int(fold)])
+    return np.sort(rng.choice(n, size=int(per_fold), replace=False))
+
+
 def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times."""
     X, y = data[names], data["y"].to_numpy()
@@ -289,7 +315,7 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
     n = len(splits)
     k = len(classes) if classes else 2
     pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
-    shap_parts, base_parts, psi, fit_s = [], [], {}, []
+    shap_parts, base_parts, psi, fit_s, shap_n = [], [], {}, [], 0
     model = None
     for i, (tr, te) in enumerate(splits):
         lo, hi = 0.15 + 0.6 * i / n, 0.15 + 0.6 * (i + 1) / n
@@ -308,11 +334,13 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
             pred[te] = _predict(model, X_te, task)
         prog(lo + 0.6 * (hi - lo), f"fold {i + 1} of {n}: SHAP")
         with clock.stage("shap"):
-            results = explain.shap_values_by_class(model, X_te, background=X_tr)
+            X_ex = X_te.iloc[shap_rows(len(te), i, spec.seed)]
+            shap_n += len(X_ex)
+            results = explain.shap_values_by_class(model, X_ex, background=X_tr)
             for c, r in enumerate(results):
                 part = r.values.reset_index()
                 part.insert(1, "fold", i)
-                base = pd.DataFrame({"date": X_te.index, "fold": i, "base_value": r.base_value})
+                base = pd.DataFrame({"date": X_ex.index, "fold": i, "base_value": r.base_value})
                 if len(results) > 1:  # multiclass: one block of rows per class index (run.json classes)
                     part.insert(2, "class", c)
                     base.insert(2, "class", c)
@@ -325,7 +353,16 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
     shap_output = results[0].output
     return {"splits": splits, "table": table, "pred": pred, "model": model, "fit_seconds": fit_s,
             "shap": pd.concat(shap_parts, ignore_index=True), "shap_base": pd.concat(base_parts, ignore_index=True),
-            "shap_output": shap_output, "psi": psi}
+            "shap_output": shap_output, "psi": psi,
+            "shap_info": {"rows_per_fold": SHAP_ROWS_PER_FOLD, "rows": shap_n, "seed": int(spec.seed)}}
+
+
+def _shap_rows_text(info: dict) -> str:
+    """What the SHAP values cover, e.g. "100 sampled test days per fold (500 days, seed 0)"."""
+    if info["rows_per_fold"] is None:
+        return f"all folds' test rows ({info['rows']} days)"
+    return (f"at most {info['rows_per_fold']} sampled test days per fold ({info['rows']} days, "
+            f"seed {info['seed']})")
 
 
 def _importance(f: dict, data, names, y, task, last_te, seed) -> pd.DataFrame:
@@ -628,10 +665,11 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         "n_rows": int(len(data)), "date_range": {"start": _iso(data.index[0]), "end": _iso(data.index[-1])},
         "n_oof": int(tested.sum()), "metrics": ev["pooled"], "folds": folds,
         "backtest": bt_record, "backtest_note": bt_note, "baselines": base,
-        "shap_output": f["shap_output"],
+        "shap_output": f["shap_output"], "shap": f["shap_info"],
         "importance_note": (f"permutation importance: the last fold's model on the last fold's "
                             f"{len(last_te)} test rows ({_iso(last_dates[0])} .. {_iso(last_dates[-1])}), "
-                            f"{PERMUTATION_REPEATS} shuffles per feature; mean |SHAP| over all folds' test rows"),
+                            f"{PERMUTATION_REPEATS} shuffles per feature; mean |SHAP| over "
+                            + _shap_rows_text(f["shap_info"])),
         "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
         "timings": timings,
         "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],
@@ -685,4 +723,5 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
         parquet(bt.trades, "trades.parquet")
 
 
-__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS"]
+__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS",
+           "SHAP_ROWS_PER_FOLD", "shap_rows"]

@@ -181,3 +181,41 @@ def test_lift_multiclass_auc_and_omitted_parts():
                                                     abs=1e-12)
     only_sharpe = baselines.lift(0, rng.normal(0, .01, 300), rng.normal(0, .01, 300))
     assert set(only_sharpe) == {"sharpe", "bootstrap"}
+
+
+@pytest.mark.parametrize("n,block,seed", [(500, 20, 3), (37, 2.5, 0), (1, 20, 7), (64, 1, 5)])
+def test_stationary_indices_are_archs(n, block, seed):
+    """The bootstrap draws the very day indices of arch's StationaryBootstrap (same seed),
+    without importing arch in the run."""
+    from arch.bootstrap import StationaryBootstrap
+
+    want = np.stack([d[0][0] for d in StationaryBootstrap(block, np.arange(n), seed=seed).bootstrap(60)])
+    np.testing.assert_array_equal(baselines.stationary_indices(n, block, 60, seed), want)
+
+
+def test_resampled_aucs_equal_ranking_every_resample_bit_for_bit():
+    """AUCs from each resample's day counts equal rankdata on the resampled arrays exactly
+    (ties included; binary and one-vs-rest multiclass)."""
+    rng = np.random.default_rng(11)
+    n = 300
+    idx = baselines.stationary_indices(n, 20, 50, 2)
+    y = rng.integers(0, 2, n)
+    score = np.round(rng.random(n), 2)  # many ties
+    np.testing.assert_array_equal(baselines._resampled_aucs(y, score, idx), baselines._aucs(y[idx], score[idx]))
+    yk = rng.integers(0, 3, n)
+    p = np.round(rng.dirichlet([1, 1, 1], n), 2)
+    np.testing.assert_array_equal(baselines._resampled_auc_rows(yk, p, idx), baselines._auc_rows(yk[idx], p[idx]))
+    idx[:, :] = 0  # one class only in every resample: NaN, as before
+    assert np.isnan(baselines._resampled_aucs(y, score, idx)).all()
+
+
+def test_lift_does_not_import_arch(oof):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom ml import baselines\n"
+            "baselines.lift(1, np.ones(50) * 0.01, np.ones(50) * 0.02, np.arange(50) % 2, np.linspace(0, 1, 50))\n"
+            "print('arch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.stdout.strip() == "False"

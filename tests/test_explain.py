@@ -173,13 +173,15 @@ def test_permutation_importance_predicts_in_one_call(monkeypatch):
     X, y = data("binary")
     model = make_model("lightgbm", "binary").fit(X.iloc[:200], y[:200])
     calls = []
-    original = type(model).decision_function  # what the roc_auc scorer uses for lightgbm
+    # the booster's predict: what decision_function (the roc_auc scorer's choice) calls, and
+    # what permutation_importances calls directly for a bare LightGBM model
+    original = type(model.booster_).predict
 
     def counting(self, Z, *a, **kw):
         calls.append(len(Z))
         return original(self, Z, *a, **kw)
 
-    monkeypatch.setattr(type(model), "decision_function", counting)
+    monkeypatch.setattr(type(model.booster_), "predict", counting)
     permutation_importances(model, X.iloc[200:], y[200:], "binary", n_repeats=5)
     assert calls == [100 * (1 + 5 * 5)]  # baseline + every (feature, repeat) copy
     calls.clear()

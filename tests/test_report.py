@@ -192,3 +192,20 @@ def test_multiclass_report_confusion_by_argmax(runs, tmp_path):  # noqa: F811
     assert np.array_equal(as_array(data["z"]), cm)
     assert data["x"] == run["classes"]
     assert "No backtest in this run" in html and 'id="fig-roc"' not in html
+
+
+def test_report_states_the_shap_sample():
+    """A run whose SHAP values cover a sample of each fold's days says so under the chart;
+    a run from before the sample (no run.json shap, or rows_per_fold None) says nothing."""
+    from ml.report import shap_sample_note
+
+    assert shap_sample_note({"shap": {"rows_per_fold": 100, "rows": 500, "seed": 3}}) == (
+        "SHAP on at most 100 sampled days per fold (500 days, seed 3); mean |SHAP| over those days.")
+    assert shap_sample_note({"shap": {"rows_per_fold": None, "rows": 2013, "seed": 0}}) is None
+    assert shap_sample_note({}) is None
+
+
+def test_report_html_carries_the_shap_note(binary_report):
+    run, _, html = binary_report
+    note = "sampled days per fold"
+    assert (note in html) == (run.get("shap", {}).get("rows_per_fold") is not None)

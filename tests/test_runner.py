@@ -509,3 +509,82 @@ def test_multiclass_and_regression_baselines_fit_the_task(small):
                           "model": {"kind": "hist_gb", "params": {"max_iter": 30}}}, store=small)
     assert set(reg["baselines"]) == {"always_long", "prior_day", "lift"}
     assert set(reg["baselines"]["lift"]) == {"sharpe", "bootstrap"} and reg["warnings"] == []
+
+
+def test_shap_rows_are_a_seeded_sorted_sample():
+    from ml.runner import SHAP_ROWS_PER_FOLD, shap_rows
+
+    a = shap_rows(400, 2, seed=7, per_fold=100)
+    assert len(a) == 100 and len(set(a)) == 100 and (np.diff(a) > 0).all() and 0 <= a[0] and a[-1] < 400
+    np.testing.assert_array_equal(a, shap_rows(400, 2, seed=7, per_fold=100))  # same seed and fold: same days
+    assert not np.array_equal(a, shap_rows(400, 3, seed=7, per_fold=100))  # another fold: other days
+    assert not np.array_equal(a, shap_rows(400, 2, seed=8, per_fold=100))
+    np.testing.assert_array_equal(shap_rows(60, 0, seed=7, per_fold=100), np.arange(60))  # fewer: all of them
+    assert SHAP_ROWS_PER_FOLD == 100
+
+
+def test_default_run_records_its_shap_coverage(first):
+    run, _ = first  # test folds of about 70 days: every one explained
+    assert run["shap"] == {"rows_per_fold": 100, "rows": run["n_oof"], "seed": 0}
+    assert "at most 100 sampled test days per fold" in run["importance_note"]
+
+
+def test_shap_on_sampled_days_is_exact_and_recorded(small, monkeypatch):
+    """With fewer SHAP days than a fold tests, each fold explains the seeded sample of its
+    test days: LightGBM's own contributions on exactly those days (additivity holds on
+    them), mean |SHAP| over them, and run.json says so."""
+    import ml.runner
+    from ml.runner import shap_rows
+
+    monkeypatch.setattr(ml.runner, "SHAP_ROWS_PER_FOLD", 25)
+    run = run_experiment({**SPEC, "seed": 5}, store=small)
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    shap = pd.read_parquet(folder / "shap.parquet")
+    base = pd.read_parquet(folder / "shap_base.parquet")
+    oof = pd.read_parquet(folder / "oof.parquet")
+    names = names_of(run)
+    assert run["shap"] == {"rows_per_fold": 25, "rows": 25 * len(run["folds"]), "seed": 5}
+    assert "at most 25 sampled test days per fold (75 days, seed 5)" in run["importance_note"]
+    for i, fold in enumerate(run["folds"]):
+        days = oof.loc[oof["fold"] == fold["fold"], "date"].to_numpy()
+        want = days[shap_rows(len(days), i, 5, per_fold=25)]
+        mine = shap[shap["fold"] == fold["fold"]]
+        np.testing.assert_array_equal(mine["date"].to_numpy(), want)
+        dates = ds.index
+        tr = (dates >= pd.Timestamp(fold["train_start"])) & (dates <= pd.Timestamp(fold["train_end"]))
+        model = make_model("lightgbm", "binary", {"n_estimators": 25}, seed=5).fit(
+            ds.loc[tr, names], ds.loc[tr, "y"].astype(int))
+        rows = ds.loc[pd.DatetimeIndex(want), names]
+        contrib = model.booster_.predict(rows.to_numpy(), pred_contrib=True)
+        np.testing.assert_allclose(mine[names].to_numpy(), contrib[:, :-1], atol=1e-10)
+        b = base.loc[base["fold"] == fold["fold"], "base_value"].to_numpy()
+        np.testing.assert_allclose(mine[names].sum(axis=1).to_numpy() + b, model.predict(rows, raw_score=True),
+                                   atol=1e-9)  # additivity on the sampled days
+    imp = pd.read_parquet(folder / "importance.parquet").set_index("feature")
+    np.testing.assert_allclose(imp.loc[names, "mean_abs_shap"], shap[names].abs().mean(), rtol=1e-12)
+    again = run_experiment({**SPEC, "seed": 5}, store=small)
+    pd.testing.assert_frame_equal(pd.read_parquet(Path(again["path"]) / "shap.parquet"), shap)  # deterministic
+
+
+def test_permutation_importance_is_sklearns_with_the_runs_shuffles(first):
+    """The last fold's model on its test rows, PERMUTATION_REPEATS shuffles (named in the
+    note): the numbers of sklearn's permutation_importance with the run's seed."""
+    from sklearn.inspection import permutation_importance
+
+    from ml.runner import PERMUTATION_REPEATS
+
+    run, _ = first
+    folder = Path(run["path"])
+    ds = pd.read_parquet(folder / "dataset.parquet")
+    names, last = names_of(run), run["folds"][-1]
+    tr = (ds.index >= pd.Timestamp(last["train_start"])) & (ds.index <= pd.Timestamp(last["train_end"]))
+    te = (ds.index >= pd.Timestamp(last["test_start"])) & (ds.index <= pd.Timestamp(last["test_end"]))
+    model = make_model("lightgbm", "binary", {"n_estimators": 25}, seed=0).fit(ds.loc[tr, names],
+                                                                             ds.loc[tr, "y"].astype(int))
+    ref = permutation_importance(model, ds.loc[te, names], ds.loc[te, "y"].astype(int), scoring="roc_auc",
+                                 n_repeats=PERMUTATION_REPEATS, random_state=0, n_jobs=1)
+    imp = pd.read_parquet(folder / "importance.parquet").set_index("feature").loc[names]
+    np.testing.assert_allclose(imp["perm_importance_mean"], ref.importances_mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(imp["perm_importance_std"], ref.importances_std, rtol=1e-12, atol=1e-15)
+    assert PERMUTATION_REPEATS == 2 and f"{PERMUTATION_REPEATS} shuffles per feature" in run["importance_note"]

@@ -239,6 +239,7 @@ def render_report(data: dict) -> str:
         _deciles_section(figs, data.get("deciles")),
         "<h2>What drives the model (SHAP, out-of-fold)</h2>",
         _shap_section(figs, data["shap"]),
+        _note(data["shap_note"]) if data.get("shap_note") and data["shap"] is not None else "",
         _backtest_section(figs, data["backtest"]),
         "<h2>Specification</h2>", _spec_blocks(data["spec_yaml"]),
         "<h2>Reproducibility</h2>",
