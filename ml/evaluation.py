@@ -126,15 +126,25 @@ def threshold_grid(y, p, thresholds=THRESHOLDS) -> pd.DataFrame:
 
 
 def roc_table(y, p) -> pd.DataFrame:
-    """The ROC curve (fpr, tpr, threshold) of scikit-learn; the first point (0, 0) has
-    threshold NaN (scikit-learn's +inf). Empty when ``y`` has one class."""
-    from sklearn import metrics as skm
-
+    """The ROC curve (fpr, tpr, threshold) of scikit-learn's ``roc_curve`` (with its
+    ``drop_intermediate``), computed with numpy so that the web pages do not import
+    scikit-learn (tests hold the two equal); the first point (0, 0) has threshold NaN
+    (scikit-learn's +inf). Empty when ``y`` has one class."""
     y, p = _arrays(y, p, 1)
     if len(np.unique(y)) < 2:
         return pd.DataFrame({"fpr": [], "tpr": [], "threshold": []})
-    fpr, tpr, thr = skm.roc_curve(y, p)
-    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.where(np.isinf(thr), np.nan, thr)})
+    order = np.argsort(p, kind="mergesort")[::-1]
+    score, truth = p[order], y[order]
+    distinct = np.flatnonzero(np.diff(score))
+    idx = np.r_[distinct, len(truth) - 1]
+    tps = np.cumsum(truth)[idx]
+    fps = 1 + idx - tps
+    thr = score[idx]
+    if len(fps) > 2:  # drop the points on straight segments (collinear), as scikit-learn does
+        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
+    tps, fps, thr = np.r_[0, tps], np.r_[0, fps], np.r_[np.nan, thr]
+    return pd.DataFrame({"fpr": fps / fps[-1], "tpr": tps / tps[-1], "threshold": thr})
 
 
 def binary_scores(y, p, threshold: float = 0.5) -> dict:

@@ -29,7 +29,12 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
   fold's stored probabilities; Brier and ECE in the calibration chart's subtitle.
 * **SHAP**: beeswarm and mean |SHAP| bars of the stored SHAP values (``shap.parquet``),
   coloured by the feature values of the same days (``dataset.parquet``); the dependence
-  plot of a chosen feature; multiclass runs choose the class explained.
+  plot of a chosen feature; multiclass runs choose the class explained. The beeswarm
+  draws a seeded sample of at most :data:`SHAP_DRAWN` days with WebGL (said under it;
+  ranking, colours, bars and dependence use every row); when the runner explained a
+  sample of each fold (``run.json["shap"]["rows_per_fold"]``) that is said too. The SHAP
+  table is read once per run and the figures built once per run, fold and class (small
+  LRU caches keyed by the run id and shap.parquet's mtime).
 * **Permutation importance** as the runner recorded it (the last fold's model on its
   test rows; ``run.json["importance_note"]``).
 * **Drift**: the rolling out-of-fold AUC (``drift.json``; cut to the fold's test period
@@ -39,6 +44,8 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
+from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
@@ -53,7 +60,7 @@ from pages._components import failure_alert, info_alert, page_header, section
 from pages._components.runs import (base_rate, baselines_view, load_runs, pick_run, run_links, run_page, run_picker,
                                     run_warnings)
 from viz import evaluation as ve
-from viz.theme import COLORS, fold_name
+from viz.theme import COLORS, fold_name, slim
 
 dash.register_page(__name__, path="/evaluate", name="Evaluate", order=4, title="Evaluate · Almanac ML Lab",
                    description="Judge a run: per-fold scores, ROC, calibration, SHAP, drift.")
@@ -61,7 +68,11 @@ dash.register_page(__name__, path="/evaluate", name="Evaluate", order=4, title="
 log = logging.getLogger(__name__)
 ALL = "all"
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
-SHAP_FEATURES = 12  # beeswarm rows: 12 features x ~2,000 days stay an SVG plot
+SHAP_FEATURES = 12  # beeswarm rows
+#: At most this many days are drawn in the beeswarm (a seeded sample, stated under the chart):
+#: 12 rows × 500 points draw in a fraction of a second with WebGL and send ~100 kB.
+SHAP_DRAWN = 500
+SHAP_SEED = 0
 METRIC = {"binary": ("roc_auc", "ROC AUC", 0.5), "multiclass": ("roc_auc", "ROC AUC (macro, one-vs-rest)", 0.5),
           "regression": ("ic", "IC (Spearman)", 0.0)}
 
@@ -185,19 +196,65 @@ def curves_view(run: dict, fold) -> tuple[pd.DataFrame, pd.DataFrame]:
     return evaluation.roc_table(oof["y"], oof["prob"]), evaluation.reliability_curve(oof["y"], oof["prob"])
 
 
+def _stamp(run: dict, name: str) -> int:
+    """The artifact's modification time (ns): a cache key that changes if the file does."""
+    try:
+        return Path(run["path"], name).stat().st_mtime_ns
+    except (KeyError, OSError, TypeError):
+        return 0
+
+
+@lru_cache(maxsize=4)
+def _shap_table(run_id: str, names: tuple[str, ...], stamp: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(SHAP rows with fold/class, the feature values of the same days) of a run, read once
+    per run (``stamp``: shap.parquet's mtime) and shared by every callback and fold."""
+    shap = registry.read_artifact(run_id, "shap.parquet")
+    values = registry.read_artifact(run_id, "dataset.parquet", columns=list(names))
+    values = values.reindex(pd.DatetimeIndex(shap["date"])).reset_index(drop=True)
+    return shap.reset_index(drop=True), values
+
+
+def _shap_rows(run_id: str, names: tuple[str, ...], stamp: int, fold, class_index) -> tuple[pd.DataFrame,
+                                                                                          pd.DataFrame]:
+    shap, values = _shap_table(run_id, names, stamp)
+    keep = np.ones(len(shap), dtype=bool)
+    k = fold_number(fold)
+    if k is not None:
+        keep &= (shap["fold"] == k).to_numpy()
+    if "class" in shap.columns:
+        keep &= (shap["class"] == int(class_index or 0)).to_numpy()
+    cols = list(names)
+    return shap.loc[keep, cols].reset_index(drop=True), values.loc[keep, cols].reset_index(drop=True)
+
+
 def shap_view(run: dict, fold, class_index: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(SHAP values, feature values) of the same days: rows = days of the fold (or all),
     columns = the run's features; multiclass runs: the values of ``class_index``."""
-    names = list(run["feature_names"])
-    shap = registry.read_artifact(run["run_id"], "shap.parquet")
-    k = fold_number(fold)
-    if k is not None:
-        shap = shap[shap["fold"] == k]
-    if "class" in shap.columns:
-        shap = shap[shap["class"] == int(class_index or 0)]
-    values = registry.read_artifact(run["run_id"], "dataset.parquet", columns=names)
-    values = values.reindex(pd.DatetimeIndex(shap["date"])).reset_index(drop=True)
-    return shap[names].reset_index(drop=True), values
+    return _shap_rows(run["run_id"], tuple(run["feature_names"]), _stamp(run, "shap.parquet"), fold, class_index)
+
+
+def shap_note(run: dict, rows: int, drawn: int) -> str | None:
+    """What the SHAP charts rest on when it is not every out-of-fold day: the runner's
+    sample (``run.json["shap"]["rows_per_fold"]``) and the beeswarm's drawn sample."""
+    parts = []
+    rec = run.get("shap") if isinstance(run.get("shap"), dict) else {}
+    if rec.get("rows_per_fold"):
+        parts.append(f"SHAP on {int(rec['rows_per_fold']):,} sampled days per fold"
+                     + (f" (seed {rec['seed']})" if rec.get("seed") is not None else "") + ".")
+    if drawn < rows:
+        parts.append(f"The beeswarm draws a seeded sample of {drawn:,} of the {rows:,} explained days; its ranking "
+                     f"and colours, the mean |SHAP| bars and the dependence plot use all {rows:,}.")
+    return " ".join(parts) or None
+
+
+@lru_cache(maxsize=16)
+def _shap_figures(run_id: str, names: tuple[str, ...], stamp: int, fold, class_index, drawn: int) -> tuple:
+    """(beeswarm, mean |SHAP| bars, explained rows, drawn rows), built once per run, fold,
+    class and sample size (the figures are not changed afterwards)."""
+    shap, values = _shap_rows(run_id, names, stamp, fold, class_index)
+    summary = slim(ve.shap_summary_figure(shap, values, max_display=SHAP_FEATURES, max_points=drawn, seed=SHAP_SEED))
+    bars = slim(ve.shap_bar_figure(shap.abs().mean(), max_display=SHAP_FEATURES))
+    return summary, bars, len(shap), min(len(shap), drawn)
 
 
 def drift_view(run: dict, fold) -> tuple[pd.DataFrame, dict, int | None]:
@@ -255,8 +312,11 @@ def card_plan(task: str | None) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- layout
-def _graph(graph_id: str, fig) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, figure=fig, config=GRAPH_CONFIG, className="almanac-graph")
+def _graph(graph_id: str, fig, slimmed: bool = False) -> dcc.Graph:
+    """The chart, with its template cut to what it uses (:func:`viz.theme.slim`: ~6 kB less
+    each; ``slimmed``: already done, e.g. a cached figure, which is never changed)."""
+    return dcc.Graph(id=graph_id, figure=fig if slimmed else slim(fig), config=GRAPH_CONFIG,
+                     className="almanac-graph")
 
 
 def _box(box_id: str, min_height: int = 380) -> dcc.Loading:
@@ -308,7 +368,9 @@ def layout(run: str | None = None, **_query):
                                       dcc.Dropdown(id="evaluate-shap-class", clearable=False, searchable=False)],
                                      id="evaluate-shap-class-wrap", style={"display": "none"}, className="mb-2"),
                             _box("evaluate-shap", 460),
-                            subtitle="one point per out-of-fold day; colour = the feature's value that day",
+                            html.Div(id="evaluate-shap-note", className="almanac-hint mt-1"),
+                            subtitle="one point per explained out-of-fold day; colour = the feature's value that "
+                                     "day",
                             section_id="evaluate-shap-section"), lg=7),
             dbc.Col(section("Mean |SHAP|", _box("evaluate-shap-bar", 460), section_id="evaluate-shap-bar-section"),
                     lg=5),
@@ -458,18 +520,22 @@ def render_curves(run_id, fold):
 
 @callback(
     Output("evaluate-shap", "children"), Output("evaluate-shap-bar", "children"),
+    Output("evaluate-shap-note", "children"),
     Input("run-select", "value"), Input("evaluate-fold", "value"), Input("evaluate-shap-class", "value"),
 )
 def render_shap(run_id, fold, class_index):
-    """Beeswarm and mean |SHAP| bars of the stored SHAP values of the fold (or all folds)."""
+    """Beeswarm (a seeded sample of at most :data:`SHAP_DRAWN` days, said under it) and mean
+    |SHAP| bars (every day) of the stored SHAP values of the fold (or all folds)."""
     if not run_id:
-        return None, None
+        return None, None, None
     try:
-        shap, values = shap_view(registry.get_run(run_id), fold, class_index)
+        run = registry.get_run(run_id)
+        summary, bars, rows, drawn = _shap_figures(run_id, tuple(run["feature_names"]), _stamp(run, "shap.parquet"),
+                                                   fold_number(fold), class_index, SHAP_DRAWN)
     except Exception as exc:  # noqa: BLE001
-        return failure_alert(exc, log, f"reading the SHAP values of {run_id}"), None
-    return (_graph("shap-summary-graph", ve.shap_summary_figure(shap, values, max_display=SHAP_FEATURES)),
-            _graph("shap-bar-graph", ve.shap_bar_figure(shap.abs().mean(), max_display=SHAP_FEATURES)))
+        return failure_alert(exc, log, f"reading the SHAP values of {run_id}"), None, None
+    return (_graph("shap-summary-graph", summary, slimmed=True), _graph("shap-bar-graph", bars, slimmed=True),
+            shap_note(run, rows, drawn))
 
 
 @callback(

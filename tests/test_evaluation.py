@@ -77,6 +77,20 @@ def test_roc_and_reliability_match_sklearn(binary):
     assert rc["count"].sum() == 500 and len(rc) == 10
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_table_is_sklearn_roc_curve_exactly(seed):
+    """numpy's ROC (no scikit-learn in the web server) = scikit-learn's, ties and all."""
+    rng = np.random.default_rng(seed)
+    n = 400 + 300 * seed
+    y = (rng.random(n) < 0.55).astype(int)
+    p = np.round(rng.random(n), 2 if seed == 1 else 6)  # seed 1: many tied scores
+    roc = roc_table(y, p)
+    fpr, tpr, thr = skm.roc_curve(y, p)
+    assert np.array_equal(roc["fpr"].to_numpy(), fpr) and np.array_equal(roc["tpr"].to_numpy(), tpr)
+    assert np.array_equal(roc["threshold"].to_numpy()[1:], thr[1:]) and np.isinf(thr[0])
+    assert roc_table([1, 1, 1], [0.2, 0.5, 0.9]).empty
+
+
 def test_ece_by_hand():
     # bins: (0.1, 0.2] holds .12, .18 (mean .15, observed .5); (0.7, 0.8] holds .75
     # (observed 1); (0.9, 1] holds .95 (observed 0)

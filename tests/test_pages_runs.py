@@ -223,10 +223,14 @@ def test_shap_and_dependence_filter_the_fold(lab, no_models):
     ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
     shap = pd.read_parquet(Path(run["path"]) / "shap.parquet")
     data = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
-    summary, bar = ev.render_shap(run["run_id"], "2", None)
-    assert summary.id == "shap-summary-graph"
+    summary, bar, note = ev.render_shap(run["run_id"], "2", None)
+    assert summary.id == "shap-summary-graph" and note is None  # every day drawn: nothing to say
     n2 = int((shap["fold"] == 2).sum())
-    assert all(len(t["x"]) == n2 for t in summary.figure["data"] if "(missing)" not in (t["name"] or ""))
+    drawn = {}  # a feature's days: its coloured trace + its grey "(missing)" trace
+    for t in summary.figure["data"]:
+        name = (t["name"] or "").removesuffix(" (missing)")
+        drawn[name] = drawn.get(name, 0) + len(t["x"])
+    assert set(drawn.values()) == {n2}
     top = bar.figure["data"][0]["y"][-1]  # largest bar on top
     assert bar.figure["data"][0]["x"][-1] == pytest.approx(shap.loc[shap["fold"] == 2, top].abs().mean())
     feature = run["feature_names"][0]
@@ -234,6 +238,54 @@ def test_shap_and_dependence_filter_the_fold(lab, no_models):
     rows = shap[shap["fold"] == 2]
     assert np.allclose(dep.figure["data"][0]["y"], rows[feature])
     assert np.allclose(dep.figure["data"][0]["x"], data.loc[pd.DatetimeIndex(rows["date"]), feature], equal_nan=True)
+
+
+def test_shap_beeswarm_draws_a_stated_sample(lab, no_models, monkeypatch):
+    """More explained days than SHAP_DRAWN: the beeswarm draws a seeded sample (the same
+    days in every row) and says so under the chart; the bars keep every day's mean."""
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    shap = pd.read_parquet(Path(run["path"]) / "shap.parquet")
+    monkeypatch.setattr(ev, "SHAP_DRAWN", 60)
+    summary, bar, note = ev.render_shap(run["run_id"], "all", None)
+    from viz.evaluation import beeswarm_sample
+
+    rows = beeswarm_sample(len(shap), 60, ev.SHAP_SEED)
+    top = bar.figure["data"][0]["y"][-1]
+    trace = next(t for t in summary.figure["data"] if t["name"] == top)
+    assert {t["type"] for t in summary.figure["data"]} <= {"scatter", "scattergl"}
+    values = pd.read_parquet(Path(run["path"]) / "dataset.parquet").reindex(pd.DatetimeIndex(shap["date"]))[top]
+    has = values.notna().to_numpy()[rows]
+    assert np.array_equal(np.asarray(trace["x"]), shap[top].to_numpy()[rows][has].astype("float32"))
+    assert bar.figure["data"][0]["x"][-1] == pytest.approx(shap[top].abs().mean())  # every day
+    assert note == (f"The beeswarm draws a seeded sample of 60 of the {len(shap):,} explained days; its ranking and "
+                    f"colours, the mean |SHAP| bars and the dependence plot use all {len(shap):,}.")
+    # a run whose SHAP the runner computed on a sample of each fold says so (run.json["shap"])
+    assert ev.shap_note({"shap": {"rows_per_fold": 300, "rows": 900, "seed": 7}}, 900, 900) == \
+        "SHAP on 300 sampled days per fold (seed 7)."
+    assert ev.shap_note({"shap": {"rows_per_fold": None, "rows": 900, "seed": 7}}, 900, 900) is None
+    assert ev.shap_note({}, 900, 900) is None
+
+
+def test_callback_payloads_stay_small(lab, no_models):
+    """What the page's callbacks send for a run, in bytes (the JSON Dash sends): every
+    chart's template is cut to what it uses, and the whole page stays far below 300 kB."""
+    from plotly.io.json import to_json_plotly
+
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    rid = run["run_id"]
+    outputs = {"setup": ev.setup_run(rid), "confusion": ev.render_confusion(rid, "all", 0.5),
+               "curves": ev.render_curves(rid, "all"), "shap": ev.render_shap(rid, "all", None),
+               "dependence": ev.render_dependence(rid, "all", run["feature_names"][0], None),
+               "permutation": ev.render_permutation(rid), "drift": ev.render_drift(rid, "all")}
+    sizes = {k: len(to_json_plotly(v)) for k, v in outputs.items()}
+    print(f"\ncallback bytes: {sizes}")
+    graphs = [g for v in outputs.values() for g in (v if isinstance(v, tuple) else (v,)) if hasattr(g, "figure")]
+    assert len(graphs) == 10
+    for g in graphs:
+        template = to_json_plotly(g.figure["layout"]["template"] if isinstance(g.figure, dict)
+                                  else g.figure.layout.template)
+        assert len(template) < 3_500, g.id  # the full template is ~8 kB
+    assert sum(sizes.values()) < 150_000  # a small run (~170 out-of-fold days)
 
 
 def test_drift_rolling_auc_and_psi(lab, no_models):

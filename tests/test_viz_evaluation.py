@@ -54,7 +54,8 @@ def test_roc_trace_equals_inputs_and_auc_in_title():
     fpr, tpr = np.array([0, 0.1, 0.4, 1.0]), np.array([0, 0.5, 0.8, 1.0])
     fig = ve.roc_figure(fpr, tpr, 0.7525)
     model = _trace(fig, "model (AUC 0.752)")  # f"{0.7525:.3f}" == "0.752" (float repr)
-    assert np.array_equal(model.x, fpr) and np.array_equal(model.y, tpr)
+    # float32 (half the bytes to send; a hover shows 0.1 % steps)
+    assert np.array_equal(model.x, fpr.astype("float32")) and np.array_equal(model.y, tpr.astype("float32"))
     chance = fig.data[0]
     assert list(chance.x) == [0, 1] and list(chance.y) == [0, 1]
     assert "AUC 0.752" in fig.layout.title.text
@@ -89,18 +90,77 @@ def test_shap_summary_ranks_by_mean_abs_and_keeps_values():
     named = [t for t in fig.data if t.name in ("a", "b", "c")]
     assert [t.name for t in named] == ["b", "c"]  # mean |SHAP| order, "a" dropped by max_display
     b = _trace(fig, "b")
-    assert np.array_equal(b.x, shap["b"].to_numpy())
+    has = values["b"].notna().to_numpy()
+    # the days with a value, as float32 (what a hover shows, 4 decimals, is unchanged)
+    assert np.asarray(b.x).dtype == np.float32
+    assert np.array_equal(b.x, shap["b"].to_numpy()[has].astype("float32"))
+    assert np.array_equal(b.customdata, values["b"].to_numpy()[has].astype("float32"))
     # b is the top row (y = 1), c the next (y = 0); jitter stays within ±0.4 of the row
-    assert np.all(np.abs(np.asarray(b.y) - 1) <= 0.4 + 1e-12)
-    assert np.all(np.abs(np.asarray(_trace(fig, "c").y)) <= 0.4 + 1e-12)
+    assert np.all(np.abs(np.asarray(b.y) - 1) <= 0.4 + 1e-6)
+    assert np.all(np.abs(np.asarray(_trace(fig, "c").y)) <= 0.4 + 1e-6)
     assert list(fig.layout.yaxis.ticktext) == ["c", "b"] and list(fig.layout.yaxis.tickvals) == [0, 1]
-    # colour = quantile of the feature value: b decreases, so row 0 (value 49) is the top
+    # colour = quantile of the feature value among all rows, in 1/255 steps: b decreases
     colors = np.asarray(b.marker.color)
-    expected = values["b"].rank(pct=True).to_numpy()
-    assert np.allclose(colors[~np.isnan(expected)], expected[~np.isnan(expected)])
-    assert colors[3] == 0.5
-    missing = _trace(fig, "b (missing)")
-    assert list(missing.x) == [shap["b"][3]]
+    expected = values["b"].rank(pct=True).to_numpy()[has]
+    assert colors.dtype == np.uint8 and np.abs(colors / 255 - expected).max() <= 0.5 / 255 + 1e-12
+    missing = _trace(fig, "b (missing)")  # grey, not in the coloured trace
+    assert list(missing.x) == [np.float32(shap["b"][3])] and len(b.x) == 49
+
+
+def test_shap_summary_webgl_sample_holds_the_same_values():
+    """Many days: WebGL traces of a seeded sample of ``max_points`` rows, whose points are
+    exactly those rows' SHAP values; the ranking and colours still come from every row."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    shap = pd.DataFrame({f"f{i}": rng.normal(0, 1 + i, n) for i in range(4)})
+    values = pd.DataFrame({f"f{i}": rng.normal(size=n) for i in range(4)})
+    full = ve.shap_summary_figure(shap, values)
+    assert {t.type for t in full.data} == {"scattergl"}  # 8,000 points: WebGL
+    assert np.array_equal(_trace(full, "f3").x, shap["f3"].to_numpy().astype("float32"))
+    fig = ve.shap_summary_figure(shap, values, max_points=300, seed=0)
+    rows = ve.beeswarm_sample(n, 300, 0)
+    assert len(rows) == 300 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, ve.beeswarm_sample(n, 300, 0))  # seeded
+    assert [t.name for t in fig.data] == ["f3", "f2", "f1", "f0"]
+    for name in ("f0", "f3"):
+        t = _trace(fig, name)
+        assert np.array_equal(t.x, shap[name].to_numpy()[rows].astype("float32"))
+        q = values[name].rank(pct=True).to_numpy()[rows]  # quantile among all 2,000 rows
+        assert np.abs(np.asarray(t.marker.color) / 255 - q).max() <= 0.5 / 255 + 1e-12
+    assert ve.beeswarm_sample(100, 300).tolist() == list(range(100))
+    assert ve.shap_summary_figure(shap.head(50), values.head(50)).data[0].type == "scatter"  # few: SVG
+
+
+def test_shap_summary_of_the_default_run_size_is_small_to_send():
+    """2,013 days × 23 features (the default run), 12 rows drawn from a 500-day sample:
+    the figure's JSON (what Dash sends) stays under 130 kB; every day as float64 SVG
+    traces was 1.3 MB."""
+    from plotly.io.json import to_json_plotly
+
+    from viz.theme import slim
+
+    rng = np.random.default_rng(3)
+    n, k = 2013, 23
+    shap = pd.DataFrame(rng.normal(0, 0.05, (n, k)), columns=[f"f{i}" for i in range(k)])
+    values = pd.DataFrame(rng.normal(size=(n, k)), columns=shap.columns)
+    values.iloc[: n // 3, :4] = np.nan  # e.g. VIX before 2014
+    fig = slim(ve.shap_summary_figure(shap, values, max_display=12, max_points=500))
+    size = len(to_json_plotly(fig))
+    assert size < 130_000, size
+    assert sum(len(t.x) for t in fig.data) == 12 * 500
+
+
+def test_slim_template_keeps_what_the_figure_uses():
+    from plotly.io.json import to_json_plotly
+
+    from viz.theme import slim
+
+    fig = ve.roc_figure([0, 0.5, 1], [0, 0.8, 1], 0.7)
+    full = fig.layout.template
+    slim(fig)
+    assert set(fig.layout.template.data.to_plotly_json()) == {"scatter"}
+    assert fig.layout.template.layout.font == full.layout.font and fig.layout.template.layout.geo.to_plotly_json() == {}
+    assert len(to_json_plotly(fig.layout.template)) < 3_500 < len(to_json_plotly(full))
 
 
 def test_swarm_offsets_spread_crowded_points_symmetrically():
@@ -127,7 +187,8 @@ def test_shap_bar_and_permutation_importance_order():
 def test_shap_dependence_and_prediction_scatter():
     fig = ve.shap_dependence_figure("gap_pct", [0.1, 0.2, 0.3], [-0.5, 0.0, 0.5],
                                     color=[1, 2, 3], color_name="vix")
-    assert list(fig.data[0].x) == [0.1, 0.2, 0.3] and list(fig.data[0].y) == [-0.5, 0.0, 0.5]
+    f4 = np.float32
+    assert list(fig.data[0].x) == [f4(0.1), f4(0.2), f4(0.3)] and list(fig.data[0].y) == [-0.5, 0.0, 0.5]
     assert list(fig.data[0].marker.color) == [1.0, 2.0, 3.0]
     assert fig.layout.xaxis.title.text == "gap_pct (feature value)"
     fig = ve.prediction_scatter_figure([0.01, -0.02], [0.005, -0.01], ic=0.5, r2=0.1)
@@ -151,8 +212,9 @@ def test_cv_scores_bars_mean_and_labels():
 def test_rolling_auc_and_psi_heatmap():
     dates = pd.bdate_range("2021-01-01", periods=4)
     fig = ve.rolling_auc_figure(dates, [np.nan, 0.6, 0.7, 0.4], window=60)
-    assert np.array_equal(fig.data[0].y, [np.nan, 0.6, 0.7, 0.4], equal_nan=True)
-    assert pd.DatetimeIndex(fig.data[0].x).equals(dates)
+    assert np.array_equal(fig.data[0].y, np.float32([np.nan, 0.6, 0.7, 0.4]), equal_nan=True)
+    assert list(fig.data[0].x) == ["2021-01-01", "2021-01-04", "2021-01-05", "2021-01-06"]  # days, compact
+    assert pd.DatetimeIndex(pd.to_datetime(fig.data[0].x)).equals(dates)
     assert fig.layout.shapes[0].y0 == 0.5
     psi = {"0": {"f1": 0.05, "f2": 0.30}, "1": {"f1": 0.12, "f2": 0.01}}
     fig = ve.psi_figure(psi)

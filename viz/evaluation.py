@@ -10,12 +10,16 @@ state. Conventions:
 * :func:`empty_figure` is the empty state: a blank plot with a centred message.
 
 SHAP beeswarm (:func:`shap_summary_figure`): one row per feature, one point per
-explained day at x = its SHAP value. Points are spread vertically where they crowd: the
+explained day (or per day of a seeded sample of them) at x = its SHAP value. Points are spread vertically where they crowd: the
 x range of the row is cut into 60 equal bins and the k-th point of a bin (in a fixed
 pseudo-random order) is offset by ``(-1)^k · ceil(k/2)``, scaled so the fullest bin
 spans ±0.4 of a row. Colour
 is the point's feature value as a quantile (rank percentile) among the explained rows,
 0 = lowest (blue) to 1 = highest (red); a missing feature value is grey.
+
+Large point traces are sent as float32 (plotly encodes numpy arrays in binary): what a
+hover shows (4 decimals of a SHAP value, 4 significant digits of a feature value or a
+rate) is the same as from float64.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ VALUE_SCALE = [[0.0, "#3498DB"], [0.5, "#B39DDB"], [1.0, "#E74C3C"]]
 HEAT_SCALE = [[0.0, "#F4F8FB"], [1.0, "#2C6FA8"]]
 _BEESWARM_BINS = 60
 _SVG_POINTS = 30_000  # above this many points scatter plots switch to WebGL
+_SVG_BEESWARM_POINTS = 3_000  # a beeswarm (one SVG path per point) switches earlier
+_SVG_DEPENDENCE_POINTS = 1_000
 
 
 def _layout(fig: go.Figure, title: str, height: int, subtitle: str | None = None,
@@ -88,8 +94,8 @@ def confusion_matrix_figure(cm, labels: Sequence[str], threshold: float | None =
 
 def roc_figure(fpr, tpr, auc: float | None, height: int = 380) -> go.Figure:
     """ROC curve (x = false positive rate, y = true positive rate) with the chance line."""
-    fpr = np.asarray(fpr, dtype="float64")
-    tpr = np.asarray(tpr, dtype="float64")
+    fpr = np.asarray(fpr, dtype="float32")  # rates: float32 is exact to 7 digits, half the bytes
+    tpr = np.asarray(tpr, dtype="float32")
     if len(fpr) == 0:
         return empty_figure("No ROC curve: the outcomes hold a single class", height)
     label = f"model (AUC {auc:.3f})" if auc is not None and np.isfinite(auc) else "model"
@@ -204,42 +210,60 @@ def _swarm_offsets(x: np.ndarray, bins: int = _BEESWARM_BINS, half_width: float 
     return out
 
 
+def beeswarm_sample(n: int, max_points: int | None, seed: int = 0) -> np.ndarray:
+    """The rows a beeswarm draws: all ``n`` when ``max_points`` is None or not smaller, else
+    a seeded sample of ``max_points`` rows without replacement, in row order."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(max_points), replace=False))
+
+
 def shap_summary_figure(shap_values: pd.DataFrame, feature_values: pd.DataFrame,
-                        max_display: int = 15, height: int | None = None) -> go.Figure:
+                        max_display: int = 15, height: int | None = None,
+                        max_points: int | None = None, seed: int = 0) -> go.Figure:
     """Beeswarm of SHAP values: rows = the ``max_display`` features of largest mean |SHAP|.
 
     ``shap_values`` and ``feature_values`` are rows × features with the same columns
-    (rows aligned). One trace per feature (named after it), x = its SHAP values.
+    (rows aligned). One trace per feature (named after it), x = its SHAP values of the
+    days with a feature value, and one grey trace ``"<feature> (missing)"`` for the days
+    without one. The ranking and the colours (quantiles) are computed on every row; with
+    ``max_points`` only a seeded sample of that many rows is drawn
+    (:func:`beeswarm_sample`, the same rows in every feature). Arrays are float32
+    (colour: the quantile in 1/255 steps, uint8) so the figure stays small to send;
+    many points are drawn with WebGL.
     """
     cols = [c for c in shap_values.columns if c in feature_values.columns]
     if shap_values.empty or not cols:
         return empty_figure("No SHAP values to show", height or 320)
     ranked = _ranked(shap_values[cols].abs().mean(), max_display)
     n = len(ranked)
-    # SVG draws crisply (and in PNG exports); WebGL only when points would be many
-    scatter = go.Scattergl if len(shap_values) * n > _SVG_POINTS else go.Scatter
+    rows = beeswarm_sample(len(shap_values), max_points, seed)
+    # SVG draws crisply (and in PNG exports); WebGL once it would be slow (~0.25 s per 1,000 SVG points)
+    scatter = go.Scattergl if len(rows) * n > _SVG_BEESWARM_POINTS else go.Scatter
     fig = go.Figure()
     for i, feat in enumerate(ranked):
-        x = shap_values[feat].to_numpy(dtype="float64")
-        v = pd.Series(feature_values[feat].to_numpy(dtype="float64"))
-        q = v.rank(pct=True).to_numpy()
+        v_all = pd.Series(feature_values[feat].to_numpy(dtype="float64"))
+        q = v_all.rank(pct=True).to_numpy()[rows]
+        x = shap_values[feat].to_numpy(dtype="float64")[rows]
+        v = v_all.to_numpy()[rows]
         y = (n - 1 - i) + _swarm_offsets(x)
+        miss = np.isnan(v)
+        keep = ~miss
         fig.add_trace(scatter(
-            x=x, y=y, mode="markers", name=feat, showlegend=False,
-            marker=dict(size=5, opacity=0.8,
-                        color=np.where(np.isnan(q), 0.5, q), colorscale=VALUE_SCALE, cmin=0, cmax=1,
-                        showscale=i == 0,
+            x=x[keep].astype("float32"), y=y[keep].astype("float32"), mode="markers", name=feat, showlegend=False,
+            marker=dict(size=5, opacity=0.8, color=np.round(q[keep] * 255).astype("uint8"),
+                        colorscale=VALUE_SCALE, cmin=0, cmax=255, showscale=i == 0,
                         colorbar=dict(title=dict(text="Feature<br>value", side="top"),
-                                      tickvals=[0, 1], ticktext=["low", "high"], thickness=12,
+                                      tickvals=[0, 255], ticktext=["low", "high"], thickness=12,
                                       len=min(1.0, max(0.4, 6 / n))) if i == 0 else None),
-            customdata=np.column_stack([v.to_numpy(), np.nan_to_num(q, nan=-1)]),
-            hovertemplate=f"{feat}<br>SHAP %{{x:.4f}}<br>value %{{customdata[0]:.4g}}<extra></extra>",
+            customdata=v[keep].astype("float32"),
+            hovertemplate=f"{feat}<br>SHAP %{{x:.4f}}<br>value %{{customdata:.4g}}<extra></extra>",
         ))
-        if v.isna().any():  # grey overlay for missing values
-            miss = v.isna().to_numpy()
-            fig.add_trace(scatter(x=x[miss], y=y[miss], mode="markers", showlegend=False,
-                                       name=f"{feat} (missing)", hoverinfo="skip",
-                                       marker=dict(size=5, color=COLORS["muted"], opacity=0.8)))
+        if miss.any():  # grey for the days without a value
+            fig.add_trace(scatter(x=x[miss].astype("float32"), y=y[miss].astype("float32"), mode="markers",
+                                  showlegend=False, name=f"{feat} (missing)",
+                                  hovertemplate=f"{feat}<br>SHAP %{{x:.4f}}<br>value missing<extra></extra>",
+                                  marker=dict(size=5, color=COLORS["muted"], opacity=0.8)))
     fig.add_vline(x=0, line=dict(color=COLORS["muted"], width=1))
     fig.update_yaxes(tickvals=list(range(n)), ticktext=ranked[::-1], showgrid=False,
                      range=[-0.6, n - 0.4], zeroline=False)
@@ -268,8 +292,8 @@ def shap_dependence_figure(feature: str, x, shap, color=None, color_name: str | 
                            height: int = 380) -> go.Figure:
     """SHAP value of ``feature`` against its value, one point per day (optionally
     coloured by another feature's value, ``color``, named ``color_name``)."""
-    x = np.asarray(x, dtype="float64")
-    shap = np.asarray(shap, dtype="float64")
+    x = np.asarray(x, dtype="float32")  # float32: half the bytes, 7 significant digits
+    shap = np.asarray(shap, dtype="float32")
     if len(x) == 0:
         return empty_figure(f"No SHAP values for {feature}", height)
     marker = dict(size=6, opacity=0.75, color=COLORS["accent"])
@@ -277,7 +301,7 @@ def shap_dependence_figure(feature: str, x, shap, color=None, color_name: str | 
         marker.update(color=np.asarray(color, dtype="float64"), colorscale=VALUE_SCALE,
                       showscale=True, colorbar=dict(title=dict(text=color_name or "colour"),
                                                     thickness=12))
-    scatter = go.Scattergl if len(x) > _SVG_POINTS else go.Scatter
+    scatter = go.Scattergl if len(x) > _SVG_DEPENDENCE_POINTS else go.Scatter
     fig = go.Figure(scatter(x=x, y=shap, mode="markers", name=feature, marker=marker,
                                  hovertemplate=f"{feature} %{{x:.4g}}<br>SHAP %{{y:.4f}}<extra></extra>"))
     fig.add_hline(y=0, line=dict(color=COLORS["muted"], width=1, dash="dot"))
@@ -444,6 +468,9 @@ def rolling_auc_figure(dates, auc, window: int | None = None, height: int = 340)
     y = np.asarray(auc, dtype="float64")
     if len(y) == 0 or not np.isfinite(y).any():
         return empty_figure("No rolling AUC: too few out-of-fold days", height)
+    # days as "YYYY-MM-DD" (a third of ISO timestamps' bytes), AUCs as float32
+    x = x.dt.strftime("%Y-%m-%d").to_numpy(dtype=object) if (x.dt.normalize() == x).all() else x
+    y = y.astype("float32")
     what = f"{window}-day rolling AUC" if window else "Rolling AUC"
     fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", name=what,
                                line=dict(color=COLORS["accent"], width=1.8),
@@ -548,7 +575,7 @@ def lift_text(baselines: dict | None) -> list[str]:
 
 
 __all__ = [
-    "auc_interval", "baseline_table", "calibration_figure", "confusion_matrix_figure", "correlation_interval",
+    "auc_interval", "baseline_table", "beeswarm_sample", "calibration_figure", "confusion_matrix_figure", "correlation_interval",
     "cv_scores_figure", "empty_figure", "fold_intervals", "lift_text", "wilson_interval",
     "permutation_importance_figure", "prediction_scatter_figure", "psi_figure", "roc_figure",
     "rolling_auc_figure", "shap_bar_figure", "shap_dependence_figure", "shap_summary_figure",

@@ -96,3 +96,24 @@ def register() -> str:
 
 
 register()
+
+
+#: Template layout keys of plot kinds the lab never draws (maps, polar, ternary, 3-D):
+#: :func:`slim` leaves them out of a figure sent to the browser.
+_UNUSED_LAYOUT = ("geo", "polar", "ternary", "scene", "mapbox", "map", "coloraxis")
+
+
+def slim(fig: go.Figure) -> go.Figure:
+    """``fig`` with its embedded template cut to what it uses (in place; returned).
+
+    plotly copies the whole template (~8 kB of JSON, defaults for every trace type) into
+    each figure; a page of ten charts would send it ten times. Kept: the defaults of the
+    trace types in ``fig`` and the template's layout minus :data:`_UNUSED_LAYOUT`, so the
+    figure is drawn exactly as before.
+    """
+    tpl = fig.layout.template.to_plotly_json() if fig.layout.template is not None else {}
+    types = {t.type or "scatter" for t in fig.data}
+    data = {k: v for k, v in (tpl.get("data") or {}).items() if k in types}
+    layout = {k: v for k, v in (tpl.get("layout") or {}).items() if k not in _UNUSED_LAYOUT}
+    fig.layout.template = go.layout.Template({"data": data, "layout": layout}, _validate=False)
+    return fig
