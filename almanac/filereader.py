@@ -19,8 +19,10 @@ A CSV is scanned once in chunks of :data:`SCAN_CHUNK` bytes for over-long lines 
 C0 control characters (binary data or the wrong encoding; tab, CR and LF only as
 separators), about 0.15 s per 100 MB, before pandas reads it. A first data row with more
 fields than the header is refused (pandas would shift every column). Only then is the
-file parsed (pandas for CSV, pyarrow with page checksums for Parquet); a corrupt or
-unreadable file is refused with one line.
+file parsed (pandas for CSV, pyarrow with page checksums for Parquet), :data:`CHUNK_ROWS`
+rows at a time (:meth:`_Reader.chunks`), so the importer validates a chunk and keeps only
+its numbers; a corrupt or unreadable file is refused with one line, before any refusal of
+the values (the importer raises those once the whole file is read).
 
 What the columns mean and which values are valid is :mod:`almanac.importer`'s business;
 this module must not import it (the importer imports this one).
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from almanac.errors import DataError
@@ -44,6 +47,7 @@ from almanac.settings import Limits, get_limits
 CSV_SUFFIXES = {".csv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 SCAN_CHUNK = 4 << 20  # bytes per read of the CSV scan
+CHUNK_ROWS = 1 << 20  # rows per chunk the importer validates at a time
 EXPANSION_FLOOR = 64 * 2**20  # a Parquet file that reads into less than this is never refused as a bomb
 #: C0 control characters other than tab, LF and CR
 _CONTROL = bytes(c for c in range(32) if c not in (9, 10, 13))
@@ -94,6 +98,18 @@ class _Reader:
         return len(self.data) if self.data is not None else self.path.stat().st_size
 
     def read(self) -> pd.DataFrame:
+        """The whole file as one frame (:meth:`chunks` concatenated)."""
+        parts = list(self.chunks())
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+    def chunks(self, rows: int | None = None):
+        """The file's rows as frames of at most ``rows`` (:data:`CHUNK_ROWS`) rows, in order,
+        with the same columns and a RangeIndex counting from the file's first row.
+
+        A file that cannot be read at all, or whose rows are over the limit, is refused
+        only once every chunk was parsed, as if the file had been read whole: a parse
+        error anywhere comes first, then the row limit, then an empty file."""
+        rows = rows or CHUNK_ROWS
         if self.data is None and not self.path.is_file():
             raise self.fail("file not found: check the path")
         size = self._nbytes()
@@ -108,9 +124,9 @@ class _Reader:
             magic = fh.read(4)
         if suffix in PARQUET_SUFFIXES or (suffix not in CSV_SUFFIXES and magic == b"PAR1"):
             self.kind = "parquet"
-            return self._read_parquet(size)
+            return self._read_parquet(size, rows)
         if suffix in CSV_SUFFIXES:
-            return self._read_csv()
+            return self._read_csv(rows)
         raise self.fail(f"unsupported file type {suffix or '(none)'!r}: import a .csv or .parquet file")
 
     # -- Parquet -------------------------------------------------------------------
@@ -118,7 +134,7 @@ class _Reader:
         return self.fail(f"not a readable Parquet file (truncated, corrupt or another format: {detail[:160]}); "
                          "re-export it as Parquet or CSV")
 
-    def _read_parquet(self, size: int) -> pd.DataFrame:
+    def _read_parquet(self, size: int, rows: int):
         with self._open() as fh:
             fh.seek(max(size - 8, 0))
             tail = fh.read(8)
@@ -141,15 +157,30 @@ class _Reader:
                                     "or raise the limit")
                 self._check_rows(pf.metadata.num_rows)
                 self._check_expansion(pf.metadata.num_rows * ncols * 8, size)
-                table = pf.read()
-            frame = table.to_pandas()
+                schema = pf.schema_arrow
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - corrupt files raise Arrow, OS, JSON, Unicode, Key errors...
             raise self._bad_parquet(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-        if table.num_rows == 0:
+        return self._parquet_chunks(schema, rows)
+
+    def _parquet_chunks(self, schema, rows: int):
+        done = 0
+        try:
+            with self._open() as fh:
+                pf = pq.ParquetFile(fh, page_checksum_verification=True)
+                for batch in pf.iter_batches(batch_size=rows):
+                    if batch.num_rows:
+                        frame = pa.Table.from_batches([batch], schema=schema).to_pandas()
+                        frame.index = pd.RangeIndex(done, done + len(frame))
+                        done += len(frame)
+                        yield frame
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - corrupt files raise Arrow, OS, JSON, Unicode, Key errors...
+            raise self._bad_parquet(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        if done == 0:
             raise self.fail("the file has no rows: export the bars again")
-        return frame
 
     def _check_rows(self, rows: int) -> None:
         limit = self.limits.rows
@@ -289,16 +320,25 @@ class _Reader:
         raise self.fail(f"contains the control character {shown}; remove it (only tab, CR and LF may "
                         "separate values)", row=line - 1, column=column)
 
-    def _read_csv(self) -> pd.DataFrame:
+    def _read_csv(self, rows: int):
         header = self._check_header()
         self._scan_csv(header)
         self._check_first_row(self.body_at, len(header))
+        return self._csv_chunks(rows)
+
+    def _csv_chunks(self, rows: int):
+        done, over = 0, False
         try:
             # numbers are inferred by the fast parser; a column with any non-number stays
             # text and is checked cell by cell later, so its first bad row is named
             with self._open() as fh:
-                df = pd.read_csv(fh, skipinitialspace=True, keep_default_na=False, na_values=[],
-                                 dtype={0: str}, low_memory=False)
+                with pd.read_csv(fh, skipinitialspace=True, keep_default_na=False, na_values=[],
+                                 dtype={0: str}, low_memory=False, chunksize=rows) as reader:
+                    for frame in reader:
+                        done += len(frame)
+                        over = over or done > self.limits.rows
+                        if len(frame) and not over:  # over the limit: parse on, refuse at the end
+                            yield frame
         except pd.errors.EmptyDataError:
             raise self.fail("the file is empty: export the bars again") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -306,7 +346,6 @@ class _Reader:
             m = re.search(r"line (\d+)", detail)
             row = int(m.group(1)) - 1 if m else None
             raise self.fail(f"not a readable CSV file ({detail}); check the row is complete", row=row) from None
-        if df.empty:
+        if done == 0:
             raise self.fail("the file has a header but no rows: export the bars again")
-        self._check_rows(len(df))
-        return df
+        self._check_rows(done)

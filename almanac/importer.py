@@ -97,8 +97,9 @@ def _map_columns(df: pd.DataFrame, rd: _Reader) -> tuple[pd.DataFrame, dict[str,
     return out, mapping, warnings
 
 
-def _parse_numbers(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader) -> pd.DataFrame:
-    for c in [c for c in ("open", "high", "low", "close", "volume") if c in out.columns]:
+def _parse_numbers(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
+                   offset: int = 0) -> pd.DataFrame:
+    for k, c in enumerate([c for c in ("open", "high", "low", "close", "volume") if c in out.columns]):
         raw = out[c]
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
             vals = raw.astype("float64")
@@ -111,14 +112,15 @@ def _parse_numbers(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader) -> p
             shown = raw.iloc[i]
             problem = "value is missing" if shown is None or str(shown).strip() in ("", "nan", "<NA>", "None") \
                 else f"value {str(shown)[:40]!r} is not a number"
-            raise rd.fail(f"{problem}; fix or remove the row", row=i + 1, column=mapping[c])
+            failures.add((2, k), rd.fail(f"{problem}; fix or remove the row", row=offset + i + 1, column=mapping[c]))
         out[c] = vals
     return out
 
 
-def _check_text(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader) -> None:
+def _check_text(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
+                offset: int = 0) -> None:
     """Refuse control characters in text columns (a CSV's bytes were scanned already)."""
-    for c in out.columns:
+    for k, c in enumerate(out.columns):
         raw = out[c]
         if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
             continue
@@ -126,39 +128,56 @@ def _check_text(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader) -> None
         if bad.any():
             i = int(np.argmax(bad))
             char = re.search(_CONTROL_TEXT, str(raw.iloc[i])).group(0)
-            raise rd.fail(f"contains the control character \\x{ord(char):02x}; remove it",
-                          row=i + 1, column=mapping[c])
+            failures.add((1, k), rd.fail(f"contains the control character \\x{ord(char):02x}; remove it",
+                                         row=offset + i + 1, column=mapping[c]))
 
 
-def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, tz: str) -> pd.Series:
+def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
+                offset: int, first_aware: bool | None) -> tuple[pd.Series | None, bool]:
+    """One chunk's times, parsed (naive wall-clock, or tz-aware), or None if they are refused;
+    and whether the file's first time carries a UTC offset (``first_aware`` from the first chunk)."""
     raw = out["time"]
     col = mapping["time"]
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = raw
     elif pd.api.types.is_numeric_dtype(raw):
-        raise rd.fail("time values are numbers; write them as dates or ISO timestamps", row=1, column=col)
+        failures.add((3, 0), rd.fail("time values are numbers; write them as dates or ISO timestamps", row=1,
+                                     column=col))
+        return None, bool(first_aware)
     else:
         text = raw.astype("string").str.strip()
         aware = _ends_with_offset(text)
-        if aware.any() and not aware.all():
-            i = int(np.argmax(aware != aware[0]))
-            raise rd.fail("mixes times with and without a UTC offset; give every row an offset or none",
-                          row=i + 1, column=col)
-        utc = bool(aware.all())
+        if first_aware is None:
+            first_aware = bool(aware[0]) if len(aware) else False
+        if (aware != first_aware).any():
+            i = int(np.argmax(aware != first_aware))
+            failures.add((3, 1), rd.fail("mixes times with and without a UTC offset; give every row an offset "
+                                         "or none", row=offset + i + 1, column=col))
+            return None, first_aware
         try:  # the common, fast case: one ISO 8601 layout
-            ts = pd.to_datetime(text, format="ISO8601", utc=utc)
+            ts = pd.to_datetime(text, format="ISO8601", utc=first_aware)
         except (ValueError, TypeError):
             try:
-                ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=utc)
+                ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=first_aware)
             except (ValueError, TypeError, OverflowError) as exc:
-                raise rd.fail(f"times could not be read ({str(exc)[:120]}); use ISO timestamps such as "
-                              "2018-03-09 09:30:00", column=col) from None
+                detail = re.sub(r"position (\d+)", lambda m: f"position {int(m.group(1)) + offset}", str(exc))
+                failures.add((3, 2), rd.fail(f"times could not be read ({detail[:120]}); use ISO timestamps such as "
+                                             "2018-03-09 09:30:00", column=col))
+                return None, first_aware
         bad = ts.isna().to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
-            raise rd.fail(f"{str(raw.iloc[i])[:40]!r} is not a date or time; use e.g. 2018-03-09 09:30:00",
-                          row=i + 1, column=col)
-    _check_years(ts, raw, rd, col)
+            failures.add((3, 3), rd.fail(f"{str(raw.iloc[i])[:40]!r} is not a date or time; use e.g. "
+                                         "2018-03-09 09:30:00", row=offset + i + 1, column=col))
+            return None, first_aware
+    if not _check_years(ts, raw, rd, col, failures, offset):
+        return None, bool(first_aware)
+    return ts, bool(first_aware)
+
+
+def _localize(ts: pd.Series, rd: _Reader, col: str, tz: str) -> pd.Series:
+    """The parsed times as UTC: naive wall-clock times are localized in ``tz`` (ambiguous
+    hours at a DST change inferred from the whole file's order)."""
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
         return ts.dt.tz_convert("UTC")
     try:
@@ -183,14 +202,18 @@ def _ends_with_offset(text: pd.Series) -> np.ndarray:
     return text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
 
 
-def _check_years(ts: pd.Series, raw: pd.Series, rd: _Reader, col: str) -> None:
+def _check_years(ts: pd.Series, raw: pd.Series, rd: _Reader, col: str, failures: _Failures,
+                 offset: int = 0) -> bool:
     """Refuse times outside :data:`YEARS` (0001-01-01 or 9999-12-31 are placeholders, not bars)."""
     years = ts.dt.year.to_numpy()
     bad = (years < YEARS[0]) | (years > YEARS[1])
     if bad.any():
         i = int(np.argmax(bad))
-        raise rd.fail(f"{str(raw.iloc[i])[:40]!r} is in the year {int(years[i])}, outside {YEARS[0]}-{YEARS[1]}; "
-                      "fix the date or remove the row", row=i + 1, column=col)
+        failures.add((3, 4), rd.fail(f"{str(raw.iloc[i])[:40]!r} is in the year {int(years[i])}, outside "
+                                     f"{YEARS[0]}-{YEARS[1]}; fix the date or remove the row",
+                                     row=offset + i + 1, column=col))
+        return False
+    return True
 
 
 def _detect_freq(ts: pd.Series, rd: _Reader, wall_tz: str) -> str:
@@ -211,15 +234,15 @@ def _detect_freq(ts: pd.Series, rd: _Reader, wall_tz: str) -> str:
                   "or pass --freq if that is wrong")
 
 
-def _check_rules(df: pd.DataFrame, mapping: dict[str, str], rd: _Reader, freq: str,
-                 allow_nonpositive: bool = False) -> None:
-    rows = df["__row"].to_numpy()
-
-    def first(mask, column, problem):
+def _check_rules(df: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
+                 offset: int = 0, allow_nonpositive: bool = False) -> None:
+    """The bar rules on one chunk of parsed numbers (rows from ``offset`` + 1); each rule's
+    first failing row is recorded in ``failures``."""
+    def first(mask, column, problem, key):
         mask = np.asarray(mask)
         if mask.any():
             i = int(np.argmax(mask))
-            raise rd.fail(problem(i), row=int(rows[i]), column=mapping[column])
+            failures.add((7, key), rd.fail(problem(i), row=offset + i + 1, column=mapping[column]))
 
     prices = [c for c in PRICE_COLUMNS if c in df.columns]
     if prices and not allow_nonpositive:  # the first row with a price <= 0, and its first such column
@@ -228,21 +251,40 @@ def _check_rules(df: pd.DataFrame, mapping: dict[str, str], rd: _Reader, freq: s
         if bad.any():
             i = int(np.argmax(bad.any(axis=1)))
             j = int(np.argmax(bad[i]))
-            raise rd.fail(f"{prices[j]} {values[i, j]:g} is not a positive price; fix the bar, or for a spread "
-                          "allow zero and negative prices (--allow-nonpositive)",
-                          row=int(rows[i]), column=mapping[prices[j]])
+            failures.add((7, 0), rd.fail(f"{prices[j]} {values[i, j]:g} is not a positive price; fix the bar, "
+                                         "or for a spread allow zero and negative prices (--allow-nonpositive)",
+                                         row=offset + i + 1, column=mapping[prices[j]]))
 
     if {"high", "low"} <= set(df.columns):
         h, lo = df["high"].to_numpy(), df["low"].to_numpy()
-        first(h < lo, "high", lambda i: f"high {h[i]:g} is below low {lo[i]:g}; fix the bar")
-        for c in ("open", "close"):
+        first(h < lo, "high", lambda i: f"high {h[i]:g} is below low {lo[i]:g}; fix the bar", 1)
+        for key, c in ((2, "open"), (3, "close")):
             if c in df.columns:
                 v = df[c].to_numpy()
                 first((v < lo) | (v > h), c,
-                      lambda i, v=v, c=c: f"{c} {v[i]:g} is outside the bar's range [{lo[i]:g}, {h[i]:g}]; fix the bar")
+                      lambda i, v=v, c=c: f"{c} {v[i]:g} is outside the bar's range [{lo[i]:g}, {h[i]:g}]; fix the bar",
+                      key)
     if "volume" in df.columns:
         v = df["volume"].to_numpy()
-        first(v < 0, "volume", lambda i: f"volume {v[i]:g} is negative; fix the bar")
+        first(v < 0, "volume", lambda i: f"volume {v[i]:g} is negative; fix the bar", 4)
+
+
+class _Failures:
+    """The refusals found so far, each under a key that orders them as a whole-file check
+    would have met them: (check, column or rule). Chunks come in order, so the first refusal
+    recorded under a key is the first failing row of that check in the file."""
+
+    def __init__(self):
+        self.found: dict[tuple[int, int], DataError] = {}
+
+    def add(self, key: tuple[int, int], error: DataError) -> None:
+        self.found.setdefault(key, error)
+
+    def raise_first(self, before: int = 99) -> None:
+        """Raise the first refusal of a check numbered below ``before``, if any."""
+        keys = [k for k in self.found if k[0] < before]
+        if keys:
+            raise self.found[min(keys)]
 
 
 def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: str | None = None,
@@ -250,6 +292,13 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
                    allow_nonpositive: bool = False) -> tuple[pd.DataFrame, str, list[str]]:
     """Read and validate a user's file (a path, or an upload's bytes with ``display_name``);
     returns (canonical frame, freq, warnings). Writes nothing.
+
+    The file is read and validated a chunk at a time (:meth:`almanac.filereader._Reader.chunks`):
+    each chunk's values become float64 and its times int64 at once, so the text of the file
+    is never held whole. Every check records its first failing row; once the file is read,
+    the refusal raised is the one a whole-file pass would have raised (the same check order,
+    row and column). Time-zone inference at DST changes and the frequency need every time,
+    and run on the whole int64 array.
 
     ``allow_nonpositive`` accepts prices <= 0 (spreads); otherwise they are refused."""
     if isinstance(path, (bytes, bytearray, memoryview)):
@@ -262,35 +311,78 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     tz = tz or session_tz
     if freq is not None:
         check_freq(freq)
-    df, mapping, warnings = _map_columns(rd.read(), rd)
-    if rd.kind != "csv":  # a CSV's bytes were scanned for control characters already
-        _check_text(df, mapping, rd)
-    df = _parse_numbers(df, mapping, rd)
-    naive = not isinstance(df["time"].dtype, pd.DatetimeTZDtype) and not _has_offsets(df["time"])
-    ts = _parse_time(df, mapping, rd, tz)
+    failures = _Failures()
+    mapping: dict[str, str] = {}
+    warnings: list[str] = []
+    times: list[np.ndarray] = []  # int64 ns: naive wall-clock, or UTC when the times are aware
+    values: dict[str, list[np.ndarray]] = {}
+    time_tz = None
+    naive = first_aware = None
+    offset = 0
+    pool = pa.default_memory_pool()
+    for chunk in rd.chunks():
+        n = len(chunk)
+        if (0, 0) in failures.found:  # no usable columns: read on only for the reader's refusals
+            offset += n
+            continue
+        try:
+            df, chunk_mapping, chunk_warnings = _map_columns(chunk, rd)
+        except DataError as exc:
+            failures.add((0, 0), exc)
+            offset += n
+            continue
+        del chunk
+        if not offset:
+            mapping, warnings = chunk_mapping, chunk_warnings
+            naive = not isinstance(df["time"].dtype, pd.DatetimeTZDtype) and not _has_offsets(df["time"])
+        if rd.kind != "csv":  # a CSV's bytes were scanned for control characters already
+            _check_text(df, mapping, rd, failures, offset)
+        df = _parse_numbers(df, mapping, rd, failures, offset)
+        ts, first_aware = _parse_time(df, mapping, rd, failures, offset, first_aware)
+        _check_rules(df, mapping, rd, failures, offset, allow_nonpositive)
+        if not any(k[0] < 4 for k in failures.found):  # a file refused before its bar rules keeps nothing
+            if not offset:
+                time_tz = getattr(ts.dtype, "tz", None)
+            times.append((ts.dt.tz_convert("UTC") if time_tz is not None else ts).dt.as_unit("ns").array.asi8)
+            for c in ("open", "high", "low", "close", "volume"):
+                if c in df.columns:
+                    values.setdefault(c, []).append(df[c].to_numpy(dtype="float64"))
+        offset += n
+        del df, ts
+        pool.release_unused()  # Arrow's allocator keeps freed chunks otherwise (~350 MB at 7 M rows)
+    failures.raise_first(before=4)  # columns, text, numbers, times
+    col = mapping["time"]
+    wall = pd.Series(np.concatenate(times).view("M8[ns]"))
+    del times
+    ts = wall.dt.tz_localize("UTC") if time_tz is not None else _localize(wall, rd, col, tz)
+    del wall
     wall_tz = tz if naive else session_tz  # the zone the file's dates were written in
     freq = freq or _detect_freq(ts, rd, wall_tz)
     required = ("open", "high", "low", "close", "volume") if freq == "1min" else ("close",)
-    missing = [c for c in required if c not in df.columns]
-    if freq == "1d" and any(c in df.columns for c in ("open", "high", "low")):
-        missing += [c for c in ("open", "high", "low") if c not in df.columns]
+    missing = [c for c in required if c not in values]
+    if freq == "1d" and any(c in values for c in ("open", "high", "low")):
+        missing += [c for c in ("open", "high", "low") if c not in values]
     if missing:
         raise rd.fail(f"missing required column(s) {', '.join(missing)} for {freq} bars "
                       f"(found {list(mapping.values())})")
-    df["__row"] = np.arange(1, len(df) + 1)
+    failures.raise_first()  # the bar rules
     if freq == "1min":
-        df["timestamp"] = ts  # already UTC, same index
-        tcol = "timestamp"
+        tcol, tvals = "timestamp", ts  # already UTC
     else:
-        local = ts.dt.tz_convert(wall_tz).dt.tz_localize(None)
-        df["date"] = local.dt.normalize()
-        tcol = "date"
-    _check_rules(df, mapping, rd, freq, allow_nonpositive)
-    value_cols = [c for c in ("open", "high", "low", "close", "volume") if c in df.columns]
+        tcol, tvals = "date", ts.dt.tz_convert(wall_tz).dt.tz_localize(None).dt.normalize()
+    del ts
+    value_cols = [c for c in ("open", "high", "low", "close", "volume") if c in values]
+    columns = {tcol: tvals}
+    for c in value_cols:  # a chunk's numbers may be views of Arrow's buffers (Parquet): give each back
+        columns[c] = np.concatenate(values.pop(c))
+        pool.release_unused()
+    df = pd.DataFrame(columns, copy=False)
+    del tvals, columns
+    order = df[tcol].array.asi8
+    if len(order) < 2 or bool((order[1:] > order[:-1]).all()):
+        return df, freq, warnings  # strictly increasing: no duplicates, in order
+    df["__row"] = np.arange(1, len(df) + 1)
     cols = [tcol, *value_cols]
-    times = pd.DatetimeIndex(df[tcol]).asi8
-    if len(times) < 2 or bool((times[1:] > times[:-1]).all()):
-        return df[cols].reset_index(drop=True), freq, warnings  # strictly increasing: no duplicates, in order
     exact = df.duplicated(subset=[tcol, *value_cols], keep="first")
     if exact.any():
         warnings.append(f"{rd.name}: dropped {int(exact.sum())} exact duplicate row(s), "

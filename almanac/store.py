@@ -123,29 +123,42 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _canonical(df: pd.DataFrame, freq: str) -> pd.DataFrame:
-    """Check a frame has the canonical schema and return it in canonical column order."""
+def _canonical(df: pd.DataFrame, freq: str) -> tuple[pa.Table, pd.Series]:
+    """Check a frame has the canonical schema; return it as an Arrow table in canonical
+    column order, and its time column (``datetime64[us]``, UTC-aware for minute bars).
+
+    The table is built column by column (float columns without a copy when they are float64
+    already) under the schema ``pa.Table.from_pandas`` gives the same columns, pandas
+    metadata included, so the file written is the same as from a canonical frame, without
+    the frame's copy (about 600 MB at 7 M rows)."""
     tcol = time_column(freq)
     allowed = MINUTE_COLUMNS if freq == "1min" else DAILY_COLUMNS
     missing = [c for c in ((tcol, *PRICE_COLUMNS, "volume") if freq == "1min" else (tcol, "close"))
                if c not in df.columns]
     if missing:
         raise DataError(f"{freq} frame lacks column(s) {missing}: canonical columns are {list(allowed)}")
-    out = df[[c for c in allowed if c in df.columns]].copy()
-    t = out[tcol]
+    t = df[tcol]
     if freq == "1min":
         if not isinstance(t.dtype, pd.DatetimeTZDtype):
             raise DataError("minute bars need a timezone-aware 'timestamp' column")
-        out[tcol] = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        t = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     else:
         if isinstance(t.dtype, pd.DatetimeTZDtype):
             t = t.dt.tz_localize(None)
-        out[tcol] = pd.to_datetime(t).dt.normalize().astype("datetime64[us]")
-    for c in out.columns.drop(tcol):
-        out[c] = out[c].astype("float64")
-    if not out[tcol].is_monotonic_increasing or out[tcol].duplicated().any():
+        t = pd.to_datetime(t).dt.normalize().astype("datetime64[us]")
+    t = t.reset_index(drop=True)
+    columns = {tcol: t}
+    for c in allowed[1:]:
+        if c in df.columns:
+            columns[c] = df[c].astype("float64").reset_index(drop=True)
+    times = t.array.asi8
+    if len(times) and (t.isna().any() or not bool((times[1:] > times[:-1]).all())):
         raise DataError(f"{freq} frame must have unique, increasing {tcol} values")
-    return out.reset_index(drop=True)
+    schema = pa.Table.from_pandas(pd.DataFrame({c: s.iloc[:0] for c, s in columns.items()}),
+                                  preserve_index=False).schema
+    table = pa.Table.from_arrays([pa.array(s, type=f.type) for s, f in zip(columns.values(), schema)],
+                                 schema=schema)
+    return table, t
 
 
 def time_bounds(symbol: str, freq: str, start=None, end=None) -> tuple:
@@ -292,10 +305,9 @@ class Store:
     def _stage(self, symbol, freq, df, source, sample, notes) -> tuple[CatalogEntry, Path]:
         """Write one dataset to a temporary file; returns its entry and the file."""
         sym = normalize_symbol(symbol)
-        frame = _canonical(df, check_freq(freq))
-        if frame.empty:
+        table, times = _canonical(df, check_freq(freq))
+        if table.num_rows == 0:
             raise DataError(f"refusing to store an empty {freq} dataset for {sym}")
-        table = pa.Table.from_pandas(frame, preserve_index=False)
         self.market_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_path_for(self.market_dir / f"{sym}_{freq}.parquet")
         try:
@@ -308,14 +320,13 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise
         session = session_for(sym)
-        tcol = time_column(freq)
         final = self.market_dir / f"{sym}_{freq}.{digest[:16]}.parquet"
         entry = CatalogEntry(
             symbol=sym, freq=freq,
-            start=frame[tcol].iloc[0].isoformat(), end=frame[tcol].iloc[-1].isoformat(),
-            rows=len(frame), sha256=digest, source=str(source),
+            start=times.iloc[0].isoformat(), end=times.iloc[-1].isoformat(),
+            rows=table.num_rows, sha256=digest, source=str(source),
             imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            columns=list(frame.columns), sample=bool(sample), tz=session.tz,
+            columns=list(table.column_names), sample=bool(sample), tz=session.tz,
             session_open=f"{session.open:%H:%M}", session_close=f"{session.close:%H:%M}",
             file=str(final.relative_to(self.home)), bytes=tmp.stat().st_size,
             notes=list(notes or []),
