@@ -224,7 +224,8 @@ def test_shap_and_dependence_filter_the_fold(lab, no_models):
     shap = pd.read_parquet(Path(run["path"]) / "shap.parquet")
     data = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
     summary, bar, note = ev.render_shap(run["run_id"], "2", None)
-    assert summary.id == "shap-summary-graph" and note is None  # every day drawn: nothing to say
+    # every day of the fold drawn: only the runner's per-fold sample is said (run.json["shap"])
+    assert summary.id == "shap-summary-graph" and note == "SHAP on 100 sampled days per fold (seed 0)."
     n2 = int((shap["fold"] == 2).sum())
     drawn = {}  # a feature's days: its coloured trace + its grey "(missing)" trace
     for t in summary.figure["data"]:
@@ -257,8 +258,9 @@ def test_shap_beeswarm_draws_a_stated_sample(lab, no_models, monkeypatch):
     has = values.notna().to_numpy()[rows]
     assert np.array_equal(np.asarray(trace["x"]), shap[top].to_numpy()[rows][has].astype("float32"))
     assert bar.figure["data"][0]["x"][-1] == pytest.approx(shap[top].abs().mean())  # every day
-    assert note == (f"The beeswarm draws a seeded sample of 60 of the {len(shap):,} explained days; its ranking and "
-                    f"colours, the mean |SHAP| bars and the dependence plot use all {len(shap):,}.")
+    assert note == (f"SHAP on 100 sampled days per fold (seed 0). The beeswarm draws a seeded sample of 60 of the "
+                    f"{len(shap):,} explained days; its ranking and colours, the mean |SHAP| bars and the dependence "
+                    f"plot use all {len(shap):,}.")
     # a run whose SHAP the runner computed on a sample of each fold says so (run.json["shap"])
     assert ev.shap_note({"shap": {"rows_per_fold": 300, "rows": 900, "seed": 7}}, 900, 900) == \
         "SHAP on 300 sampled days per fold (seed 7)."
