@@ -49,7 +49,7 @@ DAILY_COLUMNS = ["date", "prob", "signal", "position", "strategy_return", "equit
 _EPS = 1e-12  # boundary tolerance: 1 - 0.55 is 0.44999999999999996 in floats
 TRADE_COLUMNS = ["date", "side", "entry", "exit", "gross_return", "net_return"]
 
-__all__ = ["BacktestResult", "backtest", "monthly_returns", "sharpe_grid", "trading_columns"]
+__all__ = ["BacktestResult", "backtest", "deflate", "dsr_trials", "monthly_returns", "sharpe_grid", "trading_columns"]
 
 
 @dataclass
@@ -129,6 +129,31 @@ def _trial_stats(trial_sharpes: Sequence[float] | None, own: float) -> tuple[int
     return int(values.size), var / stats.PERIODS
 
 
+def dsr_trials(trials: list[float], recorded: float | None, current: float) -> list[float]:
+    """``trials`` with this run's ``recorded`` Sharpe swapped for ``current`` (the Sharpe at
+    other settings, e.g. a threshold moved on /backtest), so the count stays the number of
+    runs. The first entry equal to ``recorded`` (NaN matching None or NaN) is removed; when
+    none matches (the run is not registered yet), ``current`` is just appended."""
+    out = list(trials)
+    missing = recorded is None or (isinstance(recorded, float) and math.isnan(recorded))
+    for i, s in enumerate(out):
+        if (missing and math.isnan(s)) or (not missing and math.isclose(s, recorded, rel_tol=1e-12, abs_tol=1e-12)):
+            del out[i]
+            break
+    return out + [current]
+
+
+def deflate(sharpe: float, days: int, skew: float, kurt: float,
+            trial_sharpes: Sequence[float] | None = None) -> tuple[int, float]:
+    """``(n_trials, DSR)`` of an annualized ``sharpe`` over ``days`` daily returns against
+    the annualized Sharpe ratios of ``trial_sharpes`` (this run included; None: this run
+    alone, so DSR = PSR). The one DSR computation of the backtest, the grid, the replay
+    on /backtest and :func:`ml.trials.deflated`."""
+    n_trials, var = _trial_stats(trial_sharpes, sharpe)
+    return n_trials, stats.deflated_sharpe_ratio(sharpe / math.sqrt(stats.PERIODS), int(days), skew, kurt,
+                                                 n_trials, var)
+
+
 def backtest(frame: pd.DataFrame, threshold: float = 0.55, cost_bps: float = 0.0,
              long_only: bool = False,
              trial_sharpes: Sequence[float] | None = None) -> BacktestResult:
@@ -169,9 +194,9 @@ def backtest(frame: pd.DataFrame, threshold: float = 0.55, cost_bps: float = 0.0
     }, columns=TRADE_COLUMNS).reset_index(drop=True)
 
     sr = stats.sharpe(returns)
-    n_trials, var_trials = _trial_stats(trial_sharpes, sr)
     sr_day = sr / math.sqrt(stats.PERIODS)
     sk, ku, days = stats.skew(returns), stats.kurtosis(returns), len(returns)
+    n_trials, dsr = deflate(sr, days, sk, ku, trial_sharpes)
     result_stats = {
         "total_return": stats.total_return(returns), "cagr": stats.cagr(returns),
         "sharpe": sr, "sortino": stats.sortino(returns),
@@ -179,7 +204,7 @@ def backtest(frame: pd.DataFrame, threshold: float = 0.55, cost_bps: float = 0.0
         "win_rate": float((trades["net_return"] > 0).mean()) if len(trades) else float("nan"),
         "trades": int(len(trades)), "exposure": float(traded.mean()) if days else float("nan"),
         "psr": stats.probabilistic_sharpe_ratio(sr_day, days, sk, ku),
-        "dsr": stats.deflated_sharpe_ratio(sr_day, days, sk, ku, n_trials, var_trials),
+        "dsr": dsr,
         "n_trials": n_trials, "skew": sk, "kurtosis": ku, "days": int(days),
         "volatility": stats.volatility(returns),
         "turnover": float(stats.PERIODS * np.mean(2.0 * np.abs(position))) if days else float("nan"),
@@ -241,12 +266,11 @@ def sharpe_grid(frame: pd.DataFrame, thresholds: Sequence[float], costs: Sequenc
 
     Each cell equals ``backtest(frame, threshold, cost, long_only, trial_sharpes=T)``
     where T is ``trial_sharpes`` with ``recorded_sharpe`` swapped for the cell's own
-    Sharpe (:func:`ml.trials.dsr_trials`; without ``trial_sharpes``: the cell alone, DSR =
+    Sharpe (:func:`dsr_trials`; without ``trial_sharpes``: the cell alone, DSR =
     PSR). Nothing is refitted: ``frame`` holds the stored out-of-fold P(up). Returns
     ``{"thresholds", "costs", "sharpe", "dsr", "trades"}`` with arrays of shape
     (len(thresholds), len(costs)) (trades: (len(thresholds),)).
     """
-    from ml.trials import dsr_trials  # ml.trials reads the registry; only the DSR needs it
 
     th = np.asarray(list(thresholds), dtype="float64")
     cs = np.asarray(list(costs), dtype="float64")
@@ -271,8 +295,6 @@ def sharpe_grid(frame: pd.DataFrame, thresholds: Sequence[float], costs: Sequenc
     for idx in np.ndindex(sharpe.shape):
         sr = float(sharpe[idx])
         trials = [sr] if trial_sharpes is None else dsr_trials(list(trial_sharpes), recorded_sharpe, sr)
-        n_trials, var = _trial_stats(trials, sr)
-        dsr[idx] = stats.deflated_sharpe_ratio(sr / math.sqrt(stats.PERIODS), days, float(sk[idx]),
-                                               float(ku[idx]), n_trials, var)
+        dsr[idx] = deflate(sr, days, float(sk[idx]), float(ku[idx]), trials)[1]
     return {"thresholds": th, "costs": cs, "sharpe": sharpe, "dsr": dsr,
             "trades": (pos != 0).sum(axis=1).astype("int64"), "long_only": bool(long_only)}

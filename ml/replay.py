@@ -32,7 +32,7 @@ import pandas as pd
 from almanac import registry
 from almanac.errors import NotFoundError
 from ml import stats
-from ml.backtester import BacktestResult, backtest, sharpe_grid, trading_columns
+from ml.backtester import BacktestResult, backtest, deflate, sharpe_grid, trading_columns
 from ml.runinfo import trading_rules
 from ml.trials import current_trials, deflated, dsr_trials
 
@@ -92,12 +92,8 @@ def at_recorded(run: dict, rules: dict) -> bool:
 def _deflate(result: BacktestResult, trials: list[float]) -> None:
     """Set ``result.stats`` dsr / n_trials against ``trials`` (this run's Sharpe included)."""
     s = result.stats
-    sr, days, sk, ku = s["sharpe"], s["days"], s["skew"], s["kurtosis"]
-    finite = [t for t in trials if math.isfinite(t)]
-    var = float(np.var(finite, ddof=1)) / stats.PERIODS if len(finite) > 1 else 0.0
-    s["n_trials"] = len(trials)
-    s["dsr"] = (stats.deflated_sharpe_ratio(sr / math.sqrt(stats.PERIODS), int(days), sk, ku, len(trials), var)
-                if math.isfinite(sr) else float("nan"))
+    s["n_trials"], dsr = deflate(s["sharpe"], s["days"], s["skew"], s["kurtosis"], trials)
+    s["dsr"] = dsr if math.isfinite(s["sharpe"]) else float("nan")
 
 
 def replay(run: dict, threshold=None, cost_bps=None, long_only=None,

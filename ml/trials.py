@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from almanac import registry
-from ml import stats
+from ml.backtester import deflate, dsr_trials
 from ml.runinfo import label_kind, spec_value
 
 
@@ -27,20 +27,6 @@ def current_trials(run: dict, home: Path | str | None = None) -> list[float]:
     if not symbol or not label:
         return []
     return registry.trial_sharpes(symbol, label, home)
-
-
-def dsr_trials(trials: list[float], recorded: float | None, current: float) -> list[float]:
-    """``trials`` with this run's ``recorded`` Sharpe swapped for ``current`` (the Sharpe at
-    other settings, e.g. a threshold moved on /backtest), so the count stays the number of
-    runs. The first entry equal to ``recorded`` (NaN matching None or NaN) is removed; when
-    none matches (the run is not registered yet), ``current`` is just appended."""
-    out = list(trials)
-    missing = recorded is None or (isinstance(recorded, float) and math.isnan(recorded))
-    for i, s in enumerate(out):
-        if (missing and math.isnan(s)) or (not missing and math.isclose(s, recorded, rel_tol=1e-12, abs_tol=1e-12)):
-            del out[i]
-            break
-    return out + [current]
 
 
 def deflated(run: dict, home: Path | str | None = None, trials: list[float] | None = None) -> dict:
@@ -56,12 +42,8 @@ def deflated(run: dict, home: Path | str | None = None, trials: list[float] | No
                         sr if sr is not None else float("nan"))
     if not all(isinstance(v, (int, float)) for v in (sr, days, sk, ku)) or not math.isfinite(sr):
         return {"n_trials": len(trials), "dsr": None}
-    finite = [t for t in trials if math.isfinite(t)]
-    var = (sum((t - sum(finite) / len(finite)) ** 2 for t in finite) / (len(finite) - 1)
-           if len(finite) > 1 else 0.0) / stats.PERIODS
-    dsr = stats.deflated_sharpe_ratio(sr / math.sqrt(stats.PERIODS), int(days), float(sk), float(ku),
-                                      len(trials), var)
-    return {"n_trials": len(trials), "dsr": None if dsr is None or not math.isfinite(dsr) else float(dsr)}
+    n_trials, dsr = deflate(sr, int(days), float(sk), float(ku), trials)
+    return {"n_trials": n_trials, "dsr": None if dsr is None or not math.isfinite(dsr) else float(dsr)}
 
 
 def current_backtest(run: dict, home: Path | str | None = None, trials: list[float] | None = None):
