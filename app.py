@@ -35,6 +35,7 @@ import multiprocess
 
 from almanac import web_security
 from almanac.settings import Settings, get_settings
+from pages._components.jobs import stop_processes
 from pages._components.layout import shell
 
 ROOT = Path(__file__).resolve().parent
@@ -155,19 +156,8 @@ def stop_jobs(timeout_s: float = 10.0) -> None:
             family += [proc, *proc.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
-    for proc in family:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=timeout_s)
-    for proc in alive:
-        log.warning("background process %d did not stop in %.0f s: killing it", proc.pid, timeout_s)
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    stop_processes(family, timeout_s, reap_s=5, on_kill=lambda proc: log.warning(
+        "background process %d did not stop in %.0f s: killing it", proc.pid, timeout_s))
     for job in jobs:
         job.join(0)  # reap
 

@@ -282,6 +282,30 @@ def run_job(job_id: str, runner: Callable[..., dict], *args, home: Path | None =
         signal.signal(signal.SIGTERM, previous)
 
 
+def stop_processes(family: list, grace: float, reap_s: float = 2.0,
+                   on_kill: Callable[[object], None] | None = None) -> None:
+    """SIGTERM every ``psutil.Process`` of ``family`` (their own stop signal: the training
+    job turns it into a cancel that cleans up), wait up to ``grace`` seconds, then SIGKILL
+    the ones still alive (``on_kill(proc)`` first, e.g. to log it) and reap them. Processes
+    that are already gone are skipped."""
+    import psutil
+
+    for p in family:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    for p in alive:
+        if on_kill is not None:
+            on_kill(p)
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=reap_s)
+
+
 def cancel_job(job_id: str, home: Path | None = None, grace: float = CANCEL_GRACE_S,
                cleanup: Callable[[dict], None] | None = None) -> dict | None:
     """Stop job ``job_id`` for real and return its final status (None: unknown job).
@@ -301,18 +325,7 @@ def cancel_job(job_id: str, home: Path | None = None, grace: float = CANCEL_GRAC
             family = proc.children(recursive=True) + [proc]
         except psutil.NoSuchProcess:
             family = []
-        for p in family:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(family, timeout=grace)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=2)
+        stop_processes(family, grace)
     status = read_status_file(status_path(job_id, home)) or status
     if cleanup is not None:
         cleanup(status)
