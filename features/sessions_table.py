@@ -31,7 +31,7 @@ Data gaps, decided here and relied on by the features:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import time
 
 import numpy as np
@@ -128,7 +128,20 @@ BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass
-class DayBars:
+class _Layout:
+    """Where each trading day's bars are, from the sorted timestamps alone."""
+
+    days: pd.DatetimeIndex
+    reg_lo: np.ndarray
+    reg_hi: np.ndarray
+    win_hi: np.ndarray
+    night_lo: np.ndarray
+    night_hi: np.ndarray
+    first_minute: np.ndarray  # local minute-of-day of each day's first regular bar
+
+
+@dataclass
+class DayBars(_Layout):
     """Minute bars split into trading days: per day, the row ranges of its bars, the
     reductions of :data:`REDUCTIONS` over them, and its window bars.
 
@@ -141,13 +154,6 @@ class DayBars:
     arrived: all at once or a part of the file at a time, see :class:`DaySplitter`).
     """
 
-    days: pd.DatetimeIndex
-    reg_lo: np.ndarray
-    reg_hi: np.ndarray
-    win_hi: np.ndarray
-    night_lo: np.ndarray
-    night_hi: np.ndarray
-    first_minute: np.ndarray  # local minute-of-day of each day's first regular bar
     columns: tuple[str, ...]
     reduced: dict[tuple[str, str, str], np.ndarray]
     win: dict[str, np.ndarray]
@@ -194,19 +200,6 @@ def _reduce(how: str, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     if how == "last":
         return np.where(ok, x[np.maximum(hi - 1, 0)], np.nan) if x.size else np.full(lo.size, np.nan)
     return segment_reduce(_UFUNC[how], x, lo, hi)
-
-
-@dataclass
-class _Layout:
-    """Where each trading day's bars are, from the sorted timestamps alone."""
-
-    days: pd.DatetimeIndex
-    reg_lo: np.ndarray
-    reg_hi: np.ndarray
-    win_hi: np.ndarray
-    night_lo: np.ndarray
-    night_hi: np.ndarray
-    first_minute: np.ndarray
 
 
 def _layout(t: np.ndarray, session: Session, cutoff: time) -> _Layout:
@@ -288,9 +281,8 @@ class DaySplitter:
         lay = self.lay
         if self._seen != self.rows or self._done != lay.days.size:
             raise RuntimeError(f"DaySplitter fed {self._seen} of {self.rows} rows")
-        return DayBars(days=lay.days, reg_lo=lay.reg_lo, reg_hi=lay.reg_hi, win_hi=lay.win_hi,
-                       night_lo=lay.night_lo, night_hi=lay.night_hi, first_minute=lay.first_minute,
-                       columns=self.columns, reduced={r: _cat(v) for r, v in self._parts.items()},
+        return DayBars(**{f.name: getattr(lay, f.name) for f in fields(_Layout)}, columns=self.columns,
+                       reduced={r: _cat(v) for r, v in self._parts.items()},
                        win={c: _cat(v) for c, v in self._win.items()}, win_pos=_cat(self._pos, np.int64))
 
 
