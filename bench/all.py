@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from bench.ui import free_port, stop_app
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("scipy.stats", "sklearn", "lightgbm", "xgboost", "shap")
@@ -67,15 +68,9 @@ def _sample_home(root: Path) -> Path:
 
 # ------------------------------------------------------------------ app start
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def app_start_once(home: Path, timeout_s: float = 60.0) -> float:
     """Seconds from starting ``python app.py`` to its first HTTP 200 on ``/``."""
-    port = _free_port()
+    port = free_port()
     env = _env(home, HOST="127.0.0.1", PORT=str(port), ALMANAC_DEBUG="0")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -92,12 +87,7 @@ def app_start_once(home: Path, timeout_s: float = 60.0) -> float:
                 time.sleep(0.02)
         raise RuntimeError(f"app.py did not answer within {timeout_s:.0f} s")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
 
 
 def app_start(home: Path, repeat: int) -> dict:

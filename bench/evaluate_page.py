@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ui import CHROMIUM, CHROMIUM_ARGS, start_app  # noqa: E402
+from bench.ui import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app  # noqa: E402
 
 DEFAULT_SPEC = ROOT / "configs" / "es-rest-of-day-lgbm.yaml"
 VIEWPORT = {"width": 1366, "height": 900}
@@ -237,12 +237,7 @@ def one_repeat(browser, home: Path, runs: list[str], log_path: Path, detail: boo
                     print(f"      {p['fn']:8s} {p['ms']:7.0f} ms (sync {p['sync']:6.0f})  {p['id']}")
         return out
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_app(proc)
 
 
 def measure(repeat: int = 3, home: Path | None = None, detail: bool = False, progress=print) -> dict:

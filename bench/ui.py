@@ -74,6 +74,17 @@ def start_app(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"the app did not answer on {url}; see {log_path}")
 
 
+def stop_app(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """Stop an app started by :func:`start_app`: SIGTERM (it cleans up like Ctrl-C), then
+    SIGKILL if it has not exited within ``grace_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace_s)
+
+
 def run_cli(home: Path, spec: Path) -> tuple[float, str]:
     """Wall seconds of ``python -m almanac train --config spec`` and the new run's id."""
     from almanac import registry
@@ -156,11 +167,7 @@ def main() -> int:
                       f"CLI {cli:6.2f} s (pipeline {rows[-1][3]:.2f} s)")
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
     ui_med = statistics.median(r[0] for r in rows)
     cli_med = statistics.median(r[1] for r in rows)
     result = {"ui_click_to_chart_s": round(ui_med, 2), "cli_train_s": round(cli_med, 2),

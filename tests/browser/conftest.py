@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.ui import stop_app
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -104,12 +106,7 @@ def start_lab(base: Path, **extra_env: str):
                         f"(exit code {proc.poll()}); log:\n{tail}")
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_app(proc)
 
 
 @pytest.fixture(scope="session")
