@@ -36,7 +36,8 @@ from almanac import registry
 from almanac.errors import NotFoundError
 from almanac.settings import get_settings
 from pages._components import failure_alert, info_alert, page_header, page_token, section, success_alert
-from ml.trials import deflated
+from ml.runinfo import label_kind, spec_value
+from ml.trials import current_trials, deflated
 from pages._components.runs import created_text, load_runs, main_score, run_links, run_page, short_label
 from viz.compare import compare_rows, cv_compare_figure, equity_overlay_figure, shared_metric
 
@@ -55,9 +56,14 @@ def trials_now(run_ids: list[str]) -> dict[str, dict]:
     the same symbol and label in the registry now (the number /backtest, the report and
     ``runs show --json`` show). A run that cannot be read gets Nones."""
     out = {}
+    trials: dict[tuple, list[float]] = {}  # each (symbol, label)'s trials read once, not once per run
     for rid in run_ids:
         try:
-            out[rid] = deflated(registry.get_run(rid))
+            run = registry.get_run(rid)
+            key = (spec_value(run, "data", "symbol"), label_kind(run))
+            if key not in trials:
+                trials[key] = current_trials(run)
+            out[rid] = deflated(run, trials=trials[key])
         except Exception:  # noqa: BLE001 - e.g. deleted meanwhile: no number rather than no page
             log.warning("could not compute the DSR of run %s", rid, exc_info=True)
             out[rid] = {"n_trials": None, "dsr": None}
