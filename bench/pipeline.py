@@ -128,7 +128,7 @@ def format_report(r: dict) -> str:
     lines.append(f"peak memory (RSS): {r['peak_rss_mb']:.0f} MB")
     lines.append("stages: features = build_features (cold: computed, warm: from the cache); fit/predict/shap/"
                  "drift = summed over the folds (SHAP on each fold's sampled test days, run.json shap); "
-                 "permutation_importance = last fold's test rows; baselines = ml.baselines with the bootstrap; "
+                 "permutation importance: computed on demand, not part of the run (ml.explain); baselines = ml.baselines with the bootstrap; "
                  "final_model = refit on all rows + save")
     return "\n".join(lines)
 

@@ -43,6 +43,13 @@ def register(sub) -> None:
     rm = cmds.add_parser("delete", help="delete a run", description="Delete a run folder (atomically unlisted).")
     rm.add_argument("run_id")
     rm.set_defaults(handler=cmd_delete)
+    pi = cmds.add_parser("importance", help="permutation importance of a run (computed once, then kept)",
+                         description="Permutation importance of the run's last-fold model on that fold's test "
+                                     "rows (the shuffles and seed the run recorded), computed on first request "
+                                     "and cached in the run folder; the same numbers /evaluate shows.")
+    pi.add_argument("run_id")
+    pi.add_argument("--json", action="store_true", help="print a JSON list of {feature, mean, std}")
+    pi.set_defaults(handler=cmd_importance)
 
     e = sub.add_parser("export", help="export a run's final model as a verified bundle (.zip)",
                        description="Write the run's final model, metadata, model card and SHA-256 manifest "
@@ -210,6 +217,26 @@ def cmd_delete(args) -> int:
 
     delete_run(args.run_id)
     print(f"deleted {args.run_id}")
+    return 0
+
+
+def cmd_importance(args) -> int:
+    from almanac.registry import check_run_id
+    from ml.explain import run_permutation_importance
+
+    imp = run_permutation_importance(check_run_id(args.run_id))
+    def num(x):
+        return None if x != x else float(x)  # NaN (score undefined on those rows) -> null
+
+    rows = [{"feature": r.feature, "mean": num(r.perm_importance_mean), "std": num(r.perm_importance_std)}
+            for r in imp.itertuples()]
+    if args.json:
+        print_json(rows)
+    else:
+        print(f"{'feature':<28}{'mean drop':>12}{'std':>10}")
+        for r in rows:
+            print(f"{r['feature']:<28}{r['mean'] if r['mean'] is not None else float('nan'):>12.5f}"
+                  f"{r['std'] if r['std'] is not None else float('nan'):>10.5f}")
     return 0
 
 

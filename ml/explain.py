@@ -292,7 +292,8 @@ def _plain_booster(model, X: pd.DataFrame, task: str):
     ``decision_function`` / ``predict`` return for the same rows as a DataFrame (the
     wrapper turns the frame into that float64 matrix first), without building the frame
     and converting it back: a third of the permutation importance's time."""
-    if task not in ("binary", "regression") or not type(model).__module__.startswith("lightgbm"):
+    lightgbm_made = type(model).__module__.startswith("lightgbm") or type(model).__name__ == "LightGBMModel"
+    if task not in ("binary", "regression") or not lightgbm_made:  # LightGBMModel: ml.persist's loaded booster
         return None
     if not all(dt == np.float64 for dt in X.dtypes):
         return None
@@ -387,3 +388,50 @@ def permutation_importances(model, X: pd.DataFrame, y, task: str, *, n_repeats: 
     out = pd.DataFrame({"feature": list(X.columns), "importance_mean": np.mean(importances, axis=1),
                         "importance_std": np.std(importances, axis=1)})
     return out.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+#: The cached result of :func:`run_permutation_importance` in a run folder.
+PERMUTATION_FILE = "permutation.parquet"
+
+
+def run_permutation_importance(run_id: str, home=None) -> pd.DataFrame:
+    """Permutation importance of a run, computed on demand and cached in its folder.
+
+    The run recorded how (``run.json["permutation"]``: the last fold's model saved in the
+    run, that fold's test dates, the shuffles and the seed); this loads that model (its
+    SHA-256 checked), takes the same test rows of ``dataset.parquet`` and computes
+    :func:`permutation_importances` -- the numbers the runner itself computed before it
+    deferred them. The result (columns feature, perm_importance_mean, perm_importance_std)
+    is written once to ``permutation.parquet`` (atomically; later calls read it). Runs made
+    before the deferral carry these columns in ``importance.parquet``; they are returned
+    from there. NotFoundError for a run without either."""
+    from almanac import registry
+    from almanac.atomic import atomic_write
+    from almanac.errors import NotFoundError
+    from ml import persist
+
+    run = registry.get_run(run_id, home=home)
+    folder = registry.run_path(run_id, home=home)
+    cached = folder / PERMUTATION_FILE
+    if cached.exists():
+        return pd.read_parquet(cached)
+    info = run.get("permutation")
+    if not info:
+        imp = registry.read_artifact(run_id, "importance.parquet", home=home)
+        if "perm_importance_mean" not in imp.columns:
+            raise NotFoundError(f"run {run_id} has no permutation importance; train it again to get one")
+        return imp[["feature", "perm_importance_mean", "perm_importance_std"]]
+    names = run["feature_names"]
+    data = pd.read_parquet(folder / "dataset.parquet", columns=[*names, "y"])
+    rows = (data.index >= pd.Timestamp(info["test_start"])) & (data.index <= pd.Timestamp(info["test_end"]))
+    task = run["task"]
+    y = data.loc[rows, "y"].to_numpy()
+    model = persist.load_model(folder / info["folder"], info["model"])
+    try:
+        perm = permutation_importances(model, data.loc[rows, names], y.astype("int64") if task != "regression" else y,
+                                       task, n_repeats=int(info["repeats"]), seed=int(info["seed"]))
+    except ValueError:  # e.g. a class absent from the last fold's test rows: score undefined
+        perm = pd.DataFrame({"feature": names, "importance_mean": np.nan, "importance_std": np.nan})
+    out = perm.rename(columns={"importance_mean": "perm_importance_mean", "importance_std": "perm_importance_std"})
+    atomic_write(cached, lambda tmp: out.to_parquet(tmp, index=False))
+    return out

@@ -21,9 +21,12 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
    shorter fold; ``run.json["shap"]`` = ``{"rows_per_fold", "rows", "seed"}``; additivity
    checked by :mod:`ml.explain`) and PSI of every feature, train vs test.
 5. **evaluation** -- pooled scores over all out-of-fold rows, threshold grid, ROC,
-   reliability, rolling AUC (window :data:`ROLLING_WINDOW` days); permutation importance
-   of the LAST fold's model on the LAST fold's test rows, :data:`PERMUTATION_REPEATS`
-   shuffles per feature (recorded in ``run.json["importance_note"]``).
+   reliability, rolling AUC (window :data:`ROLLING_WINDOW` days). Permutation importance
+   (the LAST fold's model on the LAST fold's test rows, :data:`PERMUTATION_REPEATS`
+   shuffles per feature, ``run.json["importance_note"]``) is not computed here: the run
+   saves that model (``last_fold_model/``) and records how (``run.json["permutation"]``),
+   and :func:`ml.explain.run_permutation_importance` computes the same numbers when asked
+   (/evaluate's button, ``runs importance``), caching them in ``permutation.parquet``.
 6. **backtest** -- :func:`ml.backtester.backtest` of the out-of-fold predictions, traded
    from the cutoff to the close. ``trial_sharpes`` = the Sharpe ratios of the complete runs
    in the registry with the same symbol and label, plus this run's own (``n_trials``).
@@ -63,7 +66,9 @@ The run folder (:data:`almanac.registry.ARTIFACTS` are the files the registry re
     oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>
     folds.parquet        the fold table (train/test date ranges, sizes, scores)
     shap.parquet         SHAP values of each fold's model on its (sampled) test rows; shap_base.parquet
-    importance.parquet   mean |SHAP| (over those rows) and permutation importance per feature
+    importance.parquet   mean |SHAP| (over those rows) per feature
+    last_fold_model/     the last fold's model (ml.persist), for permutation importance on demand;
+                         permutation.parquet once it has been computed
     threshold_grid.json  confusion counts per threshold (binary), curves.json (ROC,
                          reliability, report), drift.json (rolling AUC, PSI per fold)
     backtest.parquet     date, prob, signal, position, strategy_return, equity, benchmark_equity,
@@ -137,6 +142,8 @@ SHAP_ROWS_PER_FOLD: int | None = 100
 #: that runs before used: each feature's mean is the mean of those two drops, and the std
 #: (the error bar) is half their difference.
 PERMUTATION_REPEATS = 2
+#: Folder of the last fold's model in a run (permutation importance on demand).
+LAST_FOLD_MODEL = "last_fold_model"
 SESSION_COLUMNS = ("open", "high", "low", "close", "cutoff_price", "prev_close")
 
 
@@ -365,21 +372,13 @@ def _shap_rows_text(info: dict) -> str:
             f"seed {info['seed']})")
 
 
-def _importance(f: dict, data, names, y, task, last_te, seed) -> pd.DataFrame:
-    """feature, mean_abs_shap (all folds' test rows; multiclass: summed over the classes'
-    means), perm_importance_mean / _std (last fold's model on its test rows)."""
-    X_last = data[names].iloc[last_te]
-    y_last = y[last_te].astype("int64") if task != "regression" else y[last_te]
-    try:
-        perm = explain.permutation_importances(f["model"], X_last, y_last, task,
-                                               n_repeats=PERMUTATION_REPEATS, seed=seed)
-    except ValueError:  # e.g. a class absent from the last fold's test rows: score undefined
-        perm = pd.DataFrame({"feature": names, "importance_mean": np.nan, "importance_std": np.nan})
+def _importance(f: dict, names) -> pd.DataFrame:
+    """feature, mean_abs_shap (all folds' explained test rows; multiclass: summed over the
+    classes' means), largest first. Permutation importance is computed on demand from the
+    saved last-fold model (:func:`ml.explain.run_permutation_importance`)."""
     shap_abs = f["shap"][names].abs()
     mean_abs = shap_abs.groupby(f["shap"]["class"]).mean().sum() if "class" in f["shap"] else shap_abs.mean()
     out = pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs.reindex(names).to_numpy()})
-    out = out.merge(perm.rename(columns={"importance_mean": "perm_importance_mean",
-                                         "importance_std": "perm_importance_std"}), on="feature", how="left")
     return out.sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -617,10 +616,8 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
             up = oof_y if task == "binary" else (oof_y > 0).astype("float64")
             roll = drift.rolling_auc(data.index[tested], up, oof_pred, window=ROLLING_WINDOW)
 
-    prog(0.8, "permutation importance (last fold)")
     last_te = f["splits"][-1][1]
-    with clock.stage("permutation_importance"):
-        importance = _importance(f, data, names, y, task, last_te, spec.seed)
+    importance = _importance(f, names)
 
     bt, bt_record, bt_note = None, None, _NO_BACKTEST
     if task != "multiclass":
@@ -639,6 +636,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         final = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
         _fit(final, spec.model.kind, data[names], y.astype("int64") if task != "regression" else y, deadline)
         final_meta = persist.save_model(final, spec.model.kind, task, tmp / "model")
+        last_meta = persist.save_model(f["model"], spec.model.kind, task, tmp / LAST_FOLD_MODEL)
 
     faults.point("run:final-fitted")
     prog(0.93, "writing")  # the last clock reading: past it, the run is complete
@@ -668,8 +666,13 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         "shap_output": f["shap_output"], "shap": f["shap_info"],
         "importance_note": (f"permutation importance: the last fold's model on the last fold's "
                             f"{len(last_te)} test rows ({_iso(last_dates[0])} .. {_iso(last_dates[-1])}), "
-                            f"{PERMUTATION_REPEATS} shuffles per feature; mean |SHAP| over "
+                            f"{PERMUTATION_REPEATS} shuffles per feature, computed on demand; mean |SHAP| over "
                             + _shap_rows_text(f["shap_info"])),
+        "permutation": {"model": {k_: last_meta[k_] for k_ in ("file", "format", "sha256", "kind", "task",
+                                                                "classes")},
+                        "folder": LAST_FOLD_MODEL, "fold": len(f["splits"]), "repeats": PERMUTATION_REPEATS,
+                        "seed": spec.seed, "rows": int(len(last_te)), "test_start": _iso(last_dates[0]),
+                        "test_end": _iso(last_dates[-1])},
         "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
         "timings": timings,
         "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],

@@ -35,8 +35,9 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
   sample of each fold (``run.json["shap"]["rows_per_fold"]``) that is said too. The SHAP
   table is read once per run and the figures built once per run, fold and class (small
   LRU caches keyed by the run id and shap.parquet's mtime).
-* **Permutation importance** as the runner recorded it (the last fold's model on its
-  test rows; ``run.json["importance_note"]``).
+* **Permutation importance** of the last fold's saved model on its test rows
+  (``run.json["importance_note"]``), computed on demand with a button and then cached in
+  the run folder (:func:`ml.explain.run_permutation_importance`).
 * **Drift**: the rolling out-of-fold AUC (``drift.json``; cut to the fold's test period
   for one fold) and the PSI of every feature in every fold (training vs test rows).
 """
@@ -379,7 +380,15 @@ def layout(run: str | None = None, **_query):
             dbc.Col(section("SHAP dependence",
                             dcc.Dropdown(id="evaluate-feature", clearable=False, className="mb-2"),
                             _box("evaluate-dependence"), section_id="evaluate-dependence-section"), lg=6),
-            dbc.Col(section("Permutation importance", _box("evaluate-permutation"),
+            dbc.Col(section("Permutation importance",
+                            html.Div([
+                                html.P("Computed when you ask, then kept with the run: each feature of the last "
+                                       "fold's test rows is shuffled and the last fold's saved model re-scored.",
+                                       className="almanac-hint mb-2"),
+                                dbc.Button("Compute permutation importance", id="evaluate-permutation-compute",
+                                           n_clicks=0, color="primary", size="sm")],
+                                id="evaluate-permutation-ask", style={"display": "none"}),
+                            _box("evaluate-permutation", 0),
                             html.Div(id="evaluate-permutation-note", className="almanac-hint mt-1"),
                             section_id="evaluate-permutation-section"), lg=6),
         ], className="g-3 mt-1"),
@@ -556,21 +565,39 @@ def render_dependence(run_id, fold, feature, class_index):
     return _graph("shap-dependence-graph", ve.shap_dependence_figure(feature, values[feature], shap[feature]))
 
 
+def _permutation_note(run: dict) -> str | None:
+    note = run.get("importance_note")
+    return (note[0].upper() + note[1:] + ". The fold selector does not apply here.") if note else None
+
+
 @callback(
     Output("evaluate-permutation", "children"), Output("evaluate-permutation-note", "children"),
-    Input("run-select", "value"),
+    Output("evaluate-permutation-ask", "style"),
+    Input("run-select", "value"), Input("evaluate-permutation-compute", "n_clicks"),
 )
-def render_permutation(run_id):
-    """Permutation importance as recorded by the runner (one table per run, not per fold)."""
+def render_permutation(run_id, n_clicks):
+    """Permutation importance: drawn when the run has it (computed once, then cached in the
+    run folder); else a button computes it (ml.explain.run_permutation_importance, about
+    a quarter of a second with LightGBM on the default run)."""
+    hidden, shown = {"display": "none"}, {"display": "block"}
     if not run_id:
-        return None, None
+        return None, None, hidden
+    from ml import explain
+
     try:
-        note = registry.get_run(run_id).get("importance_note")
-        importance = registry.read_artifact(run_id, "importance.parquet")
+        run = registry.get_run(run_id)
+        folder = registry.run_path(run_id)
+        ready = (folder / explain.PERMUTATION_FILE).exists() or not run.get("permutation")
+        asked = dash.ctx.triggered_id == "evaluate-permutation-compute" and n_clicks
+        if not ready and not asked:
+            return None, _permutation_note(run), shown
+        importance = explain.run_permutation_importance(run_id)
+    except NotFoundError as exc:
+        return info_alert(exc.message, title="No permutation importance"), None, hidden
     except Exception as exc:  # noqa: BLE001
-        return failure_alert(exc, log, f"reading the importance of {run_id}"), None
-    return _graph("permutation-graph", ve.permutation_importance_figure(importance)), \
-        (note[0].upper() + note[1:] + ". The fold selector does not apply here.") if note else None
+        return failure_alert(exc, log, f"computing the permutation importance of {run_id}"), None, hidden
+    return (_graph("permutation-graph", ve.permutation_importance_figure(importance)), _permutation_note(run),
+            hidden)
 
 
 @callback(

@@ -136,7 +136,10 @@ def test_planted_gap_effect_is_found(tmp_path):
 
     imp = read_artifact(run["run_id"], "importance.parquet", home=store.home)
     assert imp.iloc[0]["feature"] == "gap_pct"  # the planted driver has the largest mean |SHAP| ...
-    assert imp.set_index("feature")["perm_importance_mean"].idxmax() == "gap_pct"  # ... and permutation importance
+    from ml.explain import run_permutation_importance
+
+    perm = run_permutation_importance(run["run_id"], home=store.home)
+    assert perm.set_index("feature")["perm_importance_mean"].idxmax() == "gap_pct"  # ... and permutation importance
 
 
 @pytest.mark.parametrize("seed", [11])

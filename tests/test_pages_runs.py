@@ -68,6 +68,9 @@ def lab(tmp_path_factory, page_module):
         "multi": run_experiment({**SPEC, "name": "tiny-arch", "label": "archetype",
                                  "features": {"sets": ["early_session", "regime"]}}, store=store),
     }
+    from ml.explain import run_permutation_importance
+
+    run_permutation_importance(runs["lgbm"]["run_id"])  # as a click on /evaluate's button would (kept after)
     yield {"home": home, "runs": runs, "pages": {n: page_module(n) for n in ("evaluate", "backtest", "models")}}
     mp.undo()
 
@@ -278,7 +281,8 @@ def test_callback_payloads_stay_small(lab, no_models):
     outputs = {"setup": ev.setup_run(rid), "confusion": ev.render_confusion(rid, "all", 0.5),
                "curves": ev.render_curves(rid, "all"), "shap": ev.render_shap(rid, "all", None),
                "dependence": ev.render_dependence(rid, "all", run["feature_names"][0], None),
-               "permutation": ev.render_permutation(rid), "drift": ev.render_drift(rid, "all")}
+               "permutation": in_callback(ev.render_permutation, "run-select.value", rid, 0),  # cached
+               "drift": ev.render_drift(rid, "all")}
     sizes = {k: len(to_json_plotly(v)) for k, v in outputs.items()}
     print(f"\ncallback bytes: {sizes}")
     graphs = [g for v in outputs.values() for g in (v if isinstance(v, tuple) else (v,)) if hasattr(g, "figure")]
@@ -288,6 +292,27 @@ def test_callback_payloads_stay_small(lab, no_models):
                                   else g.figure.layout.template)
         assert len(template) < 3_500, g.id  # the full template is ~8 kB
     assert sum(sizes.values()) < 150_000  # a small run (~170 out-of-fold days)
+
+
+def test_permutation_importance_is_computed_when_asked_then_kept(lab):
+    """A new run shows the button, not a chart; a click draws exactly the numbers of
+    ml.explain.run_permutation_importance, and from then on the run shows them at once."""
+    from ml.explain import PERMUTATION_FILE, run_permutation_importance
+
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["logit"]
+    rid, cached = run["run_id"], Path(run["path"]) / PERMUTATION_FILE
+    cached.unlink(missing_ok=True)
+    box, note, ask = in_callback(ev.render_permutation, "run-select.value", rid, 0)
+    assert box is None and ask == {"display": "block"} and "computed on demand" in note
+    assert not cached.exists()
+    box, note, ask = in_callback(ev.render_permutation, "evaluate-permutation-compute.n_clicks", rid, 1)
+    assert ask == {"display": "none"} and cached.exists()
+    want = run_permutation_importance(rid).set_index("feature")["perm_importance_mean"]
+    bars = graph_data(box, "permutation-graph")["data"][0]
+    shown = dict(zip(bars["y"], bars["x"], strict=True))
+    assert shown and all(abs(v - want[f]) < 1e-12 for f, v in shown.items())
+    box2, _, ask2 = in_callback(ev.render_permutation, "run-select.value", rid, 0)  # kept: no button again
+    assert ask2 == {"display": "none"} and graph_data(box2, "permutation-graph") is not None
 
 
 def test_drift_rolling_auc_and_psi(lab, no_models):

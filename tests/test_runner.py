@@ -45,7 +45,7 @@ SPEC = {
 }
 FILES = {"spec.yaml", "run.json", "dataset.parquet", "oof.parquet", "folds.parquet", "threshold_grid.json",
          "curves.json", "shap.parquet", "shap_base.parquet", "importance.parquet", "drift.json",
-         "backtest.parquet", "trades.parquet", "model"}
+         "backtest.parquet", "trades.parquet", "model", "last_fold_model"}
 
 
 def write_market(home: Path) -> Store:
@@ -569,7 +569,9 @@ def test_shap_on_sampled_days_is_exact_and_recorded(small, monkeypatch):
 
 def test_permutation_importance_is_sklearns_with_the_runs_shuffles(first):
     """The last fold's model on its test rows, PERMUTATION_REPEATS shuffles (named in the
-    note): the numbers of sklearn's permutation_importance with the run's seed."""
+    note): computed on demand from the saved last-fold model, the numbers of sklearn's
+    permutation_importance with the run's seed on a refit of that fold; cached after."""
+    from ml.explain import PERMUTATION_FILE, run_permutation_importance
     from sklearn.inspection import permutation_importance
 
     from ml.runner import PERMUTATION_REPEATS
@@ -584,7 +586,13 @@ def test_permutation_importance_is_sklearns_with_the_runs_shuffles(first):
                                                                              ds.loc[tr, "y"].astype(int))
     ref = permutation_importance(model, ds.loc[te, names], ds.loc[te, "y"].astype(int), scoring="roc_auc",
                                  n_repeats=PERMUTATION_REPEATS, random_state=0, n_jobs=1)
-    imp = pd.read_parquet(folder / "importance.parquet").set_index("feature").loc[names]
+    assert "perm_importance_mean" not in pd.read_parquet(folder / "importance.parquet").columns
+    assert not (folder / PERMUTATION_FILE).exists()  # nothing computed before it is asked for
+    imp = run_permutation_importance(run["run_id"], home=folder.parent.parent).set_index("feature").loc[names]
     np.testing.assert_allclose(imp["perm_importance_mean"], ref.importances_mean, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(imp["perm_importance_std"], ref.importances_std, rtol=1e-12, atol=1e-15)
+    assert (folder / PERMUTATION_FILE).exists()
+    again = run_permutation_importance(run["run_id"], home=folder.parent.parent).set_index("feature").loc[names]
+    pd.testing.assert_frame_equal(again, imp)
     assert PERMUTATION_REPEATS == 2 and f"{PERMUTATION_REPEATS} shuffles per feature" in run["importance_note"]
+    assert run["permutation"]["rows"] == int(te.sum()) and run["permutation"]["repeats"] == PERMUTATION_REPEATS

@@ -116,7 +116,11 @@ def test_evaluate_charts_have_data(page, runs, lab_server, screenshot_dir):
     assert figure(page, "psi-graph")[0]["z"]
     assert figure(page, "shap-bar-graph")[0]["x"] >= 10
     assert figure(page, "shap-dependence-graph")[0]["x"] == next(iter(per_row.values()))  # every explained day
+    # permutation importance is computed when asked (then kept with the run)
+    expect(page.locator("#evaluate-permutation-ask")).to_be_visible()
+    page.click("#evaluate-permutation-compute")
     assert figure(page, "permutation-graph")[0]["x"] >= 10
+    expect(page.locator("#evaluate-permutation-ask")).to_be_hidden()
     expect(page.locator(".alert-danger")).to_have_count(0)
     page.screenshot(path=str(screenshot_dir / "evaluate-binary.png"), full_page=True)
 
