@@ -129,7 +129,7 @@ def format_report(r: dict) -> str:
     lines.append("stages: features = build_features (cold: computed, warm: from the cache); fit/predict/shap/"
                  "drift = summed over the folds (SHAP on each fold's sampled test days, run.json shap); "
                  "permutation importance: computed on demand, not part of the run (ml.explain); baselines = ml.baselines with the bootstrap; "
-                 "final_model = refit on all rows + save")
+                 "final_model = the wait for the refit on all rows + save, which runs in a second thread beside evaluation, backtest and baselines")
     return "\n".join(lines)
 
 

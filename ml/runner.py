@@ -51,7 +51,10 @@ Stages (each timed in ``run.json["timings"]`` and reported through ``progress``)
    :data:`MIN_TEST_DAYS_WARN` days), ``few_trades`` (fewer than :data:`MIN_TRADES_WARN`),
    ``class_imbalance`` (a class below :data:`MIN_CLASS_SHARE_WARN` of the labelled days).
 7. **final model** -- ``make_model`` refitted on every row, saved by
-   :func:`ml.persist.save_model` in its native format.
+   :func:`ml.persist.save_model` in its native format. The refit starts when the folds
+   are done, in a second thread (the libraries fit outside the GIL, one thread each),
+   while stages 5-6b run; this stage's time is the wait for it. The last fold's model is
+   saved too (``last_fold_model/``, for permutation importance on demand).
 8. **writing** -- the artifacts of the contract's layout into ``runs/.tmp-<run_id>/``,
    fsynced, ``run.json`` last, then one ``rename`` to ``runs/<run_id>/``. Any exception
    (including a cancel's SIGTERM turned into an exception, or Ctrl-C) removes the
@@ -106,6 +109,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -607,6 +611,25 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     oof_y = y[tested]
 
     faults.point("run:folds-fitted")
+    # The final refit depends on nothing below: it runs in a second thread (the model
+    # libraries fit outside the GIL, one thread each) while this one evaluates, backtests
+    # and scores the baselines; the pool's exit waits for it on every path, so a cancel
+    # or an error never removes the temporary folder under a running save.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="final-refit") as pool:
+        final_job = pool.submit(_final_model, spec, task, data[names], y, tmp, deadline)
+        return _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data,
+                       names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job)
+
+
+def _final_model(spec, task: str, X: pd.DataFrame, y: np.ndarray, tmp: Path, deadline) -> tuple[dict, dict]:
+    """Refit on every row and save; also save the last fold's model (permutation on demand)."""
+    final = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
+    _fit(final, spec.model.kind, X, y.astype("int64") if task != "regression" else y, deadline)
+    return persist.save_model(final, spec.model.kind, task, tmp / "model")
+
+
+def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data, names, dropped,
+            ft, y, f, fid, tested, oof_pred, oof_y, final_job) -> dict:
     prog(0.76, "evaluation")
     with clock.stage("evaluation"):
         ev = evaluation.evaluate(task, oof_y, oof_pred, folds=fid[tested], threshold=0.5, classes=classes)
@@ -632,11 +655,9 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         base = _baselines(spec, data, ft, tested, f["splits"], oof_y, oof_pred, task, classes, bt)
 
     prog(0.88, "final model")
-    with clock.stage("final_model"):
-        final = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
-        _fit(final, spec.model.kind, data[names], y.astype("int64") if task != "regression" else y, deadline)
-        final_meta = persist.save_model(final, spec.model.kind, task, tmp / "model")
+    with clock.stage("final_model"):  # what is left of the refit running since the folds ended
         last_meta = persist.save_model(f["model"], spec.model.kind, task, tmp / LAST_FOLD_MODEL)
+        final_meta = final_job.result()
 
     faults.point("run:final-fitted")
     prog(0.93, "writing")  # the last clock reading: past it, the run is complete

@@ -172,3 +172,40 @@ def test_bad_inputs():
         binary_scores([0, 1, 1], [0.2, 0.3])
     with pytest.raises(SpecError, match="binary, multiclass, regression"):
         evaluate("ranking", [0, 1], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "one_class_up", "one_class_down", "extremes", "tiny"])
+def test_binary_scores_equal_sklearn_to_1e12(case):
+    """The numpy scores are scikit-learn's numbers, ties, one-class rows and 0/1 probabilities included."""
+    import warnings
+
+    rng = np.random.default_rng(7)
+    n = 400
+    y = rng.integers(0, 2, n)
+    p = rng.uniform(0, 1, n)
+    if case == "ties":
+        p = np.round(p, 1)
+    elif case == "one_class_up":
+        y = np.ones(n, dtype=int)
+    elif case == "one_class_down":
+        y = np.zeros(n, dtype=int)
+    elif case == "extremes":
+        p = np.where(rng.uniform(size=n) < 0.2, y.astype(float), p)  # exact 0 and 1 where right
+        p[:3] = 1.0 - y[:3]  # and three confidently wrong
+    elif case == "tiny":
+        y, p = np.array([1, 0]), np.array([0.5, 0.5])
+    s = binary_scores(y, p, threshold=0.5)
+    hat = (p >= 0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = {"accuracy": skm.accuracy_score(y, hat), "balanced_accuracy": skm.balanced_accuracy_score(y, hat),
+               "log_loss": skm.log_loss(y, p, labels=[0, 1]), "brier": skm.brier_score_loss(y, p, pos_label=1)}
+        try:
+            ref["roc_auc"] = skm.roc_auc_score(y, p)
+        except ValueError:
+            ref["roc_auc"] = float("nan")
+    for k, v in ref.items():
+        if np.isnan(v):
+            assert np.isnan(s[k]), k
+        else:
+            assert s[k] == pytest.approx(v, rel=1e-12, abs=1e-15), k
