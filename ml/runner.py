@@ -315,8 +315,13 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
     return np.sort(rng.choice(n, size=int(per_fold), replace=False))
 
 
-def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
-    """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times."""
+def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor):
+    """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times.
+
+    This thread fits the folds one after another; each fitted fold's predictions, SHAP
+    values and PSI (:func:`_explain_fold`) go to ``pool``'s one worker thread, so they are
+    computed while the next fold fits (both libraries' work runs outside the GIL). The
+    results are gathered in fold order, so the output does not depend on the timing."""
     X, y = data[names], data["y"].to_numpy()
     splitter = WalkForwardSplit(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
                                 gap=spec.validation.gap, min_train=spec.validation.min_train,
@@ -326,11 +331,10 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
     n = len(splits)
     k = len(classes) if classes else 2
     pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
-    shap_parts, base_parts, psi, fit_s, shap_n = [], [], {}, [], 0
+    fit_s, jobs = [], []
     model = None
     for i, (tr, te) in enumerate(splits):
-        lo, hi = 0.15 + 0.6 * i / n, 0.15 + 0.6 * (i + 1) / n
-        prog(lo, f"fold {i + 1} of {n}: fitting")
+        prog(0.15 + 0.5 * i / n, f"fold {i + 1} of {n}: fitting")
         X_tr, X_te = X.iloc[tr], X.iloc[te]
         if task != "regression":
             _check_classes(y[tr], k, f"the training rows of fold {i + 1} ({_iso(X_tr.index[0])} .. "
@@ -341,31 +345,46 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
             _fit(model, spec.model.kind, X_tr, y[tr].astype("int64") if task != "regression" else y[tr], deadline)
             fit_s.append(time.perf_counter() - t)
         deadline.check(f"fold {i + 1} of {n} (after fitting)")
-        with clock.stage("predict"):
-            pred[te] = _predict(model, X_te, task)
-        prog(lo + 0.6 * (hi - lo), f"fold {i + 1} of {n}: SHAP")
-        with clock.stage("shap"):
-            X_ex = X_te.iloc[shap_rows(len(te), i, spec.seed)]
-            shap_n += len(X_ex)
-            results = explain.shap_values_by_class(model, X_ex, background=X_tr)
-            for c, r in enumerate(results):
-                part = r.values.reset_index()
-                part.insert(1, "fold", i)
-                base = pd.DataFrame({"date": X_ex.index, "fold": i, "base_value": r.base_value})
-                if len(results) > 1:  # multiclass: one block of rows per class index (run.json classes)
-                    part.insert(2, "class", c)
-                    base.insert(2, "class", c)
-                shap_parts.append(part)
-                base_parts.append(base)
-        deadline.check(f"fold {i + 1} of {n} (after SHAP)")
-        with clock.stage("drift"):
-            p = drift.psi_table(X_tr, X_te)
-            psi[str(i)] = dict(zip(p["feature"], p["psi"], strict=True))
-    shap_output = results[0].output
+        jobs.append(pool.submit(_explain_fold, spec, task, model, X_tr, X_te, i, clock, deadline))
+    shap_parts, base_parts, psi, shap_n = [], [], {}, 0
+    for i, ((_, te), job) in enumerate(zip(splits, jobs, strict=True)):
+        prog(0.65 + 0.1 * i / n, f"fold {i + 1} of {n}: SHAP")
+        out = job.result()
+        pred[te] = out["pred"]
+        shap_parts += out["shap"]
+        base_parts += out["base"]
+        psi[str(i)] = out["psi"]
+        shap_n += out["rows"]
+        shap_output = out["output"]
     return {"splits": splits, "table": table, "pred": pred, "model": model, "fit_seconds": fit_s,
             "shap": pd.concat(shap_parts, ignore_index=True), "shap_base": pd.concat(base_parts, ignore_index=True),
             "shap_output": shap_output, "psi": psi,
             "shap_info": {"rows_per_fold": SHAP_ROWS_PER_FOLD, "rows": shap_n, "seed": int(spec.seed)}}
+
+
+def _explain_fold(spec, task: str, model, X_tr: pd.DataFrame, X_te: pd.DataFrame, i: int, clock, deadline) -> dict:
+    """Fold ``i``'s test predictions, SHAP values of its sampled test rows and PSI."""
+    n = "fold %d" % (i + 1)
+    with clock.stage("predict"):
+        pred = _predict(model, X_te, task)
+    with clock.stage("shap"):
+        X_ex = X_te.iloc[shap_rows(len(X_te), i, spec.seed)]
+        results = explain.shap_values_by_class(model, X_ex, background=X_tr)
+        shap_parts, base_parts = [], []
+        for c, r in enumerate(results):
+            part = r.values.reset_index()
+            part.insert(1, "fold", i)
+            base = pd.DataFrame({"date": X_ex.index, "fold": i, "base_value": r.base_value})
+            if len(results) > 1:  # multiclass: one block of rows per class index (run.json classes)
+                part.insert(2, "class", c)
+                base.insert(2, "class", c)
+            shap_parts.append(part)
+            base_parts.append(base)
+    deadline.check(f"{n} (after SHAP)")
+    with clock.stage("drift"):
+        p = drift.psi_table(X_tr, X_te)
+    return {"pred": pred, "shap": shap_parts, "base": base_parts, "rows": len(X_ex), "output": results[0].output,
+            "psi": dict(zip(p["feature"], p["psi"], strict=True))}
 
 
 def _shap_rows_text(info: dict) -> str:
@@ -604,25 +623,29 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     if task == "binary":
         _check_classes(y, 2, f"the {len(data)} labelled days")
 
-    f = _folds(spec, data, names, task, classes, prog, clock, deadline)
-    fid = fold_ids(len(data), f["splits"])
-    tested = fid >= 0
-    oof_pred = f["pred"][tested]
-    oof_y = y[tested]
+    # One worker thread beside this one: each fold's SHAP while the next fold fits, then the
+    # final refit while this thread evaluates (see _folds). Leaving early (an error, a
+    # cancel, Ctrl-C) drops the queued work and waits for the running piece, so the
+    # temporary folder is never removed under a save.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
+    try:
+        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool)
+        fid = fold_ids(len(data), f["splits"])
+        tested = fid >= 0
+        oof_pred = f["pred"][tested]
+        oof_y = y[tested]
 
-    faults.point("run:folds-fitted")
-    # The final refit depends on nothing below: it runs in a second thread (the model
-    # libraries fit outside the GIL, one thread each) while this one evaluates, backtests
-    # and scores the baselines; the pool's exit waits for it on every path, so a cancel
-    # or an error never removes the temporary folder under a running save.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="final-refit") as pool:
+        faults.point("run:folds-fitted")
+        # the final refit depends on nothing below: the worker fits it while this thread evaluates
         final_job = pool.submit(_final_model, spec, task, data[names], y, tmp, deadline)
         return _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data,
                        names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _final_model(spec, task: str, X: pd.DataFrame, y: np.ndarray, tmp: Path, deadline) -> tuple[dict, dict]:
-    """Refit on every row and save; also save the last fold's model (permutation on demand)."""
+def _final_model(spec, task: str, X: pd.DataFrame, y: np.ndarray, tmp: Path, deadline) -> dict:
+    """Refit on every row and save (ml.persist); returns the saved model's metadata."""
     final = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
     _fit(final, spec.model.kind, X, y.astype("int64") if task != "regression" else y, deadline)
     return persist.save_model(final, spec.model.kind, task, tmp / "model")
