@@ -98,3 +98,22 @@ def test_empty_or_closeless_frames_are_refused_with_a_reason():
         bars_figure(minute_bars("2018-12-31", "14:30").iloc[:0], "ES", "1min")
     with pytest.raises(ValueError, match="'close'"):
         bars_figure(pd.DataFrame({"date": pd.to_datetime(["2019-01-02"]), "open": [1.0]}), "X", "1d")
+
+
+def test_template_covers_every_trace_type_the_lab_draws():
+    """The template keeps defaults for TRACE_TYPES only: every go.<Trace>( in viz/ and pages/
+    must be one of them, or its charts would lose the lab's look."""
+    import re
+    from pathlib import Path
+
+    from viz.theme import TRACE_TYPES, template_dict
+
+    root = Path(__file__).resolve().parents[1]
+    used = set()
+    for folder in ("viz", "pages"):
+        for path in (root / folder).rglob("*.py"):
+            used |= {m.lower() for m in re.findall(r"\bgo\.([A-Z][A-Za-z]*)\b(?!\.)", path.read_text())
+                     if m not in ("Figure", "FigureWidget")}
+    assert used and used <= set(TRACE_TYPES), used - set(TRACE_TYPES)
+    assert set(template_dict()["data"]) <= set(TRACE_TYPES)  # plotly_white has no candlestick defaults
+    assert {"bar", "heatmap", "histogram", "scatter", "scattergl"} <= set(template_dict()["data"])

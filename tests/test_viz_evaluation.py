@@ -160,7 +160,7 @@ def test_slim_template_keeps_what_the_figure_uses():
     slim(fig)
     assert set(fig.layout.template.data.to_plotly_json()) == {"scatter"}
     assert fig.layout.template.layout.font == full.layout.font and fig.layout.template.layout.geo.to_plotly_json() == {}
-    assert len(to_json_plotly(fig.layout.template)) < 3_500 < len(to_json_plotly(full))
+    assert len(to_json_plotly(fig.layout.template)) < min(3_500, len(to_json_plotly(full)))
 
 
 def test_swarm_offsets_spread_crowded_points_symmetrically():
