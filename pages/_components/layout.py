@@ -22,6 +22,12 @@ def shell() -> html.Div:
     return html.Div([
         navbar(),
         *job_stores(),  # app-level training-job state (pages/_components/jobs.py)
+        # plotly.js is loaded lazily by the first dcc.Graph that mounts: without this hidden
+        # one, the first page with charts (e.g. the first click on Evaluate) waits for the
+        # 3.5 MB bundle to download and compile; with it, that happens while the user reads
+        # the page they opened
+        dcc.Graph(id="almanac-plotly-warmup", figure={"data": [], "layout": {"height": 10, "width": 10}},
+                  config={"staticPlot": True, "responsive": False}, style={"display": "none"}),
         dbc.Container(dash.page_container, fluid=True, className="almanac-main", id="almanac-main"),
         html.Footer(
             "Almanac ML Lab · runs on this machine only · market data stays in your data home",
