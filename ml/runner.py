@@ -318,7 +318,7 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
 def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times.
 
-    This thread fits the folds one after another; each fitted fold's predictions, SHAP
+    This thread fits and predicts the folds one after another; each fitted fold's SHAP
     values and PSI (:func:`_explain_fold`) go to ``pool``'s one worker thread, so they are
     computed while the next fold fits (both libraries' work runs outside the GIL). The
     results are gathered in fold order, so the output does not depend on the timing."""
@@ -345,12 +345,13 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
             _fit(model, spec.model.kind, X_tr, y[tr].astype("int64") if task != "regression" else y[tr], deadline)
             fit_s.append(time.perf_counter() - t)
         deadline.check(f"fold {i + 1} of {n} (after fitting)")
-        jobs.append(pool.submit(_explain_fold, spec, task, model, X_tr, X_te, i, clock, deadline))
+        with clock.stage("predict"):
+            pred[te] = _predict(model, X_te, task)
+        jobs.append(pool.submit(_explain_fold, spec, model, X_tr, X_te, i, clock, deadline))
     shap_parts, base_parts, psi, shap_n = [], [], {}, 0
     for i, ((_, te), job) in enumerate(zip(splits, jobs, strict=True)):
         prog(0.65 + 0.1 * i / n, f"fold {i + 1} of {n}: SHAP")
         out = job.result()
-        pred[te] = out["pred"]
         shap_parts += out["shap"]
         base_parts += out["base"]
         psi[str(i)] = out["psi"]
@@ -362,11 +363,9 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
             "shap_info": {"rows_per_fold": SHAP_ROWS_PER_FOLD, "rows": shap_n, "seed": int(spec.seed)}}
 
 
-def _explain_fold(spec, task: str, model, X_tr: pd.DataFrame, X_te: pd.DataFrame, i: int, clock, deadline) -> dict:
-    """Fold ``i``'s test predictions, SHAP values of its sampled test rows and PSI."""
+def _explain_fold(spec, model, X_tr: pd.DataFrame, X_te: pd.DataFrame, i: int, clock, deadline) -> dict:
+    """Fold ``i``'s SHAP values of its sampled test rows, and the PSI of its features."""
     n = "fold %d" % (i + 1)
-    with clock.stage("predict"):
-        pred = _predict(model, X_te, task)
     with clock.stage("shap"):
         X_ex = X_te.iloc[shap_rows(len(X_te), i, spec.seed)]
         results = explain.shap_values_by_class(model, X_ex, background=X_tr)
@@ -383,7 +382,7 @@ def _explain_fold(spec, task: str, model, X_tr: pd.DataFrame, X_te: pd.DataFrame
     deadline.check(f"{n} (after SHAP)")
     with clock.stage("drift"):
         p = drift.psi_table(X_tr, X_te)
-    return {"pred": pred, "shap": shap_parts, "base": base_parts, "rows": len(X_ex), "output": results[0].output,
+    return {"shap": shap_parts, "base": base_parts, "rows": len(X_ex), "output": results[0].output,
             "psi": dict(zip(p["feature"], p["psi"], strict=True))}
 
 
