@@ -89,6 +89,7 @@ class ServedModel:
     run: dict
     bundle: object            # ml.export.Bundle around the in-process model
     signature: tuple          # stat of run.json and the model file when loaded
+    columns: object = None    # pandas Index of the feature names, built once (pandas 3: arrow strings)
 
     @property
     def feature_names(self) -> list[str]:
@@ -141,6 +142,8 @@ def _files(run_id: str, home) -> tuple[dict, Path, Path, dict]:
 
 def load_served(run_id: str, home=None) -> ServedModel:
     """Verify (SHA-256 against run.json) and load run ``run_id``'s final model."""
+    import pandas as pd
+
     from ml import persist
     from ml.export import Bundle
     from ml.predictor import Predictor
@@ -165,7 +168,7 @@ def load_served(run_id: str, home=None) -> ServedModel:
                 "long_only": bool(rules["long_only"]), "training": run.get("date_range") or {}}
     predictor = Predictor(model, names, run.get("task"), run.get("classes"))
     return ServedModel(run_id, final["sha256"], run, Bundle(predictor=predictor, metadata=metadata),
-                       signature)
+                       signature, pd.Index(names))
 
 
 def card_of(run_id: str, home=None) -> dict:
@@ -189,13 +192,18 @@ class ModelCache:
     ``active.json`` changes. Thread-safe; every public method returns immutable snapshots."""
 
     home: Path | None = None
+    root: Path = None             # runs/ (resolved once)
     _models: OrderedDict = field(default_factory=OrderedDict)
     _active: tuple = (None, {})   # (stat of active.json, {(symbol, label): run_id})
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
+    def __post_init__(self):
+        self.root = registry.runs_dir(self.home)
+        self._active_file = self.root / registry.ACTIVE_FILE
+
     def active(self) -> dict[tuple[str, str], str]:
         """``{(symbol, label): run_id}`` as in ``active.json`` now (cached by its stat)."""
-        sig = _stat(registry.runs_dir(self.home) / registry.ACTIVE_FILE)
+        sig = _stat(self._active_file)
         snap = self._active
         if snap[0] == sig and sig is not None:
             return snap[1]
@@ -207,7 +215,7 @@ class ModelCache:
     def get(self, run_id: str) -> ServedModel:
         """The loaded model of ``run_id``; loaded (verified) again if its files changed."""
         rid = registry.check_run_id(run_id)
-        root = registry.runs_dir(self.home) / rid
+        root = self.root / rid
         with self._lock:
             served = self._models.get(rid)
             if served is not None:
@@ -296,13 +304,34 @@ def check_rows(served: ServedModel, rows: list[dict], max_rows: int, route: str)
         i, j = map(int, np.argwhere(inf)[0])
         raise RequestError(f"rows[{i}].{names[j]} is infinite: send a finite number, or null for a "
                            "missing value")
-    return pd.DataFrame(values, columns=names)
+    return pd.DataFrame(values, columns=served.columns)
 
 
 def predict_frame(served: ServedModel, frame) -> list[dict]:
-    """:func:`ml.export.predictions` of the frame's rows, as JSON-able records."""
-    from ml.export import predictions
+    """The predictions of the frame's rows as JSON-able records, with the columns of
+    :func:`ml.export.predictions` (``python -m almanac predict``). A binary run takes the
+    same two calls that function makes for it (:meth:`Predictor.predict_proba_up`, then
+    :func:`~ml.predictor.signal_from_proba` at the run's threshold) without its frame
+    copies, which cost more than the model on one row; other tasks go through it whole."""
+    import numpy as np
 
+    from ml.export import predictions
+    from ml.predictor import signal_from_proba
+
+    from ml.persist import LightGBMModel
+
+    md = served.bundle.metadata
+    predictor = served.bundle.predictor
+    if served.task == "binary":
+        if isinstance(predictor.model, LightGBMModel):
+            # the columns are the model's, in order (check_rows, Predictor.check_features); LightGBM
+            # reads a float64 frame as its values, and its pandas path costs 10x the prediction
+            prob = np.asarray(predictor.model.predict_proba(predictor.check_features(frame).to_numpy()),
+                              dtype="float64")[:, 1]
+        else:
+            prob = predictor.predict_proba_up(frame).to_numpy()
+        sig = signal_from_proba(prob, served.bundle.threshold, bool(md.get("long_only", False)))
+        return [{"prob": _plain(p), "signal": s} for p, s in zip(prob.tolist(), sig.tolist(), strict=True)]
     out = predictions(served.bundle, frame)
     return [{k: _plain(v) for k, v in rec.items()} for rec in out.to_dict("records")]
 
