@@ -520,6 +520,23 @@ def curl_lines(run_id: str, feature_row: dict, symbol: str | None, label: str | 
     return lines
 
 
+def run_example(run_id: str, home=None) -> dict:
+    """What /models shows to call the service for one run: ``{"run_id", "symbol", "label",
+    "row"}`` with ``row`` = the run's last training day's features (NaN -> None), read from
+    its dataset.parquet (the model is not loaded)."""
+    import pandas as pd
+
+    run = registry.get_run(run_id, home)
+    names = list(run.get("feature_names") or [])
+    d = describe_run(run)
+    try:
+        last = pd.read_parquet(Path(run["path"]) / "dataset.parquet", columns=names).iloc[-1]
+        row = {c: _plain(float(v)) for c, v in last.items()}
+    except (OSError, ValueError, KeyError, IndexError):
+        row = dict.fromkeys(names)
+    return {"run_id": d["run_id"], "symbol": d["symbol"], "label": d["label"], "row": row}
+
+
 __all__ = ["API_PREFIX", "DEFAULT_PORT", "ModelCache", "ModelLoadError", "PREDICT_MAX_ROWS", "RequestError",
            "ServedModel", "card_of", "check_rows", "describe_run", "curl_lines", "day_features", "day_signal", "lab_version", "load_served",
-           "predict_frame", "predict_rows", "service_status", "write_status"]
+           "predict_frame", "predict_rows", "run_example", "service_status", "write_status"]

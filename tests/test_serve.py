@@ -423,6 +423,28 @@ def test_status_file_and_curl_lines(lab):
     assert service_status(lab["home"] / "elsewhere")["running"] is False
 
 
+def test_models_page_shows_the_service_and_the_curl_lines(lab, page_module, monkeypatch):
+    monkeypatch.setenv("ALMANAC_HOME", str(lab["home"]))
+    models = page_module("models")
+    run = lab["runs"]["lgbm"]
+    panel = models.service_state([{"run_id": run["run_id"]}], None)
+    text = json.dumps([c.to_plotly_json() for c in panel], default=lambda o: o.to_plotly_json())
+    assert '"running"' in text and f"http://127.0.0.1:{lab['port']}/api/v1" in text
+    curl = panel[-1].children.split("\n")
+    assert curl[0] == f"curl -s http://127.0.0.1:{lab['port']}/api/v1/health"
+    last = lab["data"]["lgbm"][run["feature_names"]].iloc[-1]
+    body = json.loads(curl[2].split(" -d '")[1][:-1])
+    assert body["run_id"] == run["run_id"] and list(body["rows"][0]) == run["feature_names"]
+    assert all((v is None and pd.isna(last[k])) or v == last[k] for k, v in body["rows"][0].items())
+    assert call(lab["port"], "POST", "/api/v1/predict", body)[0] == 200  # the line works as shown
+    none = models.service_state([], None)
+    assert "Select one run" in json.dumps([c.to_plotly_json() for c in none], default=lambda o: o.to_plotly_json())
+    monkeypatch.setenv("ALMANAC_HOME", str(lab["home"] / "nowhere"))
+    stopped = json.dumps([c.to_plotly_json() for c in models.service_state([], None)],
+                         default=lambda o: o.to_plotly_json())
+    assert '"not running"' in stopped and "python -m almanac serve" in stopped
+
+
 def test_a_foreign_host_is_refused(lab):
     head = b"GET /api/v1/health HTTP/1.1\r\nHost: rebind.example\r\n\r\n"
     status, body = raw_request(lab["port"], head)
