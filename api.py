@@ -17,14 +17,13 @@ too many rows), 500 a model file that fails its SHA-256 check (never loaded).
 
 Token: when ``ALMANAC_API_TOKEN`` is set, every route but ``/health`` needs
 ``Authorization: Bearer <token>``; the service refuses to bind anything but loopback
-without one (:func:`check_bind`).
+without one (:func:`almanac.web_security.check_bind`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -38,37 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from almanac import web_security
 from almanac.errors import AlmanacError, NotFoundError, one_line
+from almanac.web_security import TOKEN_VAR, check_bind
 from almanac.settings import Limits, Settings, get_settings
 from ml import serving
 from ml.serving import API_PREFIX, PREDICT_MAX_ROWS, ModelLoadError
 
 log = logging.getLogger("almanac.api")
-TOKEN_VAR = "ALMANAC_API_TOKEN"
-MIN_TOKEN_CHARS = 16
-
-
-# ---------------------------------------------------------------------- bind and token rules
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, token: str | None) -> str | None:
-    """The token the service requires (None: none), or AlmanacError: a bind on anything but
-    loopback needs ``ALMANAC_API_TOKEN`` (at least :data:`MIN_TOKEN_CHARS` characters)."""
-    token = (token or "").strip() or None
-    if token is not None and len(token) < MIN_TOKEN_CHARS:
-        raise AlmanacError(f"{TOKEN_VAR} has {len(token)} characters: use at least {MIN_TOKEN_CHARS} random "
-                           "ones, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
-    if token is None and not is_loopback(host):
-        raise AlmanacError(f"refusing to serve on {host} without {TOKEN_VAR}: set it to a long random string "
-                           "(clients then send 'Authorization: Bearer <token>') or bind 127.0.0.1")
-    return token
 
 
 # ---------------------------------------------------------------------- request and response bodies

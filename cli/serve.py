@@ -28,8 +28,10 @@ def cmd_serve(args) -> int:
 
     if not 0 < args.port < 65536:
         raise AlmanacError(f"--port {args.port} is not a port number: use 1-65535, e.g. {DEFAULT_PORT}")
-    from api import check_bind, serve
+    from almanac.web_security import TOKEN_VAR, check_bind
 
-    token = check_bind(args.host, os.environ.get("ALMANAC_API_TOKEN"))  # refused before any import or bind
+    token = check_bind(args.host, os.environ.get(TOKEN_VAR))  # refused before the service is imported
+    from api import serve
+
     serve(args.host, args.port, token)
     return 0

@@ -484,3 +484,13 @@ def test_non_loopback_bind_needs_a_token(lab):
         assert call(port, "POST", "/api/v1/predict", body, headers={"Authorization": f"Bearer {token}"})[0] == 200
     finally:
         assert stop_service(proc) in (0, 143)
+
+
+def test_runs_activate_refuses_an_unknown_run(lab):
+    env = {**os.environ, "ALMANAC_HOME": str(lab["home"])}
+    before = snapshot(lab["home"])
+    done = cli("runs", "activate", "20990101-000000-nope", env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"error: no run 20990101-000000-nope in {lab['home'].resolve() / 'runs'}: list the runs "
+                           "with `python -m almanac runs list`\n")
+    assert snapshot(lab["home"]) == before
