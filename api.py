@@ -227,11 +227,13 @@ def create_api(host: str = "127.0.0.1", port: int = serving.DEFAULT_PORT, token:
         from almanac import registry
 
         out = []
-        for (_sym, _label), rid in sorted(cache.active().items()):
+        for entry in registry.active_runs(settings.home):
             try:
-                out.append({**serving.describe_run(registry.get_run(rid, settings.home)), "active": True})
+                run = registry.get_run(entry["run_id"], settings.home)
             except AlmanacError as exc:  # deleted meanwhile
                 log.warning("%s", exc.message)
+                continue
+            out.append({**serving.describe_run(run), "active": True, "active_since": entry.get("set_at")})
         return _json(200, {"models": out})
 
     @api.get(f"{API_PREFIX}/models/{{run_id}}", summary="A run's model card", responses=ERRORS)
