@@ -8,7 +8,8 @@ Routes, under ``/api/v1``: ``GET /health``, ``GET /models``, ``GET /models/{run_
 ``POST /predict`` (at most :data:`ml.serving.PREDICT_MAX_ROWS` rows), ``POST /predict/batch``
 (at most ``ALMANAC_MAX_API_ROWS``), ``GET /signal?symbol=&label=&date=``.
 
-Every error is JSON ``{"detail": "<one line: what is wrong and how to fix it>"}``: 400 a
+Every response carries ``Server-Timing: app;dur=<ms>`` (the time from the request's arrival to
+its answer inside the service). Every error is JSON ``{"detail": "<one line: what is wrong and how to fix it>"}``: 400 a
 Host that is not served (:func:`almanac.web_security.host_refusal`, DNS rebinding), 401 a
 missing or wrong token, 404 an unknown run, no active model or no bars of the day up to
 the cutoff, 413 a body over ``ALMANAC_MAX_API_BODY_MB`` (refused before it is read when it
@@ -23,9 +24,11 @@ without one (:func:`almanac.web_security.check_bind`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
+import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated
@@ -114,6 +117,15 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        inner = send
+
+        async def send(message):  # Server-Timing: the time spent in the service (benchmarks read it)
+            if message["type"] == "http.response.start":
+                took = f"app;dur={(time.perf_counter() - t0) * 1000:.3f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", took)]}
+            await inner(message)
+
         headers = dict(scope.get("headers") or [])
         reason = web_security.host_refusal(headers.get(b"host", b"").decode("latin-1"), self.settings)
         if reason:
@@ -188,6 +200,10 @@ def create_api(host: str = "127.0.0.1", port: int = serving.DEFAULT_PORT, token:
 
         limit_threads()
         cache.warm()
+        # what is loaded now (libraries, the warm models) lives as long as the process: out of the
+        # collector's way, so a full collection does not walk it in the middle of a request
+        gc.collect()
+        gc.freeze()
         if write_status:
             serving.write_status(host, port, token is not None, settings.home)
         try:
