@@ -494,3 +494,15 @@ def test_runs_activate_refuses_an_unknown_run(lab):
     assert done.stderr == (f"error: no run 20990101-000000-nope in {lab['home'].resolve() / 'runs'}: list the runs "
                            "with `python -m almanac runs list`\n")
     assert snapshot(lab["home"]) == before
+
+
+def test_the_bench_load_counts_every_answer(lab):
+    from bench.serve import load
+
+    run = lab["runs"]["lgbm"]
+    body = json.dumps({"run_id": run["run_id"], "rows": rows_of(lab["data"]["lgbm"].iloc[:1],
+                                                                 run["feature_names"])}).encode()
+    ok = load(lab["port"], [("POST", "/api/v1/predict", body)] * 40, clients=4)
+    assert (ok["requests"], ok["errors"]) == (40, 0) and ok["app_p95_ms"] > 0
+    bad = load(lab["port"], [("POST", "/api/v1/predict", b"{}")] * 8, clients=2, rate=100.0)
+    assert (bad["requests"], bad["errors"]) == (8, 8) and bad["first_error"].startswith("422 ")
