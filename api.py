@@ -184,6 +184,9 @@ def _validation_message(exc: RequestValidationError) -> str:
     if err.get("type") == "extra_forbidden":
         return (f"unknown field {'.'.join(map(str, loc))}: the body takes run_id or symbol and label, "
                 "and rows")
+    if err.get("loc", ("",))[0] == "query":
+        return (f"query parameter {'.'.join(map(str, loc[1:]))}: {err.get('msg')}; e.g. "
+                f"{API_PREFIX}/signal?symbol=ES&label=rest_of_day&date=2018-03-01")
     where = ".".join(map(str, loc)) or "the body"
     return f"{where}: {err.get('msg')}; see {API_PREFIX}/openapi.json"
 

@@ -190,6 +190,8 @@ def test_model_card(lab):
     for heading in ("## Intended use", "## Features", "## Metrics", "## Backtest"):
         assert heading in body["card"]
     assert body["feature_names"] == lab["runs"]["logit"]["feature_names"]
+    status, body = call(lab["port"], "GET", "/api/v1/models/20990101-000000-nope")
+    assert status == 404 and body["detail"].startswith("no run 20990101-000000-nope in ")
 
 
 @pytest.mark.parametrize("name", ["lgbm", "logit", "reg", "arch"])
@@ -262,6 +264,9 @@ def test_signal_refusals(lab):
     assert status == 404 and body["detail"].startswith("ES has no trading day between 2017-06-04 and 2017-06-04")
     status, body = call(port, "GET", "/api/v1/signal?symbol=ES&label=rest_of_day&date=June-ish")
     assert status == 422 and body["detail"] == "date 'June-ish' is not a date: use YYYY-MM-DD, e.g. 2018-03-01"
+    status, body = call(port, "GET", "/api/v1/signal?label=rest_of_day")
+    assert status == 422 and body["detail"] == ("query parameter symbol: Field required; e.g. /api/v1/signal?"
+                                                "symbol=ES&label=rest_of_day&date=2018-03-01")
     status, body = call(port, "GET", "/api/v1/signal?symbol=NQ&label=rest_of_day")
     assert status == 404 and body["detail"].startswith("no active model for NQ")
     status, body = call(port, "GET", "/api/v1/signal?symbol=ES&label=archetype")
