@@ -157,12 +157,14 @@ class Guard:
             more = msg.get("more_body", False)
             if size > self.max_body:
                 return await _send_problem(send, 413, too_large)
-        body = b"".join(chunks)
+        body, replayed = b"".join(chunks), False
 
-        async def replay():
-            nonlocal body
-            out, body = body, b""
-            return {"type": "http.request", "body": out, "more_body": False}
+        async def replay():  # the body once, then the connection's own messages (a disconnect)
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
 

@@ -349,6 +349,12 @@ def test_oversized_bodies_are_refused_unread(lab):
     chunk = b"x" * 65536
     body = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 20 + [b"0\r\n\r\n"]  # 1.25 MB without a length
     assert raw_request(lab["port"], chunked, body) == (413, too_large)
+    run = lab["runs"]["lgbm"]  # a chunked body under the limit is read and answered as usual
+    small = json.dumps({"run_id": run["run_id"], "rows": rows_of(lab["data"]["lgbm"].iloc[:3], run["feature_names"])})
+    parts = [small[:500].encode(), small[500:].encode()]
+    status, out = raw_request(lab["port"], chunked.replace(b"/predict/batch", b"/predict"),
+                              [b"%x\r\n%s\r\n" % (len(c), c) for c in parts] + [b"0\r\n\r\n"])
+    assert status == 200 and out["run_id"] == run["run_id"] and len(out["predictions"]) == 3
 
 
 def test_a_model_file_that_fails_its_hash_is_never_served(lab):
