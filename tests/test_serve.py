@@ -1,7 +1,7 @@
 """The REST service (``python -m almanac serve``), started as a real process on a free port.
 
 One data home per module: a small synthetic market whose last ES day stops at 09:55 (before
-the 10:15 cutoff), four runs trained by the real runner (LightGBM and logistic
+the 10:15 cutoff), five runs trained by the real runner (LightGBM, logistic and XGBoost
 ``rest_of_day``, LightGBM ``forward_return`` and ``archetype``), the LightGBM
 ``rest_of_day`` run active. Every route, every bad request, the token rule on a
 non-loopback bind, a hot swap during a stream of requests, and equality with
@@ -27,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SMALL = {"lightgbm": {"n_estimators": 40}, "logistic": {}}
+SMALL = {"lightgbm": {"n_estimators": 40}, "logistic": {}, "xgboost": {"n_estimators": 40}}
 
 
 def free_port() -> int:
@@ -141,7 +141,8 @@ def lab(tmp_path_factory):
         store.write("ES", "1min", es[keep].reset_index(drop=True), source="synthetic test data")
         runs = {}
         for name, label, kind in (("lgbm", "rest_of_day", "lightgbm"), ("logit", "rest_of_day", "logistic"),
-                                  ("reg", "forward_return", "lightgbm"), ("arch", "archetype", "lightgbm")):
+                                  ("xgb", "rest_of_day", "xgboost"), ("reg", "forward_return", "lightgbm"),
+                                  ("arch", "archetype", "lightgbm")):
             runs[name] = run_experiment({"data": {"symbol": "ES"}, "features": {"cross_assets": ["VIX"]},
                                          "label": label, "model": {"kind": kind, "params": SMALL[kind]},
                                          "validation": {"n_splits": 3, "min_train": 150}}, store=store)
@@ -194,7 +195,7 @@ def test_model_card(lab):
     assert status == 404 and body["detail"].startswith("no run 20990101-000000-nope in ")
 
 
-@pytest.mark.parametrize("name", ["lgbm", "logit", "reg", "arch"])
+@pytest.mark.parametrize("name", ["lgbm", "logit", "xgb", "reg", "arch"])
 def test_predictions_equal_the_cli_predict(lab, tmp_path, name):
     run, data = lab["runs"][name], lab["data"][name]
     rid, names = run["run_id"], run["feature_names"]
