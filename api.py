@@ -277,10 +277,15 @@ def create_api(host: str = "127.0.0.1", port: int = serving.DEFAULT_PORT, token:
 
     @api.get(f"{API_PREFIX}/signal", summary="The active model's signal for a day at its cutoff",
              responses=ERRORS)
-    def signal(symbol: Annotated[str, Query(max_length=32)],
-               label: Annotated[str | None, Query(max_length=64)] = None,
-               date: Annotated[str | None, Query(max_length=32, description="YYYY-MM-DD; default today")] = None):
-        return _json(200, serving.day_signal(cache, symbol, label, date))
+    async def signal(symbol: Annotated[str, Query(max_length=32)],
+                     label: Annotated[str | None, Query(max_length=64)] = None,
+                     date: Annotated[str | None, Query(max_length=32, description="YYYY-MM-DD; default today")] = None):
+        try:  # a day already built answers at once; building one reads bars, off the event loop
+            result = serving.day_signal(cache, symbol, label, date, build=False)
+        except serving.NotBuilt:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, serving.day_signal, cache, symbol, label, date)
+        return _json(200, result)
 
     return Guard(api, settings, token, settings.limits.api_body_bytes)
 

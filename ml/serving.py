@@ -59,6 +59,10 @@ class RequestError(AlmanacError):
     """The request asks for something the model cannot take (HTTP 4xx)."""
 
 
+class NotBuilt(Exception):
+    """:func:`day_features` with ``build=False``: the day's features are not memoized yet."""
+
+
 def lab_version() -> str:
     """The lab's version (pyproject.toml), e.g. ``"0.5.0"``."""
     import tomllib
@@ -381,10 +385,11 @@ def parse_day(text: str | None, symbol: str):
     return day
 
 
-def day_features(cfg: dict, day, home=None) -> tuple[dict, list[str]]:
+def day_features(cfg: dict, day, home=None, build: bool = True) -> tuple[dict, list[str]]:
     """``({feature: value}, notes)`` of trading day ``day`` at the cutoff, built by
     :func:`features.build_features` with the run's configuration ``cfg``; NotFoundError if
-    the store has no bars of that day up to the cutoff. Memoized per catalog state."""
+    the store has no bars of that day up to the cutoff. Memoized per catalog state
+    (``build=False``: :class:`NotBuilt` instead of building)."""
     import numpy as np
     import pandas as pd
 
@@ -398,6 +403,8 @@ def day_features(cfg: dict, day, home=None) -> tuple[dict, list[str]]:
         if key in _day_memo:
             _day_memo.move_to_end(key)
             return _day_memo[key]
+    if not build:
+        raise NotBuilt(key)
     sym, cutoff = cfg["symbol"], cfg["cutoff"]
     ft = build_features(sym, cutoff=cutoff, sets=cfg["sets"], cross_assets=cfg["cross_assets"],
                         start=day, end=day, store=store, use_cache=False)
@@ -424,9 +431,11 @@ def day_features(cfg: dict, day, home=None) -> tuple[dict, list[str]]:
     return result
 
 
-def day_signal(cache: ModelCache, symbol: str, label: str | None = None, date: str | None = None) -> dict:
+def day_signal(cache: ModelCache, symbol: str, label: str | None = None, date: str | None = None,
+               build: bool = True) -> dict:
     """The active model's prediction for ``symbol`` / ``label`` on day ``date`` (default:
-    today in the symbol's exchange time zone) from the stored bars up to the cutoff."""
+    today in the symbol's exchange time zone) from the stored bars up to the cutoff
+    (``build=False``: :class:`NotBuilt` if the day's features are not memoized yet)."""
     import pandas as pd
 
     from almanac.store import normalize_symbol
@@ -435,7 +444,7 @@ def day_signal(cache: ModelCache, symbol: str, label: str | None = None, date: s
     served = cache.get(cache.active_run_id(sym, label))
     cfg = features_config(served.run)
     day = parse_day(date, sym)
-    row, notes = day_features(cfg, day, cache.home)
+    row, notes = day_features(cfg, day, cache.home, build)
     missing = [c for c in served.feature_names if c not in row]
     if missing:
         raise RequestError(f"day {day:%Y-%m-%d}'s features lack {', '.join(missing)} that run {served.run_id} "
