@@ -2,7 +2,7 @@
 
 A separate process from the Dash lab (``app.py``), on ``127.0.0.1:8060`` by default. FastAPI
 validates request bodies and writes the OpenAPI document (``/api/v1/openapi.json``); the
-work is done by :mod:`ml.serving` (model cache, hot swap, predictions, the day's signal).
+work is done by :mod:`ml.serving` (model cache, hot swap, predictions) and :mod:`ml.day_signal`.
 
 Routes, under ``/api/v1``: ``GET /health``, ``GET /models``, ``GET /models/{run_id}``,
 ``POST /predict`` (at most :data:`ml.serving.PREDICT_MAX_ROWS` rows), ``POST /predict/batch``
@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
@@ -42,7 +42,7 @@ from almanac import web_security
 from almanac.errors import AlmanacError, NotFoundError, one_line
 from almanac.web_security import TOKEN_VAR, check_bind
 from almanac.settings import Limits, Settings, get_settings
-from ml import serving
+from ml import day_signal, serving
 from ml.serving import API_PREFIX, PREDICT_MAX_ROWS, ModelLoadError
 
 log = logging.getLogger("almanac.api")
@@ -281,10 +281,10 @@ def create_api(host: str = "127.0.0.1", port: int = serving.DEFAULT_PORT, token:
                      label: Annotated[str | None, Query(max_length=64)] = None,
                      date: Annotated[str | None, Query(max_length=32, description="YYYY-MM-DD; default today")] = None):
         try:  # a day already built answers at once; building one reads bars, off the event loop
-            result = serving.day_signal(cache, symbol, label, date, build=False)
-        except serving.NotBuilt:
+            result = day_signal.day_signal(cache, symbol, label, date, build=False)
+        except day_signal.NotBuilt:
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(None, serving.day_signal, cache, symbol, label, date)
+            result = await loop.run_in_executor(None, day_signal.day_signal, cache, symbol, label, date)
         return _json(200, result)
 
     return Guard(api, settings, token, settings.limits.api_body_bytes)

@@ -19,9 +19,8 @@ subclasses to status codes.
 * **Same numbers as ``predict``.** Rows become a float64 frame in the model's column order
   and go through :func:`ml.export.predictions`, the function ``python -m almanac predict``
   uses (there the model runs in a child process; here the same model file in this one).
-* **Signal.** :func:`day_signal` builds day D's features with :func:`features.build_features`
-  (the training code, with the run's cutoff, sets and cross-assets; ``start = end = D``, so
-  only bars before D's cutoff enter D's features) and predicts that one row.
+* **Signal.** :mod:`ml.day_signal` builds day D's features with the training code and
+  predicts that one row through this module.
 """
 
 from __future__ import annotations
@@ -44,9 +43,8 @@ DEFAULT_PORT = 8060
 API_PREFIX = "/api/v1"
 #: Rows one ``POST /predict`` takes; more go to ``/predict/batch`` (Limits.api_rows).
 PREDICT_MAX_ROWS = 100
-#: Models kept loaded (least recently used dropped first) and day-feature rows memoized.
+#: Models kept loaded (least recently used dropped first).
 MAX_MODELS = 16
-MAX_DAYS = 256
 STATUS_FILE = "serve.json"
 
 
@@ -57,10 +55,6 @@ class ModelLoadError(AlmanacError):
 
 class RequestError(AlmanacError):
     """The request asks for something the model cannot take (HTTP 4xx)."""
-
-
-class NotBuilt(Exception):
-    """:func:`day_features` with ``build=False``: the day's features are not memoized yet."""
 
 
 def lab_version() -> str:
@@ -74,7 +68,9 @@ def lab_version() -> str:
         return "unknown"
 
 
-def _stat(path: Path) -> tuple | None:
+def file_signature(path: Path) -> tuple | None:
+    """(inode, size, mtime_ns) of ``path``, None if it is missing: a replaced or rewritten
+    file (atomic writes rename a new inode into place) gets another signature."""
     try:
         st = os.stat(path)
     except OSError:
@@ -154,7 +150,7 @@ def load_served(run_id: str, home=None) -> ServedModel:
     from ml.runinfo import trading_rules
 
     run, run_json, model_file, final = _files(run_id, home)
-    signature = (_stat(run_json), _stat(model_file))
+    signature = (file_signature(run_json), file_signature(model_file))
     if not final.get("sha256"):
         raise ModelLoadError(f"run {run_id}: run.json records no SHA-256 of model/{final['file']}, so it "
                              "cannot be verified and is not loaded; train the run again")
@@ -207,7 +203,7 @@ class ModelCache:
 
     def active(self) -> dict[tuple[str, str], str]:
         """``{(symbol, label): run_id}`` as in ``active.json`` now (cached by its stat)."""
-        sig = _stat(self._active_file)
+        sig = file_signature(self._active_file)
         snap = self._active
         if snap[0] == sig and sig is not None:
             return snap[1]
@@ -224,7 +220,7 @@ class ModelCache:
             served = self._models.get(rid)
             if served is not None:
                 model_file = root / "model" / served.run["final_model"]["file"]
-                if served.signature == (_stat(root / "run.json"), _stat(model_file)):
+                if served.signature == (file_signature(root / "run.json"), file_signature(model_file)):
                     self._models.move_to_end(rid)
                     return served
                 del self._models[rid]
@@ -335,16 +331,17 @@ def predict_frame(served: ServedModel, frame) -> list[dict]:
         else:
             prob = predictor.predict_proba_up(frame).to_numpy()
         sig = signal_from_proba(prob, served.bundle.threshold, bool(md.get("long_only", False)))
-        return [{"prob": _plain(p), "signal": s} for p, s in zip(prob.tolist(), sig.tolist(), strict=True)]
+        return [{"prob": json_value(p), "signal": s} for p, s in zip(prob.tolist(), sig.tolist(), strict=True)]
     out = predictions(served.bundle, frame)
-    return [{k: _plain(v) for k, v in rec.items()} for rec in out.to_dict("records")]
+    return [{k: json_value(v) for k, v in rec.items()} for rec in out.to_dict("records")]
 
 
-def _plain(v):
+def json_value(v):
+    """``v`` as a JSON value: numpy scalars as Python numbers, NaN and ±inf as None."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if hasattr(v, "item"):
-        return _plain(v.item())
+        return json_value(v.item())
     return v
 
 
@@ -355,113 +352,6 @@ def predict_rows(cache: ModelCache, body: dict, max_rows: int, route: str = "pre
     frame = check_rows(served, body.get("rows") or [], max_rows, route)
     return {"run_id": served.run_id, "sha256": served.sha256, "task": served.task,
             "threshold": served.bundle.metadata["threshold"], "predictions": predict_frame(served, frame)}
-
-
-# ---------------------------------------------------------------------- signal of a day
-
-_day_memo: OrderedDict = OrderedDict()
-_day_lock = threading.Lock()
-
-
-def _today(symbol: str):
-    import pandas as pd
-
-    from almanac.sessions import session_for
-
-    return pd.Timestamp.now(tz=session_for(symbol).tz).normalize().tz_localize(None)
-
-
-def parse_day(text: str | None, symbol: str):
-    import pandas as pd
-
-    if text is None or not str(text).strip():
-        return _today(symbol)
-    try:
-        day = pd.Timestamp(str(text).strip())
-    except (ValueError, TypeError):
-        raise RequestError(f"date {str(text)[:40]!r} is not a date: use YYYY-MM-DD, e.g. 2018-03-01") from None
-    if day.tzinfo is not None or day != day.normalize():
-        raise RequestError(f"date {str(text)[:40]!r} is not a calendar day: use YYYY-MM-DD")
-    return day
-
-
-def day_features(cfg: dict, day, home=None, build: bool = True) -> tuple[dict, list[str]]:
-    """``({feature: value}, notes)`` of trading day ``day`` at the cutoff, built by
-    :func:`features.build_features` with the run's configuration ``cfg``; NotFoundError if
-    the store has no bars of that day up to the cutoff. Memoized per catalog state
-    (``build=False``: :class:`NotBuilt` instead of building)."""
-    import numpy as np
-    import pandas as pd
-
-    from almanac.sessions import session_for
-    from almanac.store import Store
-    from features import build_features
-
-    store = Store(home)
-    key = (_stat(store.home / "catalog.json"), json.dumps(cfg, sort_keys=True), str(day.date()))
-    with _day_lock:
-        if key in _day_memo:
-            _day_memo.move_to_end(key)
-            return _day_memo[key]
-    if not build:
-        raise NotBuilt(key)
-    sym, cutoff = cfg["symbol"], cfg["cutoff"]
-    ft = build_features(sym, cutoff=cutoff, sets=cfg["sets"], cross_assets=cfg["cross_assets"],
-                        start=day, end=day, store=store, use_cache=False)
-    if day not in ft.frame.index:
-        raise NotFoundError(f"{sym} has no bars on {day:%Y-%m-%d}: choose a trading day with stored bars")
-    price = ft.sessions.loc[day].get("cutoff_price", np.nan)
-    if not np.isfinite(price):
-        raise NotFoundError(f"{sym} has no bars before the cutoff {cutoff} on {day:%Y-%m-%d}: the signal "
-                            "needs the bars from the open to the cutoff; import them or choose another day")
-    if store.has(sym, "1min"):
-        end = pd.Timestamp(store.entry(sym, "1min").end)
-        end = end.tz_localize("UTC") if end.tzinfo is None else end
-        cut = session_for(sym).at([day], cutoff)[0]
-        if end < cut - pd.Timedelta(minutes=1):
-            raise NotFoundError(f"{sym} bars reach only {end.tz_convert(session_for(sym).tz):%H:%M} on "
-                                f"{day:%Y-%m-%d}, before the cutoff {cutoff}: ask again once the bars up to "
-                                "the cutoff are imported")
-    row = {c: _plain(float(v)) for c, v in ft.frame.loc[day].items()}
-    result = (row, list(ft.notes))
-    with _day_lock:
-        _day_memo[key] = result
-        while len(_day_memo) > MAX_DAYS:
-            _day_memo.popitem(last=False)
-    return result
-
-
-def day_signal(cache: ModelCache, symbol: str, label: str | None = None, date: str | None = None,
-               build: bool = True) -> dict:
-    """The active model's prediction for ``symbol`` / ``label`` on day ``date`` (default:
-    today in the symbol's exchange time zone) from the stored bars up to the cutoff
-    (``build=False``: :class:`NotBuilt` if the day's features are not memoized yet)."""
-    import pandas as pd
-
-    from almanac.store import normalize_symbol
-
-    sym = normalize_symbol(symbol)
-    served = cache.get(cache.active_run_id(sym, label))
-    cfg = features_config(served.run)
-    day = parse_day(date, sym)
-    row, notes = day_features(cfg, day, cache.home, build)
-    missing = [c for c in served.feature_names if c not in row]
-    if missing:
-        raise RequestError(f"day {day:%Y-%m-%d}'s features lack {', '.join(missing)} that run {served.run_id} "
-                           "was trained on: the stored data changed since; train the run again")
-    used = {c: row[c] for c in served.feature_names}
-    frame = pd.DataFrame([[float("nan") if v is None else v for v in used.values()]],
-                         columns=served.feature_names, dtype="float64")
-    pred = predict_frame(served, frame)[0]
-    trained = served.run.get("date_range") or {}
-    start, end = (pd.Timestamp(str(trained[k])[:10]) if trained.get(k) else None for k in ("start", "end"))
-    inside = bool(start is not None and end is not None and start <= day <= end)
-    return {"run_id": served.run_id, "sha256": served.sha256, "symbol": sym,
-            "label": describe_run(served.run)["label"], "date": f"{day:%Y-%m-%d}", "cutoff": cfg["cutoff"],
-            "task": served.task, **pred, "threshold": served.bundle.metadata["threshold"],
-            "long_only": served.bundle.metadata["long_only"], "features": used,
-            "in_training_period": inside,
-            "trained": {"start": trained.get("start"), "end": trained.get("end")}, "notes": notes}
 
 
 # ---------------------------------------------------------------------- status (for /models)
@@ -540,12 +430,13 @@ def run_example(run_id: str, home=None) -> dict:
     d = describe_run(run)
     try:
         last = pd.read_parquet(Path(run["path"]) / "dataset.parquet", columns=names).iloc[-1]
-        row = {c: _plain(float(v)) for c, v in last.items()}
+        row = {c: json_value(float(v)) for c, v in last.items()}
     except (OSError, ValueError, KeyError, IndexError):
         row = dict.fromkeys(names)
     return {"run_id": d["run_id"], "symbol": d["symbol"], "label": d["label"], "row": row}
 
 
 __all__ = ["API_PREFIX", "DEFAULT_PORT", "ModelCache", "ModelLoadError", "PREDICT_MAX_ROWS", "RequestError",
-           "ServedModel", "card_of", "check_rows", "describe_run", "curl_lines", "day_features", "day_signal", "lab_version", "load_served",
+           "ServedModel", "card_of", "check_rows", "describe_run", "curl_lines", "file_signature", "json_value",
+           "lab_version", "load_served",
            "predict_frame", "predict_rows", "run_example", "service_status", "write_status"]
