@@ -29,7 +29,7 @@ def register(sub) -> None:
     t.add_argument("--json", action="store_true", help="print the run record (as `runs show --json`)")
     t.set_defaults(handler=cmd_train)
 
-    r = sub.add_parser("runs", help="the registered runs: list, show, delete",
+    r = sub.add_parser("runs", help="the registered runs: list, show, activate, delete",
                        description="Complete experiment runs under ALMANAC_HOME/runs.")
     cmds = r.add_subparsers(dest="command", metavar="COMMAND")
     cmds.required = True
