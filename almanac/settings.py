@@ -7,7 +7,7 @@ point ``ALMANAC_HOME`` at an empty folder.
 
 :class:`Limits` bound what one input may cost before it is refused (upload and import
 size, columns, line length, Parquet metadata, YAML size, aliases and values, bundle members and size,
-model memory and run time, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
+model memory and run time, REST request bodies and rows, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Limits:
     bundle_bytes: int = 512 * 2**20          # ALMANAC_MAX_BUNDLE_MB: a bundle's size, packed or unpacked
     model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
     model_seconds: float = 300.0             # ALMANAC_MODEL_TIMEOUT_S: that child's run (load + predict)
+    api_body_bytes: int = 8 * 2**20          # ALMANAC_MAX_API_BODY_MB: one request body sent to `serve`
+    api_rows: int = 10_000                   # ALMANAC_MAX_API_ROWS: rows of one /predict/batch request
     message_chars: int = 300                 # one error line, at most
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
@@ -50,7 +52,8 @@ class Limits:
             "yaml_values": ("ALMANAC_MAX_YAML_VALUES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
             "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20),
-            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1)}
+            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1),
+            "api_body_bytes": ("ALMANAC_MAX_API_BODY_MB", 2**20), "api_rows": ("ALMANAC_MAX_API_ROWS", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -11,15 +11,21 @@ without a server and keeps the kernel free of web imports.
   base64-encoded (4/3 of its size) inside a JSON callback body, so the bound is 4/3 of
   ``Limits.upload_bytes`` plus a margin for the rest of the body.
 * :func:`content_security_policy` and :data:`SECURITY_HEADERS`: sent on every response.
+* :func:`check_bind`: the REST service (``python -m almanac serve``) binds anything but
+  loopback only with ``ALMANAC_API_TOKEN`` set (checked before the service is imported).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
+from almanac.errors import AlmanacError
 from almanac.settings import Limits, Settings
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+TOKEN_VAR = "ALMANAC_API_TOKEN"
+MIN_TOKEN_CHARS = 16
 REQUEST_MARGIN_BYTES = 2**20  # the callback's JSON around an upload: file name, other inputs, state
 
 SECURITY_HEADERS = {
@@ -103,3 +109,25 @@ def content_security_policy(script_hashes: Iterable[str]) -> str:
         "frame-ancestors": ["'none'"],
     }
     return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> str | None:
+    """The token the service requires (None: none), or AlmanacError: a bind on anything but
+    loopback needs ``ALMANAC_API_TOKEN`` (at least :data:`MIN_TOKEN_CHARS` characters)."""
+    token = (token or "").strip() or None
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise AlmanacError(f"{TOKEN_VAR} has {len(token)} characters: use at least {MIN_TOKEN_CHARS} random "
+                           "ones, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if token is None and not is_loopback(host):
+        raise AlmanacError(f"refusing to serve on {host} without {TOKEN_VAR}: set it to a long random string "
+                           "(clients then send 'Authorization: Bearer <token>') or bind 127.0.0.1")
+    return token

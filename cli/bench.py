@@ -67,6 +67,18 @@ def register(sub) -> None:
     h.add_argument("--json", action="store_true", help="print the figures as JSON")
     h.set_defaults(handler=cmd_hostile)
 
+    sv = cmds.add_parser(
+        "serve", help="REST service: requests/s and p50/p95/p99 latency of /predict, /signal, /predict/batch",
+        description="In a temporary data home (synthetic market, one active LightGBM run) start `serve` on a free "
+                    "loopback port and send a bounded load from N client threads to /predict (one row), /signal "
+                    "and /predict/batch (1,000 rows); no errors allowed. Goal: /predict p95 <= 15 ms and "
+                    ">= 300 requests/s.")
+    sv.add_argument("--requests", type=int, default=2000, help="requests per route and repeat (default 2,000)")
+    sv.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
+    sv.add_argument("--repeat", type=int, default=3, help="repeats (default 3, at least 3)")
+    sv.add_argument("--json", action="store_true", help="print the figures as JSON")
+    sv.set_defaults(handler=cmd_serve)
+
 
 def cmd_features(args) -> int:
     from bench.features import format_report, run_bench
@@ -126,3 +138,20 @@ def cmd_hostile(args) -> int:
     else:
         print(format_report(rows))
     return 0
+
+
+def cmd_serve(args) -> int:
+    from bench.serve import errors_of, format_report, run
+
+    if not 100 <= args.requests <= 100_000:
+        raise SpecError(f"--requests {args.requests} is out of range: use 100 to 100,000")
+    if not 1 <= args.clients <= 64:
+        raise SpecError(f"--clients {args.clients} is out of range: use 1 to 64")
+    if not 3 <= args.repeat <= 20:
+        raise SpecError(f"--repeat {args.repeat} is out of range: use 3 to 20 (min and median need 3)")
+    result = run(args.requests, args.clients, args.repeat, progress=progress_printer("bench "))
+    if args.json:
+        print_json(result)
+    else:
+        print(format_report(result))
+    return 1 if errors_of(result) else 0

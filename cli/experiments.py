@@ -1,4 +1,4 @@
-"""Experiment commands: ``train``, ``runs list|show|delete``, ``export``, ``predict``, ``report``.
+"""Experiment commands: ``train``, ``runs list|show|activate|delete``, ``export``, ``predict``, ``report``.
 
 ``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work:
 the YAML and its fields, the data it needs, then the model parameters by the runner),
@@ -29,7 +29,7 @@ def register(sub) -> None:
     t.add_argument("--json", action="store_true", help="print the run record (as `runs show --json`)")
     t.set_defaults(handler=cmd_train)
 
-    r = sub.add_parser("runs", help="the registered runs: list, show, delete",
+    r = sub.add_parser("runs", help="the registered runs: list, show, activate, delete",
                        description="Complete experiment runs under ALMANAC_HOME/runs.")
     cmds = r.add_subparsers(dest="command", metavar="COMMAND")
     cmds.required = True
@@ -40,6 +40,11 @@ def register(sub) -> None:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true", help="print the whole run record (run.json + path)")
     show.set_defaults(handler=cmd_show)
+    act = cmds.add_parser("activate", help="make a run the active model of its symbol and label",
+                          description="Record the run in runs/active.json as the active model of its symbol and "
+                                      "label (a running `serve` follows it without a restart).")
+    act.add_argument("run_id")
+    act.set_defaults(handler=cmd_activate)
     rm = cmds.add_parser("delete", help="delete a run", description="Delete a run folder (atomically unlisted).")
     rm.add_argument("run_id")
     rm.set_defaults(handler=cmd_delete)
@@ -209,6 +214,14 @@ def cmd_show(args) -> int:
         print(f"warning  {w.get('message')}")
     for note in run.get("notes") or []:
         print(f"note     {note}")
+    return 0
+
+
+def cmd_activate(args) -> int:
+    from almanac.registry import set_active
+
+    entry = set_active(args.run_id)
+    print(f"{entry['run_id']} is now the active model for {entry['symbol']} / {entry['label']}")
     return 0
 
 

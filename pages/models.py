@@ -13,6 +13,9 @@
   export loads the model to check it, so it never runs in the server process), mark it
   active, or delete it (after a confirmation dialog; the table refreshes).
   Its name and notes can be edited (``registry.update_run_labels``).
+* **Prediction service** (``models-service``): whether ``python -m almanac serve`` is running
+  (:func:`ml.serving.service_status`: its status file, confirmed by ``/api/v1/health``) and the
+  ``curl`` lines that call it for the selected run.
 * **Two or more selected**: compare them side by side — metrics table (numbers
   right-aligned, the naive baselines beside each run's scores, the better value of each
   ranked row marked ▲), overlaid equity curves of their out-of-fold backtests, per-fold
@@ -39,6 +42,7 @@ from pages._components import failure_alert, info_alert, page_header, page_token
 from ml.runinfo import label_kind, spec_value
 from ml.trials import current_trials, deflated
 from pages._components.runs import created_text, load_runs, main_score, run_links, run_page, short_label
+from pages._components.service import service_panel
 from viz.compare import compare_rows, cv_compare_figure, equity_overlay_figure, shared_metric
 
 dash.register_page(__name__, path="/models", name="Models", order=6, title="Models · Almanac ML Lab",
@@ -229,6 +233,9 @@ def layout(run: str | None = None, **_query):
                          "Trials: the complete runs on the same symbol and label now (the DSR deflates by them).",
                 section_id="models-runs-section"),
         html.Div(id="models-compare", className="mt-3"),
+        section("Prediction service", html.Div(id="models-service"), section_id="models-service-section",
+                subtitle="python -m almanac serve: the active models over REST (/api/v1), with the same numbers "
+                         "as predict", class_name="mt-3"),
         _delete_modal(),
     ])
 
@@ -257,6 +264,27 @@ def selection_state(selected):
             editable = False
     return (not one, not one, not one, text, run_links(ids[0], "/models") if one else None,
             editable, name, notes)
+
+
+@callback(
+    Output("models-service", "children"),
+    Input("models-grid", "selectedRows"), Input("models-rev", "data"),
+)
+def service_state(selected, _rev):
+    """Is the REST service running, and the curl lines for the one selected run."""
+    from ml.serving import curl_lines, run_example, service_status
+
+    status = service_status()
+    ids = selected_ids(selected)
+    if len(ids) != 1:
+        return service_panel(status, None, None)
+    try:
+        ex = run_example(ids[0])
+    except Exception as exc:  # noqa: BLE001 - e.g. deleted meanwhile: an alert instead of the lines
+        return [*service_panel(status, None, None), failure_alert(exc, log, f"reading run {ids[0]}")]
+    lines = curl_lines(ex["run_id"], ex["row"], ex["symbol"], ex["label"], status["url"],
+                       status.get("token_required", False))
+    return service_panel(status, lines, ex["run_id"])
 
 
 @callback(

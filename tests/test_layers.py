@@ -23,6 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {"lightgbm", "xgboost", "shap"}
+WEB = {"fastapi", "starlette", "uvicorn"}  # the REST service's framework: only api.py (and cli/serve) load it
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -42,7 +43,7 @@ def test_kernel_imports_no_upper_layer(statement, forbidden):
 
 @pytest.mark.parametrize("package,forbidden", [
     ("features", {"ml", "viz", "pages", "dash", *HEAVY}),
-    ("ml", {"viz", "pages", "dash", *HEAVY}),
+    ("ml", {"viz", "pages", "dash", *HEAVY, *WEB}),
     ("viz", {"dash", "features", "ml", "pages", "almanac", *HEAVY}),
 ])
 def test_layers_point_one_way(package, forbidden):
@@ -53,7 +54,7 @@ def test_layers_point_one_way(package, forbidden):
     assert loaded_after(stmt) & forbidden == set()
 
 
-UPPER = {"features", "ml", "viz", "pages", "dash", "app", "bench", "cli"}
+UPPER = {"features", "ml", "viz", "pages", "dash", "app", "api", "bench", "cli"}
 ENTRY_SHIMS = {"almanac/__main__.py"}  # `python -m almanac` = the command line
 
 
@@ -86,9 +87,9 @@ def sources(package: str, exclude: str | None = None) -> list[Path]:
 
 
 @pytest.mark.parametrize("package,forbidden,exclude", [
-    ("almanac", UPPER, None),  # the kernel
-    ("features", UPPER - {"features"}, None),
-    ("ml", UPPER - {"features", "ml"}, None),
+    ("almanac", UPPER | WEB, None),  # the kernel
+    ("features", UPPER - {"features"} | WEB, None),
+    ("ml", UPPER - {"features", "ml"} | WEB, None),
     ("viz", UPPER - {"viz"} | {"almanac"}, None),
 ])
 def test_no_upward_import_at_any_depth(package, forbidden, exclude):
@@ -110,8 +111,17 @@ def test_command_line_imports_upper_layers_only_inside_handlers():
 
 def test_the_product_never_imports_the_benchmarks():
     files = [f for pkg in ("almanac", "features", "ml", "viz", "pages") for f in sources(pkg)]
-    files.append(ROOT / "app.py")
+    files += [ROOT / "app.py", ROOT / "api.py"]
     bad = [f"{f.relative_to(ROOT)}:{line}" for f in files for name, line in imports_of(f).items() if name == "bench"]
+    assert bad == []
+
+
+def test_the_rest_service_loads_no_page_and_no_model_library_at_import():
+    """api.py (the REST entry) stands beside app.py: it imports ml.serving, never dash, the
+    pages or viz, and loads model libraries only when a model is loaded."""
+    assert loaded_after("import api") & {"dash", "pages", "viz", "app", "bench", *HEAVY} == set()
+    bad = [f"api.py:{line} imports {name}" for name, line in imports_of(ROOT / "api.py").items()
+           if name in {"dash", "pages", "viz", "app", "bench", "features"}]
     assert bad == []
 
 

@@ -448,3 +448,19 @@ def test_sigterm_stops_the_server_and_its_jobs_like_sigint(tmp_path, sig, starte
         "zombie" in Path(f"/proc/{child_pid.read_text()}/status").read_text().lower()
     assert f"stopping background job {child_pid.read_text()}" in text
     assert text.rstrip().splitlines()[-1].endswith("almanac.app: stopped")
+
+
+def test_check_bind_needs_a_token_off_loopback():
+    from almanac.errors import AlmanacError
+    from almanac.web_security import check_bind, is_loopback
+
+    assert [is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]", "0.0.0.0", "::",
+                                     "192.0.2.7", "lab.example")] == [True, True, True, True, True, False, False,
+                                                                      False, False]
+    assert check_bind("127.0.0.1", None) is None and check_bind("127.0.0.1", "  ") is None
+    token = "x" * 16
+    assert check_bind("0.0.0.0", token) == token and check_bind("127.0.0.1", token) == token
+    with pytest.raises(AlmanacError, match=r"^refusing to serve on 0\.0\.0\.0 without ALMANAC_API_TOKEN: "):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(AlmanacError, match=r"^ALMANAC_API_TOKEN has 15 characters: use at least 16"):
+        check_bind("0.0.0.0", "y" * 15)
