@@ -35,7 +35,7 @@ from almanac.store import CatalogEntry, Store, normalize_symbol, time_bounds
 from features import cache
 from features.cross_asset import cross_features
 from features.early import early_features
-from features.lineage import FEATURE_SETS, MAX_STALE_DAYS, NEEDS_OHLC, definition, lineage_entry
+from features.lineage import ALL_SETS, FEATURE_SETS, MAX_STALE_DAYS, NEEDS_OHLC, definition, lineage_entry
 from features.regime import align_prev, daily_atr, regime_daily
 from features.sessions_table import (BAR_COLUMNS, DayBars, DaySplitter, daily_from_sessions, daily_session_table,
                                      split_bars, table_from_daybars)
@@ -98,11 +98,11 @@ def normalize_config(symbol: str, cutoff: str | time = "10:15", sets: Iterable[s
     session = session_for(sym)
     cut = session.check_cutoff(parse_time(cutoff))
     chosen = _as_list(sets)
-    unknown = [s for s in chosen if s not in FEATURE_SETS]
+    unknown = [s for s in chosen if s not in ALL_SETS]
     if unknown:
-        raise SpecError(f"unknown feature set(s) {', '.join(unknown)}: choose from {', '.join(FEATURE_SETS)}")
+        raise SpecError(f"unknown feature set(s) {', '.join(unknown)}: choose from {', '.join(ALL_SETS)}")
     if not chosen:
-        raise SpecError(f"no feature set chosen: choose one or more of {', '.join(FEATURE_SETS)}")
+        raise SpecError(f"no feature set chosen: choose one or more of {', '.join(ALL_SETS)}")
     cross = []
     for c in _as_list(cross_assets):
         c = normalize_symbol(c)
@@ -113,7 +113,7 @@ def normalize_config(symbol: str, cutoff: str | time = "10:15", sets: Iterable[s
     s, e = _parse_date(start, "start"), _parse_date(end, "end")
     if s and e and s > e:
         raise SpecError(f"start {s} is after end {e}: choose a start on or before the end")
-    return {"symbol": sym, "cutoff": f"{cut:%H:%M}", "sets": [x for x in FEATURE_SETS if x in chosen],
+    return {"symbol": sym, "cutoff": f"{cut:%H:%M}", "sets": [x for x in ALL_SETS if x in chosen],
             "cross_assets": cross if "cross_asset" in chosen else [], "start": s, "end": e,
             "_cross_ignored": cross if "cross_asset" not in chosen else []}
 
@@ -168,6 +168,7 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
     target = _source(store, sym, "symbol")
     crosses = [_source(store, c, "cross-asset symbol") for c in cfg["cross_assets"]]
     hashes = _data_hashes(target, crosses, cfg)
+    user = _user_inputs(store, cfg, target, session, hashes, step)
 
     key = cache.cache_key(hashes, cfg)
     folder = cache.cache_dir(store.home)
@@ -181,7 +182,7 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
 
     step(0.05, f"reading {sym} bars")
     notes = [f"cross-asset symbols {', '.join(ignored)} ignored: the cross_asset set is not selected"] if ignored else []
-    frame, sessions, lineage, fsets = _compute(store, target, crosses, cfg, session, notes, step)
+    frame, sessions, lineage, fsets = _compute(store, target, crosses, cfg, session, notes, step, user)
     s, e = cfg["start"], cfg["end"]
     keep = np.ones(len(frame), dtype=bool)
     if s:
@@ -289,7 +290,28 @@ def _sorted_micros(pf) -> np.ndarray | None:
     return t
 
 
-def _compute(store, target: _Source, crosses, cfg, session, notes, step):
+def _user_inputs(store: Store, cfg: dict, target: _Source, session: Session, hashes: dict, step) -> dict:
+    """The feature tables and plugins a build with ``tables`` / ``plugins`` uses; their hashes
+    join ``hashes`` (so the cache key changes with them). Plugins are audited here when their
+    file or the data changed since their last audit (:mod:`features.plugins`)."""
+    user: dict = {"tables": [], "plugins": []}
+    if "tables" in cfg["sets"]:
+        from almanac.tables import Tables
+
+        user["tables"] = Tables(store.home).list("features")
+        if not user["tables"]:
+            raise NotFoundError("no feature table imported yet: import one with `python -m almanac data "
+                                "import-features FILE --name NAME --known-at HH:MM`, or remove the tables set")
+        hashes.update({f"table {e.name}": e.sha256 for e in user["tables"]})
+    if "plugins" in cfg["sets"]:
+        from features.plugins import plugins_for_build
+
+        user["plugins"] = plugins_for_build(store, cfg, target.minute, target.daily, session, step)
+        hashes.update({f"plugin {p['name']}": p["sha256"] for p in user["plugins"]})
+    return user
+
+
+def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=None):
     sym, cutoff, end = cfg["symbol"], parse_time(cfg["cutoff"]), cfg["end"]
     opts = {"open_": f"{session.open:%H:%M}", "cutoff": cfg["cutoff"], "tz": session.tz,
             "daily_only": target.minute is None}
@@ -376,6 +398,25 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         add(align_prev(reg, days), lambda c: daily_label)
         if target.minute is not None and target.daily is None:
             notes.append(f"regime daily bars derived from {sym} 1min (regular session): {sym} has no usable 1d file")
+
+    if user and user["tables"]:
+        from features.tables import table_features
+        from almanac.tables import Tables
+
+        step(0.85, "feature tables")
+        tf, tl, tn = table_features(Tables(store.home), user["tables"], days, session, cutoff, shown)
+        parts.append(tf)
+        lineage.update(tl)
+        fsets.update({c: "tables" for c in tf.columns})
+        notes.extend(tn)
+    if user and user["plugins"]:
+        from features.plugins import plugin_features
+
+        step(0.88, "plugins")
+        pf, pl = plugin_features(store, user["plugins"], target.minute, target.daily, session, cutoff, end)
+        parts.append(pf)
+        lineage.update(pl)
+        fsets.update({c: "plugins" for c in pf.columns})
 
     if not parts:
         raise SpecError(f"no features to build for {sym} with sets {', '.join(cfg['sets'])}: "
