@@ -413,7 +413,8 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=No
         from features.plugins import plugin_features
 
         step(0.88, "plugins")
-        pf, pl = plugin_features(store, user["plugins"], target.minute, target.daily, session, cutoff, end)
+        pf, pl = plugin_features(store, user["plugins"], target.minute, target.daily, session, cutoff, end,
+                                 days)
         parts.append(pf)
         lineage.update(pl)
         fsets.update({c: "plugins" for c in pf.columns})
