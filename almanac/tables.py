@@ -413,5 +413,50 @@ def _check_kind(tables: Tables, entry: TableEntry) -> None:
         raise SpecError(f"table {entry.name} exists already as a {other} table: choose another --name")
 
 
-__all__ = ["KINDS", "TableEntry", "Tables", "check_name", "import_dataset_table", "import_feature_table",
-           "read_dataset_table", "read_feature_table"]
+
+
+# ---------------------------------------------------------------------- experiments
+
+
+def table_times(tables: Tables, entry: TableEntry, start=None, end=None) -> pd.DatetimeIndex:
+    """The table's time column (naive, or UTC), limited to ``start`` .. ``end`` (dates, inclusive)."""
+    t = pq.read_table(tables.home / entry.file, columns=[entry.key]).column(0).to_pandas()
+    return pd.DatetimeIndex(t)[_in_dates(pd.DatetimeIndex(t), start, end)]
+
+
+def _in_dates(t: pd.DatetimeIndex, start, end) -> np.ndarray:
+    keep = np.ones(len(t), dtype=bool)
+    naive = t.tz_localize(None) if t.tz is not None else t
+    if start is not None:
+        keep &= naive >= pd.Timestamp(start)
+    if end is not None:
+        keep &= naive < pd.Timestamp(end) + pd.Timedelta(days=1)
+    return keep
+
+
+def feature_columns(spec, entry: TableEntry) -> list[str]:
+    """The spec's feature columns of a dataset table (default: every numeric column but the target)."""
+    target = spec.data.target
+    if target not in entry.columns:
+        raise SpecError(f"spec field data.target: table {entry.name} has no column {target!r}: choose one of "
+                        f"{', '.join(entry.numeric)}")
+    if target not in entry.numeric:
+        raise SpecError(f"spec field data.target: column {target} of table {entry.name} is text, not numbers: "
+                        f"choose one of {', '.join(entry.numeric)}")
+    cols = spec.features.columns
+    if cols is None:
+        cols = [c for c in entry.numeric if c != target]
+        if not cols:
+            raise SpecError(f"spec field features.columns: table {entry.name} has no numeric column besides "
+                            f"{target}: import a table with feature columns")
+        return cols
+    for c in cols:
+        if c not in entry.numeric:
+            why = "is text" if c in entry.columns else "is not a column"
+            raise SpecError(f"spec field features.columns: {c!r} {why} of table {entry.name}: choose from "
+                            f"{', '.join(x for x in entry.numeric if x != target)}")
+    return list(dict.fromkeys(cols))
+
+
+__all__ = ["KINDS", "TableEntry", "Tables", "check_name", "feature_columns", "import_dataset_table",
+           "import_feature_table", "read_dataset_table", "read_feature_table", "table_times"]
