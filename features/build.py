@@ -158,8 +158,12 @@ def _source(store: Store, sym: str, role: str) -> _Source:
 
 def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str] | str = FEATURE_SETS,
                    cross_assets: Iterable[str] | str = (), start=None, end=None, store: Store | None = None,
-                   use_cache: bool = True, progress: Progress | None = None) -> FeatureTable:
-    """Build (or load from the cache) the feature table of ``symbol``; see the module doc."""
+                   use_cache: bool = True, progress: Progress | None = None, run_plugins: bool = True) -> FeatureTable:
+    """Build (or load from the cache) the feature table of ``symbol``; see the module doc.
+
+    ``run_plugins=False`` (the web server's own process): a build with the ``plugins`` set is
+    only loaded from the cache; one that would execute a plugin (its audit, or a cache miss)
+    is refused, since plugins run in background jobs and on the command line only."""
     step = progress or (lambda f, s: None)
     cfg = normalize_config(symbol, cutoff, sets, cross_assets, start, end)
     ignored = cfg.pop("_cross_ignored")
@@ -168,7 +172,7 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
     target = _source(store, sym, "symbol")
     crosses = [_source(store, c, "cross-asset symbol") for c in cfg["cross_assets"]]
     hashes = _data_hashes(target, crosses, cfg)
-    user = _user_inputs(store, cfg, target, session, hashes, step)
+    user = _user_inputs(store, cfg, target, session, hashes, step, run_plugins)
 
     key = cache.cache_key(hashes, cfg)
     folder = cache.cache_dir(store.home)
@@ -180,6 +184,9 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
             return FeatureTable(frame, sessions, meta["lineage"], meta["notes"], meta["data_hashes"],
                                 meta["config"], key, True, meta.get("feature_sets", {}))
 
+    if user["plugins"] and not run_plugins:
+        raise SpecError("these plugin features are not in the feature cache, and plugins run only in a build job: "
+                        "press Build features again")
     step(0.05, f"reading {sym} bars")
     notes = [f"cross-asset symbols {', '.join(ignored)} ignored: the cross_asset set is not selected"] if ignored else []
     frame, sessions, lineage, fsets = _compute(store, target, crosses, cfg, session, notes, step, user)
@@ -290,7 +297,26 @@ def _sorted_micros(pf) -> np.ndarray | None:
     return t
 
 
-def _user_inputs(store: Store, cfg: dict, target: _Source, session: Session, hashes: dict, step) -> dict:
+def user_sets(home=None) -> list[str]:
+    """The user's feature sets that have something in them (``tables``: a feature table imported;
+    ``plugins``: a plugin accepted), read from their registries: no plugin runs."""
+    from almanac.errors import AlmanacError
+    from almanac.plugins import Plugins
+    from almanac.tables import Tables
+
+    out = []
+    try:
+        if Tables(home).list("features"):
+            out.append("tables")
+        if Plugins(home).list():
+            out.append("plugins")
+    except AlmanacError:
+        pass
+    return out
+
+
+def _user_inputs(store: Store, cfg: dict, target: _Source, session: Session, hashes: dict, step,
+                 run_plugins: bool = True) -> dict:
     """The feature tables and plugins a build with ``tables`` / ``plugins`` uses; their hashes
     join ``hashes`` (so the cache key changes with them). Plugins are audited here when their
     file or the data changed since their last audit (:mod:`features.plugins`)."""
@@ -306,7 +332,7 @@ def _user_inputs(store: Store, cfg: dict, target: _Source, session: Session, has
     if "plugins" in cfg["sets"]:
         from features.plugins import plugins_for_build
 
-        user["plugins"] = plugins_for_build(store, cfg, target.minute, target.daily, session, step)
+        user["plugins"] = plugins_for_build(store, cfg, target.minute, target.daily, session, step, run_plugins)
         hashes.update({f"plugin {p['name']}": p["sha256"] for p in user["plugins"]})
     return user
 

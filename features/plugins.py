@@ -245,8 +245,9 @@ def _audit_info(sym, cut, checked, minute, daily) -> dict:
 
 
 def plugins_for_build(store: Store, cfg: dict, minute: CatalogEntry | None, daily: CatalogEntry | None,
-                      session: Session, step) -> list[dict]:
-    """Every accepted plugin, audited again for this data and cutoff if its file or the data changed."""
+                      session: Session, step, run_code: bool = True) -> list[dict]:
+    """Every accepted plugin, audited again for this data and cutoff if its file or the data changed
+    (``run_code=False``: refused instead; the web server never executes a plugin)."""
     registry = Plugins(store.home)
     records = registry.list()
     if not records:
@@ -267,6 +268,9 @@ def plugins_for_build(store: Store, cfg: dict, minute: CatalogEntry | None, dail
         sha = hashlib.sha256(code).hexdigest()
         key = _audit_key(sha, minute, daily, cfg["cutoff"])
         if sha != rec.sha256 or key not in rec.audits:
+            if not run_code:
+                raise SpecError(f"plugin {rec.name} must be audited again (its file or the data changed), and "
+                                "plugins run only in a build job: press Build features again")
             step(0.02, f"auditing plugin {rec.name}")
             functions = load(code, f"{rec.name}.py")
             if inputs is None:
