@@ -713,6 +713,24 @@ def _span_of(store: Store, sym: str) -> tuple[str, str]:
 CUTOFF_LABELS: tuple[str, ...] = ("rest_of_day", "forward_return")
 
 
+def _check_user_sets(spec: ExperimentSpec, store: Store, sym: str, freq: str) -> None:
+    """The tables and plugins sets need something imported / added (plugins: 1-minute bars)."""
+    from almanac.plugins import Plugins
+    from almanac.tables import Tables
+
+    sets = spec.features.sets
+    if "tables" in sets and not Tables(store.home).list("features"):
+        raise NotFoundError("spec field features.sets: no feature table imported yet: import one with `python -m "
+                            "almanac data import-features FILE --name NAME --known-at HH:MM`, or remove tables")
+    if "plugins" in sets:
+        if not Plugins(store.home).list():
+            raise NotFoundError("spec field features.sets: no plugin added yet: add one with `python -m almanac "
+                                "plugins add FILE.py`, or remove plugins")
+        if freq != "1min":
+            raise SpecError(f"spec field features.sets: plugins need 1-minute bars and {sym} has only 1d: remove "
+                            "plugins or choose a symbol with 1-minute bars")
+
+
 def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> dict:
     """Checks that need the data, done before any heavy work (features, cache, ``runs/``).
 
@@ -747,6 +765,7 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
             raise NotFoundError(f"spec field features.cross_assets: {c} has no data in the store "
                                 f"(it holds {have}): import {c} first or remove it")
     freq = "1min" if store.has(sym, "1min") else "1d"
+    _check_user_sets(spec, store, sym, freq)
     entry = store.entry(sym, freq)
     start, end = spec.data.start, spec.data.end
     span = f"{entry.start[:10]} .. {entry.end[:10]}"
