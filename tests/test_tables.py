@@ -130,3 +130,48 @@ def test_reimport_changes_the_cache_key(market, tmp_path):
     b = build_features("ES", store=store, sets="tables")
     assert a.cache_key != b.cache_key and not b.from_cache and b.frame["m_x"].iloc[-1] == 2.0
     assert len(list((store.home / "tables").glob("m.*.parquet"))) == 1  # the replaced file is gone
+
+
+def _refusal_in_child(home, args, env_extra):
+    """Run the CLI in a child; returns (exit code, stderr, seconds, peak MB of the child)."""
+    import os
+    import resource
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = {**os.environ, "ALMANAC_HOME": str(home), **env_extra}
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = str(root)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "almanac", *args], capture_output=True, text=True, env=env, cwd=root,
+                       timeout=120)
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return p.returncode, p.stderr, seconds, max(peak, before) / 1024
+
+
+@pytest.mark.parametrize("command,extra", [
+    (["data", "import-features"], ["--name", "big", "--known-at", "16:00"]),
+    (["data", "import-table"], ["--name", "big", "--time", "date"]),
+])
+@pytest.mark.parametrize("case", ["size", "columns"])
+def test_costly_files_are_refused_before_they_are_read(home, tmp_path, command, extra, case):
+    csv = tmp_path / "big.csv"
+    if case == "size":  # 24 MB against a 4 MB limit
+        block = "".join(f"2017-03-{1 + i % 28:02d},{i}.5\n" for i in range(20_000))
+        with open(csv, "w") as fh:
+            fh.write("date,v\n")
+            while fh.tell() < 24 * 2**20:
+                fh.write(block)
+        env, text = {"ALMANAC_MAX_IMPORT_MB": "4"}, "over the 4 MB import limit (ALMANAC_MAX_IMPORT_MB)"
+    else:  # 100,000 columns against the default 64
+        csv.write_text("date," + ",".join(f"c{i}" for i in range(100_000)) + "\n2017-03-01" + ",1" * 100_000 + "\n")
+        env, text = {}, "columns, over the limit of 64 (ALMANAC_MAX_COLUMNS)"
+    before = _digest(home)
+    code, err, seconds, peak_mb = _refusal_in_child(home, [*command, str(csv), *extra], env)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: big.csv: ") and text in err, err
+    assert _digest(home) == before
+    assert seconds < 10 and peak_mb < 600, (seconds, peak_mb)  # generous sanity bounds; the report has the figures
