@@ -49,7 +49,7 @@ from ml.models import MODEL_KINDS, default_params
 from pages._components import (empty_state, error_alert, failure_alert, info_alert, page_header, page_token,
                                read_catalog, section)
 from pages._components import jobs
-from pages._components.runs import base_rate, baselines_view, run_warnings
+from pages._components.runs import NO_TABLE_BACKTEST, base_rate, baselines_view, run_warnings, table_run
 from viz.evaluation import cv_scores_figure
 
 dash.register_page(__name__, path="/train", name="Train", order=3, title="Train · Almanac ML Lab",
@@ -72,7 +72,7 @@ DEFAULTS = {
 #: A table dataset in the symbol list: ``table:<name>`` (its rows, not bars; see ml.tabular).
 TABLE_PREFIX = "table:"
 SET_NAMES = {"tables": "your tables", "plugins": "your plugins"}
-NO_TABLE_BACKTEST = "A table dataset has no backtest: its rows are samples, not trading days to trade."
+
 
 #: The main parameters shown per model kind: (name, label, input type, step, min).
 MODEL_PARAMS: dict[str, list[tuple[str, str, str, float | None, float | None]]] = {
@@ -564,7 +564,7 @@ def result_view(run: dict):
             dbc.Button("Evaluate this run", href=f"/evaluate?run={run_id}", color="primary", className="me-2",
                        id="train-to-evaluate"),
             (html.Span(NO_TABLE_BACKTEST, className="almanac-hint", id="train-no-backtest")
-             if (run.get("spec") or {}).get("data", {}).get("table") else
+             if table_run(run) else
              dbc.Button("Backtest this run", href=f"/backtest?run={run_id}", color="primary", outline=True,
                         id="train-to-backtest")),
         ], className="mt-2"),

@@ -115,3 +115,32 @@ def test_runs_refuse_empty_user_sets_before_writing(market):
     with pytest.raises(NotFoundError, match="spec field features.sets: no plugin added yet"):
         run_experiment(spec, store=market)
     assert not (market.home / "runs").exists() or not any((market.home / "runs").iterdir())
+
+
+def test_run_pages_show_a_table_run(page_module, home, tmp_path):
+    """/evaluate, /backtest and /models lay out a table run (no symbol, no backtest) without an error."""
+    from almanac import registry
+    from almanac.tables import import_dataset_table
+    from ml.runner import run_experiment
+
+    rng = np.random.default_rng(1)
+    dates = np.repeat(pd.bdate_range("2016-01-04", periods=160), 2)
+    x = rng.normal(size=len(dates))
+    pd.DataFrame({"date": dates, "x": x, "y": 2 * x + 1}).to_csv(tmp_path / "t.csv", index=False)
+    import_dataset_table(tmp_path / "t.csv", "tiny", time="date")
+    rec = run_experiment({"data": {"table": "tiny", "target": "y"}, "label": {"kind": "column"},
+                          "model": {"kind": "hist_gb", "params": {"max_iter": 10}},
+                          "validation": {"n_splits": 2, "min_train": 60}})
+    assert registry.list_runs()[0]["symbol"] == "table:tiny"
+    assert registry.set_active(rec["run_id"])["symbol"] == "table:tiny"
+    for name in ("evaluate", "backtest", "models"):
+        page = page_module(name)
+        tree = repr(page.layout(run=rec["run_id"]))
+        assert rec["run_id"] in tree
+    out = page_module("evaluate").setup_run(rec["run_id"])
+    assert "table:tiny · label column (regression)" in repr(out[9])
+    bt = page_module("backtest")
+    out = bt.setup_run(rec["run_id"])
+    assert bt.NO_TABLE_BACKTEST in repr(out[4]) and out[7] == bt.HIDDEN and out[8] == bt.HIDDEN
+    rendered = bt.render_backtest(rec["run_id"], 0.55, [], 1.0)
+    assert bt.NO_TABLE_BACKTEST in repr(rendered[7]) and bt.render_grid(rec["run_id"], []) is None
