@@ -425,25 +425,8 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=No
         if target.minute is not None and target.daily is None:
             notes.append(f"regime daily bars derived from {sym} 1min (regular session): {sym} has no usable 1d file")
 
-    if user and user["tables"]:
-        from features.tables import table_features
-        from almanac.tables import Tables
-
-        step(0.85, "feature tables")
-        tf, tl, tn = table_features(Tables(store.home), user["tables"], days, session, cutoff, shown)
-        parts.append(tf)
-        lineage.update(tl)
-        fsets.update({c: "tables" for c in tf.columns})
-        notes.extend(tn)
-    if user and user["plugins"]:
-        from features.plugins import plugin_features
-
-        step(0.88, "plugins")
-        pf, pl = plugin_features(store, user["plugins"], target.minute, target.daily, session, cutoff, end,
-                                 days)
-        parts.append(pf)
-        lineage.update(pl)
-        fsets.update({c: "plugins" for c in pf.columns})
+    if user and (user["tables"] or user["plugins"]):
+        _add_user_features(store, user, target, session, cutoff, end, days, shown, parts, lineage, fsets, notes, step)
 
     if not parts:
         raise SpecError(f"no features to build for {sym} with sets {', '.join(cfg['sets'])}: "
@@ -453,6 +436,41 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=No
     sessions = sessions.astype("float64")
     sessions.index.name = "date"
     return frame, sessions, lineage, fsets
+
+
+def _add_user_features(store, user, target: _Source, session: Session, cutoff: time, end, days, shown, parts,
+                       lineage, fsets, notes, step) -> None:
+    """The ``tables`` and ``plugins`` sets (:mod:`features.tables`, :mod:`features.plugins`). A
+    daily-only symbol's features are known at the session open, so its table values join as of
+    the open. A user feature named like another feature is refused (it would be two columns)."""
+    from almanac.tables import Tables
+
+    taken = {c for p in parts for c in p.columns}
+
+    def add(frame: pd.DataFrame, lin: dict, set_name: str) -> None:
+        clash = [c for c in frame.columns if c in taken]
+        if clash:
+            raise SpecError(f"{set_name} feature {clash[0]} has the name of another feature of this build: rename "
+                            "the table or column (tables give <table>_<column>) or the plugin's feature")
+        taken.update(frame.columns)
+        parts.append(frame)
+        lineage.update(lin)
+        fsets.update({c: set_name for c in frame.columns})
+
+    if user["tables"]:
+        from features.tables import table_features
+
+        step(0.85, "feature tables")
+        at = cutoff if target.minute is not None else session.open
+        tf, tl, tn = table_features(Tables(store.home), user["tables"], days, session, at, shown)
+        add(tf, tl, "tables")
+        notes.extend(tn)
+    if user["plugins"]:
+        from features.plugins import plugin_features
+
+        step(0.88, "plugins")
+        pf, pl = plugin_features(store, user["plugins"], target.minute, target.daily, session, cutoff, end, days)
+        add(pf, pl, "plugins")
 
 
 def _in_range(days: pd.DatetimeIndex, cfg: dict) -> np.ndarray:

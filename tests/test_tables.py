@@ -175,3 +175,26 @@ def test_costly_files_are_refused_before_they_are_read(home, tmp_path, command, 
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: big.csv: ") and text in err, err
     assert _digest(home) == before
     assert seconds < 10 and peak_mb < 600, (seconds, peak_mb)  # generous sanity bounds; the report has the figures
+
+
+def test_parquet_table_daily_only_symbol_and_name_clash(market, tmp_path):
+    store, days = market
+    pq_path = tmp_path / "m.parquet"
+    pd.DataFrame({"date": pd.DatetimeIndex(days), "x": np.arange(len(days), dtype=float)}).to_parquet(pq_path)
+    assert main(["data", "import-features", str(pq_path), "--name", "m", "--known-at", "09:00"]) == 0
+    # VIX is daily-only: its features are known at the session open (09:30), so 09:00 joins the same day
+    vix = build_features("VIX", store=store, sets="regime,tables", use_cache=False)
+    vdays = vix.frame.index
+    got = vix.frame["m_x"].reindex(days[days.isin(vdays)])
+    np.testing.assert_array_equal(got.to_numpy(), np.arange(len(days), dtype=float)[days.isin(vdays)])
+    assert main(["data", "import-features", str(pq_path), "--name", "m", "--known-at", "09:45"]) == 0
+    vix = build_features("VIX", store=store, sets="regime,tables", use_cache=False)
+    first = days[days.isin(vdays)][0]
+    assert np.isnan(vix.frame.loc[first, "m_x"])  # 09:45 is after the open: not known that day
+    # a table column that makes a built-in name is refused
+    from almanac.errors import SpecError
+
+    pd.DataFrame({"date": pd.DatetimeIndex(days), "return_pct": 1.0}).to_parquet(pq_path)
+    assert main(["data", "import-features", str(pq_path), "--name", "or", "--known-at", "09:00"]) == 0
+    with pytest.raises(SpecError, match="tables feature or_return_pct has the name of another feature"):
+        build_features("ES", store=store, sets="early_session,tables", use_cache=False)
