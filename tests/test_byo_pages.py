@@ -144,3 +144,19 @@ def test_run_pages_show_a_table_run(page_module, home, tmp_path):
     assert bt.NO_TABLE_BACKTEST in repr(out[4]) and out[7] == bt.HIDDEN and out[8] == bt.HIDDEN
     rendered = bt.render_backtest(rec["run_id"], 0.55, [], 1.0)
     assert bt.NO_TABLE_BACKTEST in repr(rendered[7]) and bt.render_grid(rec["run_id"], []) is None
+
+
+def test_data_page_lists_the_tables_and_flags_the_sample(page_module, home, tmp_path):
+    from almanac.sample_options import ensure_option_sample
+
+    data = page_module("data")
+    assert "No tables yet." in repr(data.tables_section())
+    ensure_option_sample(home)
+    pd.DataFrame({"date": ["2017-03-01"], "v": [1.0]}).to_csv(tmp_path / "m.csv", index=False)
+    assert main(["data", "import-features", str(tmp_path / "m.csv"), "--name", "macro", "--known-at", "16:00"]) == 0
+    rows = data.table_rows()
+    assert [(r["table"], r["kind"], r["rows"]) for r in rows] == [("macro", "feature table", "1"),
+                                                                 ("spx_option_delta", "dataset", "62,850")]
+    assert rows[0]["rule"] == "known at 16:00 on the row's date, exchange time"
+    assert rows[1]["rule"] == "time date, group contract" and rows[1]["source"].startswith("sample: ")
+    assert "data-tables-table" in repr(data.layout())
