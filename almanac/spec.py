@@ -395,6 +395,11 @@ class ExperimentSpec(_Section):
                              ("label", "task")):
             if d[section].get(key) is None:
                 d[section].pop(key, None)
+        if self.data.table is not None:  # a table has no cutoff, bar feature sets or trading rules
+            d["features"] = {k: v for k, v in d["features"].items() if k == "columns"}
+            if not d["features"]:
+                del d["features"]
+            del d["backtest"]
         return d
 
     def to_yaml(self) -> str:

@@ -415,7 +415,7 @@ def _form(targets: list[str], symbols: list[str]) -> list:
                                    dbc.Input(id=_field("target"), value=d["target"], type="text", size="sm",
                                              debounce=True, placeholder="e.g. delta"), width=6), className="g-2"),
                  id="train-target-wrap", style={"display": "none"}),
-        html.H3("Features", className="almanac-subheading mt-2"),
+        html.Div([html.H3("Features", className="almanac-subheading mt-2"),
         dbc.Row([
             _labelled("Cutoff (exchange time)", dbc.Input(id=_field("cutoff"), value=d["cutoff"], type="text",
                                                           size="sm", debounce=True), width=4),
@@ -426,16 +426,18 @@ def _form(targets: list[str], symbols: list[str]) -> list:
         _labelled("Cross-asset symbols (daily closes up to the day before)",
                   dbc.Checklist(id=_field("cross_assets"), inline=True,
                                 value=[s for s in d["cross_assets"] if s in symbols and s != symbol],
-                                options=[{"label": s, "value": s} for s in symbols])),
+                                options=[{"label": s, "value": s} for s in symbols]))], id="train-bar-features"),
         html.H3("Label and model", className="almanac-subheading mt-2"),
         dbc.Row([
-            _labelled("Label", dbc.Select(id=_field("label"), value=d["label"], options=label_options, size="sm"),
-                      width=6),
+            html.Div(_labelled("Label", dbc.Select(id=_field("label"), value=d["label"], options=label_options,
+                                                   size="sm")), id="train-label-col", className="col-6"),
             _labelled("Model", dbc.Select(id=_field("kind"), value=d["kind"], size="sm",
                                           options=[{"label": MODEL_NAMES.get(k, k), "value": k}
                                                    for k in MODEL_KINDS]), width=6),
         ], className="g-2"),
         html.Div(id="train-label-hint", className="almanac-hint mb-2"),
+        html.Div("The label is the table's target column.", id="train-table-label", className="almanac-hint mb-2",
+                 style={"display": "none"}),
         html.Div([_param_group(k, default_param_values(k)) for k in MODEL_KINDS]),
         html.H3("Walk-forward validation", className="almanac-subheading mt-2"),
         dbc.Row([
@@ -451,12 +453,12 @@ def _form(targets: list[str], symbols: list[str]) -> list:
                  id="train-size-wrap", style={"display": "none"}),
         html.H3("Backtest", className="almanac-subheading mt-2"),
         html.Div(NO_TABLE_BACKTEST, id="train-table-note", className="almanac-hint mb-1", style={"display": "none"}),
-        dbc.Row([
+        dbc.Row(id="train-bar-backtest", className="g-2", children=[
             _labelled("Threshold P(up)", _number_input("threshold", d["threshold"], 0.01, 0.5, 1.0), width=4),
             _labelled("Cost (bp per side)", _number_input("cost_bps", d["cost_bps"], 0.1, 0), width=4),
             _labelled("Positions", dbc.Checklist(id=_field("long_only"), value=d["long_only"], switch=True,
                                                  options=[{"label": "long only", "value": "long_only"}]), width=4),
-        ], className="g-2"),
+        ]),
         html.Div(id="train-form-feedback", className="mt-2"),
         html.Div(id="train-submit-feedback"),
         html.Div([
@@ -549,7 +551,8 @@ def result_view(run: dict):
     return html.Div([
         run_warnings(run, "train"),
         html.Div([html.Strong(run.get("name") or "Run", id="train-run-name"), " ", html.Code(run_id, id="train-run-id"),
-                  html.Span(f" · {len(folds)} folds · {int(run.get('n_rows') or 0):,} labelled days",
+                  html.Span(f" · {len(folds)} folds · {int(run.get('n_rows') or 0):,} labelled "
+                            + ("rows" if table_run(run) else "days"),
                             className="almanac-hint")],
                  className="mb-2"),
         html.Div(notes, className="almanac-hint almanac-notes mb-2", id="train-run-notes") if notes else None,
@@ -631,13 +634,17 @@ def follow_symbol(symbol, options, chosen):
 
 @callback(
     Output("train-target-wrap", "style"), Output("train-table-note", "style"), Output(_field("target"), "value"),
+    Output("train-bar-features", "style"), Output("train-label-col", "style"), Output("train-label-hint", "style"),
+    Output("train-table-label", "style"), Output("train-bar-backtest", "style"),
     Input(_field("symbol"), "value"), State(_field("target"), "value"),
 )
 def follow_table(symbol, target):
-    """A table choice shows its target field (default: ``delta`` for the sample) and says it has no backtest."""
+    """A table choice shows its target field (default: ``delta`` for the sample), says it has no
+    backtest, and hides what only bars have (cutoff, feature sets, label kinds, trading rules)."""
+    show, hide = {"display": "block"}, {"display": "none"}
     if symbol and symbol.startswith(TABLE_PREFIX):
-        return {"display": "block"}, {"display": "block"}, target or table_target(symbol)
-    return {"display": "none"}, {"display": "none"}, target
+        return show, show, target or table_target(symbol), hide, hide, hide, show, hide
+    return hide, hide, target, show, show, show, hide, {"display": "flex"}
 
 
 @callback(

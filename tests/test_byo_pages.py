@@ -42,9 +42,10 @@ def test_train_form_builds_a_table_spec_and_says_there_is_no_backtest(page_modul
     assert problem is None and "table: spx_option_delta" in text
     _, problem = train.check_form({**fields, "target": ""}, {})
     assert problem.startswith("spec field data.target: a table dataset needs the column to predict")
-    shown, note, target = train.follow_table("table:spx_option_delta", "")
-    assert shown == note == {"display": "block"} and target == "delta"
-    assert train.follow_table("ES", "x") == ({"display": "none"}, {"display": "none"}, "x")
+    shown, note, target, bars, label, hint, table_label, rules = train.follow_table("table:spx_option_delta", "")
+    assert shown == note == table_label == {"display": "block"} and target == "delta"
+    assert bars == label == hint == rules == {"display": "none"}
+    assert train.follow_table("ES", "x")[:4] == ({"display": "none"}, {"display": "none"}, "x", {"display": "block"})
     assert train.NO_TABLE_BACKTEST == "A table dataset has no backtest: its rows are samples, not trading days to trade."
     values = [o["value"] for o in train.table_choices()]
     assert values == ["table:spx_option_delta"]

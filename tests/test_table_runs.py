@@ -163,3 +163,14 @@ def test_option_delta_sample_scores_r2_above_099_out_of_fold(home):
     assert rec["task"] == "regression" and rec["metrics"]["r2"] >= 0.99, rec["metrics"]
     assert all(f["r2"] >= 0.99 for f in rec["folds"])
     assert any("is sample data" in n for n in rec["notes"])
+
+
+def test_a_table_spec_round_trips_without_bar_only_fields():
+    s = spec_from_dict(_spec(features={"columns": ["x1"]}))
+    d = s.to_dict()
+    assert "backtest" not in d and d["features"] == {"columns": ["x1"]} and d["label"] == {"kind": "column"}
+    assert d["data"] == {"table": "chain", "target": "y", "start": None, "end": None}
+    from almanac.spec import spec_from_yaml
+
+    assert spec_from_yaml(s.to_yaml()) == s
+    assert "features" not in spec_from_dict(_spec()).to_dict()
