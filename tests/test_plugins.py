@@ -188,3 +188,25 @@ def test_plugin_file_size_limit_names_its_variable(market, tmp_path, capsys, mon
     monkeypatch.setenv("ALMANAC_MAX_PLUGIN_KB", "2")
     assert main(["plugins", "add", str(path)]) == 2
     assert "over the 2 KB limit (ALMANAC_MAX_PLUGIN_KB)" in capsys.readouterr().err
+
+
+def test_a_run_with_plugins_records_them_in_its_lineage_and_bundle(market, tmp_path, capsys):
+    import zipfile
+
+    from ml.export import export_run
+    from ml.runner import run_experiment
+
+    path = _write(tmp_path, "causal", CAUSAL, head=False)
+    assert main(["plugins", "add", str(path)]) == 0
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    rec = run_experiment({"data": {"symbol": "ES"}, "features": {"sets": ["regime", "plugins"]},
+                          "label": {"kind": "rest_of_day"}, "model": {"kind": "logistic"},
+                          "validation": {"n_splits": 2, "min_train": 30}}, store=market)
+    assert {"win_ret", "prev_ret"} <= set(rec["feature_names"])
+    assert rec["lineage"]["win_ret"]["plugin"]["sha256"] == sha and rec["data_hashes"]["plugin causal"] == sha
+    bundle = export_run(rec["run_id"], tmp_path)
+    with zipfile.ZipFile(bundle) as z:
+        meta = json.loads(z.read(next(n for n in z.namelist() if n.endswith("metadata.json"))))
+    assert [(p["name"], p["sha256"], sorted(p["features"])) for p in meta["plugins"]] == \
+        [("causal", sha, ["prev_ret", "win_ret"])]
+    assert meta["plugins"][0]["file"] == f"plugins/causal.{sha[:16]}.py" and meta["tables"] == []
