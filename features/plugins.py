@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import sys
 import traceback
 from datetime import date, time
 from pathlib import Path
@@ -71,7 +70,7 @@ def load(code: bytes, display: str) -> list[tuple[str, str, object]]:
     except BaseException as exc:  # noqa: BLE001 - the user's code: any failure is theirs
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise DataError(f"plugin {Path(display).name} could not be loaded: {_what(exc)}; fix the file") from None
+        raise DataError(f"plugin {Path(display).name} could not be loaded: {_what(exc, display)}; fix the file") from None
     found, seen = [], set()
     for obj in list(module.__dict__.values()):
         meta = getattr(obj, MARK, None) if callable(obj) else None
@@ -92,11 +91,14 @@ def load(code: bytes, display: str) -> list[tuple[str, str, object]]:
     return found
 
 
-def _what(exc: BaseException) -> str:
+def _what(exc: BaseException, filename: str | None = None) -> str:
+    """``ZeroDivisionError: division by zero (line 7)``: the line is the deepest in the plugin's file."""
     text = " ".join(str(exc).split())[:120]
     tb = traceback.extract_tb(exc.__traceback__)
-    where = next((f" (line {f.lineno})" for f in reversed(tb) if f.filename.endswith(".py") and "almanac_plugin" not in f.filename
-                  and not f.filename.startswith(sys.prefix)), "")
+    lines = [f.lineno for f in tb if filename is not None and f.filename == filename]
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        lines.append(exc.lineno)
+    where = f" (line {lines[-1]})" if lines else ""
     return f"{type(exc).__name__}{': ' + text if text else ''}{where}"
 
 
@@ -128,7 +130,8 @@ def run_feature(name: str, fn, window: pd.DataFrame, daily: pd.DataFrame, days: 
     except BaseException as exc:  # noqa: BLE001 - the user's code
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise DataError(f"{head} raised {_what(exc)} on {where}; fix the function") from None
+        raise DataError(f"{head} raised {_what(exc, getattr(getattr(fn, '__code__', None), 'co_filename', None))} "
+                        f"on {where}; fix the function") from None
     if not isinstance(out, pd.Series):
         raise DataError(f"{head} returned {type(out).__name__}, not a pandas Series indexed by trading day: "
                         "return e.g. window.groupby('date')['close'].last()")

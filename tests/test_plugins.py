@@ -48,7 +48,7 @@ BAD = {
         @feature(name="boom", description="divides by zero")
         def boom(window, daily):
             return 1 / 0
-    ''', "plugin raises.py: feature boom raised ZeroDivisionError: division by zero"),
+    ''', "plugin raises.py: feature boom raised ZeroDivisionError: division by zero (line 8) on the full data"),
     "notseries": ('''
         @feature(name="lst", description="a list")
         def lst(window, daily):
@@ -70,6 +70,8 @@ BAD = {
             return window.set_index("timestamp")["close"]
     ''', "feature tms returned an index of times, not trading days"),
     "syntax": ("def broken(:\n    pass\n", "plugin syntax.py could not be loaded: SyntaxError"),
+    "importerr": ("import no_such_module_here\n", "plugin importerr.py could not be loaded: ModuleNotFoundError: "
+                                                  "No module named 'no_such_module_here' (line 5)"),
     "nofeature": ("def plain(window, daily):\n    return None\n", "defines no @feature function"),
 }
 
