@@ -21,6 +21,8 @@ from almanac.sessions import Session
 from almanac.tables import KNOWN_AT_COLUMN, TableEntry, Tables
 
 SET = "tables"
+#: Days after a table's last value beyond which the build notes that it is carried forward.
+STALE_DAYS = 10
 
 
 def _utc(ts: pd.Series, naive: bool, tz: str) -> pd.Series:
@@ -67,6 +69,25 @@ def join_table(entry: TableEntry, frame: pd.DataFrame, days: pd.DatetimeIndex, s
     return pd.DataFrame(out, index=pd.DatetimeIndex(days, name="date")), shifted & joins
 
 
+def _stale_note(entry: TableEntry, frame: pd.DataFrame, days: pd.DatetimeIndex, session: Session, cutoff: time,
+                shown: np.ndarray | None) -> list[str]:
+    """A note when the table ends well before the build's days: its last value is carried forward
+    (still known, so no look-ahead, but old) to every later day."""
+    k, dates = known_instants(entry, frame, session)
+    ok = k < np.iinfo(np.int64).max
+    if not ok.any() or not len(days):
+        return []
+    cut = session.at(days, cutoff).as_unit("us").asi8
+    later = cut > k[ok].max() + STALE_DAYS * 86_400_000_000
+    if shown is not None and len(shown):
+        later &= np.asarray(shown, dtype=bool)
+    n = int(later.sum())
+    if not n:
+        return []
+    return [f"table {entry.name} ends {dates[ok].max():%Y-%m-%d}: its last value is carried forward to {n} trading "
+            f"day(s) more than {STALE_DAYS} days later; import newer rows or limit the dates"]
+
+
 def table_features(tables: Tables, entries: list[TableEntry], days: pd.DatetimeIndex, session: Session,
                    cutoff: time, shown: np.ndarray | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
     """Every feature table's columns for ``days``: (frame, lineage by feature, notes)."""
@@ -84,6 +105,7 @@ def table_features(tables: Tables, entries: list[TableEntry], days: pd.DatetimeI
         n = int(shifted.sum())
         notes.append(f"table {e.name}: {n} of {e.rows} value(s) were known after their own date's cutoff "
                      f"{cutoff:%H:%M} ({e.rule}) and joined a later trading day")
+        notes.extend(_stale_note(e, frame, days, session, cutoff, shown))
         for c in f.columns:
             lineage[c] = {
                 "datasets": [f"table {e.name} {e.sha256[:12]}"], "set": SET,

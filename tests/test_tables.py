@@ -60,7 +60,15 @@ def test_known_before_the_cutoff_joins_the_same_day(market, tmp_path):
     assert main(["data", "import-features", str(csv), "--name", "pre", "--known-at", "08:30"]) == 0
     ft = build_features("ES", store=store, sets="tables", use_cache=False)
     np.testing.assert_array_equal(ft.frame["pre_x"].to_numpy(), np.arange(len(days), dtype=float))
-    assert "table pre: 0 of" in " ".join(ft.notes)
+    assert "table pre: 0 of" in " ".join(ft.notes) and "carried forward" not in " ".join(ft.notes)
+    # a table that ends early: its last value is carried forward, and the notes say so
+    pd.DataFrame({"date": days[:20].strftime("%Y-%m-%d"), "x": 1.0}).to_csv(csv, index=False)
+    assert main(["data", "import-features", str(csv), "--name", "early", "--known-at", "08:30"]) == 0
+    ft = build_features("ES", store=store, sets="tables", use_cache=False)
+    later = int((days >= days[19] + pd.Timedelta(days=10)).sum())  # 10:15 of that day is after 08:30 + 10 days
+    assert f"table early ends {days[19]:%Y-%m-%d}: its last value is carried forward to {later} trading day(s)" \
+        in " ".join(ft.notes)
+    assert ft.frame["early_x"].iloc[-1] == 1.0
     # exactly at the cutoff counts as known ("at or before")
     pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "x": 1.0}).to_csv(csv, index=False)
     assert main(["data", "import-features", str(csv), "--name", "at", "--known-at", "10:15"]) == 0
