@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from almanac.atomic import TMP_MARK, fsync_dir
+from almanac.atomic import TMP_MARK, file_lock, fsync_dir
 from almanac.errors import AlmanacError
 from almanac.store import CatalogEntry, Store, file_sha256, time_column
 
@@ -103,7 +103,8 @@ def _remove(path: Path, home: Path, removed: list[str]) -> None:
 def _leftovers(home: Path) -> list[Path]:
     """Temporary files and folders anywhere in the lab's own folders."""
     found: list[Path] = []
-    for folder in (home, home / "market", home / "cache" / "features", home / "runs", home / "tmp"):
+    for folder in (home, home / "market", home / "cache" / "features", home / "runs", home / "tmp", home / "tables",
+                   home / "plugins"):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
@@ -180,6 +181,7 @@ def sweep(home: Path | str | None = None, min_age_s: float = MIN_AGE_S) -> list[
             for path in store.market_dir.glob("*.parquet"):
                 if path.name not in named:
                     _remove(path, home, removed)
+    _unnamed_tables(home, removed)
     tmp = home / "tmp"
     with contextlib.suppress(OSError):
         if tmp.is_dir() and not any(tmp.iterdir()):
@@ -187,6 +189,25 @@ def sweep(home: Path | str | None = None, min_age_s: float = MIN_AGE_S) -> list[
     if removed:
         log.info("removed %d leftover(s) of interrupted operations: %s", len(removed), ", ".join(removed))
     return removed
+
+
+def _unnamed_tables(home: Path, removed: list[str]) -> None:
+    """User tables' files that their catalog does not name (an import killed between its rename and
+    its catalog write, see :mod:`almanac.tables`)."""
+    from almanac.tables import Tables
+
+    tables = Tables(home)
+    if not tables.folder.is_dir() or not tables.catalog_path.exists():
+        return
+    with file_lock(tables._lock):
+        try:
+            named = {Path(e.file).name for e in tables.list()}
+        except (AlmanacError, OSError) as exc:
+            log.warning("could not check the table catalog's files: %s", exc)
+            return
+        for path in tables.folder.glob("*.parquet"):
+            if path.name not in named:
+                _remove(path, home, removed)
 
 
 def describe(removed: list[str], limit: int = 5) -> str:

@@ -206,3 +206,20 @@ def test_parquet_table_daily_only_symbol_and_name_clash(market, tmp_path):
     assert main(["data", "import-features", str(pq_path), "--name", "or", "--known-at", "09:00"]) == 0
     with pytest.raises(SpecError, match="tables feature or_return_pct has the name of another feature"):
         build_features("ES", store=store, sets="early_session,tables", use_cache=False)
+
+
+def test_recovery_removes_unnamed_table_files_and_temporary_files(home, tmp_path):
+    from almanac.recovery import sweep
+
+    csv = tmp_path / "m.csv"
+    csv.write_text("Date,score\n2017-03-01,1\n")
+    assert main(["data", "import-features", str(csv), "--name", "m", "--known-at", "16:00"]) == 0
+    orphan = home / "tables" / "m.0123456789abcdef.parquet"  # an import killed before its catalog write
+    orphan.write_bytes(b"x")
+    leftover = home / "plugins" / ".x.py.tmp-999999-abcd"
+    leftover.parent.mkdir()
+    leftover.write_bytes(b"x")
+    kept = set(_digest(home)) - {"tables/m.0123456789abcdef.parquet", "plugins/.x.py.tmp-999999-abcd"}
+    removed = sweep(home, min_age_s=0)
+    assert sorted(removed) == ["plugins/.x.py.tmp-999999-abcd", "tables/m.0123456789abcdef.parquet"]
+    assert set(_digest(home)) == kept
