@@ -192,22 +192,29 @@ def sweep(home: Path | str | None = None, min_age_s: float = MIN_AGE_S) -> list[
 
 
 def _unnamed_tables(home: Path, removed: list[str]) -> None:
-    """User tables' files that their catalog does not name (an import killed between its rename and
-    its catalog write, see :mod:`almanac.tables`)."""
+    """User tables' and plugins' files that their catalog / registry does not name (an import or
+    ``plugins add`` killed between writing the file and writing the catalog; see
+    :mod:`almanac.tables`, :mod:`almanac.plugins`)."""
+    from almanac.plugins import Plugins
     from almanac.tables import Tables
 
-    tables = Tables(home)
-    if not tables.folder.is_dir() or not tables.catalog_path.exists():
-        return
-    with file_lock(tables._lock):
-        try:
-            named = {Path(e.file).name for e in tables.list()}
-        except (AlmanacError, OSError) as exc:
-            log.warning("could not check the table catalog's files: %s", exc)
-            return
-        for path in tables.folder.glob("*.parquet"):
-            if path.name not in named:
-                _remove(path, home, removed)
+    tables, plugins = Tables(home), Plugins(home)
+    for folder, index, lock, pattern, names in (
+            (tables.folder, tables.catalog_path, tables._lock, "*.parquet",
+             lambda: {Path(e.file).name for e in tables.list()}),
+            (plugins.folder, plugins.registry_path, plugins._lock, "*.py",
+             lambda: {Path(r.file).name for r in plugins.list()})):
+        if not folder.is_dir() or not index.exists():
+            continue
+        with file_lock(lock):
+            try:
+                named = names()
+            except (AlmanacError, OSError) as exc:
+                log.warning("could not check the files of %s: %s", index, exc)
+                continue
+            for path in folder.glob(pattern):
+                if path.name not in named:
+                    _remove(path, home, removed)
 
 
 def describe(removed: list[str], limit: int = 5) -> str:

@@ -15,7 +15,7 @@ from features import build_features
 
 def _digest(home):
     return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(home.rglob("*")) if p.is_file()}
+            for p in sorted(home.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
 @pytest.fixture
@@ -219,7 +219,13 @@ def test_recovery_removes_unnamed_table_files_and_temporary_files(home, tmp_path
     leftover = home / "plugins" / ".x.py.tmp-999999-abcd"
     leftover.parent.mkdir()
     leftover.write_bytes(b"x")
-    kept = set(_digest(home)) - {"tables/m.0123456789abcdef.parquet", "plugins/.x.py.tmp-999999-abcd"}
+    from almanac.plugins import Plugins
+
+    Plugins(home)._save({})  # an empty registry, and a plugin file it does not name
+    (home / "plugins" / "x.0123456789abcdef.py").write_bytes(b"x")
+    kept = set(_digest(home)) - {"tables/m.0123456789abcdef.parquet", "plugins/.x.py.tmp-999999-abcd",
+                                 "plugins/x.0123456789abcdef.py"}
     removed = sweep(home, min_age_s=0)
-    assert sorted(removed) == ["plugins/.x.py.tmp-999999-abcd", "tables/m.0123456789abcdef.parquet"]
+    assert sorted(removed) == ["plugins/.x.py.tmp-999999-abcd", "plugins/x.0123456789abcdef.py",
+                               "tables/m.0123456789abcdef.parquet"]
     assert set(_digest(home)) == kept
