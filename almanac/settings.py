@@ -41,6 +41,7 @@ class Limits:
     model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
     model_seconds: float = 300.0             # ALMANAC_MODEL_TIMEOUT_S: that child's run (load + predict)
     plugin_bytes: int = 1 * 2**20            # ALMANAC_MAX_PLUGIN_KB: a feature plugin's Python file
+    plugin_seconds: float = 300.0            # ALMANAC_PLUGIN_TIMEOUT_S: one call of a plugin's feature (or its load)
     message_chars: int = 300                 # one error line, at most
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
@@ -51,7 +52,8 @@ class Limits:
             "yaml_values": ("ALMANAC_MAX_YAML_VALUES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
             "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20),
-            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1), "plugin_bytes": ("ALMANAC_MAX_PLUGIN_KB", 2**10)}
+            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1), "plugin_bytes": ("ALMANAC_MAX_PLUGIN_KB", 2**10),
+            "plugin_seconds": ("ALMANAC_PLUGIN_TIMEOUT_S", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -19,8 +19,11 @@ plugin's file or the data (its hashes, the cutoff) changed since its last audit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import signal
+import threading
 import traceback
 from datetime import date, time
 from pathlib import Path
@@ -58,6 +61,36 @@ def _read_code(path: Path, limits: Limits | None = None) -> bytes:
     return path.read_bytes()
 
 
+class _TooLong(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise :class:`_TooLong` in the plugin's code after ``seconds`` (SIGALRM; only in a
+    process's main thread, where the command line and the background jobs run a build)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise _TooLong
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _too_long(head: str) -> DataError:
+    limit = get_limits().plugin_seconds
+    return DataError(f"{head} ran longer than {limit:g} s ({Limits.var('plugin_seconds')}): make it faster, or raise "
+                     "the limit")
+
+
 def load(code: bytes, display: str) -> list[tuple[str, str, object]]:
     """Execute a plugin's code (the user's choice) and return its ``(name, description, fn)``."""
     digest = hashlib.sha256(code).hexdigest()
@@ -66,7 +99,10 @@ def load(code: bytes, display: str) -> list[tuple[str, str, object]]:
     module = importlib.util.module_from_spec(spec)
     module.__file__ = display
     try:
-        exec(compile(code, display, "exec"), module.__dict__)  # noqa: S102 - the user chose to run this code
+        with _time_limit(get_limits().plugin_seconds):
+            exec(compile(code, display, "exec"), module.__dict__)  # noqa: S102 - the user chose to run this code
+    except _TooLong:
+        raise _too_long(f"plugin {Path(display).name}'s file") from None
     except BaseException as exc:  # noqa: BLE001 - the user's code: any failure is theirs
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -126,7 +162,10 @@ def run_feature(name: str, fn, window: pd.DataFrame, daily: pd.DataFrame, days: 
     """The feature's values on ``days`` (validated), or a one-line DataError."""
     head = f"plugin {plugin}: feature {name}"
     try:
-        out = fn(window.copy(), daily.copy())
+        with _time_limit(get_limits().plugin_seconds):
+            out = fn(window.copy(), daily.copy())
+    except _TooLong:
+        raise _too_long(head) from None
     except BaseException as exc:  # noqa: BLE001 - the user's code
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -212,3 +212,19 @@ def test_a_run_with_plugins_records_them_in_its_lineage_and_bundle(market, tmp_p
     assert [(p["name"], p["sha256"], sorted(p["features"])) for p in meta["plugins"]] == \
         [("causal", sha, ["prev_ret", "win_ret"])]
     assert meta["plugins"][0]["file"] == f"plugins/causal.{sha[:16]}.py" and meta["tables"] == []
+
+
+def test_a_plugin_that_runs_too_long_is_stopped(market, tmp_path, capsys, monkeypatch):
+    path = _write(tmp_path, "slow", '''
+        @feature(name="slow", description="never returns")
+        def slow(window, daily):
+            while True:
+                pass
+    ''')
+    monkeypatch.setenv("ALMANAC_PLUGIN_TIMEOUT_S", "0.5")
+    before = _digest(market.home)
+    assert main(["plugins", "add", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: plugin slow.py: feature slow ran longer than 0.5 s (ALMANAC_PLUGIN_TIMEOUT_S): make it "
+                   "faster, or raise the limit")
+    assert _digest(market.home) == before
