@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from almanac.atomic import TMP_MARK, fsync_dir
+from almanac.atomic import TMP_MARK, file_lock, fsync_dir
 from almanac.errors import AlmanacError
 from almanac.store import CatalogEntry, Store, file_sha256, time_column
 
@@ -103,7 +103,8 @@ def _remove(path: Path, home: Path, removed: list[str]) -> None:
 def _leftovers(home: Path) -> list[Path]:
     """Temporary files and folders anywhere in the lab's own folders."""
     found: list[Path] = []
-    for folder in (home, home / "market", home / "cache" / "features", home / "runs", home / "tmp"):
+    for folder in (home, home / "market", home / "cache" / "features", home / "runs", home / "tmp", home / "tables",
+                   home / "plugins"):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
@@ -180,6 +181,7 @@ def sweep(home: Path | str | None = None, min_age_s: float = MIN_AGE_S) -> list[
             for path in store.market_dir.glob("*.parquet"):
                 if path.name not in named:
                     _remove(path, home, removed)
+    _unnamed_tables(home, removed)
     tmp = home / "tmp"
     with contextlib.suppress(OSError):
         if tmp.is_dir() and not any(tmp.iterdir()):
@@ -187,6 +189,32 @@ def sweep(home: Path | str | None = None, min_age_s: float = MIN_AGE_S) -> list[
     if removed:
         log.info("removed %d leftover(s) of interrupted operations: %s", len(removed), ", ".join(removed))
     return removed
+
+
+def _unnamed_tables(home: Path, removed: list[str]) -> None:
+    """User tables' and plugins' files that their catalog / registry does not name (an import or
+    ``plugins add`` killed between writing the file and writing the catalog; see
+    :mod:`almanac.tables`, :mod:`almanac.plugins`)."""
+    from almanac.plugins import Plugins
+    from almanac.tables import Tables
+
+    tables, plugins = Tables(home), Plugins(home)
+    for folder, index, lock, pattern, names in (
+            (tables.folder, tables.catalog_path, tables._lock, "*.parquet",
+             lambda: {Path(e.file).name for e in tables.list()}),
+            (plugins.folder, plugins.registry_path, plugins._lock, "*.py",
+             lambda: {Path(r.file).name for r in plugins.list()})):
+        if not folder.is_dir() or not index.exists():
+            continue
+        with file_lock(lock):
+            try:
+                named = names()
+            except (AlmanacError, OSError) as exc:
+                log.warning("could not check the files of %s: %s", index, exc)
+                continue
+            for path in folder.glob(pattern):
+                if path.name not in named:
+                    _remove(path, home, removed)
 
 
 def describe(removed: list[str], limit: int = 5) -> str:

@@ -99,13 +99,19 @@ def _spec_part(run: dict, section: str, key: str):
     return part.get(key) if isinstance(part, dict) else None
 
 
+def subject(run: dict) -> str | None:
+    """What a run is about: its symbol, or ``table:<name>`` for a table dataset."""
+    table = _spec_part(run, "data", "table")
+    return f"table:{table}" if table else _spec_part(run, "data", "symbol")
+
+
 def summary(run: dict, active_ids: set[str] = frozenset()) -> dict:
     """The small dict :func:`list_runs` returns for a run record."""
     bt = run.get("backtest") or {}
     return {
         "run_id": run.get("run_id"), "created_at": run.get("created_at"), "name": run.get("name"),
         "user_notes": run.get("user_notes") or "",
-        "symbol": _spec_part(run, "data", "symbol"), "label": _spec_part(run, "label", "kind"),
+        "symbol": subject(run), "label": _spec_part(run, "label", "kind"),
         "model": _spec_part(run, "model", "kind"), "task": run.get("task"), "n_rows": run.get("n_rows"),
         "metrics": run.get("metrics") or {}, "sharpe": bt.get("sharpe"), "dsr": bt.get("dsr"),
         "n_trials": bt.get("n_trials"), "active": run.get("run_id") in active_ids,
@@ -249,7 +255,7 @@ def _key(symbol: str, label: str) -> str:
 def set_active(run_id: str, home: Path | str | None = None) -> dict:
     """Make ``run_id`` the active model of its (symbol, label); returns the entry."""
     run = get_run(run_id, home)
-    sym, label = _spec_part(run, "data", "symbol"), _spec_part(run, "label", "kind")
+    sym, label = subject(run), _spec_part(run, "label", "kind")
     entry = {"symbol": sym, "label": label, "run_id": run["run_id"],
              "set_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     root = runs_dir(home)

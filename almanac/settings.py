@@ -42,6 +42,8 @@ class Limits:
     model_seconds: float = 300.0             # ALMANAC_MODEL_TIMEOUT_S: that child's run (load + predict)
     api_body_bytes: int = 8 * 2**20          # ALMANAC_MAX_API_BODY_MB: one request body sent to `serve`
     api_rows: int = 10_000                   # ALMANAC_MAX_API_ROWS: rows of one /predict/batch request
+    plugin_bytes: int = 1 * 2**20            # ALMANAC_MAX_PLUGIN_KB: a feature plugin's Python file
+    plugin_seconds: float = 300.0            # ALMANAC_PLUGIN_TIMEOUT_S: one call of a plugin's feature (or its load)
     message_chars: int = 300                 # one error line, at most
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
@@ -53,7 +55,8 @@ class Limits:
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
             "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20),
             "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1),
-            "api_body_bytes": ("ALMANAC_MAX_API_BODY_MB", 2**20), "api_rows": ("ALMANAC_MAX_API_ROWS", 1)}
+            "api_body_bytes": ("ALMANAC_MAX_API_BODY_MB", 2**20), "api_rows": ("ALMANAC_MAX_API_ROWS", 1),
+            "plugin_bytes": ("ALMANAC_MAX_PLUGIN_KB", 2**10), "plugin_seconds": ("ALMANAC_PLUGIN_TIMEOUT_S", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -61,6 +61,11 @@ from almanac.sessions import parse_time, session_for
 from almanac.store import Store, normalize_symbol
 
 FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
+#: Sets the user brings (must match features.lineage.USER_SETS): chosen by name, never a default.
+USER_SETS: tuple[str, ...] = ("tables", "plugins")
+#: The label of a table dataset (``data: {table, target}``): the target column itself.
+TABLE_LABEL = "column"
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 LABEL_KINDS: tuple[str, ...] = ("direction", "rest_of_day", "archetype", "forward_return")
 #: label kind -> task (must match ml.labelers.LABELS[kind].task)
 LABEL_TASKS: dict[str, str] = {"direction": "binary", "rest_of_day": "binary",
@@ -95,13 +100,28 @@ class _Problem(ValueError):
 
 
 class DataSpec(_Section):
-    symbol: str
+    """Bars of ``symbol``, or a stored dataset ``table`` with its ``target`` column (not both)."""
+
+    symbol: str | None = None
+    table: str | None = None
+    target: str | None = None
     start: date | None = None
     end: date | None = None
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _table(cls, v):
+        if v is None:
+            return v
+        if not isinstance(v, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v.strip().lower()):
+            raise ValueError(f"{v!r} is not a table name: use the --name given to data import-table")
+        return v.strip().lower()
 
     @field_validator("symbol", mode="before")
     @classmethod
     def _symbol(cls, v):
+        if v is None:
+            return v
         if not isinstance(v, str):
             raise ValueError(f"{v!r} is not a symbol: use text such as ES")
         try:
@@ -111,6 +131,16 @@ class DataSpec(_Section):
 
     @model_validator(mode="after")
     def _range(self):
+        if (self.symbol is None) == (self.table is None):
+            raise _Problem("data.symbol", "name either a symbol (bars) or a table (a dataset imported with data "
+                                          "import-table), e.g. data: {symbol: ES} or data: {table: spx_options, "
+                                          "target: delta}")
+        if self.table is not None and not self.target:
+            raise _Problem("data.target", f"a table dataset needs the column to predict: add target, e.g. "
+                                          f"data: {{table: {self.table}, target: delta}}")
+        if self.table is None and self.target is not None:
+            raise _Problem("data.target", "target applies to a table dataset: remove it (a symbol's label is "
+                                          "label.kind)")
         if self.start and self.end and self.start > self.end:
             raise _Problem("data.start", f"start {self.start} is after end {self.end}: "
                                          "choose a start on or before the end")
@@ -118,16 +148,17 @@ class DataSpec(_Section):
 
 
 class FeatureSpec(_Section):
-    sets: list[Literal[FEATURE_SETS]] = Field(default_factory=lambda: list(FEATURE_SETS))  # type: ignore[valid-type]
+    sets: list[Literal[FEATURE_SETS + USER_SETS]] = Field(default_factory=lambda: list(FEATURE_SETS))  # type: ignore[valid-type]
     cutoff: str = "10:15"
     cross_assets: list[str] = Field(default_factory=list)
+    columns: list[str] | None = None  # a table dataset's feature columns (default: its other numeric columns)
 
     @field_validator("sets")
     @classmethod
     def _sets(cls, v):
         if not v:
-            raise ValueError(f"choose at least one of {', '.join(FEATURE_SETS)}")
-        return [s for s in FEATURE_SETS if s in v]  # canonical order, no repeats
+            raise ValueError(f"choose at least one of {', '.join(FEATURE_SETS + USER_SETS)}")
+        return [s for s in FEATURE_SETS + USER_SETS if s in v]  # canonical order, no repeats
 
     @field_validator("cutoff", mode="before")
     @classmethod
@@ -158,7 +189,8 @@ class FeatureSpec(_Section):
 
 
 class LabelSpec(_Section):
-    kind: Literal[LABEL_KINDS]  # type: ignore[valid-type]
+    kind: Literal[LABEL_KINDS + (TABLE_LABEL,)]  # type: ignore[valid-type]
+    task: Literal[TASKS] | None = None  # type: ignore[valid-type]  # column labels: override the inferred task
 
     @model_validator(mode="before")
     @classmethod
@@ -279,6 +311,14 @@ class ExperimentSpec(_Section):
 
     @model_validator(mode="after")
     def _cross_fields(self):
+        if self.data.table is not None or self.label.kind == TABLE_LABEL:
+            return self._table_fields()
+        if self.label.task is not None:
+            raise _Problem("label.task", f"task applies to a table's column label; {self.label.kind} is "
+                                         f"{LABEL_TASKS[self.label.kind]}: remove it")
+        if self.features.columns is not None:
+            raise _Problem("features.columns", "columns applies to a table dataset: remove it (a symbol's "
+                                               "features are chosen by sets)")
         sym = self.data.symbol
         session = session_for(sym)
         try:
@@ -307,22 +347,60 @@ class ExperimentSpec(_Section):
             object.__setattr__(self, "name", self.default_name())
         return self
 
+    def _table_fields(self):
+        if self.data.table is None:
+            raise _Problem("label.kind", "label kind column predicts a table's column: name the table, e.g. "
+                                         "data: {table: spx_options, target: delta}")
+        if self.label.kind != TABLE_LABEL:
+            raise _Problem("label.kind", f"a table dataset's label is its target column: use label: {{kind: "
+                                         f"{TABLE_LABEL}}}, not {self.label.kind}")
+        if self.features.columns is not None:
+            if not self.features.columns:
+                raise _Problem("features.columns", "choose at least one column, or remove columns to use every "
+                                                   "other numeric column")
+            if self.data.target in self.features.columns:
+                raise _Problem("features.columns", f"{self.data.target} is the target: remove it from columns")
+        if not self.name:
+            object.__setattr__(self, "name", self.default_name())
+        return self
+
     # ------------------------------------------------------------------ derived
+    @property
+    def subject(self) -> str:
+        """What the run is about: the symbol, or ``table:<name>``."""
+        return self.data.symbol if self.data.table is None else f"table:{self.data.table}"
+
     def default_name(self) -> str:
+        if self.data.table is not None:
+            return f"{self.data.table}-{self.data.target}-{self.model.kind}".lower().replace("_", "-")
         return f"{self.data.symbol}-{self.label.kind}-{self.model.kind}".lower().replace("_", "-")
 
     @property
     def task(self) -> str:
-        """binary | multiclass | regression (from the label)."""
+        """binary | multiclass | regression (from the label; a table's column: ``label.task``, else
+        regression until the runner infers it from the target's values)."""
+        if self.label.kind == TABLE_LABEL:
+            return self.label.task or "regression"
         return LABEL_TASKS[self.label.kind]
 
     @property
     def horizon_days(self) -> int:
-        return LABEL_HORIZON_DAYS[self.label.kind]
+        return LABEL_HORIZON_DAYS.get(self.label.kind, 0)
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict (dates as YYYY-MM-DD), every default filled in."""
-        return self.model_dump(mode="json")
+        """Plain JSON-able dict (dates as YYYY-MM-DD), every default filled in; the fields of the
+        other kind of data (symbol vs table, target, features.columns, label.task) only when set."""
+        d = self.model_dump(mode="json")
+        for section, key in (("data", "symbol"), ("data", "table"), ("data", "target"), ("features", "columns"),
+                             ("label", "task")):
+            if d[section].get(key) is None:
+                d[section].pop(key, None)
+        if self.data.table is not None:  # a table has no cutoff, bar feature sets or trading rules
+            d["features"] = {k: v for k, v in d["features"].items() if k == "columns"}
+            if not d["features"]:
+                del d["features"]
+            del d["backtest"]
+        return d
 
     def to_yaml(self) -> str:
         """The normalized spec as YAML (sections in the documented order)."""
@@ -640,6 +718,24 @@ def _span_of(store: Store, sym: str) -> tuple[str, str]:
 CUTOFF_LABELS: tuple[str, ...] = ("rest_of_day", "forward_return")
 
 
+def _check_user_sets(spec: ExperimentSpec, store: Store, sym: str, freq: str) -> None:
+    """The tables and plugins sets need something imported / added (plugins: 1-minute bars)."""
+    from almanac.plugins import Plugins
+    from almanac.tables import Tables
+
+    sets = spec.features.sets
+    if "tables" in sets and not Tables(store.home).list("features"):
+        raise NotFoundError("spec field features.sets: no feature table imported yet: import one with `python -m "
+                            "almanac data import-features FILE --name NAME --known-at HH:MM`, or remove tables")
+    if "plugins" in sets:
+        if not Plugins(store.home).list():
+            raise NotFoundError("spec field features.sets: no plugin added yet: add one with `python -m almanac "
+                                "plugins add FILE.py`, or remove plugins")
+        if freq != "1min":
+            raise SpecError(f"spec field features.sets: plugins need 1-minute bars and {sym} has only 1d: remove "
+                            "plugins or choose a symbol with 1-minute bars")
+
+
 def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> dict:
     """Checks that need the data, done before any heavy work (features, cache, ``runs/``).
 
@@ -661,6 +757,8 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
     labelled days of the range.
     """
     store = store if store is not None else Store()
+    if spec.data.table is not None:
+        return validate_table_spec(spec, store.home)
     sym, kind, cutoff = spec.data.symbol, spec.label.kind, spec.features.cutoff
     have = ", ".join(store.symbols()) or "nothing yet"
     if not (store.has(sym, "1min") or store.has(sym, "1d")):
@@ -672,6 +770,7 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
             raise NotFoundError(f"spec field features.cross_assets: {c} has no data in the store "
                                 f"(it holds {have}): import {c} first or remove it")
     freq = "1min" if store.has(sym, "1min") else "1d"
+    _check_user_sets(spec, store, sym, freq)
     entry = store.entry(sym, freq)
     start, end = spec.data.start, spec.data.end
     span = f"{entry.start[:10]} .. {entry.end[:10]}"
@@ -730,7 +829,36 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
     return {"days": int(len(labelled)), "first": first, "last": last, "freq": freq}
 
 
-__all__ = ["FEATURE_SETS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
+def validate_table_spec(spec, home=None) -> dict:
+    """The checks of :func:`almanac.spec.validate_against_store` for a table dataset: the table
+    exists (the option sample is written on first use), target and feature columns are numeric,
+    and there are enough distinct times for the splits. Returns ``{"days", "first", "last",
+    "freq", "rows", "features"}`` (``days``: distinct times)."""
+    from almanac.sample_options import SAMPLE_TABLE, ensure_option_sample
+    from almanac.tables import Tables, feature_columns, table_times
+
+    tables = Tables(home)
+    name = spec.data.table
+    if name == SAMPLE_TABLE and not tables.has(name, "dataset"):
+        ensure_option_sample(tables.home)  # the sample is written on first use
+    try:
+        entry = tables.entry(name, "dataset")
+    except AlmanacError as exc:
+        raise NotFoundError(f"spec field data.table: {exc.message}") from None
+    cols = feature_columns(spec, entry)
+    t = table_times(tables, entry, spec.data.start, spec.data.end)
+    if len(t) == 0:
+        raise NotFoundError(f"spec field data.start: table {name} has no row between {spec.data.start or 'the start'} "
+                            f"and {spec.data.end or 'the end'}: its times cover {entry.start} .. {entry.end}")
+    distinct = int(pd.Index(t).nunique())
+    if distinct < spec.validation.min_days():
+        raise SpecError("spec field data.start: " + too_few_days_message(
+            f"table {name} has {distinct} distinct times in {t[0]} .. {t[-1]}", spec.validation))
+    return {"days": distinct, "first": f"{t[0]:%Y-%m-%d}", "last": f"{t[-1]:%Y-%m-%d}", "freq": "table",
+            "rows": int(len(t)), "features": cols}
+
+
+__all__ = ["validate_table_spec", "FEATURE_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
            "validate_against_store", "format_validation_error", "parse_yaml", "SpecLoader", "PARAM_BOUNDS",

@@ -33,6 +33,40 @@ def register(sub) -> None:
     imp.add_argument("--json", action="store_true", help="print the catalog entry as JSON")
     imp.set_defaults(handler=cmd_import)
 
+    feats = cmds.add_parser(
+        "import-features", help="import a feature table (date- or timestamp-keyed numeric columns) with its known-at time",
+        description="Store a table keyed by date or timestamp with one or more numeric columns (a macro release, a "
+                    "sentiment score, an implied volatility) under ALMANAC_HOME/tables/. Each row is known at "
+                    "--known-at HH:MM of its date (exchange time of the symbol it joins), at its own known_at "
+                    "column, or (timestamp-keyed) at its timestamp. A build with --sets ...,tables gives day D the "
+                    "last value known at or before D's cutoff: a daily value known at 16:00 reaches D+1. Missing or "
+                    "non-numeric values refuse the file; the import limits of `data import` apply.")
+    feats.add_argument("path", help="CSV or Parquet file")
+    feats.add_argument("--name", required=True, help="table name (lower-case letters, digits, _), e.g. macro")
+    feats.add_argument("--known-at", dest="known_at", help="local time HH:MM at which each date's row was known, "
+                                                           "e.g. 16:00 (a date-keyed table needs it or a known_at column)")
+    feats.add_argument("--key", help="the date or timestamp column (default: Date, Timestamp, Datetime, time or ts)")
+    feats.add_argument("--json", action="store_true", help="print the table's entry as JSON")
+    feats.set_defaults(handler=cmd_import_features)
+
+    tab = cmds.add_parser(
+        "import-table", help="import any table with a time column as a dataset for experiments",
+        description="Store any CSV or Parquet table with a time column (e.g. option quotes) under "
+                    "ALMANAC_HOME/tables/, validated like bars: every value present, numbers where numbers are "
+                    "written, rows sorted by time (with a warning). An experiment names it with "
+                    "data: {table: NAME, target: COLUMN} and label: {kind: column}.")
+    tab.add_argument("path", help="CSV or Parquet file")
+    tab.add_argument("--name", required=True, help="table name, e.g. spx_options")
+    tab.add_argument("--time", required=True, help="the time column (rows of one time never straddle a fold)")
+    tab.add_argument("--group", help="an optional group column (e.g. the contract), kept as text")
+    tab.add_argument("--json", action="store_true", help="print the table's entry as JSON")
+    tab.set_defaults(handler=cmd_import_table)
+
+    tl = cmds.add_parser("tables", help="list the feature and dataset tables",
+                         description="The user tables under ALMANAC_HOME/tables/.")
+    tl.add_argument("--json", action="store_true", help="print a JSON list of table entries")
+    tl.set_defaults(handler=cmd_tables)
+
     ls = cmds.add_parser("list", help="list the catalog", description="List the datasets in the catalog.")
     ls.add_argument("--json", action="store_true", help="print a JSON list of catalog entries")
     ls.set_defaults(handler=cmd_list)
@@ -69,6 +103,49 @@ def cmd_import(args) -> int:
         print_json(e.to_dict())
     else:
         print(f"imported {e.symbol} {e.freq}: {e.rows} rows {e.start} .. {e.end} (sha256 {e.sha256[:12]})")
+    return 0
+
+
+def _print_table(e, warnings, as_json: bool) -> None:
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if as_json:
+        print_json(e.to_dict())
+    else:
+        rule = f", known at {e.rule}" if e.kind == "features" else ""
+        print(f"imported {e.kind} table {e.name}: {e.rows} rows x {len(e.columns)} columns {e.start} .. {e.end}"
+              f"{rule} (sha256 {e.sha256[:12]})")
+
+
+def cmd_import_features(args) -> int:
+    from almanac.tables import import_feature_table
+
+    e, warnings = import_feature_table(args.path, args.name, known_at=args.known_at, key=args.key)
+    _print_table(e, warnings, args.json)
+    return 0
+
+
+def cmd_import_table(args) -> int:
+    from almanac.tables import import_dataset_table
+
+    e, warnings = import_dataset_table(args.path, args.name, time=args.time, group=args.group)
+    _print_table(e, warnings, args.json)
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from almanac.tables import Tables
+
+    entries = Tables().list()
+    if args.json:
+        print_json([e.to_dict() for e in entries])
+        return 0
+    if not entries:
+        print("no tables yet: `python -m almanac data import-features` or `data import-table`")
+    for e in entries:
+        extra = f"known at {e.rule}" if e.kind == "features" else f"time {e.key}" + (f", group {e.group}" if e.group else "")
+        flag = " [sample]" if e.sample else ""
+        print(f"{e.name:<16}{e.kind:<10}{e.rows:>9} rows  {', '.join(e.columns)[:50]:<50}  {extra}{flag}")
     return 0
 
 

@@ -35,7 +35,7 @@ from almanac.store import CatalogEntry, Store, normalize_symbol, time_bounds
 from features import cache
 from features.cross_asset import cross_features
 from features.early import early_features
-from features.lineage import FEATURE_SETS, MAX_STALE_DAYS, NEEDS_OHLC, definition, lineage_entry
+from features.lineage import ALL_SETS, FEATURE_SETS, MAX_STALE_DAYS, NEEDS_OHLC, definition, lineage_entry
 from features.regime import align_prev, daily_atr, regime_daily
 from features.sessions_table import (BAR_COLUMNS, DayBars, DaySplitter, daily_from_sessions, daily_session_table,
                                      split_bars, table_from_daybars)
@@ -98,11 +98,11 @@ def normalize_config(symbol: str, cutoff: str | time = "10:15", sets: Iterable[s
     session = session_for(sym)
     cut = session.check_cutoff(parse_time(cutoff))
     chosen = _as_list(sets)
-    unknown = [s for s in chosen if s not in FEATURE_SETS]
+    unknown = [s for s in chosen if s not in ALL_SETS]
     if unknown:
-        raise SpecError(f"unknown feature set(s) {', '.join(unknown)}: choose from {', '.join(FEATURE_SETS)}")
+        raise SpecError(f"unknown feature set(s) {', '.join(unknown)}: choose from {', '.join(ALL_SETS)}")
     if not chosen:
-        raise SpecError(f"no feature set chosen: choose one or more of {', '.join(FEATURE_SETS)}")
+        raise SpecError(f"no feature set chosen: choose one or more of {', '.join(ALL_SETS)}")
     cross = []
     for c in _as_list(cross_assets):
         c = normalize_symbol(c)
@@ -113,7 +113,7 @@ def normalize_config(symbol: str, cutoff: str | time = "10:15", sets: Iterable[s
     s, e = _parse_date(start, "start"), _parse_date(end, "end")
     if s and e and s > e:
         raise SpecError(f"start {s} is after end {e}: choose a start on or before the end")
-    return {"symbol": sym, "cutoff": f"{cut:%H:%M}", "sets": [x for x in FEATURE_SETS if x in chosen],
+    return {"symbol": sym, "cutoff": f"{cut:%H:%M}", "sets": [x for x in ALL_SETS if x in chosen],
             "cross_assets": cross if "cross_asset" in chosen else [], "start": s, "end": e,
             "_cross_ignored": cross if "cross_asset" not in chosen else []}
 
@@ -158,8 +158,12 @@ def _source(store: Store, sym: str, role: str) -> _Source:
 
 def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str] | str = FEATURE_SETS,
                    cross_assets: Iterable[str] | str = (), start=None, end=None, store: Store | None = None,
-                   use_cache: bool = True, progress: Progress | None = None) -> FeatureTable:
-    """Build (or load from the cache) the feature table of ``symbol``; see the module doc."""
+                   use_cache: bool = True, progress: Progress | None = None, run_plugins: bool = True) -> FeatureTable:
+    """Build (or load from the cache) the feature table of ``symbol``; see the module doc.
+
+    ``run_plugins=False`` (the web server's own process): a build with the ``plugins`` set is
+    only loaded from the cache; one that would execute a plugin (its audit, or a cache miss)
+    is refused, since plugins run in background jobs and on the command line only."""
     step = progress or (lambda f, s: None)
     cfg = normalize_config(symbol, cutoff, sets, cross_assets, start, end)
     ignored = cfg.pop("_cross_ignored")
@@ -168,6 +172,7 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
     target = _source(store, sym, "symbol")
     crosses = [_source(store, c, "cross-asset symbol") for c in cfg["cross_assets"]]
     hashes = _data_hashes(target, crosses, cfg)
+    user = _user_inputs(store, cfg, target, session, hashes, step, run_plugins)
 
     key = cache.cache_key(hashes, cfg)
     folder = cache.cache_dir(store.home)
@@ -179,9 +184,12 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
             return FeatureTable(frame, sessions, meta["lineage"], meta["notes"], meta["data_hashes"],
                                 meta["config"], key, True, meta.get("feature_sets", {}))
 
+    if user["plugins"] and not run_plugins:
+        raise SpecError("these plugin features are not in the feature cache, and plugins run only in a build job: "
+                        "press Build features again")
     step(0.05, f"reading {sym} bars")
     notes = [f"cross-asset symbols {', '.join(ignored)} ignored: the cross_asset set is not selected"] if ignored else []
-    frame, sessions, lineage, fsets = _compute(store, target, crosses, cfg, session, notes, step)
+    frame, sessions, lineage, fsets = _compute(store, target, crosses, cfg, session, notes, step, user)
     s, e = cfg["start"], cfg["end"]
     keep = np.ones(len(frame), dtype=bool)
     if s:
@@ -289,7 +297,47 @@ def _sorted_micros(pf) -> np.ndarray | None:
     return t
 
 
-def _compute(store, target: _Source, crosses, cfg, session, notes, step):
+def user_sets(home=None) -> list[str]:
+    """The user's feature sets that have something in them (``tables``: a feature table imported;
+    ``plugins``: a plugin accepted), read from their registries: no plugin runs."""
+    from almanac.errors import AlmanacError
+    from almanac.plugins import Plugins
+    from almanac.tables import Tables
+
+    out = []
+    try:
+        if Tables(home).list("features"):
+            out.append("tables")
+        if Plugins(home).list():
+            out.append("plugins")
+    except AlmanacError:
+        pass
+    return out
+
+
+def _user_inputs(store: Store, cfg: dict, target: _Source, session: Session, hashes: dict, step,
+                 run_plugins: bool = True) -> dict:
+    """The feature tables and plugins a build with ``tables`` / ``plugins`` uses; their hashes
+    join ``hashes`` (so the cache key changes with them). Plugins are audited here when their
+    file or the data changed since their last audit (:mod:`features.plugins`)."""
+    user: dict = {"tables": [], "plugins": []}
+    if "tables" in cfg["sets"]:
+        from almanac.tables import Tables
+
+        user["tables"] = Tables(store.home).list("features")
+        if not user["tables"]:
+            raise NotFoundError("no feature table imported yet: import one with `python -m almanac data "
+                                "import-features FILE --name NAME --known-at HH:MM`, or remove the tables set")
+        hashes.update({f"table {e.name}": e.sha256 for e in user["tables"]})
+    if "plugins" in cfg["sets"]:
+        from features.plugins import plugins_for_build
+
+        user["plugins"] = plugins_for_build(store, cfg, target.minute, target.daily, session, step, run_plugins)
+        hashes.update({f"plugin {p['name']}": p["sha256"] for p in user["plugins"]})
+    return user
+
+
+def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=None):
     sym, cutoff, end = cfg["symbol"], parse_time(cfg["cutoff"]), cfg["end"]
     opts = {"open_": f"{session.open:%H:%M}", "cutoff": cfg["cutoff"], "tz": session.tz,
             "daily_only": target.minute is None}
@@ -377,6 +425,9 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         if target.minute is not None and target.daily is None:
             notes.append(f"regime daily bars derived from {sym} 1min (regular session): {sym} has no usable 1d file")
 
+    if user and (user["tables"] or user["plugins"]):
+        _add_user_features(store, user, target, session, cutoff, end, days, shown, parts, lineage, fsets, notes, step)
+
     if not parts:
         raise SpecError(f"no features to build for {sym} with sets {', '.join(cfg['sets'])}: "
                         + (notes[-1] if notes else "choose other sets") + "; add regime or cross_asset")
@@ -385,6 +436,41 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
     sessions = sessions.astype("float64")
     sessions.index.name = "date"
     return frame, sessions, lineage, fsets
+
+
+def _add_user_features(store, user, target: _Source, session: Session, cutoff: time, end, days, shown, parts,
+                       lineage, fsets, notes, step) -> None:
+    """The ``tables`` and ``plugins`` sets (:mod:`features.tables`, :mod:`features.plugins`). A
+    daily-only symbol's features are known at the session open, so its table values join as of
+    the open. A user feature named like another feature is refused (it would be two columns)."""
+    from almanac.tables import Tables
+
+    taken = {c for p in parts for c in p.columns}
+
+    def add(frame: pd.DataFrame, lin: dict, set_name: str) -> None:
+        clash = [c for c in frame.columns if c in taken]
+        if clash:
+            raise SpecError(f"{set_name} feature {clash[0]} has the name of another feature of this build: rename "
+                            "the table or column (tables give <table>_<column>) or the plugin's feature")
+        taken.update(frame.columns)
+        parts.append(frame)
+        lineage.update(lin)
+        fsets.update({c: set_name for c in frame.columns})
+
+    if user["tables"]:
+        from features.tables import table_features
+
+        step(0.85, "feature tables")
+        at = cutoff if target.minute is not None else session.open
+        tf, tl, tn = table_features(Tables(store.home), user["tables"], days, session, at, shown)
+        add(tf, tl, "tables")
+        notes.extend(tn)
+    if user["plugins"]:
+        from features.plugins import plugin_features
+
+        step(0.88, "plugins")
+        pf, pl = plugin_features(store, user["plugins"], target.minute, target.daily, session, cutoff, end, days)
+        add(pf, pl, "plugins")
 
 
 def _in_range(days: pd.DatetimeIndex, cfg: dict) -> np.ndarray:

@@ -24,6 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
+#: Sets the user brings (:mod:`features.tables`, :mod:`features.plugins`): chosen by name,
+#: never part of the default selection.
+USER_SETS: tuple[str, ...] = ("tables", "plugins")
+ALL_SETS: tuple[str, ...] = FEATURE_SETS + USER_SETS
 
 #: A daily value older than this (calendar days before D) is not used: NaN instead.
 MAX_STALE_DAYS = 10

@@ -212,7 +212,23 @@ def build_metadata(run: dict, run_dir: Path, model_meta: dict, model_member: str
         "data_hashes": run.get("data_hashes"), "versions": run.get("versions"),
         "exported_with": versions(), "code_revision": run.get("code_revision"),
         "spec": run.get("spec"), "notes": run.get("notes"),
+        **user_inputs(lineage, names),
     }
+
+
+def user_inputs(lineage: dict, names: list[str]) -> dict:
+    """``plugins`` and ``tables`` the model's features came from (file/name and SHA-256), from their
+    lineage: a bundle says which user code and tables it needs to be rebuilt."""
+    plugins, tables = {}, {}
+    for n in names:
+        lin = lineage.get(n) or {}
+        if lin.get("plugin"):
+            p = lin["plugin"]
+            plugins.setdefault(p["name"], {**p, "features": []})["features"].append(n)
+        if lin.get("table"):
+            t = lin["table"]
+            tables.setdefault(t["name"], {**t, "features": []})["features"].append(n)
+    return {"plugins": list(plugins.values()), "tables": list(tables.values())}
 
 
 # ---------------------------------------------------------------- export

@@ -126,7 +126,7 @@ from ml import baselines, drift, evaluation, explain, persist
 from ml.backtester import backtest
 from ml.labelers import label_spec, make_label
 from ml.models import check_params, make_model
-from ml.splits import WalkForwardSplit, check_gap, fold_ids, fold_table
+from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table
 from ml.threads import limit_threads
 
 Progress = Callable[[float, str], None]
@@ -323,10 +323,11 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
     computed while the next fold fits (both libraries' work runs outside the GIL). The
     results are gathered in fold order, so the output does not depend on the timing."""
     X, y = data[names], data["y"].to_numpy()
-    splitter = WalkForwardSplit(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
-                                gap=spec.validation.gap, min_train=spec.validation.min_train,
-                                train_size=spec.validation.train_size)
-    splits = list(splitter.split(X))
+    kind = TimeGroupSplit if spec.data.table is not None else WalkForwardSplit  # a table: by distinct time
+    splitter = kind(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
+                    gap=spec.validation.gap, min_train=spec.validation.min_train,
+                    train_size=spec.validation.train_size)
+    splits = list(splitter.split(X, groups=data.index))
     table = fold_table(data.index, splits)
     n = len(splits)
     k = len(classes) if classes else 2
@@ -406,6 +407,8 @@ def _importance(f: dict, names) -> pd.DataFrame:
 
 _NO_BACKTEST = ("no backtest: the archetype label is a day shape, not a direction to trade; "
                 "this run is not a trial in other runs' deflated Sharpe ratio")
+_NO_TABLE_BACKTEST = ("no backtest: a table dataset has no trading day to trade (its rows are samples, not "
+                      "positions); judge it by its out-of-fold scores")
 
 
 def _backtest(spec, store, rows: pd.DataFrame, pred: np.ndarray, task: str):
@@ -585,12 +588,17 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     store = store if store is not None else Store()
     limit_threads()
     with clock.stage("validate"):  # no progress and no write before this passes: a refusal is one line
-        lab = label_spec(spec.label.kind)
+        if spec.data.table is not None:
+            from ml.tabular import table_label
+
+            lab = table_label(spec, store)  # the table's checks, and the task from the target's values
+        else:
+            lab = label_spec(spec.label.kind)
         check_gap(spec.validation.gap, lab.horizon_days)
         check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # the library's own rules
         validate_against_store(spec, store)
     created = datetime.now(timezone.utc)
-    run_id = registry.new_run_id(spec.data.symbol, spec.label.kind, spec.model.kind, created)
+    run_id = registry.new_run_id(spec.data.symbol or spec.data.table, spec.label.kind, spec.model.kind, created)
     root = registry.runs_dir(store.home)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{registry.TMP_PREFIX}{run_id}"
@@ -616,7 +624,16 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
 def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline) -> dict:
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
-    data, names, ft = _dataset(spec, store, prog, clock)
+    if spec.data.table is not None:
+        from ml.tabular import table_dataset
+
+        prog(0.05, f"reading table {spec.data.table}")
+        with clock.stage("features"):
+            data, names, ft = table_dataset(spec, store, lab)
+            for c in SESSION_COLUMNS:
+                data[c] = np.nan
+    else:
+        data, names, ft = _dataset(spec, store, prog, clock)
     names, dropped = _drop_empty(data, names)
     y = data["y"].to_numpy()
     if task == "binary":
@@ -664,8 +681,8 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
     last_te = f["splits"][-1][1]
     importance = _importance(f, names)
 
-    bt, bt_record, bt_note = None, None, _NO_BACKTEST
-    if task != "multiclass":
+    bt, bt_record, bt_note = None, None, _NO_BACKTEST if spec.data.table is None else _NO_TABLE_BACKTEST
+    if task != "multiclass" and spec.data.table is None:
         prog(0.84, "backtest")
         with clock.stage("backtest"):
             bt, bt_note = _backtest(spec, store, data[tested], oof_pred, task)

@@ -109,6 +109,31 @@ class WalkForwardSplit:
                 f"gap={self.gap}, min_train={self.min_train}, train_size={self.train_size})")
 
 
+class TimeGroupSplit(WalkForwardSplit):
+    """:class:`WalkForwardSplit` over the *distinct times* of rows sorted by time (a table with
+    several rows per time, e.g. an option chain per day): ``min_train``, ``gap``, ``train_size``
+    and the test blocks count distinct times, and every row of a time goes where its time goes,
+    so the rows of one time never straddle a fold (nor train and test). ``split(X, groups=times)``.
+    """
+
+    def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if groups is None:
+            raise SpecError("TimeGroupSplit needs the rows' times: split(X, groups=times)")
+        t = pd.DatetimeIndex(pd.to_datetime(np.asarray(groups))).asi8
+        if len(t) != len(X):
+            raise SpecError(f"TimeGroupSplit got {len(t)} times for {len(X)} rows")
+        if len(t) > 1 and not bool((t[1:] >= t[:-1]).all()):
+            raise SpecError("TimeGroupSplit needs rows sorted by time: sort the table by its time column")
+        starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]]) if len(t) else np.zeros(0, dtype=np.int64)
+        ends = np.r_[starts[1:], len(t)]
+        try:
+            for tr, te in super().split(starts):
+                yield (np.arange(starts[tr[0]], ends[tr[-1]]) if len(tr) else np.zeros(0, dtype=np.int64),
+                       np.arange(starts[te[0]], ends[te[-1]]))
+        except SpecError as exc:
+            raise SpecError(exc.message.replace(" days ", " distinct times ").replace("have ", "the table has ")) from None
+
+
 def fold_table(dates: Sequence | pd.Index | np.ndarray,
                splits: Iterable[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
     """One row per fold: ``fold`` (0-based), train/test first and last date (inclusive),

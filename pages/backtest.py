@@ -19,7 +19,8 @@ settings they equal ``runs show --json``, /models and the report; at other setti
 run's Sharpe is swapped for the one on screen. Below: drawdown, a rolling 126-day Sharpe,
 monthly returns, a threshold × cost heatmap of Sharpe and DSR (computed once per run and
 long-only choice, never on a slider step), the decile chart of a regression run, trades.
-Multiclass runs (day types, not directions) have no backtest: one sentence says so.
+Multiclass runs (day types, not directions) have no backtest: one sentence says so; nor do runs on a
+table dataset (:data:`NO_TABLE_BACKTEST`).
 
 Downloads: the run's self-contained HTML report at the settings on screen (recorded in
 the report; :func:`ml.report.report_data` rendered by :func:`viz.report.render_report`)
@@ -45,7 +46,7 @@ from ml.report import report_data
 from ml.runinfo import trading_rules
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.feedback import warning_alert
-from pages._components.runs import load_runs, pick_run, run_links, run_page, run_picker
+from pages._components.runs import NO_TABLE_BACKTEST, load_runs, pick_run, run_links, run_page, run_picker, table_run
 from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure, monthly_updates,
                           rolling_sharpe_figure, sharpe_grid_figure, trace_updates)
 from viz.report import render_report
@@ -55,6 +56,7 @@ dash.register_page(__name__, path="/backtest", name="Backtest", order=5, title="
                                "Sharpe after costs, beside the naive baselines.")
 
 log = logging.getLogger(__name__)
+
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 THRESHOLD_MIN, THRESHOLD_MAX = 0.5, 0.8
 EQUITY_HEIGHT = 560  # about the height of the statistics table beside it
@@ -271,14 +273,19 @@ def setup_run(run_id):
                 None, HIDDEN, HIDDEN, None, True, True, True)
     rules = trading_rules(run)
     task = run.get("task")
+    table = table_run(run)
     t = min(max(float(rules["threshold"]), THRESHOLD_MIN), THRESHOLD_MAX)
-    rules_text = ("no trading rules: a multiclass run has no backtest" if task == "multiclass" else
+    rules_text = (NO_TABLE_BACKTEST if table else
+                  "no trading rules: a multiclass run has no backtest" if task == "multiclass" else
                   f"trained with threshold {float(rules['threshold']):.2f}, "
                   f"{'long only' if rules['long_only'] else 'long and short'}, {rules['cost_bps']:g} bp per side")
     summary = html.Div([html.Strong(run.get("name") or run_id), f" · {task} · {rules_text}"
                         + (" · a regression run trades the sign of its predicted return: the threshold does not "
-                           "apply" if task == "regression" else "")], className="almanac-hint")
+                           "apply" if task == "regression" and not table else "")], className="almanac-hint")
     deciles = None
+    if table:  # no backtest at all: no cards, no deciles, no controls
+        return (t, True, bool(rules["long_only"]), float(rules["cost_bps"]), summary, run_links(run_id, "/backtest"),
+                warnings_banner(run), HIDDEN, HIDDEN, None, True, True, True)
     if task == "regression":
         try:
             deciles = _graph("backtest-deciles-graph", decile_figure(replay.deciles(run)))
@@ -338,6 +345,9 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
     full = _full_render(run_id, drawn)
     try:
         run = registry.get_run(run_id)
+        if table_run(run):
+            return (*empty, info_alert(NO_TABLE_BACKTEST, title="No backtest for a table dataset"), None, no_update,
+                    no_update)
         if run.get("task") == "multiclass":
             note = info_alert("this run predicts a day type (" + ", ".join(map(str, run.get("classes") or []))
                               + "), not a direction, so there is no signal to trade: see its classification "
@@ -401,7 +411,7 @@ def render_grid(run_id, long_only):
         return None
     try:
         run = registry.get_run(run_id)
-        if run.get("task") == "multiclass":
+        if run.get("task") == "multiclass" or table_run(run):
             return None
         fig = sharpe_grid_figure(replay.grid(run, bool(long_only)))
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged

@@ -231,6 +231,39 @@ def _window_controls(entries: list[CatalogEntry]) -> dbc.Row:
     ], className="g-3 align-items-end mb-2")
 
 
+def table_rows(home=None) -> list[dict]:
+    """One row per user table (almanac.tables): feature tables with their known-at rule, dataset tables
+    with their time and group columns; sample tables flagged."""
+    from almanac.tables import Tables
+
+    rows = []
+    for e in Tables(home).list():
+        how = f"known at {e.rule}" if e.kind == "features" else f"time {e.key}" + (f", group {e.group}" if e.group else "")
+        rows.append({"table": e.name, "kind": "feature table" if e.kind == "features" else "dataset",
+                     "rows": f"{e.rows:,}", "columns": ", ".join(e.columns), "rule": how,
+                     "source": ("sample: " if e.sample else "") + e.source})
+    return rows
+
+
+def tables_section():
+    """The user's tables (read-only here; imported from the command line)."""
+    try:
+        rows = table_rows()
+    except DataError as exc:
+        return section("Your tables", failure_alert(exc, log, "reading the table catalog"), class_name="mt-3")
+    body = (dbc.Table.from_dataframe(pd.DataFrame(rows), size="sm", striped=True, className="almanac-table mb-1",
+                                     id="data-tables-table") if rows else
+            html.Div("No tables yet.", className="almanac-hint"))
+    return section("Your tables", body,
+                   html.Div(["Feature tables join a build by their known-at time: ",
+                             html.Code("python -m almanac data import-features FILE --name NAME --known-at 16:00"),
+                             "; any table becomes a dataset for experiments: ",
+                             html.Code("python -m almanac data import-table FILE --name NAME --time COLUMN"),
+                             ". The option-delta sample table is written the first time an experiment uses it."],
+                            className="almanac-hint"),
+                   section_id="data-tables-section", class_name="mt-3")
+
+
 def layout(**_query):
     entries, problem = read_catalog(log)
     return html.Div([
@@ -243,6 +276,7 @@ def layout(**_query):
         section("Catalog", _grid(entries),
                 subtitle="Sample datasets are generated or shipped with the lab; the source column says which. "
                          "Click a row to chart it.", section_id="data-catalog-section"),
+        tables_section(),
         dbc.Row([
             dbc.Col(section("Chart", _window_controls(entries),
                             dcc.Loading(html.Div(id="data-chart", className="almanac-chart"), type="default",

@@ -417,7 +417,7 @@ def _summary(run: dict) -> list:
     score = ", ".join(scores)
     dr = run.get("date_range") or {}
     line = html.Div([html.Strong(run.get("name") or run["run_id"]), " · ",
-                     f"{(spec.get('data') or {}).get('symbol')} · label {(spec.get('label') or {}).get('kind')} "
+                     f"{registry.subject(run)} · label {(spec.get('label') or {}).get('kind')} "
                      f"({run.get('task')}) · model {(spec.get('model') or {}).get('kind')} · "
                      f"{dr.get('start', '?')} → {dr.get('end', '?')} · {run.get('n_oof', '?')} out-of-fold days"
                      + (f" · pooled {score}" if score else "")], className="almanac-hint", id="evaluate-summary-line")

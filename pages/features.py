@@ -30,6 +30,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from almanac.errors import SpecError
 from almanac.store import CatalogEntry, Store
 from features import FEATURE_SETS, FeatureTable, build_features
+from features.build import user_sets
 from features.explore import TRAIN_FRACTION, binned_hit_rates, mutual_information, rank_correlation
 from pages._components import (empty_state, failure_alert, info_alert, page_header, page_token, read_catalog,
                                section)
@@ -42,7 +43,11 @@ dash.register_page(__name__, path="/features", name="Features", order=2, title="
 log = logging.getLogger(__name__)
 SET_LABELS = {"early_session": "Early session (minute bars up to the cutoff)",
               "cross_asset": "Cross-asset (other markets up to D-1)",
-              "regime": "Regime (daily bars up to D-1)"}
+              "regime": "Regime (daily bars up to D-1)",
+              "tables": "Your feature tables (joined by their known-at time)",
+              "plugins": "Your plugins (audited for look-ahead; run in the build job)"}
+PLUGIN_WARNING = ("A plugin is Python code you chose to run: it runs in the build job with your rights, never in "
+                  "the web server, and the lab audits what it computes for look-ahead, not what it does.")
 OUTCOMES = {"rest_of_day": "rest of day up (close > price at the cutoff)",
             "direction": "day up (close > open)"}
 DEFAULT_CROSS = ("VIX", "CL")
@@ -96,7 +101,31 @@ def build_kwargs(symbol, start, end, cutoff, sets, cross) -> dict:
 def load_table(config: dict) -> FeatureTable:
     """The feature table of a stored configuration (from the cache after a build)."""
     return build_features(config["symbol"], cutoff=config["cutoff"], sets=config["sets"],
-                          cross_assets=config["cross_assets"], start=config["start"], end=config["end"])
+                          cross_assets=config["cross_assets"], start=config["start"], end=config["end"],
+                          run_plugins=False)  # the web server's process: from the cache, never a plugin run
+
+
+def user_set_hint(home=None) -> list:
+    """What the user brought (feature tables, plugins, read from their registries without running any
+    plugin), and the plain warning about plugins; [] when there is nothing."""
+    from almanac.errors import AlmanacError
+    from almanac.plugins import Plugins
+    from almanac.tables import Tables
+
+    try:
+        tables, plugins = Tables(home).list("features"), Plugins(home).list()
+    except AlmanacError:
+        return []
+    out = []
+    if tables:
+        out.append(html.Div("Feature tables: " + "; ".join(f"{t.name} ({', '.join(t.columns)}; known at {t.rule})"
+                                                          for t in tables)))
+    if plugins:
+        out.append(html.Div("Plugins: " + "; ".join(
+            f"{p.name} ({', '.join(f['name'] for f in p.features)}; sha256 {p.sha256[:12]})" for p in plugins)))
+        out.append(html.Div(PLUGIN_WARNING, id="features-plugin-warning"))
+    return out
+
 
 
 def lineage_text(name: str, lin: dict) -> str:
@@ -200,8 +229,9 @@ def _controls(entries: list[CatalogEntry]) -> list:
         dbc.Row([
             dbc.Col([dbc.Label("Feature sets"),
                      dbc.Checklist(id="features-sets", value=list(FEATURE_SETS), inline=True,
-                                   options=[{"label": SET_LABELS[s], "value": s} for s in FEATURE_SETS])], md=9),
+                                   options=[{"label": SET_LABELS[s], "value": s} for s in [*FEATURE_SETS, *user_sets()]])], md=9),
         ], className="g-3 mt-1"),
+        html.Div(user_set_hint(), id="features-user-sets", className="almanac-hint mt-1"),
         html.Div(symbol_hint(entries, sym) if sym else "", id="features-symbol-hint", className="almanac-hint mt-1"),
         html.Div([
             dbc.Button("Build features", id="features-build", color="primary", n_clicks=0),

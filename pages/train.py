@@ -42,13 +42,14 @@ from almanac.errors import AlmanacError, SpecError
 from almanac.settings import get_settings
 from almanac.spec import spec_from_dict
 from almanac.store import Store
-from features.lineage import FEATURE_SETS
+from features.build import user_sets
+from features.lineage import ALL_SETS, FEATURE_SETS
 from ml.labelers import LABELS
 from ml.models import MODEL_KINDS, default_params
 from pages._components import (empty_state, error_alert, failure_alert, info_alert, page_header, page_token,
                                read_catalog, section)
 from pages._components import jobs
-from pages._components.runs import base_rate, baselines_view, run_warnings
+from pages._components.runs import NO_TABLE_BACKTEST, base_rate, baselines_view, run_warnings, table_run
 from viz.evaluation import cv_scores_figure
 
 dash.register_page(__name__, path="/train", name="Train", order=3, title="Train · Almanac ML Lab",
@@ -66,8 +67,12 @@ DEFAULTS = {
     "sets": ["early_session", "cross_asset", "regime"], "cross_assets": ["VIX", "CL"],
     "label": "rest_of_day", "kind": "lightgbm",
     "scheme": "expanding", "n_splits": 5, "gap": 1, "min_train": 250, "train_size": None,
-    "threshold": 0.55, "cost_bps": 1.0, "long_only": [],
+    "threshold": 0.55, "cost_bps": 1.0, "long_only": [], "target": "",
 }
+#: A table dataset in the symbol list: ``table:<name>`` (its rows, not bars; see ml.tabular).
+TABLE_PREFIX = "table:"
+SET_NAMES = {"tables": "your tables", "plugins": "your plugins"}
+
 
 #: The main parameters shown per model kind: (name, label, input type, step, min).
 MODEL_PARAMS: dict[str, list[tuple[str, str, str, float | None, float | None]]] = {
@@ -166,12 +171,31 @@ def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
     task = LABELS[label].task if label in LABELS else "binary"
     kind = fields.get("kind") or DEFAULTS["kind"]
     scheme = fields.get("scheme") or DEFAULTS["scheme"]
-    sets = [s for s in FEATURE_SETS if s in (fields.get("sets") or [])]
+    sets = [s for s in ALL_SETS if s in (fields.get("sets") or [])]
     name = "" if _blank(fields.get("name")) else str(fields["name"]).strip()
+    validation = {
+        "scheme": scheme,
+        "n_splits": _number(fields.get("n_splits"), "splits", True),
+        "gap": _number(fields.get("gap"), "gap", True),
+        "min_train": _number(fields.get("min_train"), "min train", True),
+        "train_size": _number(fields.get("train_size"), "rolling window", True) if scheme == "rolling" else None,
+    }
+    symbol = (fields.get("symbol") or "").strip()
+    if symbol.startswith(TABLE_PREFIX):  # a table dataset: its target column is the label, no backtest
+        target = "" if _blank(fields.get("target")) else str(fields["target"]).strip()
+        return {
+            **({"name": name} if name else {}),
+            "data": {"table": symbol[len(TABLE_PREFIX):], "target": target or None,
+                     "start": None if _blank(fields.get("start")) else str(fields["start"])[:10],
+                     "end": None if _blank(fields.get("end")) else str(fields["end"])[:10]},
+            "label": {"kind": "column"},
+            "model": {"kind": kind, "params": model_params(kind, "regression", params.get(kind, {}))},
+            "validation": validation,
+        }
     return {
         **({"name": name} if name else {}),
         "data": {
-            "symbol": (fields.get("symbol") or "").strip().upper(),
+            "symbol": symbol.upper(),
             "start": None if _blank(fields.get("start")) else str(fields["start"])[:10],
             "end": None if _blank(fields.get("end")) else str(fields["end"])[:10],
         },
@@ -179,13 +203,7 @@ def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
                      "cross_assets": list(fields.get("cross_assets") or []) if "cross_asset" in sets else []},
         "label": {"kind": label},
         "model": {"kind": kind, "params": model_params(kind, task, params.get(kind, {}))},
-        "validation": {
-            "scheme": scheme,
-            "n_splits": _number(fields.get("n_splits"), "splits", True),
-            "gap": _number(fields.get("gap"), "gap", True),
-            "min_train": _number(fields.get("min_train"), "min train", True),
-            "train_size": _number(fields.get("train_size"), "rolling window", True) if scheme == "rolling" else None,
-        },
+        "validation": validation,
         "backtest": {
             "threshold": _number(fields.get("threshold"), "threshold", False),
             "cost_bps": _number(fields.get("cost_bps"), "cost", False),
@@ -214,7 +232,7 @@ def check_form(fields: dict, params: dict[str, dict]) -> tuple[str | None, str |
 
 def data_span(symbol: str | None, store: Store | None = None) -> tuple[str, str] | None:
     """``(first, last)`` exchange-local dates of ``symbol``'s minute data (else daily), from the catalog."""
-    if not symbol:
+    if not symbol or symbol.startswith(TABLE_PREFIX):
         return None
     store = store or Store()
     for freq in ("1min", "1d"):
@@ -240,12 +258,12 @@ def train_and_label(spec, progress=None, notes: str | None = None) -> dict:
 
 def run_slug(spec) -> str:
     """The part of the spec's run ids after the time stamp (``es-rest-of-day-lightgbm``)."""
-    return registry.new_run_id(spec.data.symbol, spec.label.kind, spec.model.kind).split("-", 2)[2].rsplit("-", 1)[0]
+    return registry.new_run_id(spec.data.symbol or spec.data.table, spec.label.kind, spec.model.kind).split("-", 2)[2].rsplit("-", 1)[0]
 
 
 def yaml_filename(fields: dict) -> str:
     parts = [fields.get("symbol") or "experiment", fields.get("label") or "", fields.get("kind") or ""]
-    return "-".join(str(p).lower().replace("_", "-") for p in parts if p) + ".yaml"
+    return "-".join(str(p).lower().replace("_", "-").replace(":", "-") for p in parts if p) + ".yaml"
 
 
 def progress_view(status: dict | None) -> dict:
@@ -338,9 +356,41 @@ def _symbols(entries) -> tuple[list[str], list[str]]:
     return minute + [s for s in every if s not in minute], every
 
 
+def table_choices(home=None) -> list[dict]:
+    """The dataset tables offered beside the symbols (the option sample always: it is written
+    on first use), as select options ``table:<name>``."""
+    from almanac.sample_options import SAMPLE_TABLE
+    from almanac.tables import Tables
+
+    try:
+        names = [e.name for e in Tables(home).list("dataset")]
+    except AlmanacError:
+        names = []
+    names = sorted(set(names) | {SAMPLE_TABLE})
+    return [{"label": f"{n} (table{', sample' if n == SAMPLE_TABLE else ''})", "value": TABLE_PREFIX + n}
+            for n in names]
+
+
+def table_target(symbol: str | None, home=None) -> str:
+    """The default target of a table choice: ``delta`` for the sample, else its last numeric column."""
+    from almanac.sample_options import SAMPLE_TABLE
+    from almanac.tables import Tables
+
+    if not symbol or not symbol.startswith(TABLE_PREFIX):
+        return ""
+    name = symbol[len(TABLE_PREFIX):]
+    if name == SAMPLE_TABLE:
+        return "delta"
+    try:
+        return Tables(home).entry(name, "dataset").numeric[-1]
+    except (AlmanacError, IndexError):
+        return ""
+
+
 def _form(targets: list[str], symbols: list[str]) -> list:
     d = DEFAULTS
     symbol = d["symbol"] if d["symbol"] in targets else (targets[0] if targets else None)
+    sets = [*FEATURE_SETS, *user_sets()]
     label_options = [{"label": f"{k.replace('_', ' ')} ({v.task})", "value": k} for k, v in LABELS.items()]
     return [
         html.H3("Run", className="almanac-subheading"),
@@ -354,33 +404,40 @@ def _form(targets: list[str], symbols: list[str]) -> list:
         ], className="g-2"),
         html.H3("Data", className="almanac-subheading mt-2"),
         dbc.Row([
-            _labelled("Symbol", dbc.Select(id=_field("symbol"), value=symbol, size="sm",
-                                           options=[{"label": s, "value": s} for s in targets]), width=4),
+            _labelled("Symbol or table", dbc.Select(id=_field("symbol"), value=symbol, size="sm",
+                                                    options=[{"label": s, "value": s} for s in targets]
+                                                    + table_choices()), width=4),
             _labelled("Start", dbc.Input(id=_field("start"), type="date", value=d["start"], size="sm"), width=4),
             _labelled("End", dbc.Input(id=_field("end"), type="date", value=d["end"], size="sm"), width=4),
         ], className="g-2"),
         html.Div(id="train-range-hint", className="almanac-hint mb-2"),
-        html.H3("Features", className="almanac-subheading mt-2"),
+        html.Div(dbc.Row(_labelled("Target column (the label; its values decide the task)",
+                                   dbc.Input(id=_field("target"), value=d["target"], type="text", size="sm",
+                                             debounce=True, placeholder="e.g. delta"), width=6), className="g-2"),
+                 id="train-target-wrap", style={"display": "none"}),
+        html.Div([html.H3("Features", className="almanac-subheading mt-2"),
         dbc.Row([
             _labelled("Cutoff (exchange time)", dbc.Input(id=_field("cutoff"), value=d["cutoff"], type="text",
                                                           size="sm", debounce=True), width=4),
             _labelled("Feature sets", dbc.Checklist(id=_field("sets"), value=d["sets"], inline=True,
-                                                    options=[{"label": s.replace("_", " "), "value": s}
-                                                             for s in FEATURE_SETS]), width=8),
+                                                    options=[{"label": SET_NAMES.get(s, s.replace("_", " ")),
+                                                              "value": s} for s in sets]), width=8),
         ], className="g-2"),
         _labelled("Cross-asset symbols (daily closes up to the day before)",
                   dbc.Checklist(id=_field("cross_assets"), inline=True,
                                 value=[s for s in d["cross_assets"] if s in symbols and s != symbol],
-                                options=[{"label": s, "value": s} for s in symbols])),
+                                options=[{"label": s, "value": s} for s in symbols]))], id="train-bar-features"),
         html.H3("Label and model", className="almanac-subheading mt-2"),
         dbc.Row([
-            _labelled("Label", dbc.Select(id=_field("label"), value=d["label"], options=label_options, size="sm"),
-                      width=6),
+            html.Div(_labelled("Label", dbc.Select(id=_field("label"), value=d["label"], options=label_options,
+                                                   size="sm")), id="train-label-col", className="col-6"),
             _labelled("Model", dbc.Select(id=_field("kind"), value=d["kind"], size="sm",
                                           options=[{"label": MODEL_NAMES.get(k, k), "value": k}
                                                    for k in MODEL_KINDS]), width=6),
         ], className="g-2"),
         html.Div(id="train-label-hint", className="almanac-hint mb-2"),
+        html.Div("The label is the table's target column.", id="train-table-label", className="almanac-hint mb-2",
+                 style={"display": "none"}),
         html.Div([_param_group(k, default_param_values(k)) for k in MODEL_KINDS]),
         html.H3("Walk-forward validation", className="almanac-subheading mt-2"),
         dbc.Row([
@@ -395,12 +452,13 @@ def _form(targets: list[str], symbols: list[str]) -> list:
                                    _number_input("train_size", d["train_size"], 1, 1), width=6), className="g-2"),
                  id="train-size-wrap", style={"display": "none"}),
         html.H3("Backtest", className="almanac-subheading mt-2"),
-        dbc.Row([
+        html.Div(NO_TABLE_BACKTEST, id="train-table-note", className="almanac-hint mb-1", style={"display": "none"}),
+        dbc.Row(id="train-bar-backtest", className="g-2", children=[
             _labelled("Threshold P(up)", _number_input("threshold", d["threshold"], 0.01, 0.5, 1.0), width=4),
             _labelled("Cost (bp per side)", _number_input("cost_bps", d["cost_bps"], 0.1, 0), width=4),
             _labelled("Positions", dbc.Checklist(id=_field("long_only"), value=d["long_only"], switch=True,
                                                  options=[{"label": "long only", "value": "long_only"}]), width=4),
-        ], className="g-2"),
+        ]),
         html.Div(id="train-form-feedback", className="mt-2"),
         html.Div(id="train-submit-feedback"),
         html.Div([
@@ -493,7 +551,8 @@ def result_view(run: dict):
     return html.Div([
         run_warnings(run, "train"),
         html.Div([html.Strong(run.get("name") or "Run", id="train-run-name"), " ", html.Code(run_id, id="train-run-id"),
-                  html.Span(f" · {len(folds)} folds · {int(run.get('n_rows') or 0):,} labelled days",
+                  html.Span(f" · {len(folds)} folds · {int(run.get('n_rows') or 0):,} labelled "
+                            + ("rows" if table_run(run) else "days"),
                             className="almanac-hint")],
                  className="mb-2"),
         html.Div(notes, className="almanac-hint almanac-notes mb-2", id="train-run-notes") if notes else None,
@@ -507,8 +566,10 @@ def result_view(run: dict):
         html.Div([
             dbc.Button("Evaluate this run", href=f"/evaluate?run={run_id}", color="primary", className="me-2",
                        id="train-to-evaluate"),
-            dbc.Button("Backtest this run", href=f"/backtest?run={run_id}", color="primary", outline=True,
-                       id="train-to-backtest"),
+            (html.Span(NO_TABLE_BACKTEST, className="almanac-hint", id="train-no-backtest")
+             if table_run(run) else
+             dbc.Button("Backtest this run", href=f"/backtest?run={run_id}", color="primary", outline=True,
+                        id="train-to-backtest")),
         ], className="mt-2"),
     ])
 
@@ -569,6 +630,21 @@ def follow_symbol(symbol, options, chosen):
         return options, chosen, "", None, None, None, None
     hint = f"{symbol} data: {span[0]} → {span[1]}. Blank dates: all of it."
     return options, chosen, hint, *span, *span
+
+
+@callback(
+    Output("train-target-wrap", "style"), Output("train-table-note", "style"), Output(_field("target"), "value"),
+    Output("train-bar-features", "style"), Output("train-label-col", "style"), Output("train-label-hint", "style"),
+    Output("train-table-label", "style"), Output("train-bar-backtest", "style"),
+    Input(_field("symbol"), "value"), State(_field("target"), "value"),
+)
+def follow_table(symbol, target):
+    """A table choice shows its target field (default: ``delta`` for the sample), says it has no
+    backtest, and hides what only bars have (cutoff, feature sets, label kinds, trading rules)."""
+    show, hide = {"display": "block"}, {"display": "none"}
+    if symbol and symbol.startswith(TABLE_PREFIX):
+        return show, show, target or table_target(symbol), hide, hide, hide, show, hide
+    return hide, hide, target, show, show, show, hide, {"display": "flex"}
 
 
 @callback(

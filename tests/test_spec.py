@@ -73,16 +73,16 @@ validation: {scheme: rolling, n_splits: 3, gap: 2, min_train: 300, train_size: 4
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_are_valid(path):
     s = load_spec(path)
-    assert s.data.symbol == "ES" and s.name == path.stem
+    assert (s.data.symbol == "ES" or s.data.table == "spx_option_delta") and s.name == path.stem
 
 
 @pytest.mark.parametrize("d, expected", [
     (with_(model={"kind": "lgbm"}),
      "spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost"),
     (with_(label={"kind": "up"}),
-     "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return"),
+     "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return, column"),
     (with_(features={"sets": ["early", "regime"]}),
-     "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime"),
+     "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime, tables, plugins"),
     (with_(validation={"scheme": "sliding"}),
      "spec field validation.scheme: 'sliding' is not one of expanding, rolling"),
     (with_(featurs={}),
@@ -119,7 +119,7 @@ def test_example_configs_are_valid(path):
      "spec field data.symbol: symbol 'E S' is not valid: use ASCII letters, digits, '-', '_' or '.', e.g. ES or VIX"),
     (with_(data={"symbol": "ES", "start": "someday"}),
      "spec field data.start: 'someday' is not a date: use YYYY-MM-DD, e.g. 2010-01-04"),
-    (with_(data="ES"), "spec field data: 'ES' is not a mapping; write it as {symbol, start, end}"),
+    (with_(data="ES"), "spec field data: 'ES' is not a mapping; write it as {symbol, table, target, start, end}"),
     ({"label": {"kind": "direction"}}, "spec field data is required: add it"),
 ])
 def test_refusals_are_one_line_and_say_what_to_change(d, expected):

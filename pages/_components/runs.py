@@ -29,6 +29,13 @@ from pages._components.layout import section
 from viz.evaluation import baseline_table, lift_text
 
 RUN_SELECT = "run-select"
+#: The one sentence /train and /backtest show for a table dataset (issue 14): it has no backtest.
+NO_TABLE_BACKTEST = "A table dataset has no backtest: its rows are samples, not trading days to trade."
+
+
+def table_run(run: dict) -> bool:
+    """Whether ``run`` trained on a table dataset (no symbol, no trading day, no backtest)."""
+    return str(registry.subject(run) or "").startswith("table:")
 
 
 def _num(value) -> float | None:
