@@ -34,6 +34,7 @@ import csv
 import io
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,21 @@ _CONTROL_RE = re.compile(b"[" + re.escape(_CONTROL) + b"]")
 _CONTROL_TEXT = "[" + re.escape(_CONTROL.decode()) + "]"
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What a vendor's file layout leaves open, settled by the user (the import's flags);
+    None = detect, and refuse when the file is ambiguous.
+
+    ``delimiter``: ``,``, ``;`` or ``\t`` (``--delimiter``); ``decimal``: ``.`` or ``,``
+    (``--decimal``); ``epoch``: ``s`` or ``ms`` for numeric times (``--epoch``);
+    ``date_order``: ``dmy`` or ``mdy`` for dates such as 03/04/2024 (``--date-order``)."""
+
+    delimiter: str | None = None
+    decimal: str | None = None
+    epoch: str | None = None
+    date_order: str | None = None
+
+
 def _size(n: int) -> str:
     """``n`` bytes for a message: ``190 MB``, ``64 KB``, ``4 GB``."""
     for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
@@ -72,7 +88,9 @@ class _Reader:
     for its own refusals too. After :meth:`read`, ``kind`` is ``"csv"`` or ``"parquet"``.
     """
 
-    def __init__(self, source: Path | bytes, display: str, limits: Limits | None = None):
+    def __init__(self, source: Path | bytes, display: str, limits: Limits | None = None,
+                 layout: Layout | None = None):
+        self.layout = layout or Layout()
         self.data = source if isinstance(source, (bytes, bytearray, memoryview)) else None
         self.path = None if self.data is not None else Path(source)
         self.name = display

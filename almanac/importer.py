@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from almanac.errors import DataError
-from almanac.filereader import _CONTROL_TEXT, _Reader, _size
-from almanac.sessions import session_for
+from almanac.filereader import _CONTROL_TEXT, Layout, _Reader, _size
+from almanac.sessions import KNOWN_SESSIONS, Session, session_for
 from almanac.settings import Limits, get_limits
-from almanac.store import FREQS, CatalogEntry, Store, check_freq, normalize_symbol
+from almanac.store import FREQS, CatalogEntry, Store, bar_minutes, check_freq, normalize_symbol
 
 TIME_NAMES = ("timestamp", "datetime", "date", "time", "ts")
 ALIASES = {"adjclose": "adj_close", "adjustedclose": "adj_close", "vol": "volume"}
@@ -55,6 +55,18 @@ def check_upload_size(nbytes: int, filename: str, limits: Limits | None = None) 
 class ImportResult:
     entry: CatalogEntry
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the import assumed (the zone of naive times)
+
+
+@dataclass
+class _Parsed:
+    """A validated file: canonical frame, bar size, warnings, notes and the session it was read in."""
+
+    frame: pd.DataFrame
+    freq: str
+    warnings: list[str]
+    notes: list[str]
+    session: Session
 
 
 def _key(name: str) -> str:
@@ -85,6 +97,7 @@ def _map_columns(df: pd.DataFrame, rd: _Reader) -> tuple[pd.DataFrame, dict[str,
         if c in keys:
             mapping[c] = keys[c]
     if "adj_close" in keys:
+        mapping["adj_close"] = keys["adj_close"]
         if "close" in mapping:
             warnings.append(f"{rd.name}: both Close and Adj Close present; using Close")
         else:
@@ -217,8 +230,9 @@ def _check_years(ts: pd.Series, raw: pd.Series, rd: _Reader, col: str, failures:
 
 
 def _detect_freq(ts: pd.Series, rd: _Reader, wall_tz: str) -> str:
-    """1min or 1d from the spacing of the UTC times ``ts``; one bar is daily if it falls on
-    midnight in ``wall_tz`` (the zone its wall-clock times were written in)."""
+    """The bar size (:data:`FREQS`) from the spacing of the UTC times ``ts``: the median
+    step between bars; one bar is daily if it falls on midnight in ``wall_tz`` (the zone
+    its wall-clock times were written in)."""
     times = pd.DatetimeIndex(ts).asi8
     strictly = len(times) > 1 and bool((times[1:] > times[:-1]).all())
     uniq = ts if strictly else ts.drop_duplicates().sort_values()  # already unique and in order: no copy
@@ -226,12 +240,33 @@ def _detect_freq(ts: pd.Series, rd: _Reader, wall_tz: str) -> str:
         local = uniq.dt.tz_convert(wall_tz).dt.tz_localize(None)
         return "1d" if (local == local.dt.normalize()).all() else "1min"
     step = uniq.diff().dropna().median()
-    if step <= pd.Timedelta(minutes=1):
-        return "1min"
     if step >= pd.Timedelta(hours=20):
         return "1d"
-    raise rd.fail(f"bars are {step} apart; the lab stores 1-minute or daily bars: resample, "
-                  "or pass --freq if that is wrong")
+    for f in FREQS[:-1]:
+        if step == pd.Timedelta(f):
+            return f
+    if step < pd.Timedelta(minutes=1):
+        return "1min"  # seconds apart: refused later as off the minute grid
+    raise rd.fail(f"bars are {step} apart; the lab stores {', '.join(FREQS[:-1])} or 1d bars: resample "
+                  "to one of them, or pass --freq if that is wrong")
+
+
+def _check_grid(ts: pd.Series, freq: str, session: Session, rd: _Reader, col: str, stamp: str) -> None:
+    """Refuse intraday bars whose start is off the ``freq`` grid anchored at the session open
+    (a bar would straddle the open or a cutoff); whole minutes for every size."""
+    size = bar_minutes(freq)
+    local = ts.dt.tz_convert(session.tz)
+    secs = local.dt.second.to_numpy() + local.dt.microsecond.to_numpy()
+    mins = (local.dt.hour * 60 + local.dt.minute).to_numpy() - (session.open.hour * 60 + session.open.minute)
+    bad = (secs != 0) | (mins % size != 0)
+    if (size > 1 or stamp == "end") and bad.any():
+        i = int(np.argmax(bad))
+        shown = f"{local.iloc[i]:%Y-%m-%d %H:%M:%S}"
+        hint = ("; bars stamped at their end? pass --stamp end" if stamp == "start" and size > 1 else
+                f"; check --stamp {stamp}" if size > 1 else "")
+        raise rd.fail(f"the bar at {shown} {session.tz} is not on the {freq} grid of the session opening at "
+                      f"{session.open:%H:%M} (bars start at {session.open:%H:%M} + multiples of {size} min){hint}",
+                      column=col)
 
 
 def _check_rules(df: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
@@ -288,10 +323,29 @@ class _Failures:
 
 
 def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: str | None = None,
-                   display_name: str | None = None,
-                   allow_nonpositive: bool = False) -> tuple[pd.DataFrame, str, list[str]]:
+                   display_name: str | None = None, allow_nonpositive: bool = False,
+                   calendar: str | None = None, stamp: str = "start",
+                   layout: Layout | None = None) -> tuple[pd.DataFrame, str, list[str]]:
     """Read and validate a user's file (a path, or an upload's bytes with ``display_name``);
-    returns (canonical frame, freq, warnings). Writes nothing.
+    returns (canonical frame, freq, warnings). Writes nothing. See :func:`_read`."""
+    p = _read(path, symbol, freq, tz, display_name, allow_nonpositive, calendar, stamp, layout)
+    return p.frame, p.freq, p.warnings
+
+
+def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: str | None = None,
+          display_name: str | None = None, allow_nonpositive: bool = False,
+          calendar: str | None = None, stamp: str = "start", layout: Layout | None = None) -> _Parsed:
+    """Read and validate a user's file (a path, or an upload's bytes with ``display_name``).
+    Writes nothing.
+
+    ``calendar``: an ``exchange_calendars`` name (None: the symbol's default, none for a
+    symbol the lab does not know, with a warning naming ``--calendar``). Bars during the
+    regular hours of a date the calendar has no session for, or after its early close, are
+    dropped with a counted warning. ``tz``: the zone of naive times (default: the
+    calendar's / symbol's zone, said in a note). ``stamp="end"``: intraday bars are stamped
+    at their end and are moved to their start (checked to lie on the bar grid).
+    ``layout``: the vendor layout (:class:`almanac.filereader.Layout`) where it cannot be
+    detected or is ambiguous.
 
     The file is read and validated a chunk at a time (:meth:`almanac.filereader._Reader.chunks`):
     each chunk's values become float64 and its times int64 at once, so the text of the file
@@ -301,16 +355,23 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     and run on the whole int64 array.
 
     ``allow_nonpositive`` accepts prices <= 0 (spreads); otherwise they are refused."""
+    layout = layout or Layout()
     if isinstance(path, (bytes, bytearray, memoryview)):
-        rd = _Reader(path, display_name or "upload")
+        rd = _Reader(path, display_name or "upload", layout=layout)
     else:
         path = Path(path)
-        rd = _Reader(path, display_name or path.name)
+        rd = _Reader(path, display_name or path.name, layout=layout)
     sym = normalize_symbol(symbol)
-    session_tz = session_for(sym).tz
+    session = session_for(sym, calendar)
+    session_tz = session.tz
+    notes: list[str] = []
+    given_tz = tz
     tz = tz or session_tz
     if freq is not None:
         check_freq(freq)
+    if stamp not in ("start", "end"):
+        raise DataError(f"--stamp {stamp!r} is not a bar stamp: use start (bars stamped at their start, the "
+                        "default) or end")
     failures = _Failures()
     mapping: dict[str, str] = {}
     warnings: list[str] = []
@@ -358,7 +419,20 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     del wall
     wall_tz = tz if naive else session_tz  # the zone the file's dates were written in
     freq = freq or _detect_freq(ts, rd, wall_tz)
-    required = ("open", "high", "low", "close", "volume") if freq == "1min" else ("close",)
+    intraday = freq != "1d"
+    if intraday and "adj_close" in mapping:
+        raise rd.fail(f"column '{mapping['adj_close']}' (adjusted close) is a daily series; {freq} bars need "
+                      "a Close, Last or Price column: remove the adjusted close", column=mapping["adj_close"])
+    if stamp == "end":
+        if not intraday:
+            raise rd.fail("--stamp end applies to intraday bars; daily bars are stamped with their date")
+        ts = ts - pd.Timedelta(minutes=bar_minutes(freq))
+    if intraday:
+        _check_grid(ts, freq, session, rd, col, stamp)
+    if naive and time_tz is None and intraday:
+        why = f"the {session.calendar} calendar's zone" if session.calendar else f"{sym}'s default zone"
+        notes.append(f"naive times read as {tz}" + ("" if given_tz else f" ({why}; pass --tz to change)"))
+    required = ("open", "high", "low", "close", "volume") if intraday else ("close",)
     missing = [c for c in required if c not in values]
     if freq == "1d" and any(c in values for c in ("open", "high", "low")):
         missing += [c for c in ("open", "high", "low") if c not in values]
@@ -366,7 +440,7 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
         raise rd.fail(f"missing required column(s) {', '.join(missing)} for {freq} bars "
                       f"(found {list(mapping.values())})")
     failures.raise_first()  # the bar rules
-    if freq == "1min":
+    if intraday:
         tcol, tvals = "timestamp", ts  # already UTC
     else:
         tcol, tvals = "date", ts.dt.tz_convert(wall_tz).dt.tz_localize(None).dt.normalize()
@@ -378,9 +452,53 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
         pool.release_unused()
     df = pd.DataFrame(columns, copy=False)
     del tvals, columns
+    if calendar is None and not session.calendar and sym not in KNOWN_SESSIONS:
+        warnings.append(f"{sym} has no exchange calendar: its trading days are the weekdays with data and its "
+                        f"session {session.label}; pass --calendar (e.g. XNYS, CMES, XLON) for holidays and "
+                        "early closes")
+    df = _dedup_sort(df, tcol, value_cols, mapping, rd, warnings)
+    if session.calendar:
+        df = _drop_outside(df, tcol, session, rd, warnings)
+    return _Parsed(df, freq, warnings, notes, session)
+
+
+def _drop_outside(df: pd.DataFrame, tcol: str, session: Session, rd: _Reader, warnings: list[str]) -> pd.DataFrame:
+    """Drop the bars the calendar says cannot exist: a daily bar on a date without a session;
+    an intraday bar inside the regular hours of a date without a session or after an early
+    close (overnight bars, outside the regular hours, are kept). One counted warning."""
+    t = df[tcol]
+    if tcol == "date":
+        dates = pd.DatetimeIndex(t)
+        bad = ~session.is_session(dates)
+    else:
+        local = t.dt.tz_convert(session.tz)
+        dates = pd.DatetimeIndex(local.dt.tz_localize(None).dt.normalize())
+        uniq = dates.unique()
+        lo = pd.Series(session.at(uniq, session.open).as_unit("us").asi8, index=uniq)
+        hi = pd.Series(session.at(uniq, session.close).as_unit("us").asi8, index=uniq)
+        o = pd.Series(session.opens(uniq).as_unit("us").asi8, index=uniq)
+        c = pd.Series(session.closes(uniq).as_unit("us").asi8, index=uniq)
+        us = pd.DatetimeIndex(t).as_unit("us").asi8
+        reg = (us >= lo.reindex(dates).to_numpy()) & (us < hi.reindex(dates).to_numpy())
+        bad = reg & ~((us >= o.reindex(dates).to_numpy()) & (us < c.reindex(dates).to_numpy()))
+    if not bad.any():
+        return df
+    first = t[bad].iloc[0]
+    shown = f"{first:%Y-%m-%d}" if tcol == "date" else f"{first.tz_convert(session.tz):%Y-%m-%d %H:%M} {session.tz}"
+    if bad.all():
+        raise rd.fail(f"every bar is outside the {session.calendar} calendar's sessions (first at {shown}): "
+                      "check the dates and --tz, or choose another --calendar")
+    warnings.append(f"{rd.name}: dropped {int(bad.sum())} bar(s) outside the {session.calendar} calendar's sessions "
+                    f"(holidays, after early closes), first at {shown}")
+    return df[~bad].reset_index(drop=True)
+
+
+def _dedup_sort(df: pd.DataFrame, tcol: str, value_cols: list[str], mapping: dict[str, str], rd: _Reader,
+                warnings: list[str]) -> pd.DataFrame:
+    """Exact duplicate rows dropped and rows sorted, each with a warning; clashing rows refused."""
     order = df[tcol].array.asi8
     if len(order) < 2 or bool((order[1:] > order[:-1]).all()):
-        return df, freq, warnings  # strictly increasing: no duplicates, in order
+        return df  # strictly increasing: no duplicates, in order
     df["__row"] = np.arange(1, len(df) + 1)
     cols = [tcol, *value_cols]
     exact = df.duplicated(subset=[tcol, *value_cols], keep="first")
@@ -397,7 +515,7 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     if not df[tcol].is_monotonic_increasing:
         warnings.append(f"{rd.name}: rows were not in time order; sorted them")
         df = df.sort_values(tcol, kind="stable")
-    return df[cols].reset_index(drop=True), freq, warnings
+    return df[cols].reset_index(drop=True)
 
 
 def _has_offsets(raw: pd.Series) -> bool:
@@ -409,27 +527,30 @@ def _has_offsets(raw: pd.Series) -> bool:
 
 def import_file(path: Path | str, symbol: str, freq: str | None = None, tz: str | None = None,
                 store: Store | None = None, display_name: str | None = None,
-                allow_nonpositive: bool = False) -> ImportResult:
-    """Validate ``path`` and store it as ``symbol`` (replacing that symbol's dataset atomically)."""
+                allow_nonpositive: bool = False, calendar: str | None = None, stamp: str = "start",
+                layout: Layout | None = None) -> ImportResult:
+    """Validate ``path`` and store it as ``symbol`` (replacing that symbol's dataset atomically),
+    with the session it was read in (zone, hours, calendar); see :func:`_read`."""
     path = Path(path)
-    frame, freq, warnings = read_bars_file(path, symbol, freq, tz, display_name, allow_nonpositive)
+    p = _read(path, symbol, freq, tz, display_name, allow_nonpositive, calendar, stamp, layout)
     store = store or Store()
-    entry = store.write(symbol, freq, frame, source=display_name or path.name)
-    return ImportResult(entry, warnings)
+    entry = store.write(symbol, p.freq, p.frame, source=display_name or path.name, session=p.session)
+    return ImportResult(entry, p.warnings, p.notes)
 
 
 def import_bytes(data: bytes, filename: str, symbol: str, freq: str | None = None, tz: str | None = None,
-                 store: Store | None = None, allow_nonpositive: bool = False) -> ImportResult:
+                 store: Store | None = None, allow_nonpositive: bool = False, calendar: str | None = None,
+                 stamp: str = "start", layout: Layout | None = None) -> ImportResult:
     """Import an uploaded file's bytes (the web UI's path).
 
     The bytes are read in memory (no copy in the data home), after the upload limit is
     checked, so a refused upload leaves the home byte-identical."""
     name = Path(filename).name
     check_upload_size(len(data), name)
-    frame, freq, warnings = read_bars_file(bytes(data), symbol, freq, tz, name, allow_nonpositive)
+    p = _read(bytes(data), symbol, freq, tz, name, allow_nonpositive, calendar, stamp, layout)
     store = store or Store()
-    entry = store.write(symbol, freq, frame, source=name)
-    return ImportResult(entry, warnings)
+    entry = store.write(symbol, p.freq, p.frame, source=name, session=p.session)
+    return ImportResult(entry, p.warnings, p.notes)
 
 
-__all__ = ["FREQS", "ImportResult", "check_upload_size", "import_bytes", "import_file", "read_bars_file"]
+__all__ = ["FREQS", "ImportResult", "Layout", "check_upload_size", "import_bytes", "import_file", "read_bars_file"]
