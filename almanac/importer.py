@@ -36,7 +36,16 @@ from almanac.settings import Limits, get_limits
 from almanac.store import FREQS, CatalogEntry, Store, bar_minutes, check_freq, normalize_symbol
 
 TIME_NAMES = ("timestamp", "datetime", "date", "time", "ts")
-ALIASES = {"adjclose": "adj_close", "adjustedclose": "adj_close", "vol": "volume"}
+#: vendor header spellings (lower case, letters and digits only) -> canonical names
+ALIASES = {"adjclose": "adj_close", "adjustedclose": "adj_close", "vol": "volume", "gmttime": "timestamp",
+           "utctime": "timestamp", "last": "close", "price": "close", "o": "open", "h": "high", "l": "low",
+           "c": "close", "v": "volume"}
+#: header spellings whose naive times are UTC whatever the symbol's zone
+UTC_NAMES = ("gmttime", "utctime")
+#: epoch times: plausible magnitudes (1973-2103) of seconds and milliseconds
+EPOCH_RANGES = {"s": (1e8, 4.2e9), "ms": (1e11, 4.2e12)}
+#: a date written day and month first (03/04/2024, 03.04.2024, 3-4-24), and a time after it
+_DM_RE = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?:([ T])(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?$")
 _OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 YEARS = (1900, 2100)  # times outside these years are refused as typos or placeholders
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -78,7 +87,10 @@ def _map_columns(df: pd.DataFrame, rd: _Reader) -> tuple[pd.DataFrame, dict[str,
     """Rename the user's columns to canonical names; returns (frame, canonical->original, warnings)."""
     keys = {}
     for col in df.columns:
-        keys.setdefault(_key(col), col)
+        k = _key(col)
+        if k in keys and k in ("open", "high", "low", "close", "volume", "adj_close"):
+            raise rd.fail(f"columns '{keys[k]}' and '{col}' both give the {k.replace('_', ' ')}: remove one")
+        keys.setdefault(k, col)
     warnings: list[str] = []
     mapping: dict[str, str] = {}
     time_cols = [n for n in TIME_NAMES if n in keys]
@@ -117,7 +129,16 @@ def _parse_numbers(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, fail
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
             vals = raw.astype("float64")
         else:
-            text = raw.astype("string").str.strip().str.replace(",", "", regex=False)
+            text = raw.astype("string").str.strip()
+            decimal = rd.layout.decimal
+            if decimal is None and rd.sep != ",":
+                comma = text.str.contains(",", regex=False).fillna(False).to_numpy(dtype=bool)
+                if comma.any():  # 4500,25 is a decimal comma in Europe, 4,500 a thousands separator elsewhere
+                    i = int(np.argmax(comma))
+                    failures.add((2, k), rd.fail(f"value {str(raw.iloc[i])[:40]!r} holds a comma: pass --decimal , "
+                                                 "if it is the decimal mark, or --decimal . if it separates "
+                                                 "thousands", row=offset + i + 1, column=mapping[c]))
+            text = text.str.replace(",", ".", regex=False) if decimal == "," else text.str.replace(",", "", regex=False)
             vals = pd.to_numeric(text, errors="coerce").astype("float64")
         bad = ~np.isfinite(vals.to_numpy(dtype="float64", na_value=np.nan))
         if bad.any():
@@ -145,20 +166,92 @@ def _check_text(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failure
                                          row=offset + i + 1, column=mapping[c]))
 
 
+def _epoch_unit(x: np.ndarray) -> tuple[str | None, int]:
+    """``("s" | "ms", -1)`` when every value is a plausible epoch time in that unit; else
+    ``(None, i)`` with ``i`` the first row that does not fit the unit of the first value."""
+    first = x[0] if x.size else np.nan
+    unit = next((u for u, (lo, hi) in EPOCH_RANGES.items() if lo <= first < hi), None)
+    if unit is None:
+        return None, 0
+    lo, hi = EPOCH_RANGES[unit]
+    bad = ~((x >= lo) & (x < hi))
+    return (unit, -1) if not bad.any() else (None, int(np.argmax(bad)))
+
+
+def _parse_epoch(raw: pd.Series, col: str, rd: _Reader, failures: _Failures, offset: int,
+                 state: dict) -> pd.Series | None:
+    """Numeric times as epoch seconds or milliseconds (``--epoch``, else detected from their
+    size on the first chunk), UTC; None if refused."""
+    x = raw.to_numpy(dtype="float64", na_value=np.nan)
+    unit = rd.layout.epoch or state.get("epoch")
+    if unit is None:
+        unit, i = _epoch_unit(x)
+        if unit is None:
+            failures.add((3, 0), rd.fail(f"time value {str(raw.iloc[i])[:40]!r} is a number but not epoch seconds "
+                                         "or milliseconds of the years 1973-2103 (e.g. 1520605800 or 1520605800000): "
+                                         "pass --epoch s or --epoch ms, or write ISO timestamps",
+                                         row=offset + i + 1, column=col))
+            return None
+        state["epoch"] = unit
+    lo, hi = EPOCH_RANGES[unit]
+    bad = ~((x >= lo) & (x < hi))
+    if bad.any():
+        i = int(np.argmax(bad))
+        name = "seconds" if unit == "s" else "milliseconds"
+        failures.add((3, 0), rd.fail(f"time value {str(raw.iloc[i])[:40]!r} is not epoch {name} of the years "
+                                     f"1973-2103; fix the row, or check --epoch", row=offset + i + 1, column=col))
+        return None
+    return pd.Series(pd.to_datetime(x, unit=unit, utc=True), index=raw.index)
+
+
+def _day_month(text: pd.Series, col: str, rd: _Reader, failures: _Failures, offset: int,
+               state: dict) -> pd.Series | None:
+    """Times written day and month first (03/04/2024 09:30): parsed with one explicit format
+    in the order ``--date-order`` gives, or the only order every value of the first chunk
+    parses in. Both orders parsing to different times is ambiguous: refused, naming the flag.
+    None: not this layout (or refused)."""
+    first = text.iloc[0] if len(text) else None
+    m = _DM_RE.match(str(first)) if first is not None and first is not pd.NA else None
+    if m is None:
+        return None
+    sep, year = m.group(2), "%Y" if len(m.group(4)) == 4 else "%y"
+    clock = m.group(6) or ""
+    tfmt = (m.group(5) + ("%H:%M:%S.%f" if "." in clock else "%H:%M:%S" if clock.count(":") == 2 else "%H:%M")
+            if clock else "")
+    fmts = {"dmy": f"%d{sep}%m{sep}{year}{tfmt}", "mdy": f"%m{sep}%d{sep}{year}{tfmt}"}
+    order = rd.layout.date_order or state.get("date_order")
+    if order is None:
+        parsed = {o: pd.to_datetime(text, format=f, errors="coerce") for o, f in fmts.items()}
+        ok = [o for o, ts in parsed.items() if not ts.isna().any()]
+        if len(ok) == 2 and not parsed["dmy"].equals(parsed["mdy"]):
+            failures.add((3, 2), rd.fail(f"dates such as {str(first)[:40]!r} read both day-first and month-first: "
+                                         "pass --date-order dmy or --date-order mdy", row=offset + 1, column=col))
+            return None
+        order = ok[0] if ok else "dmy" if int(m.group(1)) > 12 else "mdy"
+        state["date_order"] = order
+    return pd.to_datetime(text, format=fmts[order], errors="coerce")
+
+
 def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
-                offset: int, first_aware: bool | None) -> tuple[pd.Series | None, bool]:
+                offset: int, first_aware: bool | None, state: dict | None = None) -> tuple[pd.Series | None, bool]:
     """One chunk's times, parsed (naive wall-clock, or tz-aware), or None if they are refused;
-    and whether the file's first time carries a UTC offset (``first_aware`` from the first chunk)."""
+    and whether the file's first time carries a UTC offset (``first_aware`` from the first chunk).
+    ``state`` carries what the first chunk decided (epoch unit, date order) to the next ones."""
+    state = {} if state is None else state
     raw = out["time"]
     col = mapping["time"]
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = raw
-    elif pd.api.types.is_numeric_dtype(raw):
-        failures.add((3, 0), rd.fail("time values are numbers; write them as dates or ISO timestamps", row=1,
-                                     column=col))
-        return None, bool(first_aware)
+    elif pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        ts = _parse_epoch(raw, col, rd, failures, offset, state)
+        if ts is None:
+            return None, True
+        first_aware = True
     else:
         text = raw.astype("string").str.strip()
+        if len(text) and re.fullmatch(r"\d{5,14}(\.\d+)?", str(text.iloc[0])):  # digits only: epoch times
+            ts = _parse_epoch(pd.to_numeric(text, errors="coerce"), col, rd, failures, offset, state)
+            return (None, True) if ts is None else (ts, True)
         aware = _ends_with_offset(text)
         if first_aware is None:
             first_aware = bool(aware[0]) if len(aware) else False
@@ -167,8 +260,12 @@ def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failure
             failures.add((3, 1), rd.fail("mixes times with and without a UTC offset; give every row an offset "
                                          "or none", row=offset + i + 1, column=col))
             return None, first_aware
+        ts = None if first_aware else _day_month(text, col, rd, failures, offset, state)
+        if ts is None and (3, 2) in failures.found:
+            return None, first_aware
         try:  # the common, fast case: one ISO 8601 layout
-            ts = pd.to_datetime(text, format="ISO8601", utc=first_aware)
+            if ts is None:
+                ts = pd.to_datetime(text, format="ISO8601", utc=first_aware)
         except (ValueError, TypeError):
             try:
                 ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=first_aware)
@@ -378,7 +475,8 @@ def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: st
     times: list[np.ndarray] = []  # int64 ns: naive wall-clock, or UTC when the times are aware
     values: dict[str, list[np.ndarray]] = {}
     time_tz = None
-    naive = first_aware = None
+    naive = first_aware = gmt = None
+    tstate: dict = {}  # what the first chunk's times decided (epoch unit, date order)
     offset = 0
     pool = pa.default_memory_pool()
     for chunk in rd.chunks():
@@ -396,10 +494,13 @@ def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: st
         if not offset:
             mapping, warnings = chunk_mapping, chunk_warnings
             naive = not isinstance(df["time"].dtype, pd.DatetimeTZDtype) and not _has_offsets(df["time"])
+            gmt = re.sub(r"[^a-z0-9]", "", mapping["time"].split("+")[0].lower()) in UTC_NAMES
+            if gmt and given_tz is None:
+                tz = "UTC"  # a "Gmt time" column: naive times are UTC
         if rd.kind != "csv":  # a CSV's bytes were scanned for control characters already
             _check_text(df, mapping, rd, failures, offset)
         df = _parse_numbers(df, mapping, rd, failures, offset)
-        ts, first_aware = _parse_time(df, mapping, rd, failures, offset, first_aware)
+        ts, first_aware = _parse_time(df, mapping, rd, failures, offset, first_aware, tstate)
         _check_rules(df, mapping, rd, failures, offset, allow_nonpositive)
         if not any(k[0] < 4 for k in failures.found):  # a file refused before its bar rules keeps nothing
             if not offset:
@@ -417,7 +518,10 @@ def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: st
     del times
     ts = wall.dt.tz_localize("UTC") if time_tz is not None else _localize(wall, rd, col, tz)
     del wall
-    wall_tz = tz if naive else session_tz  # the zone the file's dates were written in
+    epoch = tstate.get("epoch")
+    naive = naive and not epoch
+    # the zone the file's dates were written in (epoch times: UTC dates unless --tz says otherwise)
+    wall_tz = tz if naive else (given_tz or "UTC") if epoch else session_tz
     freq = freq or _detect_freq(ts, rd, wall_tz)
     intraday = freq != "1d"
     if intraday and "adj_close" in mapping:
@@ -429,8 +533,12 @@ def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: st
         ts = ts - pd.Timedelta(minutes=bar_minutes(freq))
     if intraday:
         _check_grid(ts, freq, session, rd, col, stamp)
-    if naive and time_tz is None and intraday:
-        why = f"the {session.calendar} calendar's zone" if session.calendar else f"{sym}'s default zone"
+    if epoch:
+        notes.append(f"times read as epoch {'seconds' if epoch == 's' else 'milliseconds'} (UTC)"
+                     + ("" if rd.layout.epoch else "; pass --epoch to change"))
+    elif naive and time_tz is None and intraday:
+        why = (f"the column '{mapping['time']}' says GMT" if gmt else f"the {session.calendar} calendar's zone"
+               if session.calendar else f"{sym}'s default zone")
         notes.append(f"naive times read as {tz}" + ("" if given_tz else f" ({why}; pass --tz to change)"))
     required = ("open", "high", "low", "close", "volume") if intraday else ("close",)
     missing = [c for c in required if c not in values]
