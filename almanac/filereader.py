@@ -63,6 +63,24 @@ _CONTROL_RE = re.compile(b"[" + re.escape(_CONTROL) + b"]")
 _CONTROL_TEXT = "[" + re.escape(_CONTROL.decode()) + "]"
 
 
+class _Failures:
+    """The refusals found so far, each under a key that orders them as a whole-file check
+    would have met them: (check, column or rule). Chunks come in order, so the first refusal
+    recorded under a key is the first failing row of that check in the file."""
+
+    def __init__(self):
+        self.found: dict[tuple[int, int], DataError] = {}
+
+    def add(self, key: tuple[int, int], error: DataError) -> None:
+        self.found.setdefault(key, error)
+
+    def raise_first(self, before: int = 99) -> None:
+        """Raise the first refusal of a check numbered below ``before``, if any."""
+        keys = [k for k in self.found if k[0] < before]
+        if keys:
+            raise self.found[min(keys)]
+
+
 @dataclass(frozen=True)
 class Layout:
     """What a vendor's file layout leaves open, settled by the user (the import's flags);

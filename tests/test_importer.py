@@ -623,7 +623,7 @@ def test_row_limit_applies_to_csv_too(seeded, tmp_path, monkeypatch):
 
 def test_offset_detection_matches_python_re_on_ascii_and_other_text():
     """The vectorized (RE2) test for a trailing UTC offset gives Python re's answer."""
-    from almanac.importer import _OFFSET_RE, _ends_with_offset
+    from almanac.bartimes import _OFFSET_RE, _ends_with_offset
 
     texts = ["2018-03-09 09:30:00+00:00", "2018-03-09 09:30:00", "2018-03-09T09:30Z", "2018-03-09 09:30 -0500",
              "2018-03-09 09:30:00.123+05", "09:30+05:30", "2018-03-09", "", "2018-03-09 09:30:00 +00:00x",
