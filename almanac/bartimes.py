@@ -246,19 +246,22 @@ def _drop_outside(df: pd.DataFrame, tcol: str, session: Session, rd: _Reader, wa
     close (overnight bars, outside the regular hours, are kept). One counted warning."""
     t = df[tcol]
     if tcol == "date":
-        dates = pd.DatetimeIndex(t)
-        bad = ~session.is_session(dates)
-    else:
-        local = t.dt.tz_convert(session.tz)
-        dates = pd.DatetimeIndex(local.dt.tz_localize(None).dt.normalize())
-        uniq = dates.unique()
-        lo = pd.Series(session.at(uniq, session.open).as_unit("us").asi8, index=uniq)
-        hi = pd.Series(session.at(uniq, session.close).as_unit("us").asi8, index=uniq)
-        o = pd.Series(session.opens(uniq).as_unit("us").asi8, index=uniq)
-        c = pd.Series(session.closes(uniq).as_unit("us").asi8, index=uniq)
+        bad = ~session.is_session(pd.DatetimeIndex(t))
+    else:  # rows sorted: locate each date's closed stretches of regular hours (a few thousand look-ups)
         us = pd.DatetimeIndex(t).as_unit("us").asi8
-        reg = (us >= lo.reindex(dates).to_numpy()) & (us < hi.reindex(dates).to_numpy())
-        bad = reg & ~((us >= o.reindex(dates).to_numpy()) & (us < c.reindex(dates).to_numpy()))
+        first, last = (pd.Timestamp(x).tz_convert(session.tz).tz_localize(None).normalize() for x in (t.iloc[0],
+                                                                                                      t.iloc[-1]))
+        days = pd.date_range(first - pd.Timedelta(days=1), last + pd.Timedelta(days=1), freq="D")
+        reg_open, reg_close = (session.at(days, w).as_unit("us").asi8 for w in (session.open, session.close))
+        opens, closes = session.opens(days).as_unit("us").asi8, session.closes(days).as_unit("us").asi8
+        # closed: [regular open, session open) and [session close, regular close); a holiday's
+        # session is empty at its regular open, so the second covers all its regular hours
+        lo = np.searchsorted(us, np.r_[reg_open, closes], side="left")
+        hi = np.searchsorted(us, np.r_[opens, reg_close], side="left")
+        delta = np.zeros(us.size + 1, dtype=np.int64)
+        np.add.at(delta, lo, 1)
+        np.add.at(delta, hi, -1)
+        bad = np.cumsum(delta)[:-1] > 0
     if not bad.any():
         return df
     first = t[bad].iloc[0]
