@@ -85,10 +85,17 @@ class Session:
         return self.local(ts_utc).dt.tz_localize(None).dt.normalize()
 
     def trading_days(self, ts_utc: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
-        """Sorted local dates that have at least one bar in the regular session."""
+        """Sorted local dates that have at least one bar in the regular session (with a
+        calendar: dates it has a session on, and a bar before that day's close)."""
         s = pd.Series(ts_utc) if isinstance(ts_utc, pd.DatetimeIndex) else ts_utc
-        days = self.local_date(s[self.in_session(s)])
-        return pd.DatetimeIndex(days.unique()).sort_values().rename("date")
+        s = s[self.in_session(s)]
+        days = pd.DatetimeIndex(self.local_date(s).unique()).sort_values().rename("date")
+        if self.calendar and len(days):
+            us = pd.DatetimeIndex(s.sort_values()).as_unit("us").asi8
+            lo = np.searchsorted(us, self.opens(days).as_unit("us").asi8, side="left")
+            hi = np.searchsorted(us, self.closes(days).as_unit("us").asi8, side="left")
+            days = days[hi > lo]
+        return days
 
     def at(self, dates, wall: time | str) -> pd.DatetimeIndex:
         """UTC instants of local wall-clock time ``wall`` on each local date."""

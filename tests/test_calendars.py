@@ -115,3 +115,31 @@ def test_store_records_the_session_and_an_old_entry_gets_its_default(store):
     del old["calendar"]  # a catalog written before calendars
     from almanac.store import CatalogEntry
     assert session_of(CatalogEntry.from_dict(old)) == ES
+
+
+def test_a_cutoff_after_the_early_close_leaves_that_day_without_a_rest_of_day():
+    """Cutoff 14:00: on 2018-11-23 the session closed at 13:00, so there is no price at the
+    cutoff to trade from: cutoff_price, the window features and the label are NaN, while the
+    ordinary days around it keep theirs; no trade is made that day."""
+    bars = _three_days("2018-11-23", "2018-11-21", "2018-11-26")
+    table = session_table(bars, ES, "14:00")
+    assert np.isnan(table.loc[pd.Timestamp("2018-11-23"), "cutoff_price"])
+    assert table.loc[pd.Timestamp("2018-11-23"), "close"] == 101.0
+    assert table.loc[[pd.Timestamp("2018-11-21"), pd.Timestamp("2018-11-26")], "cutoff_price"].tolist() == [100.0,
+                                                                                                            100.0]
+    label = make_label("rest_of_day", table.reset_index())
+    assert np.isnan(label[pd.Timestamp("2018-11-23")])
+    # the runner predicts only labelled days: no prediction, no trade that day
+    frame = table.reset_index()[["date", "cutoff_price", "close", "prev_close"]]
+    frame["prob"] = np.where(label.notna().to_numpy(), 0.9, np.nan)
+    trades = backtest(frame, threshold=0.55).trades
+    assert [f"{d:%m-%d}" for d in trades["date"]] == ["11-21", "11-26"]
+    # a cutoff at the regular close keeps the ordinary days (and the early-close day has none)
+    at_close = session_table(bars, ES, "16:00")
+    assert at_close["cutoff_price"].isna().tolist() == [False, True, False]
+
+
+def test_trading_days_follow_the_calendar():
+    bars = pd.concat([_bars("2018-11-21", {}), _bars("2018-11-22", {}), _bars("2018-11-23", {})], ignore_index=True)
+    assert list(ES.trading_days(bars["timestamp"]).strftime("%d")) == ["21", "23"]
+    assert list(Session().trading_days(bars["timestamp"]).strftime("%d")) == ["21", "22", "23"]
