@@ -244,6 +244,8 @@ def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: st
         path = Path(path)
         rd = _Reader(path, display_name or path.name, layout=layout)
     sym = normalize_symbol(symbol)
+    if calendar is not None and calendar.strip().lower() in ("", "none"):
+        calendar = ""  # explicitly none: every weekday with data, the default hours
     session = session_for(sym, calendar)
     session_tz = session.tz
     notes: list[str] = []

@@ -34,7 +34,8 @@ def register(sub) -> None:
                                   "America/New_York for the sample symbols); aware and epoch times keep theirs")
     imp.add_argument("--calendar", help="exchange calendar (an exchange_calendars name such as XNYS, CMES, XLON): "
                                         "holidays and early closes (default: XNYS for the sample symbols, none for "
-                                        "others); bars outside its sessions are dropped with a warning")
+                                        "others; 'none' for none); bars outside its sessions are dropped with a "
+                                        "warning")
     imp.add_argument("--stamp", choices=["start", "end"], default="start",
                      help="intraday bars stamped at their start (default) or end (moved to their start)")
     imp.add_argument("--delimiter", choices=[",", ";", "tab"], help="CSV field separator (default: detected)")
@@ -104,10 +105,13 @@ def cmd_list(args) -> int:
     if not entries:
         print("the catalog is empty: start the app (it creates sample data) or run `python -m almanac data import`")
         return 0
-    print(f"{'symbol':<8}{'freq':<6}{'start':<27}{'end':<27}{'rows':>10}  source")
+    from almanac.sessions import session_of
+
+    print(f"{'symbol':<8}{'freq':<6}{'calendar':<9}{'start':<27}{'end':<27}{'rows':>10}  source")
     for e in entries:
         flag = " [sample]" if e.sample else ""
-        print(f"{e.symbol:<8}{e.freq:<6}{e.start:<27}{e.end:<27}{e.rows:>10}  {e.source[:60]}{flag}")
+        cal = session_of(e).calendar or "none"
+        print(f"{e.symbol:<8}{e.freq:<6}{cal:<9}{e.start:<27}{e.end:<27}{e.rows:>10}  {e.source[:60]}{flag}")
     return 0
 
 
