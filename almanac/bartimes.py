@@ -226,15 +226,17 @@ def _check_grid(ts: pd.Series, freq: str, session: Session, rd: _Reader, col: st
     """Refuse intraday bars whose start is off the ``freq`` grid anchored at the session open
     (a bar would straddle the open or a cutoff); whole minutes for every size."""
     size = bar_minutes(freq)
+    if size == 1 and stamp == "start":
+        return  # 1-minute bars as before: any stamp
     local = ts.dt.tz_convert(session.tz)
     secs = local.dt.second.to_numpy() + local.dt.microsecond.to_numpy()
     mins = (local.dt.hour * 60 + local.dt.minute).to_numpy() - (session.open.hour * 60 + session.open.minute)
     bad = (secs != 0) | (mins % size != 0)
-    if (size > 1 or stamp == "end") and bad.any():
+    if bad.any():
         i = int(np.argmax(bad))
         shown = f"{local.iloc[i]:%Y-%m-%d %H:%M:%S}"
-        hint = ("; bars stamped at their end? pass --stamp end" if stamp == "start" and size > 1 else
-                f"; check --stamp {stamp}" if size > 1 else "")
+        hint = ("; a bar may not straddle the open or a cutoff: import finer bars, or pass --stamp end if they are "
+                "stamped at their end" if stamp == "start" else f"; check --stamp {stamp}")
         raise rd.fail(f"the bar at {shown} {session.tz} is not on the {freq} grid of the session opening at "
                       f"{session.open:%H:%M} (bars start at {session.open:%H:%M} + multiples of {size} min){hint}",
                       column=col)
