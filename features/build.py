@@ -348,7 +348,8 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
         atr_cols = {"or_range_atr", "overnight_range_atr"}
         add(early, lambda c: minute_label + (daily_label if c in atr_cols and daily_label != minute_label else []))
         if not db.has_overnight:
-            notes.append(f"overnight_range_atr absent: {sym} 1min has no bars outside the regular session")
+            notes.append(f"overnight_range_atr absent: {sym} {target.minute.freq} has no bars outside the regular "
+                         "session")
         _stale_note(daily, days, f"{sym} daily bars (ATR)", notes, shown)
 
     if "cross_asset" in cfg["sets"]:
@@ -385,7 +386,8 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step):
                          "(close-only series)")
         add(align_prev(reg, days), lambda c: daily_label)
         if target.minute is not None and target.daily is None:
-            notes.append(f"regime daily bars derived from {sym} 1min (regular session): {sym} has no usable 1d file")
+            notes.append(f"regime daily bars derived from {sym} {target.minute.freq} (regular session): {sym} has no "
+                         "usable 1d file")
 
     if not parts:
         raise SpecError(f"no features to build for {sym} with sets {', '.join(cfg['sets'])}: "
