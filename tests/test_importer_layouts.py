@@ -149,6 +149,11 @@ REFUSALS = [
      "the session opening at 09:30"),
     ("stamp_daily.csv", b"Date,Close\n2018-03-13,2750\n2018-03-14,2751\n", {"stamp": "end"},
      "stamp_daily.csv: --stamp end applies to intraday bars"),
+    ("end_offgrid.csv", ("Datetime,Open,High,Low,Close,Volume\n"
+                         + "".join(f"2018-03-13 09:{m:02d},1,2,0.5,1.5,3\n" for m in (37, 42, 47))).encode(),
+     {"stamp": "end"},
+     "end_offgrid.csv, column 'Datetime': the bar at 2018-03-13 09:32:00 America/New_York is not on the 5min grid "
+     "of the session opening at 09:30 (bars start at 09:30 + multiples of 5 min); check --stamp end"),
     ("both.csv", ISO.replace("Volume", "Vol").replace("Datetime,", "Datetime,Last,").replace(
         ":00,", ":00,1,").encode(), {},
      "both.csv: columns 'Last' and 'Close' both give the close: remove one"),
@@ -163,6 +168,23 @@ def test_refusals_are_one_line_and_leave_the_store_unchanged(store, name, data, 
         import_bytes(data, name, "ES", store=store, **kw)
     assert exc.value.message.startswith(message), exc.value.message
     assert "\n" not in exc.value.message
+    assert snapshot(store.home) == before
+
+
+#: the import options above as command-line flags
+FLAGS = {"stamp": lambda v: ["--stamp", v]}
+
+
+@pytest.mark.parametrize("name,data,kw,message", REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_refusals_from_the_command_line_exit_2_with_one_line(store, tmp_path, capsys, name, data, kw, message):
+    import_bytes(ISO.encode(), "seed.csv", "ES", store=store)
+    before = snapshot(store.home)
+    f = tmp_path / name
+    f.write_bytes(data)
+    args = [a for k, v in kw.items() for a in FLAGS[k](v)]
+    assert main(["data", "import", str(f), "--symbol", "ES", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {message}")
     assert snapshot(store.home) == before
 
 
