@@ -158,7 +158,8 @@ class _Reader:
     def _unpack(self, magic: bytes, suffix: str) -> str:
         """Detect gzip or zip (by magic bytes or suffix): the suffix of the file inside. A zip
         must hold exactly one file; a compressed Parquet file is refused (Parquet is compressed)."""
-        kind = "gzip" if magic[:2] == b"\x1f\x8b" else "zip" if magic == b"PK\x03\x04" else COMPRESSED_SUFFIXES.get(suffix)
+        kind = ("gzip" if magic[:2] == b"\x1f\x8b" else "zip" if magic == b"PK\x03\x04"
+                else COMPRESSED_SUFFIXES.get(suffix))
         if kind is None:
             return suffix
         self.compression = kind

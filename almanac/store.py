@@ -7,8 +7,10 @@ Layout under ``ALMANAC_HOME``::
 
 Canonical frames
     intraday (``1min``, ``5min``, ``15min``, ``30min``, ``1h``): ``timestamp`` (UTC, bar
-    start), ``open``, ``high``, ``low``, ``close``, ``volume``. ``1d``: ``date`` (naive midnight, the exchange's local date) and
-    ``close``, optionally ``open``, ``high``, ``low``, ``volume``.
+    start), ``open``, ``high``, ``low``, ``close``, ``volume``. ``1d``: ``date`` (naive
+    midnight, the exchange's local date) and ``close``, optionally ``open``, ``high``,
+    ``low``, ``volume``. Each entry records the session it was read in: ``tz``, hours and
+    ``calendar`` (an ``exchange_calendars`` name; "" none; absent in older catalogs).
 
 Crash consistency. Data files are content-addressed and never changed in place: a
 write stages the new file under a temporary name, names it

@@ -11,9 +11,9 @@
   check the symbol (default: from the file name), optionally choose the bar size, the
   exchange calendar, the time zone, end-stamped bars or allow prices <= 0 (spreads), press
   Import. The file-layout controls (delimiter, decimal mark, epoch unit, date order) open
-  by themselves when a refusal names one of their flags. An upload over ``ALMANAC_MAX_UPLOAD_MB`` is refused from its encoded length,
-  before it is decoded. The import runs as a
-  background job; success shows the stored range and any warnings, a refusal shows the
+  by themselves when a refusal names one of their flags. An upload over
+  ``ALMANAC_MAX_UPLOAD_MB`` is refused from its encoded length, before it is decoded.
+  The import runs as a background job; success shows the stored range and any warnings, a refusal shows the
   importer's one-line message, and the store is unchanged.
 """
 
