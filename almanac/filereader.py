@@ -31,9 +31,13 @@ this module must not import it (the importer imports this one).
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import re
+import zipfile
+import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +48,11 @@ import pyarrow.parquet as pq
 from almanac.errors import DataError
 from almanac.settings import Limits, get_limits
 
-CSV_SUFFIXES = {".csv", ".txt"}
+CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zip": "zip"}
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+#: what a damaged gzip or zip stream raises while it is read
+_COMPRESSION_ERRORS = (gzip.BadGzipFile, zipfile.BadZipFile, zlib.error, EOFError)
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 SCAN_CHUNK = 4 << 20  # bytes per read of the CSV scan
 CHUNK_ROWS = 1 << 20  # rows per chunk the importer validates at a time
@@ -53,6 +61,39 @@ EXPANSION_FLOOR = 64 * 2**20  # a Parquet file that reads into less than this is
 _CONTROL = bytes(c for c in range(32) if c not in (9, 10, 13))
 _CONTROL_RE = re.compile(b"[" + re.escape(_CONTROL) + b"]")
 _CONTROL_TEXT = "[" + re.escape(_CONTROL.decode()) + "]"
+
+
+class _Failures:
+    """The refusals found so far, each under a key that orders them as a whole-file check
+    would have met them: (check, column or rule). Chunks come in order, so the first refusal
+    recorded under a key is the first failing row of that check in the file."""
+
+    def __init__(self):
+        self.found: dict[tuple[int, int], DataError] = {}
+
+    def add(self, key: tuple[int, int], error: DataError) -> None:
+        self.found.setdefault(key, error)
+
+    def raise_first(self, before: int = 99) -> None:
+        """Raise the first refusal of a check numbered below ``before``, if any."""
+        keys = [k for k in self.found if k[0] < before]
+        if keys:
+            raise self.found[min(keys)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a vendor's file layout leaves open, settled by the user (the import's flags);
+    None = detect, and refuse when the file is ambiguous.
+
+    ``delimiter``: ``,``, ``;`` or ``\t`` (``--delimiter``); ``decimal``: ``.`` or ``,``
+    (``--decimal``); ``epoch``: ``s`` or ``ms`` for numeric times (``--epoch``);
+    ``date_order``: ``dmy`` or ``mdy`` for dates such as 03/04/2024 (``--date-order``)."""
+
+    delimiter: str | None = None
+    decimal: str | None = None
+    epoch: str | None = None
+    date_order: str | None = None
 
 
 def _size(n: int) -> str:
@@ -72,7 +113,9 @@ class _Reader:
     for its own refusals too. After :meth:`read`, ``kind`` is ``"csv"`` or ``"parquet"``.
     """
 
-    def __init__(self, source: Path | bytes, display: str, limits: Limits | None = None):
+    def __init__(self, source: Path | bytes, display: str, limits: Limits | None = None,
+                 layout: Layout | None = None):
+        self.layout = layout or Layout()
         self.data = source if isinstance(source, (bytes, bytearray, memoryview)) else None
         self.path = None if self.data is not None else Path(source)
         self.name = display
@@ -80,6 +123,10 @@ class _Reader:
         self.kind = "csv"
         self.eol = 10  # the byte that ends a CSV line: LF, or CR for a file with old Mac line endings
         self.body_at = 0
+        self.sep = self.layout.delimiter or ","  # the CSV field separator (detected from the header)
+        self.compression: str | None = None  # "gzip" or "zip": the CSV is read through the decompressor
+        self.member = ""  # the zip member read
+        self.inner = display  # the name of the file inside the compression (or the file's own)
 
     def fail(self, problem: str, row: int | None = None, column: str | None = None) -> DataError:
         where = "".join([f", row {row}" if row is not None else "",
@@ -87,12 +134,59 @@ class _Reader:
         return DataError(f"{self.name}{where}: {problem}")
 
     @contextmanager
-    def _open(self):
+    def _open_raw(self):
         if self.data is not None:
             yield io.BytesIO(self.data)
         else:
             with open(self.path, "rb") as fh:
                 yield fh
+
+    @contextmanager
+    def _open(self):
+        """The file's (decompressed) bytes as a stream: a gzip or zip member is decompressed
+        as it is read, never held whole."""
+        with self._open_raw() as raw:
+            if self.compression == "gzip":
+                with gzip.GzipFile(fileobj=raw) as fh:
+                    yield fh
+            elif self.compression == "zip":
+                with zipfile.ZipFile(raw) as zf, zf.open(self.member) as fh:
+                    yield fh
+            else:
+                yield raw
+
+    def _unpack(self, magic: bytes, suffix: str) -> str:
+        """Detect gzip or zip (by magic bytes or suffix): the suffix of the file inside. A zip
+        must hold exactly one file; a compressed Parquet file is refused (Parquet is compressed)."""
+        kind = ("gzip" if magic[:2] == b"\x1f\x8b" else "zip" if magic == b"PK\x03\x04"
+                else COMPRESSED_SUFFIXES.get(suffix))
+        if kind is None:
+            return suffix
+        self.compression = kind
+        if kind == "gzip":
+            stem = Path(self.name).stem if suffix in COMPRESSED_SUFFIXES else self.name
+        else:
+            try:
+                with self._open_raw() as raw, zipfile.ZipFile(raw) as zf:
+                    files = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise self.fail(f"not a readable zip file ({str(exc)[:120]}); zip the CSV file again") from None
+            if len(files) != 1:
+                raise self.fail(f"the zip file holds {len(files)} files ({', '.join(i.filename for i in files[:4])}"
+                                f"{', ...' if len(files) > 4 else ''}): zip exactly one CSV file")
+            if files[0].flag_bits & 0x1:
+                raise self.fail("the zip file is encrypted: zip the CSV file without a password")
+            self.member = stem = files[0].filename
+        self.inner = Path(stem).name
+        inner = Path(stem).suffix.lower()
+        if inner in PARQUET_SUFFIXES:
+            raise self.fail(f"a {kind}-compressed Parquet file: import the .parquet file itself (Parquet is "
+                            "compressed already)")
+        return inner if inner in CSV_SUFFIXES else ".csv"
+
+    def _bad_compression(self, exc: Exception) -> DataError:
+        return self.fail(f"not a readable {self.compression} file ({str(exc)[:120] or type(exc).__name__}); "
+                         "compress the CSV file again")
 
     def _nbytes(self) -> int:
         return len(self.data) if self.data is not None else self.path.stat().st_size
@@ -120,14 +214,18 @@ class _Reader:
             raise self.fail(f"the file is {_size(size)}, over the {_size(limit)} import limit "
                             f"({Limits.var('import_bytes')}): split it by date range, or raise the limit")
         suffix = Path(self.name if self.data is not None else self.path).suffix.lower()
-        with self._open() as fh:
+        with self._open_raw() as fh:
             magic = fh.read(4)
+        suffix = self._unpack(magic, suffix)
+        if self.compression:
+            return self._read_csv(rows)
         if suffix in PARQUET_SUFFIXES or (suffix not in CSV_SUFFIXES and magic == b"PAR1"):
             self.kind = "parquet"
             return self._read_parquet(size, rows)
         if suffix in CSV_SUFFIXES:
             return self._read_csv(rows)
-        raise self.fail(f"unsupported file type {suffix or '(none)'!r}: import a .csv or .parquet file")
+        raise self.fail(f"unsupported file type {suffix or '(none)'!r}: import a .csv, .tsv or .parquet file "
+                        "(or one gzip- or zip-compressed CSV)")
 
     # -- Parquet -------------------------------------------------------------------
     def _bad_parquet(self, detail: str) -> DataError:
@@ -202,9 +300,26 @@ class _Reader:
         """The fields of one CSV line (at most ``line_bytes`` long, so this is cheap)."""
         text = line.rstrip(b"\r").decode("utf-8", errors="replace")
         try:
-            return next(csv.reader([text], skipinitialspace=True), [])
+            return next(csv.reader([text], skipinitialspace=True, delimiter=self.sep), [])
         except csv.Error:
-            return text.split(",")
+            return text.split(self.sep)
+
+    def _detect_sep(self, line: bytes, strict: bool = True) -> None:
+        """The field separator from the header line: the one of comma, semicolon and tab it
+        holds (comma for a one-column file); a header holding several is refused unless
+        ``--delimiter`` names one."""
+        if self.layout.delimiter:
+            if self.layout.delimiter not in DELIMITERS:
+                raise self.fail(f"--delimiter {self.layout.delimiter!r} is not a separator: use ',', ';' or tab")
+            self.sep = self.layout.delimiter
+            return
+        text = line.decode("utf-8", errors="replace")
+        found = [d for d in DELIMITERS if d in text]
+        if len(found) > 1 and strict:
+            names = " and ".join(f"{DELIMITERS[d]}s" for d in found)
+            raise self.fail(f"the header holds {names}, so the separator is ambiguous: pass --delimiter "
+                            f"({', '.join(repr(d) if d != chr(9) else 'tab' for d in found)})")
+        self.sep = found[0] if len(found) == 1 else ","
 
     def _check_header(self) -> list[str]:
         """Read at most ``line_bytes`` + 1 bytes: refuse too many columns or a too-long first line."""
@@ -216,6 +331,7 @@ class _Reader:
             self.eol, end = 13, cr
         complete = end >= 0 or len(head) <= lim.line_bytes
         line = head[:end] if end >= 0 else head[:lim.line_bytes]
+        self._detect_sep(line.rstrip(b"\r"), strict=complete)  # an endless header is refused as such below
         header = self._fields(line)
         if len(header) > lim.columns:
             count = f"{len(header):,}" if complete else f"more than {len(header) - 1:,}"
@@ -262,8 +378,11 @@ class _Reader:
         limit, eol = self.limits.line_bytes, bytes([self.eol])
         block = max(1, (limit + 2) // 2)
         last_nl, off = -1, 0  # absolute offset of the last line end seen; of this chunk
+        cap = self._unpacked_cap()
         with self._open() as fh:
             while chunk := fh.read(SCAN_CHUNK):
+                if off + len(chunk) > cap:
+                    raise self._too_unpacked(cap)
                 first, last = chunk.find(eol), chunk.rfind(eol)
                 if off + (first if first >= 0 else len(chunk)) - last_nl - 1 > limit:
                     raise self._long_line(self._line_of(last_nl + 1))  # the line that runs into this chunk
@@ -320,10 +439,25 @@ class _Reader:
         raise self.fail(f"contains the control character {shown}; remove it (only tab, CR and LF may "
                         "separate values)", row=line - 1, column=column)
 
+    def _unpacked_cap(self) -> int:
+        """The most a compressed file may decompress to: the import limit, and (beyond
+        :data:`EXPANSION_FLOOR`) ``expansion`` times its compressed size. None: no cap."""
+        if not self.compression:
+            return 1 << 62
+        return min(self.limits.import_bytes, max(EXPANSION_FLOOR, self.limits.expansion * self._nbytes()))
+
+    def _too_unpacked(self, cap: int) -> DataError:
+        var = Limits.var("import_bytes") if cap == self.limits.import_bytes else Limits.var("expansion")
+        return self.fail(f"the {self.compression} file decompresses to more than {_size(cap)} ({var}): "
+                         "split it by date range, or raise the limit")
+
     def _read_csv(self, rows: int):
-        header = self._check_header()
-        self._scan_csv(header)
-        self._check_first_row(self.body_at, len(header))
+        try:
+            header = self._check_header()
+            self._scan_csv(header)
+            self._check_first_row(self.body_at, len(header))
+        except _COMPRESSION_ERRORS as exc:
+            raise self._bad_compression(exc) from None
         return self._csv_chunks(rows)
 
     def _csv_chunks(self, rows: int):
@@ -332,7 +466,7 @@ class _Reader:
             # numbers are inferred by the fast parser; a column with any non-number stays
             # text and is checked cell by cell later, so its first bad row is named
             with self._open() as fh:
-                with pd.read_csv(fh, skipinitialspace=True, keep_default_na=False, na_values=[],
+                with pd.read_csv(fh, sep=self.sep, skipinitialspace=True, keep_default_na=False, na_values=[],
                                  dtype={0: str}, low_memory=False, chunksize=rows) as reader:
                     for frame in reader:
                         done += len(frame)
@@ -341,6 +475,8 @@ class _Reader:
                             yield frame
         except pd.errors.EmptyDataError:
             raise self.fail("the file is empty: export the bars again") from None
+        except _COMPRESSION_ERRORS as exc:
+            raise self._bad_compression(exc) from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             detail = str(exc).strip().splitlines()[-1][:160]
             m = re.search(r"line (\d+)", detail)

@@ -7,6 +7,15 @@ warning instead: unsorted rows (sorted) and exact duplicate rows (one kept).
 
 Rows are numbered as data rows from 1 (for a CSV with a header, row N is line N+1).
 
+Vendor layouts: one timestamp column or separate date and time columns, the header
+aliases of :data:`ALIASES` (``Gmt time`` is UTC; ``Last``/``Price`` are the close; ``Adj
+Close`` is the close of daily bars only), comma, semicolon or tab separated, gzip or zip
+compressed (:mod:`almanac.filereader`); ISO, epoch or day/month-first times
+(:mod:`almanac.bartimes`). What cannot be detected, or is ambiguous, is refused naming the
+flag that settles it (:class:`almanac.filereader.Layout`). Bar sizes 1min .. 1h and 1d
+are stored natively; each import records the session (zone, hours, exchange calendar)
+it was read in.
+
 What a file may cost is bounded before it is parsed (:class:`almanac.settings.Limits`:
 size, columns, CSV line length, Parquet footer, rows and expansion) by
 :mod:`almanac.filereader`, which reads it into a frame; this module maps its columns,
@@ -27,18 +36,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from almanac.bartimes import _check_grid, _detect_freq, _drop_outside, _has_offsets, _localize, _parse_time
 from almanac.errors import DataError
-from almanac.filereader import _CONTROL_TEXT, _Reader, _size
-from almanac.sessions import session_for
+from almanac.filereader import _CONTROL_TEXT, Layout, _Failures, _Reader, _size
+from almanac.sessions import KNOWN_SESSIONS, Session, session_for
 from almanac.settings import Limits, get_limits
-from almanac.store import FREQS, CatalogEntry, Store, check_freq, normalize_symbol
+from almanac.store import FREQS, CatalogEntry, Store, bar_minutes, check_freq, normalize_symbol
 
 TIME_NAMES = ("timestamp", "datetime", "date", "time", "ts")
-ALIASES = {"adjclose": "adj_close", "adjustedclose": "adj_close", "vol": "volume"}
-_OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-YEARS = (1900, 2100)  # times outside these years are refused as typos or placeholders
+#: vendor header spellings (lower case, letters and digits only) -> canonical names
+ALIASES = {"adjclose": "adj_close", "adjustedclose": "adj_close", "vol": "volume", "gmttime": "timestamp",
+           "utctime": "timestamp", "last": "close", "price": "close", "o": "open", "h": "high", "l": "low",
+           "c": "close", "v": "volume"}
+#: header spellings whose naive times are UTC whatever the symbol's zone
+UTC_NAMES = ("gmttime", "utctime")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
@@ -55,6 +67,18 @@ def check_upload_size(nbytes: int, filename: str, limits: Limits | None = None) 
 class ImportResult:
     entry: CatalogEntry
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the import assumed (the zone of naive times)
+
+
+@dataclass
+class _Parsed:
+    """A validated file: canonical frame, bar size, warnings, notes and the session it was read in."""
+
+    frame: pd.DataFrame
+    freq: str
+    warnings: list[str]
+    notes: list[str]
+    session: Session
 
 
 def _key(name: str) -> str:
@@ -66,7 +90,10 @@ def _map_columns(df: pd.DataFrame, rd: _Reader) -> tuple[pd.DataFrame, dict[str,
     """Rename the user's columns to canonical names; returns (frame, canonical->original, warnings)."""
     keys = {}
     for col in df.columns:
-        keys.setdefault(_key(col), col)
+        k = _key(col)
+        if k in keys and k in ("open", "high", "low", "close", "volume", "adj_close"):
+            raise rd.fail(f"columns '{keys[k]}' and '{col}' both give the {k.replace('_', ' ')}: remove one")
+        keys.setdefault(k, col)
     warnings: list[str] = []
     mapping: dict[str, str] = {}
     time_cols = [n for n in TIME_NAMES if n in keys]
@@ -85,6 +112,7 @@ def _map_columns(df: pd.DataFrame, rd: _Reader) -> tuple[pd.DataFrame, dict[str,
         if c in keys:
             mapping[c] = keys[c]
     if "adj_close" in keys:
+        mapping["adj_close"] = keys["adj_close"]
         if "close" in mapping:
             warnings.append(f"{rd.name}: both Close and Adj Close present; using Close")
         else:
@@ -104,7 +132,16 @@ def _parse_numbers(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, fail
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
             vals = raw.astype("float64")
         else:
-            text = raw.astype("string").str.strip().str.replace(",", "", regex=False)
+            text = raw.astype("string").str.strip()
+            decimal = rd.layout.decimal
+            if decimal is None and rd.sep != ",":
+                comma = text.str.contains(",", regex=False).fillna(False).to_numpy(dtype=bool)
+                if comma.any():  # 4500,25 is a decimal comma in Europe, 4,500 a thousands separator elsewhere
+                    i = int(np.argmax(comma))
+                    failures.add((2, k), rd.fail(f"value {str(raw.iloc[i])[:40]!r} holds a comma: pass --decimal , "
+                                                 "if it is the decimal mark, or --decimal . if it separates "
+                                                 "thousands", row=offset + i + 1, column=mapping[c]))
+            text = text.str.replace(",", ".", regex=False) if decimal == "," else text.str.replace(",", "", regex=False)
             vals = pd.to_numeric(text, errors="coerce").astype("float64")
         bad = ~np.isfinite(vals.to_numpy(dtype="float64", na_value=np.nan))
         if bad.any():
@@ -130,108 +167,6 @@ def _check_text(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failure
             char = re.search(_CONTROL_TEXT, str(raw.iloc[i])).group(0)
             failures.add((1, k), rd.fail(f"contains the control character \\x{ord(char):02x}; remove it",
                                          row=offset + i + 1, column=mapping[c]))
-
-
-def _parse_time(out: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
-                offset: int, first_aware: bool | None) -> tuple[pd.Series | None, bool]:
-    """One chunk's times, parsed (naive wall-clock, or tz-aware), or None if they are refused;
-    and whether the file's first time carries a UTC offset (``first_aware`` from the first chunk)."""
-    raw = out["time"]
-    col = mapping["time"]
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        ts = raw
-    elif pd.api.types.is_numeric_dtype(raw):
-        failures.add((3, 0), rd.fail("time values are numbers; write them as dates or ISO timestamps", row=1,
-                                     column=col))
-        return None, bool(first_aware)
-    else:
-        text = raw.astype("string").str.strip()
-        aware = _ends_with_offset(text)
-        if first_aware is None:
-            first_aware = bool(aware[0]) if len(aware) else False
-        if (aware != first_aware).any():
-            i = int(np.argmax(aware != first_aware))
-            failures.add((3, 1), rd.fail("mixes times with and without a UTC offset; give every row an offset "
-                                         "or none", row=offset + i + 1, column=col))
-            return None, first_aware
-        try:  # the common, fast case: one ISO 8601 layout
-            ts = pd.to_datetime(text, format="ISO8601", utc=first_aware)
-        except (ValueError, TypeError):
-            try:
-                ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=first_aware)
-            except (ValueError, TypeError, OverflowError) as exc:
-                detail = re.sub(r"position (\d+)", lambda m: f"position {int(m.group(1)) + offset}", str(exc))
-                failures.add((3, 2), rd.fail(f"times could not be read ({detail[:120]}); use ISO timestamps such as "
-                                             "2018-03-09 09:30:00", column=col))
-                return None, first_aware
-        bad = ts.isna().to_numpy()
-        if bad.any():
-            i = int(np.argmax(bad))
-            failures.add((3, 3), rd.fail(f"{str(raw.iloc[i])[:40]!r} is not a date or time; use e.g. "
-                                         "2018-03-09 09:30:00", row=offset + i + 1, column=col))
-            return None, first_aware
-    if not _check_years(ts, raw, rd, col, failures, offset):
-        return None, bool(first_aware)
-    return ts, bool(first_aware)
-
-
-def _localize(ts: pd.Series, rd: _Reader, col: str, tz: str) -> pd.Series:
-    """The parsed times as UTC: naive wall-clock times are localized in ``tz`` (ambiguous
-    hours at a DST change inferred from the whole file's order)."""
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        return ts.dt.tz_convert("UTC")
-    try:
-        return ts.dt.tz_localize(tz, ambiguous="infer", nonexistent="raise").dt.tz_convert("UTC")
-    except Exception as exc:  # pytz/zoneinfo raise several types for DST gaps/overlaps
-        raise rd.fail(f"local times do not exist or are ambiguous in {tz} ({str(exc)[:120]}); "
-                      "give timestamps with a UTC offset or pass --tz UTC", column=col) from None
-
-
-def _ends_with_offset(text: pd.Series) -> np.ndarray:
-    """Which stripped time texts end with a UTC offset (:data:`_OFFSET_RE`; missing: no).
-
-    ASCII texts (every real export) are matched by Arrow's RE2 in one vectorized pass, the
-    same matches as Python's ``re`` there (control characters were refused already); any
-    other text by pandas, row by row, as before (7 s for 7 M rows)."""
-    try:
-        arr = pa.array(text.array)
-        if pc.all(pc.string_is_ascii(arr)).as_py() in (True, None):
-            return pc.match_substring_regex(arr, _OFFSET_RE).fill_null(False).to_numpy(zero_copy_only=False)
-    except (pa.ArrowException, TypeError):
-        pass
-    return text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
-
-
-def _check_years(ts: pd.Series, raw: pd.Series, rd: _Reader, col: str, failures: _Failures,
-                 offset: int = 0) -> bool:
-    """Refuse times outside :data:`YEARS` (0001-01-01 or 9999-12-31 are placeholders, not bars)."""
-    years = ts.dt.year.to_numpy()
-    bad = (years < YEARS[0]) | (years > YEARS[1])
-    if bad.any():
-        i = int(np.argmax(bad))
-        failures.add((3, 4), rd.fail(f"{str(raw.iloc[i])[:40]!r} is in the year {int(years[i])}, outside "
-                                     f"{YEARS[0]}-{YEARS[1]}; fix the date or remove the row",
-                                     row=offset + i + 1, column=col))
-        return False
-    return True
-
-
-def _detect_freq(ts: pd.Series, rd: _Reader, wall_tz: str) -> str:
-    """1min or 1d from the spacing of the UTC times ``ts``; one bar is daily if it falls on
-    midnight in ``wall_tz`` (the zone its wall-clock times were written in)."""
-    times = pd.DatetimeIndex(ts).asi8
-    strictly = len(times) > 1 and bool((times[1:] > times[:-1]).all())
-    uniq = ts if strictly else ts.drop_duplicates().sort_values()  # already unique and in order: no copy
-    if len(uniq) < 2:  # one bar: daily unless it has a time of day
-        local = uniq.dt.tz_convert(wall_tz).dt.tz_localize(None)
-        return "1d" if (local == local.dt.normalize()).all() else "1min"
-    step = uniq.diff().dropna().median()
-    if step <= pd.Timedelta(minutes=1):
-        return "1min"
-    if step >= pd.Timedelta(hours=20):
-        return "1d"
-    raise rd.fail(f"bars are {step} apart; the lab stores 1-minute or daily bars: resample, "
-                  "or pass --freq if that is wrong")
 
 
 def _check_rules(df: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failures: _Failures,
@@ -269,29 +204,30 @@ def _check_rules(df: pd.DataFrame, mapping: dict[str, str], rd: _Reader, failure
         first(v < 0, "volume", lambda i: f"volume {v[i]:g} is negative; fix the bar", 4)
 
 
-class _Failures:
-    """The refusals found so far, each under a key that orders them as a whole-file check
-    would have met them: (check, column or rule). Chunks come in order, so the first refusal
-    recorded under a key is the first failing row of that check in the file."""
-
-    def __init__(self):
-        self.found: dict[tuple[int, int], DataError] = {}
-
-    def add(self, key: tuple[int, int], error: DataError) -> None:
-        self.found.setdefault(key, error)
-
-    def raise_first(self, before: int = 99) -> None:
-        """Raise the first refusal of a check numbered below ``before``, if any."""
-        keys = [k for k in self.found if k[0] < before]
-        if keys:
-            raise self.found[min(keys)]
-
-
 def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: str | None = None,
-                   display_name: str | None = None,
-                   allow_nonpositive: bool = False) -> tuple[pd.DataFrame, str, list[str]]:
+                   display_name: str | None = None, allow_nonpositive: bool = False,
+                   calendar: str | None = None, stamp: str = "start",
+                   layout: Layout | None = None) -> tuple[pd.DataFrame, str, list[str]]:
     """Read and validate a user's file (a path, or an upload's bytes with ``display_name``);
-    returns (canonical frame, freq, warnings). Writes nothing.
+    returns (canonical frame, freq, warnings). Writes nothing. See :func:`_read`."""
+    p = _read(path, symbol, freq, tz, display_name, allow_nonpositive, calendar, stamp, layout)
+    return p.frame, p.freq, p.warnings
+
+
+def _read(path: Path | str | bytes, symbol: str, freq: str | None = None, tz: str | None = None,
+          display_name: str | None = None, allow_nonpositive: bool = False,
+          calendar: str | None = None, stamp: str = "start", layout: Layout | None = None) -> _Parsed:
+    """Read and validate a user's file (a path, or an upload's bytes with ``display_name``).
+    Writes nothing.
+
+    ``calendar``: an ``exchange_calendars`` name (None: the symbol's default, none for a
+    symbol the lab does not know, with a warning naming ``--calendar``). Bars during the
+    regular hours of a date the calendar has no session for, or after its early close, are
+    dropped with a counted warning. ``tz``: the zone of naive times (default: the
+    calendar's / symbol's zone, said in a note). ``stamp="end"``: intraday bars are stamped
+    at their end and are moved to their start (checked to lie on the bar grid).
+    ``layout``: the vendor layout (:class:`almanac.filereader.Layout`) where it cannot be
+    detected or is ambiguous.
 
     The file is read and validated a chunk at a time (:meth:`almanac.filereader._Reader.chunks`):
     each chunk's values become float64 and its times int64 at once, so the text of the file
@@ -301,23 +237,33 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     and run on the whole int64 array.
 
     ``allow_nonpositive`` accepts prices <= 0 (spreads); otherwise they are refused."""
+    layout = layout or Layout()
     if isinstance(path, (bytes, bytearray, memoryview)):
-        rd = _Reader(path, display_name or "upload")
+        rd = _Reader(path, display_name or "upload", layout=layout)
     else:
         path = Path(path)
-        rd = _Reader(path, display_name or path.name)
+        rd = _Reader(path, display_name or path.name, layout=layout)
     sym = normalize_symbol(symbol)
-    session_tz = session_for(sym).tz
+    if calendar is not None and calendar.strip().lower() in ("", "none"):
+        calendar = ""  # explicitly none: every weekday with data, the default hours
+    session = session_for(sym, calendar)
+    session_tz = session.tz
+    notes: list[str] = []
+    given_tz = tz
     tz = tz or session_tz
     if freq is not None:
         check_freq(freq)
+    if stamp not in ("start", "end"):
+        raise DataError(f"--stamp {stamp!r} is not a bar stamp: use start (bars stamped at their start, the "
+                        "default) or end")
     failures = _Failures()
     mapping: dict[str, str] = {}
     warnings: list[str] = []
     times: list[np.ndarray] = []  # int64 ns: naive wall-clock, or UTC when the times are aware
     values: dict[str, list[np.ndarray]] = {}
     time_tz = None
-    naive = first_aware = None
+    naive = first_aware = gmt = None
+    tstate: dict = {}  # what the first chunk's times decided (epoch unit, date order)
     offset = 0
     pool = pa.default_memory_pool()
     for chunk in rd.chunks():
@@ -335,10 +281,13 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
         if not offset:
             mapping, warnings = chunk_mapping, chunk_warnings
             naive = not isinstance(df["time"].dtype, pd.DatetimeTZDtype) and not _has_offsets(df["time"])
+            gmt = re.sub(r"[^a-z0-9]", "", mapping["time"].split("+")[0].lower()) in UTC_NAMES
+            if gmt and given_tz is None:
+                tz = "UTC"  # a "Gmt time" column: naive times are UTC
         if rd.kind != "csv":  # a CSV's bytes were scanned for control characters already
             _check_text(df, mapping, rd, failures, offset)
         df = _parse_numbers(df, mapping, rd, failures, offset)
-        ts, first_aware = _parse_time(df, mapping, rd, failures, offset, first_aware)
+        ts, first_aware = _parse_time(df, mapping, rd, failures, offset, first_aware, tstate)
         _check_rules(df, mapping, rd, failures, offset, allow_nonpositive)
         if not any(k[0] < 4 for k in failures.found):  # a file refused before its bar rules keeps nothing
             if not offset:
@@ -356,9 +305,29 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     del times
     ts = wall.dt.tz_localize("UTC") if time_tz is not None else _localize(wall, rd, col, tz)
     del wall
-    wall_tz = tz if naive else session_tz  # the zone the file's dates were written in
+    epoch = tstate.get("epoch")
+    naive = naive and not epoch
+    # the zone the file's dates were written in (epoch times: UTC dates unless --tz says otherwise)
+    wall_tz = tz if naive else (given_tz or "UTC") if epoch else session_tz
     freq = freq or _detect_freq(ts, rd, wall_tz)
-    required = ("open", "high", "low", "close", "volume") if freq == "1min" else ("close",)
+    intraday = freq != "1d"
+    if intraday and "adj_close" in mapping:
+        raise rd.fail(f"column '{mapping['adj_close']}' (adjusted close) is a daily series; {freq} bars need "
+                      "a Close, Last or Price column: remove the adjusted close", column=mapping["adj_close"])
+    if stamp == "end":
+        if not intraday:
+            raise rd.fail("--stamp end applies to intraday bars; daily bars are stamped with their date")
+        ts = ts - pd.Timedelta(minutes=bar_minutes(freq))
+    if intraday:
+        _check_grid(ts, freq, session, rd, col, stamp)
+    if epoch:
+        notes.append(f"times read as epoch {'seconds' if epoch == 's' else 'milliseconds'} (UTC)"
+                     + ("" if rd.layout.epoch else "; pass --epoch to change"))
+    elif naive and time_tz is None and intraday:
+        why = (f"the column '{mapping['time']}' says GMT" if gmt else f"the {session.calendar} calendar's zone"
+               if session.calendar else f"{sym}'s default zone")
+        notes.append(f"naive times read as {tz}" + ("" if given_tz else f" ({why}; pass --tz to change)"))
+    required = ("open", "high", "low", "close", "volume") if intraday else ("close",)
     missing = [c for c in required if c not in values]
     if freq == "1d" and any(c in values for c in ("open", "high", "low")):
         missing += [c for c in ("open", "high", "low") if c not in values]
@@ -366,7 +335,7 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
         raise rd.fail(f"missing required column(s) {', '.join(missing)} for {freq} bars "
                       f"(found {list(mapping.values())})")
     failures.raise_first()  # the bar rules
-    if freq == "1min":
+    if intraday:
         tcol, tvals = "timestamp", ts  # already UTC
     else:
         tcol, tvals = "date", ts.dt.tz_convert(wall_tz).dt.tz_localize(None).dt.normalize()
@@ -378,9 +347,22 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
         pool.release_unused()
     df = pd.DataFrame(columns, copy=False)
     del tvals, columns
+    if calendar is None and not session.calendar and sym not in KNOWN_SESSIONS:
+        warnings.append(f"{sym} has no exchange calendar: its trading days are the weekdays with data and its "
+                        f"session {session.label}; pass --calendar (e.g. XNYS, CMES, XLON) for holidays and "
+                        "early closes")
+    df = _dedup_sort(df, tcol, value_cols, mapping, rd, warnings)
+    if session.calendar:
+        df = _drop_outside(df, tcol, session, rd, warnings)
+    return _Parsed(df, freq, warnings, notes, session)
+
+
+def _dedup_sort(df: pd.DataFrame, tcol: str, value_cols: list[str], mapping: dict[str, str], rd: _Reader,
+                warnings: list[str]) -> pd.DataFrame:
+    """Exact duplicate rows dropped and rows sorted, each with a warning; clashing rows refused."""
     order = df[tcol].array.asi8
     if len(order) < 2 or bool((order[1:] > order[:-1]).all()):
-        return df, freq, warnings  # strictly increasing: no duplicates, in order
+        return df  # strictly increasing: no duplicates, in order
     df["__row"] = np.arange(1, len(df) + 1)
     cols = [tcol, *value_cols]
     exact = df.duplicated(subset=[tcol, *value_cols], keep="first")
@@ -397,39 +379,35 @@ def read_bars_file(path: Path | str | bytes, symbol: str, freq: str | None = Non
     if not df[tcol].is_monotonic_increasing:
         warnings.append(f"{rd.name}: rows were not in time order; sorted them")
         df = df.sort_values(tcol, kind="stable")
-    return df[cols].reset_index(drop=True), freq, warnings
-
-
-def _has_offsets(raw: pd.Series) -> bool:
-    """Whether text times carry a UTC offset (checked on the first non-empty value)."""
-    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw) or raw.empty:
-        return False
-    return bool(re.search(_OFFSET_RE, str(raw.iloc[0]).strip()))
+    return df[cols].reset_index(drop=True)
 
 
 def import_file(path: Path | str, symbol: str, freq: str | None = None, tz: str | None = None,
                 store: Store | None = None, display_name: str | None = None,
-                allow_nonpositive: bool = False) -> ImportResult:
-    """Validate ``path`` and store it as ``symbol`` (replacing that symbol's dataset atomically)."""
+                allow_nonpositive: bool = False, calendar: str | None = None, stamp: str = "start",
+                layout: Layout | None = None) -> ImportResult:
+    """Validate ``path`` and store it as ``symbol`` (replacing that symbol's dataset atomically),
+    with the session it was read in (zone, hours, calendar); see :func:`_read`."""
     path = Path(path)
-    frame, freq, warnings = read_bars_file(path, symbol, freq, tz, display_name, allow_nonpositive)
+    p = _read(path, symbol, freq, tz, display_name, allow_nonpositive, calendar, stamp, layout)
     store = store or Store()
-    entry = store.write(symbol, freq, frame, source=display_name or path.name)
-    return ImportResult(entry, warnings)
+    entry = store.write(symbol, p.freq, p.frame, source=display_name or path.name, session=p.session)
+    return ImportResult(entry, p.warnings, p.notes)
 
 
 def import_bytes(data: bytes, filename: str, symbol: str, freq: str | None = None, tz: str | None = None,
-                 store: Store | None = None, allow_nonpositive: bool = False) -> ImportResult:
+                 store: Store | None = None, allow_nonpositive: bool = False, calendar: str | None = None,
+                 stamp: str = "start", layout: Layout | None = None) -> ImportResult:
     """Import an uploaded file's bytes (the web UI's path).
 
     The bytes are read in memory (no copy in the data home), after the upload limit is
     checked, so a refused upload leaves the home byte-identical."""
     name = Path(filename).name
     check_upload_size(len(data), name)
-    frame, freq, warnings = read_bars_file(bytes(data), symbol, freq, tz, name, allow_nonpositive)
+    p = _read(bytes(data), symbol, freq, tz, name, allow_nonpositive, calendar, stamp, layout)
     store = store or Store()
-    entry = store.write(symbol, freq, frame, source=name)
-    return ImportResult(entry, warnings)
+    entry = store.write(symbol, p.freq, p.frame, source=name, session=p.session)
+    return ImportResult(entry, p.warnings, p.notes)
 
 
-__all__ = ["FREQS", "ImportResult", "check_upload_size", "import_bytes", "import_file", "read_bars_file"]
+__all__ = ["FREQS", "ImportResult", "Layout", "check_upload_size", "import_bytes", "import_file", "read_bars_file"]

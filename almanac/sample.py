@@ -28,8 +28,8 @@ session 09:30-16:00 America/New_York, stamped with the bar *start* in UTC
 agree *exactly* (float equality) with ``ES 1d`` on every day: first open == daily
 open, max high == daily high, min low == daily low, last close == daily close, and the
 minute volumes (integers) sum to the daily volume. See :func:`minute_bars` for the
-construction. Simplification: early-close days (e.g. the day after Thanksgiving) get a
-full 390-bar session too.
+construction. Early-close days of the XNYS calendar (the day after Thanksgiving, Christmas
+Eve, July 3rd: 13:00 New York) are short: 210 bars, still agreeing exactly with ``ES 1d``.
 """
 
 from __future__ import annotations
@@ -341,9 +341,35 @@ def minute_bars(daily: pd.DataFrame, seed: int = 7, symbol: str = "ES") -> pd.Da
     open, the maximum high, the minimum low and the last close equal the daily values
     bit for bit. ``timestamp`` is the bar start in UTC: :meth:`Session.opens` of the
     local date (DST-correct) + k minutes.
+
+    Early-close days of the symbol's calendar (13:00 New York the day after Thanksgiving
+    and on Christmas Eve) are then built again the same way with as many minutes as their
+    session has (210), from ``default_rng(seed + 1)``, so every other day's bars stay the
+    same whatever the calendar says.
     """
-    n = MINUTES_PER_DAY
-    rng = np.random.default_rng(seed)
+    session = session_for(symbol)
+    out = _day_minutes(daily, MINUTES_PER_DAY, np.random.default_rng(seed), session.opens(daily["date"]))
+    dates = pd.DatetimeIndex(daily["date"])
+    closes = session.closes(dates).as_unit("us").asi8
+    opens = session.opens(dates).as_unit("us").asi8
+    minutes = (closes - opens) // 60_000_000
+    short = np.flatnonzero(minutes < MINUTES_PER_DAY)
+    if short.size == 0:
+        return out
+    rng = np.random.default_rng(seed + 1)
+    parts = [out.iloc[np.repeat(~np.isin(np.arange(len(daily)), short), MINUTES_PER_DAY)]]
+    for n in np.unique(minutes[short]):
+        if n <= 0:
+            continue  # no session that day (not a day the calendar knows): no bars
+        rows = short[minutes[short] == n]
+        days = daily.iloc[rows].reset_index(drop=True)
+        parts.append(_day_minutes(days, int(n), rng, session.opens(days["date"])))
+    return pd.concat(parts).sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def _day_minutes(daily: pd.DataFrame, n: int, rng, opens: pd.DatetimeIndex) -> pd.DataFrame:
+    """``n`` one-minute bars per day of ``daily`` from the session opens ``opens`` (see
+    :func:`minute_bars`)."""
     o, h, lo, c = (daily[k].to_numpy(dtype="float64") for k in ("open", "high", "low", "close"))
     vol = volatility_profile(n)
     path = _fitted_paths(rng, o, h, lo, c, vol**2)
@@ -353,9 +379,8 @@ def minute_bars(daily: pd.DataFrame, seed: int = 7, symbol: str = "ES") -> pd.Da
     m_high, m_low = _wicks(np.maximum(m_open, m_close), np.minimum(m_open, m_close), h, lo, size, rng)
     volume = _minute_volume(rng, daily["volume"].to_numpy(dtype="float64"), n)
 
-    opens = session_for(symbol).opens(daily["date"]).as_unit("us")
     step = np.arange(n, dtype="int64") * 60_000_000  # microseconds
-    stamps = (opens.asi8[:, None] + step).ravel()
+    stamps = (opens.as_unit("us").asi8[:, None] + step).ravel()
     return pd.DataFrame({
         "timestamp": pd.DatetimeIndex(stamps.astype("datetime64[us]")).tz_localize("UTC"),
         "open": m_open.ravel(), "high": m_high.ravel(), "low": m_low.ravel(),
@@ -402,7 +427,7 @@ def ensure_sample_data(store: Store | None = None,
         frames = sample_frames()
         if progress:
             progress(0.5, "writing the sample datasets")
-        written = store.write_many([(symbol, freq, df, SOURCES[(symbol, freq)], True, None)
+        written = store.write_many([(symbol, freq, df, SOURCES[(symbol, freq)], True, None, session_for(symbol))
                                     for (symbol, freq), df in frames.items()])
     if progress:
         progress(1.0, "sample data ready")

@@ -57,8 +57,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from almanac.errors import AlmanacError, DataError, NotFoundError, SpecError
 from almanac.settings import Limits, get_limits
-from almanac.sessions import parse_time, session_for
-from almanac.store import Store, normalize_symbol
+from almanac.sessions import KNOWN_SESSIONS, intraday_entry, parse_time, symbol_session
+from almanac.store import Store, bar_minutes, normalize_symbol
 
 FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
 #: Sets the user brings (must match features.lineage.USER_SETS): chosen by name, never a default.
@@ -320,9 +320,12 @@ class ExperimentSpec(_Section):
             raise _Problem("features.columns", "columns applies to a table dataset: remove it (a symbol's "
                                                "features are chosen by sets)")
         sym = self.data.symbol
-        session = session_for(sym)
+        # a known symbol's hours are known here; another symbol's come with its data (its
+        # calendar), so validate_against_store checks its cutoff
+        session = KNOWN_SESSIONS.get(sym.upper())
         try:
-            session.check_cutoff(self.features.cutoff)
+            if session is not None:
+                session.check_cutoff(self.features.cutoff)
         except AlmanacError as exc:
             raise _Problem("features.cutoff", exc.message) from None
         if sym in self.features.cross_assets:
@@ -710,7 +713,7 @@ def _days_with_bar_before(ts: pd.Series, days: pd.DatetimeIndex, session, cutoff
 
 def _span_of(store: Store, sym: str) -> tuple[str, str]:
     """First and last date (YYYY-MM-DD) of any of ``sym``'s datasets."""
-    entries = [store.entry(sym, f) for f in ("1min", "1d") if store.has(sym, f)]
+    entries = [e for e in (intraday_entry(store, sym), store.entry(sym, "1d") if store.has(sym, "1d") else None) if e]
     return min(e.start[:10] for e in entries), max(e.end[:10] for e in entries)
 
 
@@ -719,7 +722,7 @@ CUTOFF_LABELS: tuple[str, ...] = ("rest_of_day", "forward_return")
 
 
 def _check_user_sets(spec: ExperimentSpec, store: Store, sym: str, freq: str) -> None:
-    """The tables and plugins sets need something imported / added (plugins: 1-minute bars)."""
+    """The tables and plugins sets need something imported / added (plugins: intraday bars)."""
     from almanac.plugins import Plugins
     from almanac.tables import Tables
 
@@ -731,9 +734,9 @@ def _check_user_sets(spec: ExperimentSpec, store: Store, sym: str, freq: str) ->
         if not Plugins(store.home).list():
             raise NotFoundError("spec field features.sets: no plugin added yet: add one with `python -m almanac "
                                 "plugins add FILE.py`, or remove plugins")
-        if freq != "1min":
-            raise SpecError(f"spec field features.sets: plugins need 1-minute bars and {sym} has only 1d: remove "
-                            "plugins or choose a symbol with 1-minute bars")
+        if freq == "1d":
+            raise SpecError(f"spec field features.sets: plugins need intraday bars and {sym} has only 1d: remove "
+                            "plugins or choose a symbol with intraday bars")
 
 
 def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> dict:
@@ -761,20 +764,26 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
         return validate_table_spec(spec, store.home)
     sym, kind, cutoff = spec.data.symbol, spec.label.kind, spec.features.cutoff
     have = ", ".join(store.symbols()) or "nothing yet"
-    if not (store.has(sym, "1min") or store.has(sym, "1d")):
+    minute = intraday_entry(store, sym)
+    if not (minute or store.has(sym, "1d")):
         raise NotFoundError(f"spec field data.symbol: {sym} has no data in the store (it holds {have}): "
                             f"import {sym} first or choose another symbol")
     crosses = spec.features.cross_assets if "cross_asset" in spec.features.sets else []
     for c in crosses:
-        if not (store.has(c, "1min") or store.has(c, "1d")):
+        if not (intraday_entry(store, c) or store.has(c, "1d")):
             raise NotFoundError(f"spec field features.cross_assets: {c} has no data in the store "
                                 f"(it holds {have}): import {c} first or remove it")
-    freq = "1min" if store.has(sym, "1min") else "1d"
+    entry = minute or store.entry(sym, "1d")
+    freq = entry.freq
     _check_user_sets(spec, store, sym, freq)
-    entry = store.entry(sym, freq)
     start, end = spec.data.start, spec.data.end
     span = f"{entry.start[:10]} .. {entry.end[:10]}"
-    session = session_for(sym)
+    session = symbol_session(store, sym)
+    if freq != "1d":
+        try:
+            session.check_cutoff(cutoff, bar_minutes(freq), f"{sym} {freq}")
+        except AlmanacError as exc:
+            raise SpecError(f"spec field features.cutoff: {exc.message}") from None
     if freq == "1d":
         closes_only = "open" not in entry.columns
         if "early_session" in spec.features.sets:
@@ -802,7 +811,7 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
             ok &= x > 0  # NaN compares False: a missing or non-positive price labels nothing
         labelled = days[ok]
     else:
-        ts = store.read_bars(sym, "1min", start=start, end=end, columns=["timestamp"])["timestamp"]
+        ts = store.read_bars(sym, freq, start=start, end=end, columns=["timestamp"])["timestamp"]
         days = _trading_days(ts, session)
         labelled = _days_with_bar_before(ts, days, session, cutoff) if kind in CUTOFF_LABELS else days
     if len(days) == 0:
@@ -811,7 +820,7 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
     rng = f"{days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}"
     if len(labelled) == 0:
         where = ("features.cutoff", f"no bar before the cutoff {cutoff}: choose a later cutoff") \
-            if freq == "1min" else ("data.start", "a missing or non-positive price: choose other dates")
+            if freq != "1d" else ("data.start", "a missing or non-positive price: choose other dates")
         raise SpecError(f"spec field {where[0]}: not one of {sym}'s {len(days)} trading days in {rng} can be "
                         f"labelled with {kind}, each has {where[1]}")
     if len(labelled) < spec.validation.min_days():

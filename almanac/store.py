@@ -2,13 +2,15 @@
 
 Layout under ``ALMANAC_HOME``::
 
-    market/<SYMBOL>_<freq>.parquet   one file per symbol and frequency ("1min" or "1d")
+    market/<SYMBOL>_<freq>.parquet   one file per symbol and bar size (:data:`FREQS`)
     catalog.json                     one entry per file (see :class:`CatalogEntry`)
 
 Canonical frames
-    ``1min``: ``timestamp`` (UTC, bar start), ``open``, ``high``, ``low``, ``close``,
-    ``volume``. ``1d``: ``date`` (naive midnight, the exchange's local date) and
-    ``close``, optionally ``open``, ``high``, ``low``, ``volume``.
+    intraday (``1min``, ``5min``, ``15min``, ``30min``, ``1h``): ``timestamp`` (UTC, bar
+    start), ``open``, ``high``, ``low``, ``close``, ``volume``. ``1d``: ``date`` (naive
+    midnight, the exchange's local date) and ``close``, optionally ``open``, ``high``,
+    ``low``, ``volume``. Each entry records the session it was read in: ``tz``, hours and
+    ``calendar`` (an ``exchange_calendars`` name; "" none; absent in older catalogs).
 
 Crash consistency. Data files are content-addressed and never changed in place: a
 write stages the new file under a temporary name, names it
@@ -43,19 +45,24 @@ import pyarrow.parquet as pq
 from almanac import faults
 from almanac.atomic import fsync_dir, fsync_file, atomic_write_json, file_lock, tmp_path_for
 from almanac.errors import DataError, NotFoundError
-from almanac.sessions import session_for
+from almanac.sessions import INTRADAY_FREQS, Session, session_for
 from almanac.settings import get_settings
 
-FREQS = ("1min", "1d")
+FREQS = (*INTRADAY_FREQS, "1d")  # bar sizes, finest first
 PRICE_COLUMNS = ("open", "high", "low", "close")
 MINUTE_COLUMNS = ("timestamp", *PRICE_COLUMNS, "volume")
 DAILY_COLUMNS = ("date", *PRICE_COLUMNS, "volume")
-ROW_GROUP_ROWS = {"1min": 65_536, "1d": 4_096}
+ROW_GROUP_ROWS = {**{f: 65_536 for f in INTRADAY_FREQS}, "1d": 4_096}
 MAX_SYMBOL_CHARS = 64
 
 
 def time_column(freq: str) -> str:
-    return "timestamp" if freq == "1min" else "date"
+    return "date" if freq == "1d" else "timestamp"
+
+
+def bar_minutes(freq: str) -> int:
+    """Minutes per bar of an intraday size (``5min`` -> 5, ``1h`` -> 60)."""
+    return int(pd.Timedelta(freq).total_seconds() // 60)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class CatalogEntry:
     tz: str = "America/New_York"
     session_open: str = "09:30"
     session_close: str = "16:00"
+    calendar: str | None = None  # exchange_calendars name; "" = none; None = recorded before calendars
     file: str = ""
     bytes: int = 0
     notes: list[str] = field(default_factory=list)
@@ -132,13 +140,14 @@ def _canonical(df: pd.DataFrame, freq: str) -> tuple[pa.Table, pd.Series]:
     metadata included, so the file written is the same as from a canonical frame, without
     the frame's copy (about 600 MB at 7 M rows)."""
     tcol = time_column(freq)
-    allowed = MINUTE_COLUMNS if freq == "1min" else DAILY_COLUMNS
-    missing = [c for c in ((tcol, *PRICE_COLUMNS, "volume") if freq == "1min" else (tcol, "close"))
+    intraday = freq != "1d"
+    allowed = MINUTE_COLUMNS if intraday else DAILY_COLUMNS
+    missing = [c for c in ((tcol, *PRICE_COLUMNS, "volume") if intraday else (tcol, "close"))
                if c not in df.columns]
     if missing:
         raise DataError(f"{freq} frame lacks column(s) {missing}: canonical columns are {list(allowed)}")
     t = df[tcol]
-    if freq == "1min":
+    if intraday:
         if not isinstance(t.dtype, pd.DatetimeTZDtype):
             raise DataError("minute bars need a timezone-aware 'timestamp' column")
         t = t.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
@@ -161,18 +170,19 @@ def _canonical(df: pd.DataFrame, freq: str) -> tuple[pa.Table, pd.Series]:
     return table, t
 
 
-def time_bounds(symbol: str, freq: str, start=None, end=None) -> tuple:
+def time_bounds(symbol: str, freq: str, start=None, end=None, tz: str | None = None) -> tuple:
     """The time-column bounds ``[lo, hi)`` of the local dates ``start`` .. ``end`` (inclusive;
-    None = open): for 1min bars the UTC instants of the symbol's local midnights."""
+    None = open): for intraday bars the UTC instants of the local midnights in ``tz``
+    (default: the symbol's zone)."""
     lo = hi = None
     if start is not None or end is not None:
-        session = session_for(symbol)
+        session = Session(tz=tz) if tz else session_for(symbol)
         if start is not None:
             lo = pd.Timestamp(start).normalize()
-            lo = session.at([lo], "00:00")[0] if freq == "1min" else lo
+            lo = session.at([lo], "00:00")[0] if freq != "1d" else lo
         if end is not None:
             hi = pd.Timestamp(end).normalize() + pd.Timedelta(days=1)
-            hi = session.at([hi], "00:00")[0] if freq == "1min" else hi
+            hi = session.at([hi], "00:00")[0] if freq != "1d" else hi
     return lo, hi
 
 
@@ -259,7 +269,7 @@ class Store:
             unknown = [c for c in cols if c not in entry.columns]
             if unknown:
                 raise DataError(f"{entry.symbol} {freq} has no column(s) {unknown}: it has {entry.columns}")
-        lo, hi = time_bounds(entry.symbol, freq, start, end)
+        lo, hi = time_bounds(entry.symbol, freq, start, end, entry.tz)
         filters = ([(tcol, ">=", lo)] if lo is not None else []) + ([(tcol, "<", hi)] if hi is not None else [])
         try:
             table = pq.read_table(self.file_of(entry), columns=cols, filters=filters or None,
@@ -283,26 +293,29 @@ class Store:
 
     # -- write ---------------------------------------------------------------------
     def write(self, symbol: str, freq: str, df: pd.DataFrame, source: str,
-              sample: bool = False, notes: list[str] | None = None) -> CatalogEntry:
-        """Atomically write (replace) a dataset and record it in the catalog (see the module doc)."""
-        return self.write_many([(symbol, freq, df, source, sample, notes)])[0]
+              sample: bool = False, notes: list[str] | None = None,
+              session: Session | None = None) -> CatalogEntry:
+        """Atomically write (replace) a dataset and record it in the catalog (see the module doc);
+        ``session`` (zone, hours, calendar) is recorded with it (default: the symbol's hours,
+        no calendar; the importer and the sample data pass the calendar they chose)."""
+        return self.write_many([(symbol, freq, df, source, sample, notes, session)])[0]
 
     def write_many(self, items) -> list[CatalogEntry]:
         """Write several datasets as one operation: all of them are in the catalog, or none.
 
-        ``items``: ``(symbol, freq, frame, source, sample, notes)`` tuples. Every file is
+        ``items``: ``(symbol, freq, frame, source, sample, notes[, session])`` tuples. Every file is
         staged first; the catalog is then replaced once, under the lock.
         """
         staged: list[tuple[CatalogEntry, Path]] = []
         try:
-            for symbol, freq, df, source, sample, notes in items:
-                staged.append(self._stage(symbol, freq, df, source, sample, notes))
+            for item in items:
+                staged.append(self._stage(*item))
             return self._commit(staged)
         finally:
             for _, tmp in staged:
                 tmp.unlink(missing_ok=True)
 
-    def _stage(self, symbol, freq, df, source, sample, notes) -> tuple[CatalogEntry, Path]:
+    def _stage(self, symbol, freq, df, source, sample, notes, session=None) -> tuple[CatalogEntry, Path]:
         """Write one dataset to a temporary file; returns its entry and the file."""
         sym = normalize_symbol(symbol)
         table, times = _canonical(df, check_freq(freq))
@@ -319,7 +332,7 @@ class Store:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        session = session_for(sym)
+        session = session if session is not None else session_for(sym, "")
         final = self.market_dir / f"{sym}_{freq}.{digest[:16]}.parquet"
         entry = CatalogEntry(
             symbol=sym, freq=freq,
@@ -328,7 +341,7 @@ class Store:
             imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             columns=list(table.column_names), sample=bool(sample), tz=session.tz,
             session_open=f"{session.open:%H:%M}", session_close=f"{session.close:%H:%M}",
-            file=str(final.relative_to(self.home)), bytes=tmp.stat().st_size,
+            calendar=session.calendar, file=str(final.relative_to(self.home)), bytes=tmp.stat().st_size,
             notes=list(notes or []),
         )
         return entry, tmp

@@ -6,6 +6,8 @@ import sys
 
 from cli import print_json
 
+FREQ_CHOICES = ("1min", "5min", "15min", "30min", "1h", "1d")  # almanac.store.FREQS (not imported at start)
+
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="the market data on disk: import, list, show",
@@ -22,12 +24,27 @@ def register(sub) -> None:
                     "within the years 1900-2100, text free of control characters. What a file may cost is bounded "
                     "before it is parsed: ALMANAC_MAX_IMPORT_MB, ALMANAC_MAX_COLUMNS, ALMANAC_MAX_LINE_KB, "
                     "ALMANAC_MAX_ROWS, and for Parquet ALMANAC_MAX_PARQUET_FOOTER_MB and ALMANAC_MAX_EXPANSION.")
-    imp.add_argument("path", help="CSV or Parquet file (columns such as Date/Datetime/Timestamp/time, "
-                                  "Open, High, Low, Close or Adj Close, Volume; any case)")
+    imp.add_argument("path", help="CSV (comma, semicolon or tab; .gz or .zip too) or Parquet file; columns such as "
+                                  "Date/Time/Timestamp/Datetime/Gmt time, Open, High, Low, Close/Last/Price (or Adj "
+                                  "Close, daily only), Volume/Vol; any case")
     imp.add_argument("--symbol", required=True, help="symbol to store it under, e.g. ES")
-    imp.add_argument("--freq", choices=["1min", "1d"], help="bar frequency (default: detected from the timestamps)")
-    imp.add_argument("--tz", help="time zone of naive timestamps (default: the symbol's exchange time zone, "
-                                  "America/New_York for the sample symbols); aware timestamps keep theirs")
+    imp.add_argument("--freq", choices=list(FREQ_CHOICES),
+                     help="bar size (default: detected from the timestamps)")
+    imp.add_argument("--tz", help="time zone of naive timestamps (default: the zone of the symbol's calendar, "
+                                  "America/New_York for the sample symbols); aware and epoch times keep theirs")
+    imp.add_argument("--calendar", help="exchange calendar (an exchange_calendars name such as XNYS, CMES, XLON): "
+                                        "holidays and early closes (default: XNYS for the sample symbols, none for "
+                                        "others; 'none' for none); bars outside its sessions are dropped with a "
+                                        "warning")
+    imp.add_argument("--stamp", choices=["start", "end"], default="start",
+                     help="intraday bars stamped at their start (default) or end (moved to their start)")
+    imp.add_argument("--delimiter", choices=[",", ";", "tab"], help="CSV field separator (default: detected)")
+    imp.add_argument("--decimal", choices=[".", ","], help="decimal mark of prices (default: '.'; a ',' in a "
+                                                           "semicolon or tab file must be named)")
+    imp.add_argument("--epoch", choices=["s", "ms"], help="numeric times are epoch seconds or milliseconds "
+                                                          "(default: detected from their size)")
+    imp.add_argument("--date-order", choices=["dmy", "mdy"], help="order of dates such as 03/04/2024 "
+                                                                 "(day-month-year or month-day-year)")
     imp.add_argument("--allow-nonpositive", action="store_true",
                      help="accept prices of 0 or below (a spread); by default they are refused as errors")
     imp.add_argument("--json", action="store_true", help="print the catalog entry as JSON")
@@ -73,7 +90,8 @@ def register(sub) -> None:
 
     show = cmds.add_parser("show", help="show one catalog entry", description="Show one dataset's catalog entry.")
     show.add_argument("symbol")
-    show.add_argument("--freq", choices=["1min", "1d"], help="which frequency (default: 1min if present, else 1d)")
+    show.add_argument("--freq", choices=list(FREQ_CHOICES),
+                      help="which bar size (default: the finest present)")
     show.add_argument("--json", action="store_true", help="print the entry as JSON")
     show.set_defaults(handler=cmd_show)
 
@@ -91,18 +109,23 @@ def _check_tz(tz: str | None) -> None:
 
 
 def cmd_import(args) -> int:
-    from almanac.importer import import_file
+    from almanac.importer import Layout, import_file
 
     _check_tz(args.tz)
+    layout = Layout(delimiter="\t" if args.delimiter == "tab" else args.delimiter, decimal=args.decimal,
+                    epoch=args.epoch, date_order=args.date_order)
     result = import_file(args.path, args.symbol, freq=args.freq, tz=args.tz,
-                         allow_nonpositive=args.allow_nonpositive)
+                         allow_nonpositive=args.allow_nonpositive, calendar=args.calendar, stamp=args.stamp,
+                         layout=layout)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     e = result.entry
     if args.json:
         print_json(e.to_dict())
     else:
-        print(f"imported {e.symbol} {e.freq}: {e.rows} rows {e.start} .. {e.end} (sha256 {e.sha256[:12]})")
+        cal = f"; calendar {e.calendar}" if e.calendar else "; no calendar"
+        notes = "".join(f"; {n}" for n in result.notes)
+        print(f"imported {e.symbol} {e.freq}: {e.rows} rows {e.start} .. {e.end} (sha256 {e.sha256[:12]}){cal}{notes}")
     return 0
 
 
@@ -159,20 +182,26 @@ def cmd_list(args) -> int:
     if not entries:
         print("the catalog is empty: start the app (it creates sample data) or run `python -m almanac data import`")
         return 0
-    print(f"{'symbol':<8}{'freq':<6}{'start':<27}{'end':<27}{'rows':>10}  source")
+    from almanac.sessions import session_of
+
+    print(f"{'symbol':<8}{'freq':<6}{'calendar':<9}{'start':<27}{'end':<27}{'rows':>10}  source")
     for e in entries:
         flag = " [sample]" if e.sample else ""
-        print(f"{e.symbol:<8}{e.freq:<6}{e.start:<27}{e.end:<27}{e.rows:>10}  {e.source[:60]}{flag}")
+        cal = session_of(e).calendar or "none"
+        print(f"{e.symbol:<8}{e.freq:<6}{cal:<9}{e.start:<27}{e.end:<27}{e.rows:>10}  {e.source[:60]}{flag}")
     return 0
 
 
 def cmd_show(args) -> int:
     from almanac.store import Store
 
+    from almanac.sessions import session_of
+
     e = Store().entry(args.symbol, args.freq)
+    entry = dict(e.to_dict(), calendar=session_of(e).calendar or None)  # the calendar the lab uses; null: none
     if args.json:
-        print_json(e.to_dict())
+        print_json(entry)
     else:
-        for k, v in e.to_dict().items():
+        for k, v in entry.items():
             print(f"{k:>14}: {v}")
     return 0

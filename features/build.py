@@ -30,8 +30,8 @@ import pandas as pd
 import pyarrow as pa
 
 from almanac.errors import NotFoundError, SpecError
-from almanac.sessions import Session, parse_time, session_for
-from almanac.store import CatalogEntry, Store, normalize_symbol, time_bounds
+from almanac.sessions import Session, intraday_entry, parse_time, session_for, symbol_session
+from almanac.store import CatalogEntry, Store, bar_minutes, normalize_symbol, time_bounds
 from features import cache
 from features.cross_asset import cross_features
 from features.early import early_features
@@ -92,11 +92,15 @@ def _as_list(value) -> list[str]:
 
 
 def normalize_config(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str] | str = FEATURE_SETS,
-                     cross_assets: Iterable[str] | str = (), start=None, end=None) -> dict:
-    """The validated, canonical configuration (JSON-able; sets in FEATURE_SETS order)."""
+                     cross_assets: Iterable[str] | str = (), start=None, end=None,
+                     session: Session | None = None, intraday: CatalogEntry | None = None) -> dict:
+    """The validated, canonical configuration (JSON-able; sets in FEATURE_SETS order).
+
+    ``session``: the symbol's recorded session (default: its known one); ``intraday``: its
+    intraday dataset, whose bar size the cutoff must fall on (a bar may not straddle it)."""
     sym = normalize_symbol(symbol)
-    session = session_for(sym)
-    cut = session.check_cutoff(parse_time(cutoff))
+    session = session or session_for(sym)
+    cut = session.check_cutoff(parse_time(cutoff), *_grid(intraday))
     chosen = _as_list(sets)
     unknown = [s for s in chosen if s not in ALL_SETS]
     if unknown:
@@ -129,6 +133,11 @@ def _entry(store: Store, sym: str, freq: str) -> CatalogEntry | None:
     return store.entry(sym, freq) if store.has(sym, freq) else None
 
 
+def _grid(entry: CatalogEntry | None) -> tuple[int, str]:
+    """``(bar minutes, "SYM size")`` of an intraday dataset, for the cutoff's grid check."""
+    return (bar_minutes(entry.freq), f"{entry.symbol} {entry.freq}") if entry is not None else (1, "")
+
+
 @dataclass
 class _Source:
     """Where one symbol's data comes from."""
@@ -143,7 +152,7 @@ class _Source:
 
 
 def _source(store: Store, sym: str, role: str) -> _Source:
-    minute, daily = _entry(store, sym, "1min"), _entry(store, sym, "1d")
+    minute, daily = intraday_entry(store, sym), _entry(store, sym, "1d")
     if minute is None and daily is None:
         have = ", ".join(store.symbols()) or "nothing yet"
         raise NotFoundError(f"{role} {sym} has no data in the store (it holds {have}): "
@@ -165,16 +174,17 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
     only loaded from the cache; one that would execute a plugin (its audit, or a cache miss)
     is refused, since plugins run in background jobs and on the command line only."""
     step = progress or (lambda f, s: None)
-    cfg = normalize_config(symbol, cutoff, sets, cross_assets, start, end)
-    ignored = cfg.pop("_cross_ignored")
     store = store if store is not None else Store()
-    sym, session = cfg["symbol"], session_for(cfg["symbol"])
+    sym = normalize_symbol(symbol)
+    session = symbol_session(store, sym)
+    cfg = normalize_config(symbol, cutoff, sets, cross_assets, start, end, session, intraday_entry(store, sym))
+    ignored = cfg.pop("_cross_ignored")
     target = _source(store, sym, "symbol")
     crosses = [_source(store, c, "cross-asset symbol") for c in cfg["cross_assets"]]
     hashes = _data_hashes(target, crosses, cfg)
     user = _user_inputs(store, cfg, target, session, hashes, step, run_plugins)
 
-    key = cache.cache_key(hashes, cfg)
+    key = cache.cache_key(hashes, {**cfg, "session": session.description})  # a re-import may change the calendar
     folder = cache.cache_dir(store.home)
     if use_cache:
         hit = cache.load(folder, key)
@@ -212,7 +222,7 @@ def build_features(symbol: str, cutoff: str | time = "10:15", sets: Iterable[str
 def _span(src: _Source) -> str:
     """``"first .. last"`` local dates of the rows a build of ``src`` can have."""
     e = src.minute or src.daily
-    tz = session_for(src.sym).tz
+    tz = (src.minute or src.daily).tz
     first, last = (pd.Timestamp(v) for v in (e.start, e.end))
     if first.tzinfo is not None:
         first, last = first.tz_convert(tz), last.tz_convert(tz)
@@ -244,7 +254,7 @@ def _split_minutes(store: Store, entry: CatalogEntry, session: Session, cutoff: 
     memory holds the timestamps and one batch instead of every bar as a DataFrame. The same
     numbers as :func:`split_bars` of :meth:`Store.read_bars`, which a file this cannot read
     that way (unsorted, null or naive timestamps) still goes through."""
-    _, hi = time_bounds(entry.symbol, "1min", None, end)
+    _, hi = time_bounds(entry.symbol, entry.freq, None, end, entry.tz)
     with store.open_parquet(entry) as pf:
         t = _sorted_micros(pf)
         if t is not None:
@@ -255,7 +265,7 @@ def _split_minutes(store: Store, entry: CatalogEntry, session: Session, cutoff: 
                 n = part.num_rows
                 splitter.feed(n, {c: np.asarray(part.column(c).to_numpy(), dtype="float64") for c in columns})
             return splitter.finish()
-    bars = store.read_bars(entry.symbol, "1min", end=end, columns=list(columns), entry=entry)
+    bars = store.read_bars(entry.symbol, entry.freq, end=end, columns=list(columns), entry=entry)
     return split_bars(bars, session, cutoff, columns)
 
 
@@ -386,16 +396,17 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=No
         atr_cols = {"or_range_atr", "overnight_range_atr"}
         add(early, lambda c: minute_label + (daily_label if c in atr_cols and daily_label != minute_label else []))
         if not db.has_overnight:
-            notes.append(f"overnight_range_atr absent: {sym} 1min has no bars outside the regular session")
+            notes.append(f"overnight_range_atr absent: {sym} {target.minute.freq} has no bars outside the regular "
+                         "session")
         _stale_note(daily, days, f"{sym} daily bars (ATR)", notes, shown)
 
     if "cross_asset" in cfg["sets"]:
         step(0.65, "cross-asset features")
         for src in crosses:
-            cs = session_for(src.sym)
+            cs = symbol_session(store, src.sym)
             early_ok = src.minute is not None and target.minute is not None and cs.tz == session.tz
             if early_ok:
-                cs.check_cutoff(cutoff)
+                cs.check_cutoff(cutoff, *_grid(src.minute))
             ctable = None
             if src.minute is not None and (early_ok or src.daily is None):  # each file read once
                 ctable = table_from_daybars(_split_minutes(store, src.minute, cs, cutoff, end, CROSS_COLUMNS))
@@ -423,7 +434,8 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=No
                          "(close-only series)")
         add(align_prev(reg, days), lambda c: daily_label)
         if target.minute is not None and target.daily is None:
-            notes.append(f"regime daily bars derived from {sym} 1min (regular session): {sym} has no usable 1d file")
+            notes.append(f"regime daily bars derived from {sym} {target.minute.freq} (regular session): {sym} has no "
+                         "usable 1d file")
 
     if user and (user["tables"] or user["plugins"]):
         _add_user_features(store, user, target, session, cutoff, end, days, shown, parts, lineage, fsets, notes, step)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from almanac.atomic import atomic_write, atomic_write_json
 
 #: Bump when any feature's computation changes: old cache entries stop matching.
-FEATURE_CODE_VERSION = "2"  # 2: notes of a date-limited build count only its days
+FEATURE_CODE_VERSION = "3"  # 2: notes of a date-limited build count only its days; 3: exchange calendars
 SESSION_PREFIX = "session__"
 
 log = logging.getLogger(__name__)

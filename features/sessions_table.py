@@ -25,8 +25,12 @@ Data gaps, decided here and relied on by the features:
   the first regular-session bar present, and the window holds the bars present;
 * a day whose first regular-session bar starts at or after the cutoff has no window:
   ``cutoff_price`` and every window feature are NaN;
-* a half day (early close) simply has fewer bars; with a cutoff after its close, the
-  window is the whole session and the price at the cutoff is the session close.
+* a half day (an early close of the symbol's exchange calendar, e.g. 13:00 New York the
+  day after Thanksgiving) ends at its early close: its ``close`` is the last bar before
+  it, and later bars belong to the next day's overnight. With a cutoff after its close
+  there is no rest of the day to trade or label: ``cutoff_price`` is NaN (so are its
+  window features, its label and its trade); a cutoff at the regular close itself keeps
+  every ordinary day as before. A holiday of the calendar has no session at all.
 """
 
 from __future__ import annotations
@@ -138,6 +142,7 @@ class _Layout:
     night_lo: np.ndarray
     night_hi: np.ndarray
     first_minute: np.ndarray  # local minute-of-day of each day's first regular bar
+    closed_before_cutoff: np.ndarray  # the session closed before the cutoff (an early close)
 
 
 @dataclass
@@ -208,24 +213,28 @@ def _layout(t: np.ndarray, session: Session, cutoff: time) -> _Layout:
     code or mask is ever built."""
     z = np.zeros(0, dtype=np.int64)
     if t.size == 0:
-        return _Layout(pd.DatetimeIndex([], name="date", dtype="datetime64[us]"), z, z, z, z, z, np.zeros(0))
+        return _Layout(pd.DatetimeIndex([], name="date", dtype="datetime64[us]"), z, z, z, z, z, np.zeros(0),
+                       np.zeros(0, dtype=bool))
     tz = session.tz
     first = pd.Timestamp(t[0], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
     last = pd.Timestamp(t[-1], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
     cal = pd.date_range(first - pd.Timedelta(days=1), last + pd.Timedelta(days=1), freq="D", unit="us")
     opens = session.opens(cal).as_unit("us").asi8
+    closes = session.closes(cal).as_unit("us").asi8
+    cutoffs = session.at(cal, cutoff).as_unit("us").asi8
     o_idx = np.searchsorted(t, opens, side="left")  # first bar at or after each open
-    c_idx = np.searchsorted(t, session.closes(cal).as_unit("us").asi8, side="left")
-    w_idx = np.searchsorted(t, session.at(cal, cutoff).as_unit("us").asi8, side="left")
+    c_idx = np.searchsorted(t, closes, side="left")
+    w_idx = np.searchsorted(t, cutoffs, side="left")
     trading = np.flatnonzero(c_idx > o_idx)
     reg_lo, reg_hi = o_idx[trading], c_idx[trading]
-    win_hi = np.minimum(w_idx[trading], reg_hi)
+    shut = closes[trading] < cutoffs[trading]  # an early close before the cutoff: no window, no rest of day
+    win_hi = np.where(shut, reg_lo, np.minimum(w_idx[trading], reg_hi))
     night_lo = np.r_[0, reg_hi[:-1]].astype(np.int64)  # after the previous trading day's close
     night_hi = reg_lo
     open_min = session.open.hour * 60 + session.open.minute
     first_minute = (t[np.minimum(reg_lo, t.size - 1)] - opens[trading]) // 60_000_000 + open_min
     return _Layout(pd.DatetimeIndex(cal[trading], name="date"), reg_lo, reg_hi, win_hi, night_lo, night_hi,
-                   first_minute.astype("float64"))
+                   first_minute.astype("float64"), shut)
 
 
 class DaySplitter:

@@ -11,7 +11,8 @@ Definitions, per trading day D:
   ``long_only``), else 0; a NaN prob (no prediction) gives 0. position = signal.
   Comparisons allow 1e-12 of float error (prob 0.45 is short at threshold 0.55);
   at threshold 0.5 a prob of exactly 0.5 is long.
-* gross_return = position * (close / cutoff_price - 1)
+* gross_return = position * (close / cutoff_price - 1); ``close`` is the session close
+  of the symbol's exchange calendar, so on a half day the exit is at the early close
 * strategy_return = gross_return - |position| * 2 * cost_bps / 1e4 (entry and exit)
 * equity = cumprod(1 + strategy_return), starting from 1.0 before the first day;
   drawdown = equity / max(1, running max of equity) - 1.

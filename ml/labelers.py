@@ -63,6 +63,10 @@ def label_rest_of_day(table: pd.DataFrame) -> np.ndarray:
 
     Future looked at: from the cutoff of day D to the session close of day D — exactly
     the stretch a position decided at the cutoff is exposed to.
+
+    The session close is the exchange calendar's: an early close on a half day (13:00 New
+    York the day after Thanksgiving); a day that closed before the cutoff has no
+    ``cutoff_price``, so no label (:mod:`features.sessions_table`).
     """
     p, c = _prices(table, "cutoff_price", "close")
     return np.where(np.isnan(p) | np.isnan(c), np.nan, (c > p).astype("float64"))

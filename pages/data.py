@@ -7,11 +7,13 @@
   (default the last ~6 months). Only that window and the needed columns are read
   (``Store.read_bars`` with start, end, columns). Each render returns a *new*
   ``dcc.Graph`` into an empty container (docs/design.md §11).
-* Import: drop a CSV or Parquet file, check the symbol (default: from the file name),
-  optionally force the frequency or time zone or allow prices <= 0 (spreads), press
-  Import. An upload over ``ALMANAC_MAX_UPLOAD_MB`` is refused from its encoded length,
-  before it is decoded. The import runs as a
-  background job; success shows the stored range and any warnings, a refusal shows the
+* Import: drop a CSV (comma, semicolon or tab; plain, .gz or .zip) or Parquet file,
+  check the symbol (default: from the file name), optionally choose the bar size, the
+  exchange calendar, the time zone, end-stamped bars or allow prices <= 0 (spreads), press
+  Import. The file-layout controls (delimiter, decimal mark, epoch unit, date order) open
+  by themselves when a refusal names one of their flags. An upload over
+  ``ALMANAC_MAX_UPLOAD_MB`` is refused from its encoded length, before it is decoded.
+  The import runs as a background job; success shows the stored range and any warnings, a refusal shows the
   importer's one-line message, and the store is unchanged.
 """
 
@@ -29,7 +31,8 @@ import pandas as pd
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from almanac.errors import DataError
-from almanac.importer import check_upload_size, import_bytes
+from almanac.importer import Layout, check_upload_size, import_bytes
+from almanac.sessions import session_of
 from almanac.settings import get_limits
 from almanac.store import CatalogEntry, Store
 from pages._components import (
@@ -42,7 +45,13 @@ dash.register_page(__name__, path="/data", name="Data", order=1, title="Data · 
                    description="See the bars on disk, chart any dataset, import CSV or Parquet files.")
 
 log = logging.getLogger(__name__)
-FREQ_NAMES = {"1min": "1-minute", "1d": "daily"}
+FREQ_NAMES = {"1min": "1-minute", "5min": "5-minute", "15min": "15-minute", "30min": "30-minute", "1h": "1-hour",
+              "1d": "daily"}
+#: calendars offered in the import form (any exchange_calendars name may be typed)
+COMMON_CALENDARS = ("XNYS", "XNAS", "CMES", "XCBF", "IEPA", "XLON", "XETR", "XPAR", "XAMS", "XSWX", "XTSE",
+                    "XTKS", "XHKG", "XASX", "XSES", "XBOM")
+#: the import's flags that the layout controls set: a refusal naming one opens them
+LAYOUT_FLAGS = ("--delimiter", "--decimal", "--epoch", "--date-order", "--stamp", "--tz", "--calendar")
 DAILY_WINDOW_DAYS = 182  # default daily chart: the last ~6 months
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -72,6 +81,7 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict]:
         "dataset": dataset_key(e.symbol, e.freq),
         "symbol": e.symbol,
         "freq": FREQ_NAMES.get(e.freq, e.freq),
+        "calendar": session_of(e).calendar or "none",
         "first": f"{local_date(e.start, e.tz):%Y-%m-%d}",
         "last": f"{local_date(e.end, e.tz):%Y-%m-%d}",
         "rows": e.rows,
@@ -108,7 +118,7 @@ def default_window(entry: CatalogEntry) -> dict:
     """
     lo, hi = local_date(entry.start, entry.tz), local_date(entry.end, entry.tz)
     out = {"min": f"{lo:%Y-%m-%d}", "max": f"{hi:%Y-%m-%d}"}
-    if entry.freq == "1min":
+    if entry.freq != "1d":
         out["day"] = out["max"]
     else:
         out["start"] = f"{max(lo, hi - pd.Timedelta(days=DAILY_WINDOW_DAYS)):%Y-%m-%d}"
@@ -154,6 +164,8 @@ def _grid(entries: list[CatalogEntry]) -> dag.AgGrid:
         {"field": "symbol", "headerName": "Symbol", "width": 100, "pinned": "left",
          "cellClass": "almanac-cell-symbol"},
         {"field": "freq", "headerName": "Bars", "width": 95},
+        {"field": "calendar", "headerName": "Calendar", "width": 100,
+         "headerTooltip": "exchange calendar: holidays and early closes ('none': every weekday with data)"},
         {"field": "first", "headerName": "First", "width": 108},
         {"field": "last", "headerName": "Last", "width": 108},
         {"field": "rows", "headerName": "Rows", "width": 100, "type": "rightAligned",
@@ -182,9 +194,10 @@ def _grid(entries: list[CatalogEntry]) -> dag.AgGrid:
 
 def _import_form() -> list:
     return [
-        dcc.Upload(id="data-upload", multiple=False, accept=".csv,.txt,.parquet,.pq,.parq",
+        dcc.Upload(id="data-upload", multiple=False, accept=".csv,.txt,.tsv,.gz,.zip,.parquet,.pq,.parq",
                    className="almanac-upload",
                    children=html.Div([html.Div("Drop a CSV or Parquet file here", className="fw-bold"),
+                                      html.Div("comma, semicolon or tab; .gz and .zip too", className="almanac-hint"),
                                       html.Div(["or ", html.Span("choose a file", className="almanac-link")])])),
         dcc.Store(id="data-upload-limit", data=get_limits().upload_bytes),
         dcc.Store(id="data-upload-ok"),    # the file, only when within the limit (assets/upload.js)
@@ -195,16 +208,49 @@ def _import_form() -> list:
                      dbc.Input(id="data-symbol", placeholder="e.g. ES", type="text")], xs=3),
             dbc.Col([dbc.Label("Bars", html_for="data-freq"),
                      dbc.Select(id="data-freq", value="auto",
-                                options=[{"label": "detect", "value": "auto"},
-                                         {"label": "1-minute", "value": "1min"},
-                                         {"label": "daily", "value": "1d"}])], xs=3),
-            dbc.Col([dbc.Label("Time zone", html_for="data-tz"),
-                     dbc.Input(id="data-tz", placeholder="America/New_York", type="text")], xs=6),
+                                options=[{"label": "detect", "value": "auto"}]
+                                + [{"label": name, "value": f} for f, name in FREQ_NAMES.items()])], xs=3),
+            dbc.Col([dbc.Label("Calendar", html_for="data-calendar"),
+                     dbc.Input(id="data-calendar", placeholder="default", type="text", list="data-calendars"),
+                     html.Datalist(id="data-calendars", children=[html.Option(value=c) for c in COMMON_CALENDARS])],
+                    xs=6),
         ], className="g-2 mt-1"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Time zone", html_for="data-tz"),
+                     dbc.Input(id="data-tz", placeholder="the calendar's zone", type="text")], xs=6),
+            dbc.Col([dbc.Label("Bars stamped at", html_for="data-stamp"),
+                     dbc.Select(id="data-stamp", value="start",
+                                options=[{"label": "their start", "value": "start"},
+                                         {"label": "their end", "value": "end"}])], xs=6),
+        ], className="g-2 mt-1"),
+        dbc.Button("File layout…", id="data-layout-toggle", color="link", size="sm", n_clicks=0,
+                   className="px-0 mt-1"),
+        dbc.Collapse(dbc.Row([
+            dbc.Col([dbc.Label("Delimiter", html_for="data-delimiter"),
+                     dbc.Select(id="data-delimiter", value="auto",
+                                options=[{"label": "detect", "value": "auto"}, {"label": "comma", "value": ","},
+                                         {"label": "semicolon", "value": ";"}, {"label": "tab", "value": "tab"}])],
+                    xs=6),
+            dbc.Col([dbc.Label("Decimal mark", html_for="data-decimal"),
+                     dbc.Select(id="data-decimal", value="auto",
+                                options=[{"label": "point (default)", "value": "auto"},
+                                         {"label": "point, comma = thousands", "value": "."},
+                                         {"label": "comma", "value": ","}])], xs=6),
+            dbc.Col([dbc.Label("Epoch times", html_for="data-epoch"),
+                     dbc.Select(id="data-epoch", value="auto",
+                                options=[{"label": "detect", "value": "auto"}, {"label": "seconds", "value": "s"},
+                                         {"label": "milliseconds", "value": "ms"}])], xs=6),
+            dbc.Col([dbc.Label("Date order", html_for="data-date-order"),
+                     dbc.Select(id="data-date-order", value="auto",
+                                options=[{"label": "detect", "value": "auto"},
+                                         {"label": "day first", "value": "dmy"},
+                                         {"label": "month first", "value": "mdy"}])], xs=6),
+        ], className="g-2"), id="data-layout", is_open=False),
         dbc.Switch(id="data-allow-nonpositive", value=False, className="mt-2",
                    label="Allow zero and negative prices (a spread)"),
-        html.Div("Bars: leave on detect unless the file's spacing is irregular. Time zone: only for times "
-                 "without a UTC offset; default the exchange's (New York for the sample symbols).",
+        html.Div("Bars: 1, 5, 15, 30-minute, 1-hour or daily; leave on detect unless the spacing is irregular. "
+                 "Calendar: an exchange_calendars name (XNYS for the sample symbols; none for others: every "
+                 "weekday with data). Time zone: only for times without a UTC offset; default the calendar's.",
                  className="almanac-hint mt-1"),
         html.Div([
             dbc.Button("Import", id="data-import-btn", color="primary", n_clicks=0, className="mt-3"),
@@ -324,14 +370,14 @@ def render_chart(dataset, day, start, end):
     symbol, freq = split_key(dataset)
     try:
         entry = Store().entry(symbol, freq)
-        lo, hi = (day, day) if freq == "1min" else (start, end)
+        lo, hi = (day, day) if freq != "1d" else (start, end)
         if lo and hi and pd.Timestamp(lo) > pd.Timestamp(hi):
             return info_alert(f"the start {lo[:10]} is after the end {hi[:10]}: pick an earlier start.",
                               title="Empty range")
         columns = [c for c in BAR_COLUMNS if c in entry.columns]
         bars = Store().read_bars(symbol, freq, start=lo, end=hi, columns=columns)
         if bars.empty:
-            when = f"{pd.Timestamp(lo):%a %Y-%m-%d}" if freq == "1min" else f"{lo[:10]} to {hi[:10]}"
+            when = f"{pd.Timestamp(lo):%a %Y-%m-%d}" if freq != "1d" else f"{lo[:10]} to {hi[:10]}"
             w = default_window(entry)
             return info_alert(f"{symbol} has no {FREQ_NAMES.get(freq, freq)} bars on {when} (market closed?); "
                               f"pick a trading day between {w['min']} and {w['max']}.", title="No bars")
@@ -377,13 +423,17 @@ def describe_upload(size, filename):
     State("data-upload-ok", "data"), State("data-upload", "filename"), State("data-symbol", "value"),
     State("data-freq", "value"), State("data-tz", "value"), State("data-token", "data"),
     State("data-allow-nonpositive", "value"), State("data-upload-size", "data"),
+    State("data-calendar", "value"), State("data-stamp", "value"), State("data-delimiter", "value"),
+    State("data-decimal", "value"), State("data-epoch", "value"), State("data-date-order", "value"),
     background=True,
     running=[(Output("data-import-btn", "disabled"), True, False),
              (Output("data-import-btn", "children"), "Importing…", "Import")],
     prevent_initial_call=True,
 )
-def run_import(n_clicks, contents, filename, symbol, freq, tz, token, allow_nonpositive=False, size=None):
+def run_import(n_clicks, contents, filename, symbol, freq, tz, token, allow_nonpositive=False, size=None,
+               calendar=None, stamp=None, delimiter=None, decimal=None, epoch=None, date_order=None):
     """Validate and store the uploaded file (a background job; ``token`` keys it to this page load).
+    The layout controls give the importer's flags ("auto" = detect).
 
     ``contents`` is the file only when the browser found it within the upload limit;
     ``size`` is what the browser measured, so a refused file is named without being sent."""
@@ -395,18 +445,53 @@ def run_import(n_clicks, contents, filename, symbol, freq, tz, token, allow_nonp
     if not contents or not filename:
         return warning_alert(["choose a CSV or Parquet file first"], title="Nothing to import"), no_update
     symbol = (symbol or "").strip() or symbol_from_filename(filename)
+
+    def pick(value):
+        return None if value in (None, "", "auto") else value
+
     try:
+        layout_ = Layout(delimiter="\t" if delimiter == "tab" else pick(delimiter), decimal=pick(decimal),
+                         epoch=pick(epoch), date_order=pick(date_order))
         result = import_bytes(decode_upload(contents, filename), filename, symbol,
-                              freq=None if freq in (None, "", "auto") else freq, tz=(tz or "").strip() or None,
-                              allow_nonpositive=bool(allow_nonpositive))
+                              freq=pick(freq), tz=(tz or "").strip() or None,
+                              allow_nonpositive=bool(allow_nonpositive),
+                              calendar=(calendar or "").strip() or None, stamp=pick(stamp) or "start",
+                              layout=layout_)
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
-        return failure_alert(exc, log, f"importing {filename}"), no_update
+        alert = failure_alert(exc, log, f"importing {filename}")
+        if isinstance(exc, DataError) and any(f in exc.message for f in LAYOUT_FLAGS):
+            alert = [alert, html.Div("Set it with the controls above: the file layout options are open.",
+                                     className="almanac-hint", id="data-layout-hint")]
+        return alert, no_update
     e = result.entry
+    cal = session_of(e).calendar
     done = success_alert([f"stored {e.rows:,} {FREQ_NAMES.get(e.freq, e.freq)} bars of ",
                           html.Strong(e.symbol), f" from {local_date(e.start, e.tz):%Y-%m-%d} to "
-                          f"{local_date(e.end, e.tz):%Y-%m-%d}."], title=f"Imported {filename}")
+                          f"{local_date(e.end, e.tz):%Y-%m-%d}, "
+                          + (f"{cal} calendar." if cal else "no exchange calendar.")]
+                         + [html.Div(n, className="almanac-hint") for n in result.notes],
+                         title=f"Imported {filename}")
     return [done, warning_alert(result.warnings)], {"select": dataset_key(e.symbol, e.freq),
                                                     "sha256": e.sha256, "at": e.imported_at}
+
+
+@callback(
+    Output("data-layout", "is_open"),
+    Input("data-layout-toggle", "n_clicks"), Input("data-import-result", "children"),
+    State("data-layout", "is_open"),
+    prevent_initial_call=True,
+)
+def layout_controls(n_clicks, result, is_open):
+    """The file-layout controls: toggled by their link, opened when a refusal names a flag they set."""
+    if dash.ctx.triggered_id == "data-layout-toggle":
+        return not is_open
+    return True if needs_layout(result) else no_update
+
+
+def needs_layout(result) -> bool:
+    """Whether an import's result (components, or their JSON) is a refusal naming a flag the
+    file-layout controls set (:data:`LAYOUT_FLAGS`)."""
+    return "data-layout-hint" in str(result)
 
 
 @callback(

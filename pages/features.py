@@ -28,6 +28,7 @@ import pandas as pd
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from almanac.errors import SpecError
+from almanac.sessions import INTRADAY_FREQS
 from almanac.store import CatalogEntry, Store
 from features import FEATURE_SETS, FeatureTable, build_features
 from features.build import user_sets
@@ -68,7 +69,7 @@ def symbol_span(entries: list[CatalogEntry], symbol: str) -> tuple[str, str] | N
     daily dates.
     """
     mine = {e.freq: e for e in entries if e.symbol == symbol}
-    e = mine.get("1min") or mine.get("1d")
+    e = next((mine[f] for f in INTRADAY_FREQS if f in mine), None) or mine.get("1d")
     if e is None:
         return None
     return f"{_local_date(e.start, e.tz):%Y-%m-%d}", f"{_local_date(e.end, e.tz):%Y-%m-%d}"
@@ -76,8 +77,9 @@ def symbol_span(entries: list[CatalogEntry], symbol: str) -> tuple[str, str] | N
 
 def symbol_hint(entries: list[CatalogEntry], symbol: str) -> str:
     freqs = sorted({e.freq for e in entries if e.symbol == symbol})
-    if "1min" in freqs:
-        return f"{symbol} has 1-minute bars: every feature set is available."
+    intraday = [f for f in INTRADAY_FREQS if f in freqs]
+    if intraday:
+        return f"{symbol} has {intraday[0]} bars: every feature set is available."
     if freqs:
         return (f"{symbol} has daily bars only: early-session features will be absent and everything is "
                 "known at the session open (regime and cross-asset from the previous day).")
@@ -85,7 +87,7 @@ def symbol_hint(entries: list[CatalogEntry], symbol: str) -> str:
 
 
 def default_symbol(entries: list[CatalogEntry]) -> str | None:
-    minute = [e.symbol for e in entries if e.freq == "1min"]
+    minute = [e.symbol for e in entries if e.freq != "1d"]
     return (minute or [e.symbol for e in entries] or [None])[0]
 
 

@@ -18,7 +18,8 @@ dash.register_page(__name__, path="/", name="Overview", order=0, title="Almanac 
                    description="What the lab holds and where to start.")
 
 log = logging.getLogger(__name__)
-FREQ_NAMES = {"1min": "1-minute", "1d": "daily"}
+FREQ_NAMES = {"1min": "1-minute", "5min": "5-minute", "15min": "15-minute", "30min": "30-minute", "1h": "1-hour",
+              "1d": "daily"}
 
 
 def span_text(entry: CatalogEntry) -> str:

@@ -39,6 +39,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
 from almanac import registry
 from almanac.errors import AlmanacError, SpecError
+from almanac.sessions import INTRADAY_FREQS
 from almanac.settings import get_settings
 from almanac.spec import spec_from_dict
 from almanac.store import Store
@@ -235,7 +236,7 @@ def data_span(symbol: str | None, store: Store | None = None) -> tuple[str, str]
     if not symbol or symbol.startswith(TABLE_PREFIX):
         return None
     store = store or Store()
-    for freq in ("1min", "1d"):
+    for freq in (*INTRADAY_FREQS, "1d"):
         if store.has(symbol, freq):
             e = store.entry(symbol, freq)
             days = [pd.Timestamp(t) for t in (e.start, e.end)]
@@ -351,7 +352,7 @@ def _param_group(kind: str, values: dict) -> html.Div:
 
 def _symbols(entries) -> tuple[list[str], list[str]]:
     """(target choices: symbols with minute bars first, every symbol in the catalog)."""
-    minute = sorted({e.symbol for e in entries if e.freq == "1min"})
+    minute = sorted({e.symbol for e in entries if e.freq != "1d"})
     every = sorted({e.symbol for e in entries})
     return minute + [s for s in every if s not in minute], every
 

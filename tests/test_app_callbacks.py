@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import plotly
 import pytest
 from dash import dcc, no_update
 
@@ -267,13 +268,14 @@ def test_spreads_upload_with_the_switch(pages, lab):
     spread = b"Date,Close\n2024-01-02,0.5\n2024-01-03,-0.25\n"
     result, rev = pages["data"].run_import(1, upload(spread), "spr.csv", "SPR", "auto", "", "t")
     assert classes(result) == ["danger"] and "close -0.25 is not a positive price" in texts(result)
-    result, rev = pages["data"].run_import(1, upload(spread), "spr.csv", "SPR", "auto", "", "t", True)
+    result, rev = pages["data"].run_import(1, upload(spread), "spr.csv", "SPR", "auto", "", "t", True,
+                                           calendar="XNYS")
     assert classes(result) == ["success"] and lab.entry("SPR", "1d").rows == 2
 
 
 def test_a_one_row_daily_upload_is_daily(pages, lab):
     result, rev = pages["data"].run_import(1, upload(b"Date,Close\n2018-03-09,2700\n"), "one.csv", "ONE",
-                                           "auto", "", "t")
+                                           "auto", "", "t", calendar="XNYS")
     assert classes(result) == ["success"] and rev["select"] == "ONE|1d"
 
 
@@ -281,8 +283,10 @@ def test_good_import_reports_rows_and_warnings_and_selects_the_dataset(pages, la
     result, rev = pages["data"].run_import(1, upload(GOOD), "tst_daily.csv", "", "auto", None, "token")
     assert classes(result) == ["success", "warning"]
     text = texts(result)
-    assert "stored 3 daily bars of TST from 2024-01-02 to 2024-01-04." in text   # symbol from the file name
+    # symbol from the file name; a symbol the lab does not know has no calendar unless one is chosen
+    assert "stored 3 daily bars of TST from 2024-01-02 to 2024-01-04, no exchange calendar." in text
     assert "dropped 1 exact duplicate row(s), first at row 3" in text
+    assert "TST has no exchange calendar: its trading days are the weekdays with data" in text
     assert rev["select"] == "TST|1d" and rev["sha256"] == lab.entry("TST", "1d").sha256
     rows, options, value = pages["data"].refresh_catalog(rev)
     assert [r["dataset"] for r in rows] == ["ES|1min", "ES|1d", "TST|1d", "VIX|1d"]
@@ -293,10 +297,33 @@ def test_good_import_reports_rows_and_warnings_and_selects_the_dataset(pages, la
 def test_forced_frequency_and_timezone_reach_the_importer(pages, lab):
     minutes = (b"timestamp,open,high,low,close,volume\n"
                b"2024-01-02 09:30,1,2,0.5,1.5,10\n2024-01-02 09:31,1.5,2,1,1.2,11\n")
-    result, rev = pages["data"].run_import(1, upload(minutes), "m.csv", "mq", "1min", "UTC", "t")
+    result, rev = pages["data"].run_import(1, upload(minutes), "m.csv", "mq", "1min", "UTC", "t", calendar="XNYS")
     assert classes(result) == ["success"]
     entry = lab.entry("MQ", "1min")
     assert entry.start == "2024-01-02T09:30:00+00:00"  # naive times read as UTC, as asked
+
+
+def test_layout_controls_open_when_a_refusal_names_their_flag_and_settle_it(pages, lab):
+    data = pages["data"]
+    ambiguous = b"Date;Close\n04/03/2024;100\n05/03/2024;101\n"
+    before = snapshot(lab.home)
+    result, rev = data.run_import(1, upload(ambiguous), "eu.csv", "EU", "auto", "", "t")
+    assert classes(result) == ["danger"] and rev is no_update
+    assert ("eu.csv, row 1, column 'Date': dates such as '04/03/2024' read both day-first and month-first: pass "
+            "--date-order dmy or --date-order mdy") in texts(result)
+    # the file-layout controls open (the callback sees the result as JSON)
+    assert data.needs_layout(json.loads(json.dumps(result, cls=plotly.utils.PlotlyJSONEncoder)))
+    assert snapshot(lab.home) == before
+    result, rev = data.run_import(1, upload(ambiguous), "eu.csv", "EU", "auto", "", "t", calendar="XNYS",
+                                  date_order="dmy", delimiter=";")
+    assert classes(result) == ["success"] and lab.read_bars("EU", "1d")["date"].dt.strftime("%m-%d").tolist() == [
+        "03-04", "03-05"]
+    assert data.catalog_rows([lab.entry("EU", "1d")])[0]["calendar"] == "XNYS"
+    five = b"Datetime,Open,High,Low,Close,Volume\n2024-01-02 09:30,1,2,0.5,1.5,10\n2024-01-02 09:35,1,2,0.5,1.5,10\n"
+    result, rev = data.run_import(1, upload(five), "nq5.csv", "NQ", "auto", "", "t")
+    assert classes(result) == ["success"] and rev["select"] == "NQ|5min"
+    assert "stored 2 5-minute bars of NQ from 2024-01-02 to 2024-01-02, XNYS calendar." in texts(result)
+    assert "naive times read as America/New_York (the XNYS calendar's zone; pass --tz to change)" in texts(result)
 
 
 def test_import_without_a_file_asks_for_one(pages, lab):

@@ -252,11 +252,17 @@ def test_import_bytes_for_uploads(store):
     assert not (store.home / "tmp").exists()  # read in memory: no scratch copy in the home
 
 
-def test_five_minute_bars_are_refused_with_advice(store, tmp_path):
+def test_five_minute_bars_are_stored_natively_and_two_minute_bars_refused(store, tmp_path):
     ts = pd.date_range("2018-03-09 09:30", periods=4, freq="5min")
     text = "Datetime,Open,High,Low,Close,Volume\n" + "".join(f"{t},1,2,0.5,1.5,3\n" for t in ts)
-    with pytest.raises(DataError, match="bars are 0 days 00:05:00 apart; the lab stores 1-minute or daily bars"):
-        import_file(write(tmp_path, "five.csv", text), "ES", store=store)
+    e = import_file(write(tmp_path, "five.csv", text), "ES", store=store).entry
+    assert (e.freq, e.rows, e.calendar) == ("5min", 4, "XNYS")
+    two = text.replace("09:35", "09:32").replace("09:40", "09:34").replace("09:45", "09:36")
+    before = snapshot(store.home)
+    with pytest.raises(DataError, match=r"^two.csv: bars are 0 days 00:02:00 apart; the lab stores 1min, 5min, "
+                                        r"15min, 30min, 1h or 1d bars: resample to one of them"):
+        import_file(write(tmp_path, "two.csv", two), "ES", store=store)
+    assert snapshot(store.home) == before
 
 
 def test_data_list_and_show_json(seeded, capsys):
@@ -286,7 +292,7 @@ def test_validation_is_vectorized_for_a_million_rows(store, tmp_path):
     df = pd.DataFrame({"timestamp": ts, "open": c, "high": c + 0.1, "low": c - 0.1, "close": c, "volume": 1.0})
     p = tmp_path / "big.parquet"
     df.to_parquet(p)
-    assert import_file(p, "ES", store=store).entry.rows == n
+    assert import_file(p, "ES", store=store, calendar="").entry.rows == n  # round the clock: no calendar
 
 
 def test_damaged_files_are_always_refused_cleanly(store, tmp_path):
@@ -543,7 +549,7 @@ def test_old_mac_line_endings_are_scanned_by_cr(store, tmp_path, monkeypatch):
     rows = "".join(f"2018-01-{d:02d},{d}\r" for d in range(1, 29))
     f = _bytes(tmp_path, "mac.csv", ("Date,Close\r" + rows).encode())
     monkeypatch.setenv("ALMANAC_MAX_LINE_KB", "0.1")  # 102 bytes: every line fits, the whole file does not
-    assert import_file(f, "ES", store=store).entry.rows == 28
+    assert import_file(f, "ES", store=store, calendar="").entry.rows == 28  # every day: no calendar
 
 
 def test_the_line_scan_agrees_with_splitting_lines(monkeypatch):
@@ -617,7 +623,7 @@ def test_row_limit_applies_to_csv_too(seeded, tmp_path, monkeypatch):
 
 def test_offset_detection_matches_python_re_on_ascii_and_other_text():
     """The vectorized (RE2) test for a trailing UTC offset gives Python re's answer."""
-    from almanac.importer import _OFFSET_RE, _ends_with_offset
+    from almanac.bartimes import _OFFSET_RE, _ends_with_offset
 
     texts = ["2018-03-09 09:30:00+00:00", "2018-03-09 09:30:00", "2018-03-09T09:30Z", "2018-03-09 09:30 -0500",
              "2018-03-09 09:30:00.123+05", "09:30+05:30", "2018-03-09", "", "2018-03-09 09:30:00 +00:00x",

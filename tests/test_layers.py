@@ -157,7 +157,7 @@ def test_no_two_modules_import_each_other():
 
 #: What `import app` must not load: each costs from a tenth of a second to over a second
 #: of start-up, and none is needed before a job trains, explains or scores a model.
-HEAVY_AT_START = ("scipy.stats", "sklearn", "lightgbm", "xgboost", "shap")
+HEAVY_AT_START = ("scipy.stats", "sklearn", "lightgbm", "xgboost", "shap", "exchange_calendars")
 
 
 def test_importing_the_app_loads_no_heavy_library(tmp_path):

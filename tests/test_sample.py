@@ -10,6 +10,8 @@ from almanac import sample
 from almanac.errors import SpecError
 
 NY = "America/New_York"
+#: XNYS early closes (13:00 New York) in the fixture's years 2017-2018
+EARLY = ["2017-07-03", "2017-11-24", "2018-07-03", "2018-11-23", "2018-12-24"]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,21 @@ def _assert_exact_agreement(minutes: pd.DataFrame, daily: pd.DataFrame, years: r
     assert agg.index.equals(want.index)  # one minute day per daily row, nothing else
     for col in ("open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(agg[col].to_numpy(), want[col].to_numpy(), err_msg=col)
-    assert (agg["bars"] == 390).all()
+    early = agg.index.isin(pd.to_datetime(EARLY_ALL))
+    assert (agg.loc[~early, "bars"] == 390).all()
+    assert (agg.loc[early, "bars"] == 210).all()  # 09:30-13:00
+
+
+#: every XNYS 13:00 close of 2009-2018 (what exchange_calendars says)
+EARLY_ALL = ["2009-11-27", "2009-12-24", "2010-11-26", "2011-11-25", "2012-07-03", "2012-11-23", "2012-12-24",
+             "2013-07-03", "2013-11-29", "2013-12-24", "2014-07-03", "2014-11-28", "2014-12-24", "2015-11-27",
+             "2015-12-24", "2016-11-25", "2017-07-03", "2017-11-24", "2018-07-03", "2018-11-23", "2018-12-24"]
+
+
+def _full_days(m: pd.DataFrame) -> pd.DataFrame:
+    """The bars of the days with a full 390-minute session (early-close days left out)."""
+    date = m["timestamp"].dt.tz_convert(NY).dt.strftime("%Y-%m-%d")
+    return m[~date.isin(EARLY_ALL)]
 
 
 def _ohlc_valid(df: pd.DataFrame) -> np.ndarray:
@@ -97,8 +113,25 @@ def test_minute_bars_agree_exactly_with_daily_bars(frames):
     _assert_exact_agreement(frames[("ES", "1min")], frames[("ES", "1d")], range(2017, 2019))
 
 
+def test_early_close_days_are_short_and_still_agree(frames):
+    """The day after Thanksgiving and Christmas Eve end at 13:00 New York (XNYS), so the
+    sample has 210 bars those days, the last at 12:59, and agrees with ES 1d exactly."""
+    m, daily = frames[("ES", "1min")], frames[("ES", "1d")].set_index("date")
+    local = m["timestamp"].dt.tz_convert(NY)
+    for day in ("2017-11-24", "2018-11-23", "2018-12-24"):
+        bars = m[local.dt.strftime("%Y-%m-%d") == day]
+        times = local[bars.index].dt.strftime("%H:%M")
+        assert len(bars) == 210 and times.iloc[0] == "09:30" and times.iloc[-1] == "12:59"
+        row = daily.loc[day]
+        assert bars["open"].iloc[0] == row["open"] and bars["close"].iloc[-1] == row["close"]
+        assert bars["high"].max() == row["high"] and bars["low"].min() == row["low"]
+        assert bars["volume"].sum() == row["volume"]
+    # the Wednesday before Thanksgiving is a full day
+    assert (local.dt.strftime("%Y-%m-%d") == "2018-11-21").sum() == 390
+
+
 def test_minute_bars_are_the_regular_session_in_utc(frames):
-    m = frames[("ES", "1min")]
+    m = _full_days(frames[("ES", "1min")])
     assert str(m["timestamp"].dtype) == "datetime64[us, UTC]"
     assert m["timestamp"].is_monotonic_increasing and m["timestamp"].is_unique
     local = m["timestamp"].dt.tz_convert(NY)
@@ -121,8 +154,8 @@ def test_first_bar_is_0930_new_york_across_dst(frames, day, utc_hour):
 
 
 def test_every_minute_bar_is_valid_ohlc(frames):
-    m = frames[("ES", "1min")]
-    assert _ohlc_valid(m).all()
+    assert _ohlc_valid(frames[("ES", "1min")]).all()
+    m = _full_days(frames[("ES", "1min")])
     assert np.isfinite(m[["open", "high", "low", "close", "volume"]].to_numpy()).all()
     assert (m["volume"] >= 0).all() and (m["volume"] == np.round(m["volume"])).all()
     # continuous path: each minute opens where the previous one closed (same day)
@@ -132,7 +165,7 @@ def test_every_minute_bar_is_valid_ohlc(frames):
 
 
 def test_intraday_volume_and_volatility_are_u_shaped(frames):
-    m = frames[("ES", "1min")]
+    m = _full_days(frames[("ES", "1min")])
     vol = m["volume"].to_numpy().reshape(-1, 390).mean(axis=0)
     ret = np.abs(np.log(m["close"] / m["open"])).to_numpy().reshape(-1, 390).mean(axis=0)
     first, mid, last = slice(0, 30), slice(150, 240), slice(360, 390)  # 9:30-10, 12-13:30, 15:30-16
@@ -198,7 +231,8 @@ def test_ensure_sample_data_writes_once_into_an_empty_home(store):
     # default generation (10 years: 2009-2018), read back from Parquet: exact on every day
     minutes = store.read_bars("ES", "1min")
     daily = store.read_bars("ES", "1d")
-    assert written[0].rows == len(minutes) == 390 * int((daily["date"].dt.year >= 2009).sum())
+    assert written[0].rows == len(minutes) == 390 * int((daily["date"].dt.year >= 2009).sum()) - 180 * 21
+    assert written[0].calendar == "XNYS"
     _assert_exact_agreement(minutes, daily, range(2009, 2019))
     assert _ohlc_valid(minutes).all()
 

@@ -61,4 +61,4 @@ def test_cutoff_must_be_inside_the_session():
 
 
 def test_known_symbols_use_new_york_hours():
-    assert session_for("es") == Session("America/New_York", time(9, 30), time(16, 0))
+    assert session_for("es") == Session("America/New_York", time(9, 30), time(16, 0), "XNYS")

@@ -32,7 +32,8 @@ from plotly.subplots import make_subplots
 from viz.theme import COLORS, TEMPLATE
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
-FREQ_TEXT = {"1min": "1-minute bars", "1d": "daily bars"}
+FREQ_TEXT = {"1min": "1-minute bars", "5min": "5-minute bars", "15min": "15-minute bars",
+             "30min": "30-minute bars", "1h": "1-hour bars", "1d": "daily bars"}
 FEW_DAYS = 10  # daily charts with at most this many bars get one tick label per bar (no sub-day ticks)
 
 
