@@ -141,24 +141,25 @@ def test_reimport_changes_the_cache_key(market, tmp_path):
 
 
 def _refusal_in_child(home, args, env_extra):
-    """Run the CLI in a child; returns (exit code, stderr, seconds, peak MB of the child)."""
+    """Run the CLI in a child; returns (exit code, stderr, seconds, peak MB of the child).
+
+    The peak is the child's own VmHWM: ``ru_maxrss`` of RUSAGE_CHILDREN is the largest of
+    every child the test process ever waited for (an earlier test's big child counts)."""
     import os
-    import resource
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     env = {**os.environ, "ALMANAC_HOME": str(home), **env_extra}
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = str(root)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "almanac", *args], capture_output=True, text=True, env=env, cwd=root,
-                       timeout=120)
-    seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return p.returncode, p.stderr, seconds, max(peak, before) / 1024
+    code = ("import re, sys, time\nfrom cli import main\nt = time.perf_counter()\n"
+            f"rc = main({list(args)!r})\n"
+            "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
+            "print(rc, time.perf_counter() - t, hwm)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    rc, seconds, peak = p.stdout.split()[-3:]
+    return int(rc), p.stderr, float(seconds), float(peak)
 
 
 @pytest.mark.parametrize("command,extra", [
