@@ -126,10 +126,10 @@ def chromium(chromium_path):
         browser.close()
 
 
-@pytest.fixture
-def page(chromium, lab_server):
-    """A fresh page; any console error or uncaught exception in it fails the test."""
-    context = chromium.new_context(viewport=VIEWPORT, base_url=lab_server.url)
+@contextlib.contextmanager
+def page_on(chromium, server: LabServer):
+    """A fresh page on ``server``; any console error or uncaught exception in it fails the test."""
+    context = chromium.new_context(viewport=VIEWPORT, base_url=server.url)
     pg = context.new_page()
     problems: list[str] = []
     pg.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
@@ -138,7 +138,14 @@ def page(chromium, lab_server):
     context.close()
     if problems:
         pytest.fail("the browser reported errors:\n" + "\n".join(problems) +
-                    f"\n--- app log ---\n{lab_server.log_tail()}")
+                    f"\n--- app log ---\n{server.log_tail()}")
+
+
+@pytest.fixture
+def page(chromium, lab_server):
+    """A fresh page on the session's lab (see :func:`page_on`)."""
+    with page_on(chromium, lab_server) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="session")

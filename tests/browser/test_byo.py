@@ -17,10 +17,25 @@ import pytest
 from playwright.sync_api import expect
 
 from almanac import registry
+from tests.browser.conftest import page_on, start_lab
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 240_000  # ms: writing the sample table, then 5 folds of HistGB on 62,850 rows
 DOCS = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def lab_server(tmp_path_factory, chromium_path):
+    """A lab of this module's own: the runs and tables trained here stay out of the shared
+    lab, whose run pages test their empty states before anything is trained."""
+    with start_lab(tmp_path_factory.mktemp("byo-lab")) as server:
+        yield server
+
+
+@pytest.fixture
+def page(chromium, lab_server):
+    with page_on(chromium, lab_server) as pg:
+        yield pg
 
 
 def field(name: str) -> str:
