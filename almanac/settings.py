@@ -41,6 +41,8 @@ class Limits:
     model_memory_bytes: int = 2 * 2**30      # ALMANAC_MODEL_MEMORY_MB: a bundle's model loaded in a child
     model_seconds: float = 300.0             # ALMANAC_MODEL_TIMEOUT_S: that child's run (load + predict)
     message_chars: int = 300                 # one error line, at most
+    study_trials: int = 1000                 # ALMANAC_MAX_STUDY_TRIALS: trials of one study (budget.n_trials)
+    study_jobs: int = 8                      # ALMANAC_MAX_STUDY_JOBS: worker processes of one study (--jobs)
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
             "columns": ("ALMANAC_MAX_COLUMNS", 1), "line_bytes": ("ALMANAC_MAX_LINE_KB", 2**10),
@@ -50,7 +52,8 @@ class Limits:
             "yaml_values": ("ALMANAC_MAX_YAML_VALUES", 1),
             "bundle_members": ("ALMANAC_MAX_BUNDLE_MEMBERS", 1), "bundle_bytes": ("ALMANAC_MAX_BUNDLE_MB", 2**20),
             "model_memory_bytes": ("ALMANAC_MODEL_MEMORY_MB", 2**20),
-            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1)}
+            "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1),
+            "study_trials": ("ALMANAC_MAX_STUDY_TRIALS", 1), "study_jobs": ("ALMANAC_MAX_STUDY_JOBS", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -18,7 +18,7 @@ import sys
 from almanac.errors import AlmanacError
 
 #: Modules under cli that register command groups, in help order.
-GROUPS = ("data", "features", "experiments", "bench")
+GROUPS = ("data", "features", "experiments", "study", "bench")
 
 
 class UsageError(Exception):

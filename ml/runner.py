@@ -119,6 +119,7 @@ from ml.labelers import label_spec, make_label
 from ml.models import check_params, make_model
 from ml.splits import WalkForwardSplit, check_gap, fold_ids, fold_table
 from ml.threads import limit_threads
+from ml.trials import trial_sharpes
 
 Progress = Callable[[float, str], None]
 
@@ -304,7 +305,7 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
     return np.sort(rng.choice(n, size=int(per_fold), replace=False))
 
 
-def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
+def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, on_fold: FoldHook | None = None):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times."""
     X, y = data[names], data["y"].to_numpy()
     splitter = WalkForwardSplit(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
@@ -332,6 +333,8 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline):
         deadline.check(f"fold {i + 1} of {n} (after fitting)")
         with clock.stage("predict"):
             pred[te] = _predict(model, X_te, task)
+        if on_fold is not None:
+            on_fold(i, n, data.iloc[te], pred[te])
         prog(lo + 0.6 * (hi - lo), f"fold {i + 1} of {n}: SHAP")
         with clock.stage("shap"):
             X_ex = X_te.iloc[shap_rows(len(te), i, spec.seed)]
@@ -392,13 +395,20 @@ def _backtest(spec, store, rows: pd.DataFrame, pred: np.ndarray, task: str):
     frame = _backtest_frame(rows, pred, task)
     kw = dict(threshold=spec.backtest.threshold, cost_bps=spec.backtest.cost_bps, long_only=spec.backtest.long_only)
     own = backtest(frame, **kw).stats["sharpe"]
-    trials = registry.trial_sharpes(spec.data.symbol, spec.label.kind, home=store.home) + [own]
+    trials = trial_sharpes(spec.data.symbol, spec.label.kind, home=store.home) + [own]
     t = spec.backtest.threshold
     rule = ("position = sign of the predicted return (threshold not used)" if task == "regression"
             else f"long when P(up) >= {t}" + ("" if spec.backtest.long_only else f", short when P(up) <= {1 - t:.2f}"))
     note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; the DSR counts every complete run "
-            f"on {spec.data.symbol} / {spec.label.kind} as a trial ({len(trials)} when this run was trained)")
+            f"and every pruned or failed study trial on {spec.data.symbol} / {spec.label.kind} as a trial "
+            f"({len(trials)} when this run was trained)")
     return backtest(frame, trial_sharpes=trials, **kw), note
+
+
+def backtest_frame(data: pd.DataFrame, pred: np.ndarray, task: str) -> pd.DataFrame:
+    """The backtest's input for dataset rows ``data`` and their predictions ``pred``
+    (binary: P(up); regression: the sign of the predicted return as 1 / 0)."""
+    return _backtest_frame(data, pred, task)
 
 
 def _backtest_frame(data: pd.DataFrame, pred: np.ndarray, task: str) -> pd.DataFrame:
@@ -545,11 +555,21 @@ def _write_json(path: Path, obj) -> None:
 # ---------------------------------------------------------------------- the run
 
 
-def run_experiment(spec, store: Store | None = None, progress: Progress | None = None) -> dict:
+#: ``on_fold(i, n, rows, pred)``: called after fold ``i`` (0-based) of ``n`` is predicted, with
+#: the fold's test rows of the dataset (features, ``y`` and the session prices) and their
+#: out-of-fold predictions. A study reports the fold's score to its pruner here; an exception
+#: raised by the hook stops the run like any other (nothing is registered).
+FoldHook = Callable[[int, int, pd.DataFrame, np.ndarray], None]
+
+
+def run_experiment(spec, store: Store | None = None, progress: Progress | None = None,
+                   on_fold: FoldHook | None = None, extra: dict | None = None) -> dict:
     """Run ``spec`` (an ExperimentSpec, a dict or a YAML path) end to end; see the module doc.
 
     Returns the run record (the contents of ``run.json``) plus ``"path"``, the run folder.
     User mistakes raise :class:`~almanac.errors.AlmanacError` before anything is written.
+    ``on_fold``: see :data:`FoldHook`. ``extra``: small JSON fields added to ``run.json``
+    (a study's trial: ``{"study_id", "trial"}``).
     """
     t0 = time.perf_counter()
     clock = _Clock()
@@ -577,7 +597,7 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
     try:
         prog(0.0, f"started {run_id}")
-        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline)
+        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra)
         report(0.99, "registering")  # the work is done: no clock reading from here on
         (tmp / RUN_LOCK).unlink()
         faults.point("run:written")
@@ -592,7 +612,45 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     return {**record, "path": str(root / run_id)}
 
 
-def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline) -> dict:
+def holdout_predictions(spec, start, store: Store | None = None) -> dict:
+    """The winner's honest score: ``spec``'s model refitted ONCE on every labelled day before
+    ``start`` (the last ``validation.gap`` of them purged) and its predictions for the days from
+    ``start`` on (``spec.data`` must reach past ``start``). Nothing is written.
+
+    Returns ``{"rows": dataset rows of the holdout days, "pred", "task", "classes",
+    "train_start", "train_end", "n_train"}``; DataError when fewer than ``min_train``
+    training days or fewer than 20 holdout days are labelled.
+    """
+    spec = _as_spec(spec)
+    store = store if store is not None else Store()
+    limit_threads()
+    lab = label_spec(spec.label.kind)
+    check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)
+    data, names, _ = _dataset(spec, store, lambda f, s: None, _Clock())
+    names, _ = _drop_empty(data, names)
+    start = pd.Timestamp(start)
+    before = np.flatnonzero(data.index < start)
+    train = before[: max(0, len(before) - spec.validation.gap)]
+    after = data.index >= start
+    if len(train) < spec.validation.min_train or int(after.sum()) < 20:
+        raise DataError(f"the holdout from {start:%Y-%m-%d} has {int(after.sum())} labelled days and "
+                        f"{len(train)} training days before it: it needs at least 20 and min_train "
+                        f"{spec.validation.min_train}; move holdout.start")
+    y = data["y"].to_numpy()
+    task = lab.task
+    if task == "binary":
+        _check_classes(y[train], 2, f"the {len(train)} training days before the holdout")
+    model = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
+    _fit(model, spec.model.kind, data[names].iloc[train], y[train].astype("int64") if task != "regression"
+         else y[train])
+    rows = data[after]
+    return {"rows": rows, "pred": _predict(model, rows[names], task), "task": task,
+            "classes": list(lab.classes) if lab.classes else None, "n_train": int(len(train)),
+            "train_start": _iso(data.index[train[0]]), "train_end": _iso(data.index[train[-1]])}
+
+
+def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline, on_fold=None,
+         extra=None) -> dict:
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
     data, names, ft = _dataset(spec, store, prog, clock)
@@ -601,7 +659,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     if task == "binary":
         _check_classes(y, 2, f"the {len(data)} labelled days")
 
-    f = _folds(spec, data, names, task, classes, prog, clock, deadline)
+    f = _folds(spec, data, names, task, classes, prog, clock, deadline, on_fold)
     fid = fold_ids(len(data), f["splits"])
     tested = fid >= 0
     oof_pred = f["pred"][tested]
@@ -671,7 +729,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
                             f"{PERMUTATION_REPEATS} shuffles per feature; mean |SHAP| over "
                             + _shap_rows_text(f["shap_info"])),
         "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
-        "timings": timings,
+        "timings": timings, **(extra or {}),
         "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],
                         "sha256": final_meta["sha256"], "task": task, "classes": final_meta["classes"],
                         "n_rows": int(len(data))},
@@ -723,5 +781,5 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
         parquet(bt.trades, "trades.parquet")
 
 
-__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS",
+__all__ = ["run_experiment", "code_revision", "FoldHook", "backtest_frame", "holdout_predictions", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS",
            "SHAP_ROWS_PER_FOLD", "shap_rows"]
