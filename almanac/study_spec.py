@@ -321,6 +321,11 @@ def study_from_dict(d: dict, where: Path | None = None, limits: Limits | None = 
             _fail("holdout.start", f"{h} is outside the base spec's dates {spec.data.start or 'start'} .. "
                                    f"{spec.data.end or 'end'}: choose a date inside them")
     base_dict = study.trial_spec_dict()
+    try:
+        spec_from_dict(base_dict)
+    except SpecError as exc:
+        _fail("holdout.start", f"{study.holdout.start} leaves too few days before it for the validation scheme "
+                               f"({exc.message})")
     if study.kind == "search":
         if not study.search:
             _fail("search", "a search needs at least one path to vary, e.g. model.params.learning_rate: "
@@ -341,10 +346,6 @@ def study_from_dict(d: dict, where: Path | None = None, limits: Limits | None = 
             except SpecError as exc:
                 _fail("spec.features.sets", f"the combination {SUBSET_SEP.join(combo)} makes the base spec "
                                             f"invalid ({exc.message})")
-    try:
-        spec_from_dict(base_dict)
-    except SpecError as exc:
-        _fail("holdout.start", f"the trials' spec (data ending before the holdout) is invalid: {exc.message}")
     return study
 
 

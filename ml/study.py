@@ -48,6 +48,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -194,11 +195,46 @@ def _optuna():
     return optuna
 
 
+_SHIELD = {"depth": 0}
+
+
+@contextlib.contextmanager
+def shielded():
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them as usual.
+
+    Optuna's journal writes take a file lock and append a line; an interrupt in the middle
+    leaves a stale lock or half a line behind. So every journal write (and the few
+    multi-write steps: ask, tell) runs shielded: Ctrl-C or a cancel arrives a few
+    milliseconds later, between writes. Only the main thread receives signals; elsewhere
+    (and when nested) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or _SHIELD["depth"]:
+        yield
+        return
+    pending: list[int] = []
+    prev = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT,
+                                                                                        signal.SIGTERM)}
+    _SHIELD["depth"] += 1
+    try:
+        yield
+    finally:
+        _SHIELD["depth"] -= 1
+        for s, h in prev.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
+
+
 def _storage(folder: Path):
     optuna = _optuna()
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+    class _Backend(JournalFileBackend):
+        def append_logs(self, logs):
+            with shielded():
+                super().append_logs(logs)
+
+    return optuna.storages.JournalStorage(_Backend(str(folder / JOURNAL)))
 
 
 def _pruner(study: StudySpec):
@@ -335,7 +371,7 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
     from optuna.trial import TrialState
 
     folder = study_path(study_id, home)
-    with open(folder / ".ask.lock", "a+") as fh:
+    with shielded(), open(folder / ".ask.lock", "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         study = study_from_dict(json.loads((folder / META).read_text())["study"])
         ost = _optuna().load_study(study_name=study_id, storage=_storage(folder))
@@ -408,33 +444,39 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
     try:
         run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number)}, progress)
     except TrialPruned:
-        trial.set_user_attr("folds", len(scores))
-        ost.tell(number, state=TrialState.PRUNED)
-        record_study_trial(folder, number, "pruned", folds=len(scores), **ledger)
-        return {"number": number, "state": "pruned", "value": None, "run_id": None}
+        with shielded():
+            return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores))
     except AlmanacError as exc:
-        trial.set_user_attr("error", exc.message)
-        ost.tell(number, state=TrialState.FAIL)
-        record_study_trial(folder, number, "failed", error=exc.message, **ledger)
-        return {"number": number, "state": "failed", "value": None, "run_id": None, "error": exc.message}
+        with shielded():
+            return _close(ost, trial, folder, number, "failed", None, ledger, error=exc.message)
     except BaseException:  # Ctrl-C, a cancel's SIGTERM, a bug: the trial did not finish
-        with contextlib.suppress(Exception):
+        with shielded(), contextlib.suppress(Exception):
             trial.set_user_attr("interrupted", True)
             ost.tell(number, state=TrialState.FAIL)
         raise
-    value = _value(run, metric)
-    sharpe = _value(run, "sharpe")
-    for k, v in {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe,
-                 "folds": len(scores)}.items():
+    with shielded():  # the run is registered: record it whatever arrives now
+        value, sharpe = _value(run, metric), _value(run, "sharpe")
+        attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores)}
+        if math.isnan(value):
+            return _close(ost, trial, folder, number, "failed", None, ledger,
+                          error=f"{metric} is undefined for this run", **attrs)
+        return _close(ost, trial, folder, number, "complete", value, ledger, **attrs)
+
+
+def _close(ost, trial, folder: Path, number: int, state: str, value, ledger: dict, **attrs) -> dict:
+    """Record a finished trial: its attributes, its state in Optuna, its ledger entry."""
+    from optuna.trial import TrialState
+
+    for k, v in attrs.items():
         trial.set_user_attr(k, v)
-    if math.isnan(value):
-        trial.set_user_attr("error", f"{metric} is undefined for this run")
-        ost.tell(number, state=TrialState.FAIL)
-        record_study_trial(folder, number, "failed", run_id=run["run_id"], **ledger)
-        return {"number": number, "state": "failed", "value": None, "run_id": run["run_id"]}
-    ost.tell(number, value)
-    record_study_trial(folder, number, "complete", run_id=run["run_id"], value=value, **ledger)
-    return {"number": number, "state": "complete", "value": value, "run_id": run["run_id"]}
+    if state == "complete":
+        ost.tell(number, value)
+    else:
+        ost.tell(number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+    keep = {k: attrs[k] for k in ("run_id", "error", "folds") if k in attrs}
+    record_study_trial(folder, number, state, value=value, **keep, **ledger)
+    return {"number": number, "state": state, "value": value, "run_id": attrs.get("run_id"),
+            **({"error": attrs["error"]} if "error" in attrs else {})}
 
 
 def _run_quietly(spec, store, on_fold, extra, progress):
