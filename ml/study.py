@@ -66,8 +66,6 @@ from almanac.spec import MIN_TEST_DAYS, spec_from_dict, validate_against_store
 from almanac.store import Store
 from almanac.study_spec import (SUBSET_SEP, StudySpec, ablation_combinations, set_path, study_from_dict,
                                 subset_choices)
-from ml import baselines, evaluation
-from ml.backtester import backtest
 from ml.models import check_params, valid_params
 from ml.trials import LEDGER_DIR, STUDIES_DIR, record_study_trial
 
@@ -395,6 +393,8 @@ def _budget(study: StudySpec) -> int:
 
 
 def _fold_score(metric: str, task: str, rows: pd.DataFrame, pred: np.ndarray, spec) -> float:
+    from ml import evaluation
+    from ml.backtester import backtest
     from ml.runner import backtest_frame
 
     if metric == "sharpe":
@@ -622,6 +622,8 @@ def finish(study_id: str, home=None) -> None:
 
 def score_holdout(study: StudySpec, ost, best, store: Store) -> dict:
     """The best trial refitted on every day before the holdout, scored on the holdout days."""
+    from ml import evaluation
+    from ml.backtester import backtest
     from ml.runner import backtest_frame, holdout_predictions
 
     d, _ = trial_spec(study, best.params, best.number)
@@ -653,6 +655,7 @@ def score_holdout(study: StudySpec, ost, best, store: Store) -> dict:
 def _metric_draws(metric: str, task: str, y: np.ndarray, pred: np.ndarray, ret: np.ndarray | None,
                   idx: np.ndarray) -> np.ndarray:
     """The metric on each resample (rows of day indices ``idx``)."""
+    from ml import baselines, evaluation
     if metric == "sharpe":
         r = np.nan_to_num(ret)[idx]
         sd = r.std(axis=1, ddof=1)
@@ -668,6 +671,8 @@ def ablation_table(study: StudySpec, runs: dict[str, str | None], home) -> list[
     the metric of each combination on the out-of-fold days they share, with 95 %
     stationary-bootstrap intervals (the same resampled days for every combination, so the
     difference from the full set is paired)."""
+    from ml import baselines
+
     metric, task, seed = study.objective.metric, study.task, study.sampler_seed
     combos = [SUBSET_SEP.join(c) for c in ablation_combinations(study.spec.features.sets)]
     frames = {}
