@@ -537,14 +537,16 @@ def _progress_text(ost, budget: int, direction: str) -> tuple[int, str]:
 
 
 def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1,
-              progress: Progress | None = None) -> dict:
+              progress: Progress | None = None, started: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) a study to its budget, then score the holdout (and the ablation);
     return :func:`study_report`. Ctrl-C / a cancel keeps the completed trials (run again to
-    resume)."""
+    resume). ``started(study_id)`` is called once the study is checked and stored."""
     study = study_from_dict(study)
     jobs = _check_jobs(jobs)
     store = store if store is not None else Store()
     sid, folder = prepare(study, store)
+    if started is not None:
+        started(sid)
     report = progress or (lambda f, s: None)
     budget = _budget(study)
     with _running(folder):
