@@ -441,11 +441,13 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
                 raise TrialPruned(f"pruned after fold {i + 1} of {n}")
 
     ledger = dict(symbol=meta["symbol"], label=meta["label"])
+    t0 = time.perf_counter()
     try:
         run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number)}, progress)
     except TrialPruned:
         with shielded():
-            return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores))
+            return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores),
+                          run_seconds=time.perf_counter() - t0)
     except AlmanacError as exc:
         with shielded():
             return _close(ost, trial, folder, number, "failed", None, ledger, error=exc.message)
@@ -456,7 +458,8 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
         raise
     with shielded():  # the run is registered: record it whatever arrives now
         value, sharpe = _value(run, metric), _value(run, "sharpe")
-        attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores)}
+        attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores),
+                 "run_seconds": time.perf_counter() - t0}
         if math.isnan(value):
             return _close(ost, trial, folder, number, "failed", None, ledger,
                           error=f"{metric} is undefined for this run", **attrs)
@@ -553,7 +556,9 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
         ost = _optuna().load_study(study_name=sid, storage=_storage(folder))
         _recover(ost, folder)
         deadline = time.time() + study.budget.timeout_s if study.budget.timeout_s else None
-        if jobs == 1:
+        # jobs - 1 worker processes, and this process works too (its libraries are loaded already)
+        procs = _spawn_workers(sid, store.home, jobs - 1, deadline)
+        try:
             while True:
                 done, text = _progress_text(ost, budget, study.objective.direction)
                 report(done / budget, text)
@@ -562,41 +567,45 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
                     break
                 run_trial(sid, number, store.home,
                           progress=lambda f, s, d=done, t=text: report((d + f) / budget, f"{t} · {s}"))
-        else:
-            _parallel(sid, store.home, jobs, deadline, ost, budget, study.objective.direction, report)
+            while any(p.poll() is None for p in procs):  # the workers' last trials
+                done, text = _progress_text(ost, budget, study.objective.direction)
+                report(done / budget, text)
+                time.sleep(0.25)
+        except BaseException:
+            _stop_workers(procs)
+            raise
+        bad = [p.returncode for p in procs if p.returncode]
+        if bad:
+            raise AlmanacError(f"{len(bad)} study worker(s) stopped with exit code {bad[0]}: see the log above; run "
+                               "the study again to resume it")
         report(0.99, "scoring the holdout" if study.holdout else "summarizing")
         finish(sid, store.home)
     report(1.0, "done")
     return study_report(sid, store.home)
 
 
-def _parallel(sid, home, jobs, deadline, ost, budget, direction, report) -> None:
-    # fresh interpreters (no OpenMP state forked, no main module re-imported), one thread each
+def _spawn_workers(sid: str, home, n: int, deadline: float | None) -> list[subprocess.Popen]:
+    """``n`` worker processes on the study: fresh interpreters (no OpenMP state forked, no
+    main module re-imported), one thread each, in this process group (Ctrl-C reaches them)."""
+    if n < 1:
+        return []
     env = {**os.environ, "ALMANAC_THREADS": "1", "ALMANAC_HOME": str(home),
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            **{v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     code = f"from ml.study import worker_main; worker_main({sid!r}, {str(home)!r}, {deadline!r})"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO_ROOT)) for _ in range(jobs)]
-    try:
-        while any(p.poll() is None for p in procs):
-            done, text = _progress_text(ost, budget, direction)
-            report(done / budget, text)
-            time.sleep(0.5)
-    except BaseException:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()  # SIGTERM: the worker marks its trial interrupted
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        raise
-    bad = [p.returncode for p in procs if p.returncode]
-    if bad:
-        raise AlmanacError(f"{len(bad)} study worker(s) stopped with exit code {bad[0]}: see the log above; run "
-                           "the study again to resume it")
+    return [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO_ROOT)) for _ in range(n)]
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # SIGTERM: the worker marks its trial interrupted
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 # ---------------------------------------------------------------------- after the trials
@@ -746,7 +755,10 @@ def study_report(study_id: str, home=None) -> dict:
     rows = [{"number": t.number, "state": _state(t), "value": t.value if t.state.name == "COMPLETE" else None,
              "intermediate": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], "params": t.params,
              "run_id": t.user_attrs.get("run_id"), "error": t.user_attrs.get("error"),
-             "folds": t.user_attrs.get("folds")} for t in trials if t.state.name != "WAITING"]
+             "folds": t.user_attrs.get("folds"), "run_seconds": t.user_attrs.get("run_seconds"),
+             "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+             if t.datetime_complete and t.datetime_start else None}
+            for t in trials if t.state.name != "WAITING"]
     counted = [r for r in rows if r["state"] != "interrupted"]
     best = _best(ost, study.objective.direction)
     out = {"study_id": study_id, "path": str(folder), "name": study.name, "kind": study.kind,
