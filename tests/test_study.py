@@ -387,3 +387,13 @@ def test_interrupt_keeps_completed_trials_and_resume_finishes(tmp_path):
     r = json.loads(done.stdout)
     assert r["n_trials"] == 3 and r["n_complete"] == 3
     assert {x["run_id"] for x in kept} <= {t["run_id"] for t in r["trials"]}
+
+
+@pytest.mark.parametrize("name", ["es-lgbm-search.yaml", "es-ablation.yaml"])
+def test_the_shipped_study_files_are_valid(name, monkeypatch):
+    from almanac.study_spec import load_study
+
+    monkeypatch.chdir(ROOT)
+    s = load_study(ROOT / "configs" / name)
+    assert s.spec.name == "es-rest-of-day-lgbm" and s.holdout.start.isoformat() == "2017-01-01"
+    assert s.trial_spec_dict()["data"]["end"] == "2016-12-31"
