@@ -115,7 +115,7 @@ def summary(run: dict, active_ids: set[str] = frozenset()) -> dict:
         "model": _spec_part(run, "model", "kind"), "task": run.get("task"), "n_rows": run.get("n_rows"),
         "metrics": run.get("metrics") or {}, "sharpe": bt.get("sharpe"), "dsr": bt.get("dsr"),
         "n_trials": bt.get("n_trials"), "active": run.get("run_id") in active_ids,
-        "path": run.get("path"),
+        "study_id": run.get("study_id"), "trial": run.get("trial"), "path": run.get("path"),
     }
 
 

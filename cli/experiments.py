@@ -151,7 +151,8 @@ def _now(summary: dict, cache: dict) -> dict:
     """A ``list_runs`` summary with ``dsr`` / ``n_trials`` as they are now (ml.trials); the
     trials of each (symbol, label) are read once into ``cache``."""
     from almanac.errors import AlmanacError
-    from almanac.registry import get_run, trial_sharpes
+    from almanac.registry import get_run
+    from ml.trials import trial_sharpes
 
     if summary.get("n_trials") is None:  # no backtest: not a trial
         return summary

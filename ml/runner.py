@@ -128,6 +128,7 @@ from ml.labelers import label_spec, make_label
 from ml.models import check_params, make_model
 from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table
 from ml.threads import limit_threads
+from ml.trials import trial_sharpes
 
 Progress = Callable[[float, str], None]
 
@@ -315,7 +316,8 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
     return np.sort(rng.choice(n, size=int(per_fold), replace=False))
 
 
-def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor):
+def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor,
+           on_fold: FoldHook | None = None):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times.
 
     This thread fits and predicts the folds one after another; each fitted fold's SHAP
@@ -348,6 +350,8 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
         deadline.check(f"fold {i + 1} of {n} (after fitting)")
         with clock.stage("predict"):
             pred[te] = _predict(model, X_te, task)
+        if on_fold is not None:  # a study's pruner: this fold's score, before the next fold fits
+            on_fold(i, n, data.iloc[te], pred[te])
         jobs.append(pool.submit(_explain_fold, spec, model, X_tr, X_te, i, clock, deadline))
     shap_parts, base_parts, psi, shap_n = [], [], {}, 0
     for i, ((_, te), job) in enumerate(zip(splits, jobs, strict=True)):
@@ -416,13 +420,20 @@ def _backtest(spec, store, rows: pd.DataFrame, pred: np.ndarray, task: str):
     frame = _backtest_frame(rows, pred, task)
     kw = dict(threshold=spec.backtest.threshold, cost_bps=spec.backtest.cost_bps, long_only=spec.backtest.long_only)
     own = backtest(frame, **kw).stats["sharpe"]
-    trials = registry.trial_sharpes(spec.data.symbol, spec.label.kind, home=store.home) + [own]
+    trials = trial_sharpes(spec.data.symbol, spec.label.kind, home=store.home) + [own]
     t = spec.backtest.threshold
     rule = ("position = sign of the predicted return (threshold not used)" if task == "regression"
             else f"long when P(up) >= {t}" + ("" if spec.backtest.long_only else f", short when P(up) <= {1 - t:.2f}"))
     note = (f"out-of-fold signals traded from the cutoff to the close; {rule}; the DSR counts every complete run "
-            f"on {spec.data.symbol} / {spec.label.kind} as a trial ({len(trials)} when this run was trained)")
+            f"and every pruned or failed study trial on {spec.data.symbol} / {spec.label.kind} as a trial "
+            f"({len(trials)} when this run was trained)")
     return backtest(frame, trial_sharpes=trials, **kw), note
+
+
+def backtest_frame(data: pd.DataFrame, pred: np.ndarray, task: str) -> pd.DataFrame:
+    """The backtest's input for dataset rows ``data`` and their predictions ``pred``
+    (binary: P(up); regression: the sign of the predicted return as 1 / 0)."""
+    return _backtest_frame(data, pred, task)
 
 
 def _backtest_frame(data: pd.DataFrame, pred: np.ndarray, task: str) -> pd.DataFrame:
@@ -569,11 +580,21 @@ def _write_json(path: Path, obj) -> None:
 # ---------------------------------------------------------------------- the run
 
 
-def run_experiment(spec, store: Store | None = None, progress: Progress | None = None) -> dict:
+#: ``on_fold(i, n, rows, pred)``: called after fold ``i`` (0-based) of ``n`` is predicted, with
+#: the fold's test rows of the dataset (features, ``y`` and the session prices) and their
+#: out-of-fold predictions. A study reports the fold's score to its pruner here; an exception
+#: raised by the hook stops the run like any other (nothing is registered).
+FoldHook = Callable[[int, int, pd.DataFrame, np.ndarray], None]
+
+
+def run_experiment(spec, store: Store | None = None, progress: Progress | None = None,
+                   on_fold: FoldHook | None = None, extra: dict | None = None) -> dict:
     """Run ``spec`` (an ExperimentSpec, a dict or a YAML path) end to end; see the module doc.
 
     Returns the run record (the contents of ``run.json``) plus ``"path"``, the run folder.
     User mistakes raise :class:`~almanac.errors.AlmanacError` before anything is written.
+    ``on_fold``: see :data:`FoldHook`. ``extra``: small JSON fields added to ``run.json``
+    (a study's trial: ``{"study_id", "trial"}``).
     """
     t0 = time.perf_counter()
     clock = _Clock()
@@ -606,7 +627,7 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
     try:
         prog(0.0, f"started {run_id}")
-        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline)
+        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra)
         report(0.99, "registering")  # the work is done: no clock reading from here on
         (tmp / RUN_LOCK).unlink()
         faults.point("run:written")
@@ -621,7 +642,45 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     return {**record, "path": str(root / run_id)}
 
 
-def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline) -> dict:
+def holdout_predictions(spec, start, store: Store | None = None) -> dict:
+    """The winner's honest score: ``spec``'s model refitted ONCE on every labelled day before
+    ``start`` (the last ``validation.gap`` of them purged) and its predictions for the days from
+    ``start`` on (``spec.data`` must reach past ``start``). Nothing is written.
+
+    Returns ``{"rows": dataset rows of the holdout days, "pred", "task", "classes",
+    "train_start", "train_end", "n_train"}``; DataError when fewer than ``min_train``
+    training days or fewer than 20 holdout days are labelled.
+    """
+    spec = _as_spec(spec)
+    store = store if store is not None else Store()
+    limit_threads()
+    lab = label_spec(spec.label.kind)
+    check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)
+    data, names, _ = _dataset(spec, store, lambda f, s: None, _Clock())
+    names, _ = _drop_empty(data, names)
+    start = pd.Timestamp(start)
+    before = np.flatnonzero(data.index < start)
+    train = before[: max(0, len(before) - spec.validation.gap)]
+    after = data.index >= start
+    if len(train) < spec.validation.min_train or int(after.sum()) < 20:
+        raise DataError(f"the holdout from {start:%Y-%m-%d} has {int(after.sum())} labelled days and "
+                        f"{len(train)} training days before it: it needs at least 20 and min_train "
+                        f"{spec.validation.min_train}; move holdout.start")
+    y = data["y"].to_numpy()
+    task = lab.task
+    if task == "binary":
+        _check_classes(y[train], 2, f"the {len(train)} training days before the holdout")
+    model = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
+    _fit(model, spec.model.kind, data[names].iloc[train], y[train].astype("int64") if task != "regression"
+         else y[train])
+    rows = data[after]
+    return {"rows": rows, "pred": _predict(model, rows[names], task), "task": task,
+            "classes": list(lab.classes) if lab.classes else None, "n_train": int(len(train)),
+            "train_start": _iso(data.index[train[0]]), "train_end": _iso(data.index[train[-1]])}
+
+
+def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline, on_fold=None,
+         extra=None) -> dict:
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
     if spec.data.table is not None:
@@ -645,7 +704,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     # temporary folder is never removed under a save.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
     try:
-        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool)
+        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold)
         fid = fold_ids(len(data), f["splits"])
         tested = fid >= 0
         oof_pred = f["pred"][tested]
@@ -655,7 +714,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         # the final refit depends on nothing below: the worker fits it while this thread evaluates
         final_job = pool.submit(_final_model, spec, task, data[names], y, tmp, deadline)
         return _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data,
-                       names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job)
+                       names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -668,7 +727,7 @@ def _final_model(spec, task: str, X: pd.DataFrame, y: np.ndarray, tmp: Path, dea
 
 
 def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data, names, dropped,
-            ft, y, f, fid, tested, oof_pred, oof_y, final_job) -> dict:
+            ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra=None) -> dict:
     prog(0.76, "evaluation")
     with clock.stage("evaluation"):
         ev = evaluation.evaluate(task, oof_y, oof_pred, folds=fid[tested], threshold=0.5, classes=classes)
@@ -734,7 +793,7 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
                         "seed": spec.seed, "rows": int(len(last_te)), "test_start": _iso(last_dates[0]),
                         "test_end": _iso(last_dates[-1])},
         "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
-        "timings": timings,
+        "timings": timings, **(extra or {}),
         "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],
                         "sha256": final_meta["sha256"], "task": task, "classes": final_meta["classes"],
                         "n_rows": int(len(data))},
@@ -786,5 +845,5 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
         parquet(bt.trades, "trades.parquet")
 
 
-__all__ = ["run_experiment", "code_revision", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS",
+__all__ = ["run_experiment", "code_revision", "FoldHook", "backtest_frame", "holdout_predictions", "RunTimeout", "ROLLING_WINDOW", "PERMUTATION_REPEATS",
            "SHAP_ROWS_PER_FOLD", "shap_rows"]

@@ -8,25 +8,76 @@ the count grows as the researcher tries more variants, and every view shows the 
 count and the same DSR: /backtest, /models, the HTML report and ``runs show --json``
 (``backtest.n_trials``, ``backtest.dsr``). The count frozen when the run was trained is
 kept in ``run.json`` under ``backtest.n_trials_at_training``.
+
+Studies (:mod:`ml.study`) make many trials at once. A study trial that completes is an
+ordinary run (so it is counted above); one that was pruned or failed leaves no run but
+still counts: each finished trial writes a small ledger file
+``$ALMANAC_HOME/studies/<study_id>/trials/<number>.json`` (:func:`record_study_trial`)
+and every trial whose state is not ``complete`` adds one trial with an undefined (NaN)
+Sharpe ratio: it raises ``n_trials`` (the expected maximum Sharpe) without entering the
+variance of the trials' Sharpe ratios. :func:`trial_sharpes` is that full list.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from almanac import registry
+from almanac.atomic import atomic_write_json
+from almanac.settings import get_settings
 from ml.backtester import deflate, dsr_trials
 from ml.runinfo import label_kind, spec_value
 
 
+STUDIES_DIR = "studies"
+LEDGER_DIR = "trials"
+
+
+def _home(home: Path | str | None) -> Path:
+    return Path(home).resolve() if home is not None else get_settings().home
+
+
+def record_study_trial(folder: Path, number: int, state: str, symbol: str, label: str, **fields) -> None:
+    """Write the ledger entry of study trial ``number`` (``folder``: the study's folder)."""
+    atomic_write_json(Path(folder) / LEDGER_DIR / f"{int(number)}.json",
+                      {"number": int(number), "state": state, "symbol": str(symbol).upper(), "label": label,
+                       **fields})
+
+
+def study_trial_states(symbol: str, label: str, home: Path | str | None = None) -> list[str]:
+    """The states of every study trial recorded on ``symbol`` / ``label`` (all studies)."""
+    root = _home(home) / STUDIES_DIR
+    if not root.is_dir():
+        return []
+    sym, out = str(symbol).upper(), []
+    for path in sorted(root.glob(f"[!.]*/{LEDGER_DIR}/*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(entry, dict) and entry.get("symbol") == sym and entry.get("label") == label:
+            out.append(str(entry.get("state")))
+    return out
+
+
+def trial_sharpes(symbol: str, label: str, home: Path | str | None = None) -> list[float]:
+    """Every trial on ``symbol`` / ``label``: the Sharpe of each complete run (the registry's
+    :func:`~almanac.registry.trial_sharpes`, oldest first), then NaN for each study trial that
+    was pruned or failed (it ran, it left no run)."""
+    runs = registry.trial_sharpes(symbol, label, home)
+    return runs + [math.nan for s in study_trial_states(symbol, label, home) if s != "complete"]
+
+
 def current_trials(run: dict, home: Path | str | None = None) -> list[float]:
     """Annualized Sharpe of every complete run on the run's symbol and label (NaN where
-    undefined), oldest first; the run itself included once it is registered."""
+    undefined), oldest first, the run itself included once it is registered; then NaN for
+    every pruned or failed study trial on them (:func:`trial_sharpes`)."""
     symbol, label = spec_value(run, "data", "symbol"), label_kind(run)
     if not symbol or not label:
         return []
-    return registry.trial_sharpes(symbol, label, home)
+    return trial_sharpes(symbol, label, home)
 
 
 def deflated(run: dict, home: Path | str | None = None, trials: list[float] | None = None) -> dict:
@@ -58,4 +109,5 @@ def current_backtest(run: dict, home: Path | str | None = None, trials: list[flo
             "dsr_at_training": bt.get("dsr_at_training", bt.get("dsr")), **deflated(run, home, trials)}
 
 
-__all__ = ["current_backtest", "current_trials", "deflated", "dsr_trials"]
+__all__ = ["current_backtest", "current_trials", "deflated", "dsr_trials", "record_study_trial", "study_trial_states",
+           "trial_sharpes", "STUDIES_DIR"]

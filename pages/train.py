@@ -489,6 +489,7 @@ def layout(**_query):
     return html.Div([
         page_token("train-token"),
         dcc.Store(id="train-spec-ok", data=False),
+        dcc.Store(id="spec-draft", storage_type="session"),  # the form's spec for /studies (same tab)
         dcc.Store(id="train-job-finished"),
         page_header("Train", "Describe an experiment, train it walk-forward in the background, "
                              "and see how each fold scored.", page_id="train"),
@@ -650,16 +651,17 @@ def follow_table(symbol, target):
 
 @callback(
     Output("train-form-feedback", "children"), Output("train-yaml", "children"), Output("train-spec-ok", "data"),
-    Output("train-yaml-download-button", "disabled"),
+    Output("train-yaml-download-button", "disabled"), Output("spec-draft", "data"),
     Input({"type": FIELD, "name": ALL}, "value"), Input({"type": PARAM, "kind": ALL, "name": ALL}, "value"),
     State({"type": FIELD, "name": ALL}, "id"), State({"type": PARAM, "kind": ALL, "name": ALL}, "id"),
 )
 def validate_form(values, param_values, ids, param_ids):
-    """Validate the form on every change: the spec's one-line error, or its YAML."""
+    """Validate the form on every change: the spec's one-line error, or its YAML (also kept in
+    the tab's session store ``spec-draft``: /studies starts a study from it)."""
     text, problem = check_form(collect(values, ids), collect_params(param_values, param_ids))
     if problem:
-        return error_alert(problem, title="Fix the experiment"), "", False, True
-    return None, text, True, False
+        return error_alert(problem, title="Fix the experiment"), "", False, True, no_update
+    return None, text, True, False, text
 
 
 @callback(Output("train-yaml-collapse", "is_open"), Output("train-yaml-toggle", "children"),

@@ -24,7 +24,7 @@ from tests.test_importer import REFUSALS as IMPORT_REFUSALS
 from tests.test_importer import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
-NAV = ["Overview", "Data", "Features", "Train", "Evaluate", "Backtest", "Models"]
+NAV = ["Overview", "Data", "Features", "Train", "Evaluate", "Backtest", "Models", "Studies"]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -97,7 +97,8 @@ def test_importing_app_starts_nothing_and_loads_no_model_library(tmp_path):
     assert info["start"] == "fork"            # docs/design.md §11: jobs are forked
     assert info["manager"] == "DiskcacheManager"
     assert info["suppress"] is False
-    assert info["paths"] == sorted(["/", "/data", "/features", "/train", "/evaluate", "/backtest", "/models"])
+    assert info["paths"] == sorted(["/", "/data", "/features", "/train", "/evaluate", "/backtest", "/models",
+                                          "/studies"])
     assert info["jobs_mode"] == "0o700"
     # importing wrote no data: only the private jobs cache exists in the home
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["jobs"]
@@ -110,7 +111,7 @@ def test_navbar_lists_pages_in_research_order(pages):
     assert [p["path"] for p in nav_pages()][:2] == ["/", "/data"]
     links = [c.children for c in navbar().children.children[1].children]
     assert [link.children for link in links] == NAV
-    assert [link.href for link in links][-1] == "/models"
+    assert [link.href for link in links][-1] == "/studies"
 
 
 def test_page_tokens_differ_per_page_load(pages):

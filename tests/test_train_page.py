@@ -305,8 +305,9 @@ def test_invalid_forms_give_one_line_messages(train, change, message):
     ids = [{"type": train.FIELD, "name": k} for k in fields]
     pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
     pvals = [params[i["kind"]][i["name"]] for i in pids]
-    feedback, yaml_text, ok, no_download = train.validate_form(list(fields.values()), pvals, ids, pids)
+    feedback, yaml_text, ok, no_download, draft = train.validate_form(list(fields.values()), pvals, ids, pids)
     assert ok is False and no_download is True and yaml_text == "" and problem in str(feedback)
+    assert draft is no_update  # /studies keeps the last valid spec
 
 
 def test_name_goes_to_the_spec_and_notes_stay_out_of_it(train):
@@ -323,8 +324,8 @@ def test_validate_form_callback_on_defaults(train):
     ids = [{"type": train.FIELD, "name": k} for k in fields]
     pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
     pvals = [params[i["kind"]][i["name"]] for i in pids]
-    feedback, text, ok, no_download = train.validate_form(list(fields.values()), pvals, ids, pids)
-    assert feedback is None and ok is True and no_download is False
+    feedback, text, ok, no_download, draft = train.validate_form(list(fields.values()), pvals, ids, pids)
+    assert feedback is None and ok is True and no_download is False and draft == text
     assert text.startswith("name: es-rest-of-day-lightgbm\n")
 
 

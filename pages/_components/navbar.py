@@ -1,7 +1,7 @@
 """The top navigation bar, built from ``dash.page_registry``.
 
 Pages appear in the order of their ``order`` argument to ``register_page`` (Overview
-0, Data 1, Features 2, Train 3, Evaluate 4, Backtest 5, Models 6); a page registered
+0, Data 1, Features 2, Train 3, Evaluate 4, Backtest 5, Models 6, Studies 7); a page registered
 with ``nav=False`` is left out.
 """
 

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-NAV = ["Overview", "Data", "Features", "Train", "Evaluate", "Backtest", "Models"]
+NAV = ["Overview", "Data", "Features", "Train", "Evaluate", "Backtest", "Models", "Studies"]
 PAGES = [  # (screenshot name, path, heading pattern); features/train/... may be placeholders or real pages
     ("home", "/", r"^Almanac ML Lab$"),
     ("data", "/data", r"^Market data$"),
