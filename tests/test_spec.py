@@ -72,6 +72,15 @@ validation: {scheme: rolling, n_splits: 3, gap: 2, min_train: 300, train_size: 4
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_are_valid(path):
+    """Every file in configs/ is a valid experiment spec, or a valid study of one."""
+    import yaml
+
+    if "base" in yaml.safe_load(path.read_text()):  # a study (python -m almanac study run --config)
+        from almanac.study_spec import load_study
+
+        study = load_study(path)
+        assert study.name == path.stem and study.kind in ("search", "ablation")
+        return
     s = load_spec(path)
     assert (s.data.symbol == "ES" or s.data.table == "spx_option_delta") and s.name == path.stem
 
