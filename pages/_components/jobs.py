@@ -227,6 +227,10 @@ def read_status(job_id: str | None, home: Path | None = None) -> dict | None:
 
 # ----------------------------------------------------------------------------- the job
 def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    # one stop is enough: a second SIGTERM (a cancel's stop_processes after the job's own
+    # cleanup began, or a deferred one re-sent by code that shielded a write) must not raise
+    # again out of the cleanup, where Dash would report it as the callback's error (a 500)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise JobCancelled()
 
 
