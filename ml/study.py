@@ -46,6 +46,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -100,6 +101,11 @@ def study_path(study_id: str, home: Path | str | None = None) -> Path:
         raise NotFoundError(f"no study {study_id} in {studies_dir(home)}: list them with "
                             "`python -m almanac study list`")
     return path
+
+
+def study_meta(study_id: str, home: Path | str | None = None) -> dict:
+    """The stored ``study.json`` of a study (the study, its data hashes, its storage)."""
+    return json.loads((study_path(study_id, home) / META).read_text())
 
 
 def _slug(text: str) -> str:
@@ -224,6 +230,12 @@ def shielded():
 
 
 def _storage(folder: Path):
+    """The study's Optuna storage: the journal file in its folder, or Redis for a study
+    created with ``ALMANAC_REDIS_URL`` set (``"storage": "redis"`` in study.json)."""
+    if _is_redis(folder):
+        from ml import scale
+
+        return scale.storage(folder.name, shield=shielded)
     optuna = _optuna()
     from optuna.storages.journal import JournalFileBackend
 
@@ -233,6 +245,11 @@ def _storage(folder: Path):
                 super().append_logs(logs)
 
     return optuna.storages.JournalStorage(_Backend(str(folder / JOURNAL)))
+
+
+def _is_redis(folder: Path) -> bool:
+    meta = _read_json(folder / META)
+    return isinstance(meta, dict) and meta.get("storage") == "redis"
 
 
 def _pruner(study: StudySpec):
@@ -323,7 +340,8 @@ def prepare(study: StudySpec, store: Store | None = None) -> tuple[str, Path]:
         atomic_write_json(folder / META, {"study_id": sid, "name": study.name, "kind": study.kind,
                                           "created_at": _now(), "symbol": study.spec.data.symbol,
                                           "label": study.spec.label.kind, "data_hashes": hashes, "base": study.base,
-                                          "study": study.to_dict()})
+                                          "study": study.to_dict(),
+                                          "storage": "redis" if get_settings().redis_url else "journal"})
     optuna = _optuna()
     ost = optuna.create_study(study_name=sid, storage=_storage(folder), load_if_exists=True,
                               direction=study.objective.direction)
@@ -369,10 +387,13 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
     from optuna.trial import TrialState
 
     folder = study_path(study_id, home)
-    with shielded(), open(folder / ".ask.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    with shielded(), _ask_lock(folder):
         study = study_from_dict(json.loads((folder / META).read_text())["study"])
         ost = _optuna().load_study(study_name=study_id, storage=_storage(folder))
+        if _is_redis(folder):
+            from ml import scale
+
+            scale.fail_stale(ost)  # a dead worker's trial is proposed again
         trials = ost.get_trials(deepcopy=False)
         waiting = [t for t in trials if t.state == TrialState.WAITING]
         if deadline is not None and time.time() > deadline:
@@ -382,6 +403,21 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
         seed = (study.sampler_seed * 1_000_003 + len(trials)) % 2**32
         ost.sampler = _optuna().samplers.TPESampler(seed=seed)
         return ost.ask(distributions(study)).number
+
+
+@contextlib.contextmanager
+def _ask_lock(folder: Path):
+    """One proposal at a time: a file lock in the study folder, or a Redis lock for a study
+    stored in Redis (its workers may run on other machines)."""
+    if _is_redis(folder):
+        from ml import scale
+
+        with scale.ask_lock(folder.name):
+            yield
+        return
+    with open(folder / ".ask.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def _budget(study: StudySpec) -> int:
@@ -409,27 +445,46 @@ def _value(run: dict, metric: str) -> float:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.nan
 
 
-def run_trial(study_id: str, number: int, home: Path | str | None = None, progress: Progress | None = None) -> dict:
+def run_trial(study_id: str, number: int, home: Path | str | None = None, progress: Progress | None = None,
+              worker: str | None = None, task_id: str | None = None) -> dict:
     """Run trial ``number`` of study ``study_id`` (proposed by :func:`next_trial`) and record
     its outcome; return ``{"number", "state", "value", "run_id"}``.
 
     A complete trial is a registered run with ``study_id`` and ``trial`` in its run.json;
     a pruned or failed one (e.g. parameters the library refuses) is recorded in the study
     and its ledger. Ctrl-C / SIGTERM: the trial is marked interrupted and the interrupt
-    goes on.
+    goes on. ``worker`` (default: this ``host:pid``) is recorded in the trial's user attrs
+    and the run's run.json; ``task_id`` (a Celery task's) in the trial's. A storage with a
+    heartbeat (Redis) gets one from Optuna's heartbeat thread while the trial runs.
     """
-    from optuna import TrialPruned
-    from optuna.trial import Trial, TrialState
+    from optuna.storages._heartbeat import get_heartbeat_thread
+    from optuna.trial import Trial
 
     store = Store(home) if home is not None else Store()
     study, meta, ost, folder = _load(study_id, store.home)
     frozen = ost.trials[number]
     trial = Trial(ost, frozen._trial_id)
-    metric, task = study.objective.metric, study.task
     spec_dict, ignored = trial_spec(study, frozen.params, number)
     if ignored:
         trial.set_user_attr("ignored_params", ignored)
     spec = spec_from_dict(spec_dict)
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    heartbeat = get_heartbeat_thread(frozen._trial_id, ost._storage)
+    heartbeat.start()  # before anything else: a worker killed from here on is noticed
+    try:
+        trial.set_user_attr("worker", worker)
+        if task_id:
+            trial.set_user_attr("task_id", task_id)
+        return _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, worker, progress)
+    finally:
+        heartbeat.join()
+
+
+def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, worker, progress) -> dict:
+    from optuna import TrialPruned
+    from optuna.trial import TrialState
+
+    metric, task = study.objective.metric, study.task
     scores: list[float] = []
 
     def on_fold(i, n, rows, pred):
@@ -442,7 +497,8 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
 
     ledger = dict(symbol=meta["symbol"], label=meta["label"])
     try:
-        run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number)}, progress)
+        run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number), "worker": worker},
+                           progress)
     except TrialPruned:
         with shielded():
             return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores))
@@ -461,6 +517,19 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
             return _close(ost, trial, folder, number, "failed", None, ledger,
                           error=f"{metric} is undefined for this run", **attrs)
         return _close(ost, trial, folder, number, "complete", value, ledger, **attrs)
+
+
+def refuse_trial(study_id: str, number: int, home, error: str, worker: str) -> dict:
+    """Record trial ``number`` as failed with ``error`` without computing anything (a worker
+    that reads other data than the study's)."""
+    from optuna.trial import Trial
+
+    store = Store(home) if home is not None else Store()
+    _study, meta, ost, folder = _load(study_id, store.home)
+    trial = Trial(ost, ost.trials[number]._trial_id)
+    with shielded():
+        return _close(ost, trial, folder, number, "failed", None, dict(symbol=meta["symbol"], label=meta["label"]),
+                      error=error, worker=worker)
 
 
 def _close(ost, trial, folder: Path, number: int, state: str, value, ledger: dict, **attrs) -> dict:
@@ -544,14 +613,32 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
     study = study_from_dict(study)
     jobs = _check_jobs(jobs)
     store = store if store is not None else Store()
+    if get_settings().redis_url:  # Redis down: one line, and nothing written
+        from ml import scale
+
+        scale.ping()
     sid, folder = prepare(study, store)
     report = progress or (lambda f, s: None)
     budget = _budget(study)
+    queued = bool(get_settings().redis_url)
     with _running(folder):
+        if queued and not _is_redis(folder):
+            raise AlmanacError(f"study {sid} was created without ALMANAC_REDIS_URL and keeps its trials in "
+                               f"{folder / JOURNAL}: unset ALMANAC_REDIS_URL to resume it here")
+        if not queued and _is_redis(folder):
+            raise AlmanacError(f"study {sid} keeps its trials in Redis: set ALMANAC_REDIS_URL to resume it")
         ost = _optuna().load_study(study_name=sid, storage=_storage(folder))
-        _recover(ost, folder)
         deadline = time.time() + study.budget.timeout_s if study.budget.timeout_s else None
-        if jobs == 1:
+        if queued:  # trials on the Celery workers (ml.scale); --jobs is theirs to set
+            from ml import scale
+
+            meta = json.loads((folder / META).read_text())
+            scale.run_queued(sid, store.home, meta["data_hashes"], budget, deadline,
+                             load=lambda: _optuna().load_study(study_name=sid, storage=_storage(folder)),
+                             progress_text=lambda o: _progress_text(o, budget, study.objective.direction),
+                             report=report)
+        elif jobs == 1:
+            _recover(ost, folder)
             while True:
                 done, text = _progress_text(ost, budget, study.objective.direction)
                 report(done / budget, text)
@@ -561,6 +648,7 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
                 run_trial(sid, number, store.home,
                           progress=lambda f, s, d=done, t=text: report((d + f) / budget, f"{t} · {s}"))
         else:
+            _recover(ost, folder)
             _parallel(sid, store.home, jobs, deadline, ost, budget, study.objective.direction, report)
         report(0.99, "scoring the holdout" if study.holdout else "summarizing")
         finish(sid, store.home)
@@ -744,7 +832,8 @@ def study_report(study_id: str, home=None) -> dict:
     rows = [{"number": t.number, "state": _state(t), "value": t.value if t.state.name == "COMPLETE" else None,
              "intermediate": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], "params": t.params,
              "run_id": t.user_attrs.get("run_id"), "error": t.user_attrs.get("error"),
-             "folds": t.user_attrs.get("folds")} for t in trials if t.state.name != "WAITING"]
+             "folds": t.user_attrs.get("folds"), "worker": t.user_attrs.get("worker")}
+            for t in trials if t.state.name != "WAITING"]
     counted = [r for r in rows if r["state"] != "interrupted"]
     best = _best(ost, study.objective.direction)
     out = {"study_id": study_id, "path": str(folder), "name": study.name, "kind": study.kind,
@@ -799,6 +888,10 @@ def delete_study(study_id: str, home=None) -> list[str]:
                 with contextlib.suppress(NotFoundError):
                     registry.delete_run(t["run_id"], home)
                     gone.append(t["run_id"])
+        if _is_redis(folder):
+            from ml import scale
+
+            scale.delete_storage(folder.name)
         trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
         folder.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)
