@@ -57,6 +57,17 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true", help="print the figures as JSON")
     a.set_defaults(handler=cmd_all)
 
+    st = cmds.add_parser(
+        "study", help="a study's overhead per trial, --jobs 2 vs --jobs 1, fold fits saved by pruning",
+        description="On the sample data in a temporary ALMANAC_HOME, run studies of N trials of the default spec "
+                    "(learning rate, leaves, threshold): jobs 1 without pruning (overhead over run_experiment, "
+                    "goal <= 1.1x), jobs 2 without pruning (goal >= 1.6x faster) and jobs 1 with the median pruner "
+                    "(fold fits saved, best values); min and median over the repeats.")
+    st.add_argument("--trials", type=int, default=20, help="trials per study (default 20)")
+    st.add_argument("--repeat", type=int, default=3, help="repeats (default 3)")
+    st.add_argument("--json", action="store_true", help="print the figures as JSON")
+    st.set_defaults(handler=cmd_study)
+
     h = cmds.add_parser(
         "hostile", help="time and peak memory of refusing hostile or careless inputs",
         description="Build each hostile input (a one-line CSV of 1.1M columns, a 190 MB file, a YAML alias "
@@ -126,3 +137,13 @@ def cmd_hostile(args) -> int:
     else:
         print(format_report(rows))
     return 0
+
+
+def cmd_study(args) -> int:
+    from bench.study import main
+
+    if not 2 <= args.trials <= 200:
+        raise SpecError(f"--trials {args.trials} is out of range: use 2 to 200")
+    if not 1 <= args.repeat <= 20:
+        raise SpecError(f"--repeat {args.repeat} is out of range: use 1 to 20")
+    return main(args)

@@ -496,12 +496,14 @@ def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, w
                 raise TrialPruned(f"pruned after fold {i + 1} of {n}")
 
     ledger = dict(symbol=meta["symbol"], label=meta["label"])
+    t0 = time.perf_counter()
     try:
         run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number), "worker": worker},
                            progress)
     except TrialPruned:
         with shielded():
-            return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores))
+            return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores),
+                          run_seconds=time.perf_counter() - t0)
     except AlmanacError as exc:
         with shielded():
             return _close(ost, trial, folder, number, "failed", None, ledger, error=exc.message)
@@ -512,7 +514,8 @@ def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, w
         raise
     with shielded():  # the run is registered: record it whatever arrives now
         value, sharpe = _value(run, metric), _value(run, "sharpe")
-        attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores)}
+        attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores),
+                 "run_seconds": time.perf_counter() - t0}
         if math.isnan(value):
             return _close(ost, trial, folder, number, "failed", None, ledger,
                           error=f"{metric} is undefined for this run", **attrs)
@@ -606,10 +609,10 @@ def _progress_text(ost, budget: int, direction: str) -> tuple[int, str]:
 
 
 def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1,
-              progress: Progress | None = None) -> dict:
+              progress: Progress | None = None, started: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) a study to its budget, then score the holdout (and the ablation);
     return :func:`study_report`. Ctrl-C / a cancel keeps the completed trials (run again to
-    resume)."""
+    resume). ``started(study_id)`` is called once the study is checked and stored."""
     study = study_from_dict(study)
     jobs = _check_jobs(jobs)
     store = store if store is not None else Store()
@@ -618,6 +621,8 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
 
         scale.ping()
     sid, folder = prepare(study, store)
+    if started is not None:
+        started(sid)
     report = progress or (lambda f, s: None)
     budget = _budget(study)
     queued = bool(get_settings().redis_url)
@@ -637,52 +642,63 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
                              load=lambda: _optuna().load_study(study_name=sid, storage=_storage(folder)),
                              progress_text=lambda o: _progress_text(o, budget, study.objective.direction),
                              report=report)
-        elif jobs == 1:
-            _recover(ost, folder)
-            while True:
-                done, text = _progress_text(ost, budget, study.objective.direction)
-                report(done / budget, text)
-                number = next_trial(sid, store.home, deadline)
-                if number is None:
-                    break
-                run_trial(sid, number, store.home,
-                          progress=lambda f, s, d=done, t=text: report((d + f) / budget, f"{t} · {s}"))
         else:
-            _recover(ost, folder)
-            _parallel(sid, store.home, jobs, deadline, ost, budget, study.objective.direction, report)
+            _run_local(sid, store, ost, folder, jobs, budget, deadline, study.objective.direction, report)
         report(0.99, "scoring the holdout" if study.holdout else "summarizing")
         finish(sid, store.home)
     report(1.0, "done")
     return study_report(sid, store.home)
 
 
-def _parallel(sid, home, jobs, deadline, ost, budget, direction, report) -> None:
-    # fresh interpreters (no OpenMP state forked, no main module re-imported), one thread each
-    env = {**os.environ, "ALMANAC_THREADS": "1", "ALMANAC_HOME": str(home),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           **{v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    code = f"from ml.study import worker_main; worker_main({sid!r}, {str(home)!r}, {deadline!r})"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO_ROOT)) for _ in range(jobs)]
+def _run_local(sid, store, ost, folder, jobs, budget, deadline, direction, report) -> None:
+    """The trials in local processes: ``jobs - 1`` worker processes, and this process works
+    too (its libraries are loaded already)."""
+    _recover(ost, folder)
+    procs = _spawn_workers(sid, store.home, jobs - 1, deadline)
     try:
-        while any(p.poll() is None for p in procs):
+        while True:
             done, text = _progress_text(ost, budget, direction)
             report(done / budget, text)
-            time.sleep(0.5)
+            number = next_trial(sid, store.home, deadline)
+            if number is None:
+                break
+            run_trial(sid, number, store.home,
+                      progress=lambda f, s, d=done, t=text: report((d + f) / budget, f"{t} · {s}"))
+        while any(p.poll() is None for p in procs):  # the workers' last trials
+            done, text = _progress_text(ost, budget, direction)
+            report(done / budget, text)
+            time.sleep(0.25)
     except BaseException:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()  # SIGTERM: the worker marks its trial interrupted
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        _stop_workers(procs)
         raise
     bad = [p.returncode for p in procs if p.returncode]
     if bad:
         raise AlmanacError(f"{len(bad)} study worker(s) stopped with exit code {bad[0]}: see the log above; run "
                            "the study again to resume it")
+
+
+def _spawn_workers(sid: str, home, n: int, deadline: float | None) -> list[subprocess.Popen]:
+    """``n`` worker processes on the study: fresh interpreters (no OpenMP state forked, no
+    main module re-imported), one thread each, in this process group (Ctrl-C reaches them)."""
+    if n < 1:
+        return []
+    env = {**os.environ, "ALMANAC_THREADS": "1", "ALMANAC_HOME": str(home),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           **{v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    code = f"from ml.study import worker_main; worker_main({sid!r}, {str(home)!r}, {deadline!r})"
+    return [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO_ROOT)) for _ in range(n)]
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # SIGTERM: the worker marks its trial interrupted
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 # ---------------------------------------------------------------------- after the trials
@@ -832,7 +848,9 @@ def study_report(study_id: str, home=None) -> dict:
     rows = [{"number": t.number, "state": _state(t), "value": t.value if t.state.name == "COMPLETE" else None,
              "intermediate": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], "params": t.params,
              "run_id": t.user_attrs.get("run_id"), "error": t.user_attrs.get("error"),
-             "folds": t.user_attrs.get("folds"), "worker": t.user_attrs.get("worker")}
+             "folds": t.user_attrs.get("folds"), "run_seconds": t.user_attrs.get("run_seconds"),
+             "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+             if t.datetime_complete and t.datetime_start else None, "worker": t.user_attrs.get("worker")}
             for t in trials if t.state.name != "WAITING"]
     counted = [r for r in rows if r["state"] != "interrupted"]
     best = _best(ost, study.objective.direction)

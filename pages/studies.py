@@ -154,8 +154,7 @@ def run_study_job(study: dict, job_id: str, progress=None) -> dict:
     """The background job: run the study, record its id in the job's status."""
     from ml.study import run_study
 
-    report = run_study(study, progress=progress)
-    jobs.write_status(job_id, study_id=report["study_id"])
+    report = run_study(study, progress=progress, started=lambda sid: jobs.write_status(job_id, study_id=sid))
     return {"run_id": (report.get("best") or {}).get("run_id")}
 
 
@@ -193,11 +192,12 @@ def _form() -> list:
                                                       {"label": "ablation", "value": "ablation"}]), 6),
             _labelled("Objective", dcc.Dropdown(id="studies-metric", value="roc_auc", clearable=False,
                                                 options=[{"label": m, "value": m} for m in METRICS]), 4),
-            _labelled("Trials", dbc.Input(id="studies-n-trials", type="number", value=20, min=1, step=1, size="sm",
-                                          debounce=True), 4),
+            dbc.Col(_labelled("Trials", dbc.Input(id="studies-n-trials", type="number", value=20, step=1, size="sm",
+                                                  debounce=True)), xs=4, id="studies-n-trials-wrap"),
             _labelled("Holdout from", dbc.Input(id="studies-holdout", type="text", value="", size="sm",
                                                 placeholder="YYYY-MM-DD", debounce=True), 4),
         ], className="g-2"),
+        html.Div([
         html.H3("Search space", className="almanac-subheading mt-1"),
         dash_table.DataTable(
             id="studies-space", data=DEFAULT_ROWS, editable=True, row_deletable=True,
@@ -213,6 +213,10 @@ def _form() -> list:
                              className="mt-1 me-2"),
                   html.Span("paths: features.sets (subsets), features.cutoff, model.kind, model.params.<name>, "
                             "backtest.threshold, backtest.long_only", className="almanac-hint")]),
+        ], id="studies-space-wrap"),
+        html.Div("An ablation trains the base spec with each feature set alone, each left out and all of them "
+                 "(no search space, no trial budget).", id="studies-ablation-hint", className="almanac-hint",
+                 style={"display": "none"}),
         html.H3("Base spec (from the Train form)", className="almanac-subheading mt-2"),
         dbc.Textarea(id="studies-base", rows=9, size="sm", debounce=True, style={"fontFamily": "monospace"}),
         html.Div(id="studies-form-feedback", className="mt-2"),
@@ -246,7 +250,19 @@ def layout(**_query):
             dbc.Col(section("New study", *_form(), section_id="studies-form-section"), lg=5),
             dbc.Col(section("Study", dcc.Dropdown(id="studies-pick", placeholder="choose a study",
                                                   clearable=False, className="mb-2"),
-                            html.Div(id="studies-view"), section_id="studies-view-section"), lg=7),
+                            html.Div(id="studies-view"),
+                            html.Div([
+                                html.Div([dbc.Button("Promote the winner", id="studies-promote", size="sm",
+                                                     color="success", disabled=True, className="me-2"),
+                                          html.Span(id="studies-promote-feedback")], className="mb-2"),
+                                html.Div([dbc.Tabs([dbc.Tab(label=v, tab_id=k) for k, v in CHARTS.items()],
+                                                   id="studies-tabs", active_tab="history"),
+                                          html.Div(id="studies-chart")], id="studies-charts"),
+                                html.Div(id="studies-ablation"),
+                                html.H3("Trials", className="almanac-subheading mt-2"),
+                                html.Div(id="studies-trials"),
+                            ], id="studies-detail", style={"display": "none"}),
+                            section_id="studies-view-section"), lg=7),
         ], className="g-3"),
     ])
 
@@ -262,10 +278,11 @@ def trials_table(report: dict) -> dbc.Table:
     for t in report["trials"]:
         params = ", ".join(f"{k.split('.')[-1]}={_num(v) if isinstance(v, float) else v}"
                            for k, v in t["params"].items())
-        body.append(html.Tr([html.Td(t["number"]), html.Td(t["state"]), html.Td(_num(t["value"], 4)),
-                             html.Td(params, className="small"), html.Td(_link(t["run_id"]), className="small")],
-                            className="table-success" if (report.get("best") or {}).get("trial") == t["number"]
-                            else None))
+        best = (report.get("best") or {}).get("trial") == t["number"]
+        body.append(html.Tr([html.Td(t["number"]), html.Td(f"{t['state']} · best" if best else t["state"]),
+                             html.Td(_num(t["value"], 4)), html.Td(params, className="small"),
+                             html.Td(_link(t["run_id"]), className="small")],
+                            style={"fontWeight": 700, "backgroundColor": "#E8F8F5"} if best else None))
     return dbc.Table([head, html.Tbody(body)], size="sm", hover=True, className="almanac-table",
                      id="studies-trials-table")
 
@@ -287,27 +304,23 @@ def ablation_view(report: dict):
     ])
 
 
-def study_view(report: dict):
+def study_view(report: dict) -> dict:
+    """The parts of the study panel: ``head`` (summary and verdict), ``ablation``,
+    ``trials``, ``charts`` (a search has them) and ``promotable``."""
     verdict = verdict_text(report)
     best = report.get("best") or {}
-    head = (f"{report['name']} · {report['kind']} · {report['symbol']} / {report['label']} · "
-            f"{report['n_trials']} of {report['budget']} trials ({report['n_complete']} complete, "
-            f"{report['n_pruned']} pruned, {report['n_failed']} failed)")
-    return html.Div([
-        html.Div(head, className="almanac-hint mb-2", id="studies-summary"),
+    summary = (f"{report['name']} · {report['kind']} · {report['symbol']} / {report['label']} · "
+               f"{report['n_trials']} of {report['budget']} trials ({report['n_complete']} complete, "
+               f"{report['n_pruned']} pruned, {report['n_failed']} failed)")
+    head = html.Div([
+        html.Div(summary, className="almanac-hint mb-2", id="studies-summary"),
         dbc.Alert(verdict, color="info", id="studies-verdict", className="almanac-alert fw-bold") if verdict else
         html.Div(f"best {report['objective']['metric']} {_num(best.get('value'), 4)} (trial {best.get('trial')})"
                  if best else "no complete trial yet", id="studies-verdict", className="fw-bold mb-2"),
-        html.Div([dbc.Button("Promote the winner", id="studies-promote", size="sm", color="success",
-                             disabled=not best.get("run_id"), className="me-2"),
-                  html.Span(id="studies-promote-feedback")], className="mb-2"),
-        dbc.Tabs([dbc.Tab(label=v, tab_id=k) for k, v in CHARTS.items()], id="studies-tabs",
-                 active_tab="history") if report["kind"] == "search" else None,
-        html.Div(id="studies-chart") if report["kind"] == "search" else None,
-        ablation_view(report) if report["kind"] == "ablation" else None,
-        html.H3("Trials", className="almanac-subheading mt-2"),
-        trials_table(report),
     ])
+    return {"head": head, "ablation": ablation_view(report) if report["kind"] == "ablation" else None,
+            "trials": trials_table(report), "charts": report["kind"] == "search",
+            "promotable": bool(best.get("run_id"))}
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -329,6 +342,14 @@ def fill_base(draft):
         return default_base_yaml()
     except AlmanacError:
         return ""
+
+
+@callback(Output("studies-space-wrap", "style"), Output("studies-n-trials-wrap", "style"),
+          Output("studies-ablation-hint", "style"), Input("studies-kind", "value"))
+def show_kind(kind):
+    """A search has a space and a budget; an ablation has its fixed combinations."""
+    shown, hidden = {"display": "block"}, {"display": "none"}
+    return (hidden, hidden, shown) if kind == "ablation" else (shown, shown, hidden)
 
 
 @callback(Output("studies-space", "data"), Input("studies-add-row", "n_clicks"), State("studies-space", "data"),
@@ -435,29 +456,37 @@ def list_options(status, current):
     return options, value
 
 
-@callback(Output("studies-view", "children"), Input("studies-pick", "value"), Input("studies-status", "data"))
+@callback(Output("studies-view", "children"), Output("studies-detail", "style"), Output("studies-charts", "style"),
+          Output("studies-ablation", "children"), Output("studies-trials", "children"),
+          Output("studies-promote", "disabled"),
+          Input("studies-pick", "value"), Input("studies-status", "data"))
 def show_study(study_id, _status):
+    hidden, shown = {"display": "none"}, {"display": "block"}
     if not study_id:
-        return empty_state("No study yet", "Set up a search on the left (the base spec is the Train form's) and "
-                                           "press Start study.")
+        return (empty_state("No study yet", "Set up a search on the left (the base spec is the Train form's) and "
+                                            "press Start study."), hidden, hidden, None, None, True)
     from ml.study import study_report
 
     try:
-        return study_view(study_report(study_id))
+        v = study_view(study_report(study_id))
     except Exception as exc:  # noqa: BLE001 - alert, traceback logged for bugs
-        return failure_alert(exc, log, f"showing study {study_id}")
+        return failure_alert(exc, log, f"showing study {study_id}"), hidden, hidden, None, None, True
+    return v["head"], shown, shown if v["charts"] else hidden, v["ablation"], v["trials"], not v["promotable"]
 
 
-@callback(Output("studies-chart", "children"), Input("studies-tabs", "active_tab"), State("studies-pick", "value"))
-def show_chart(tab, study_id):
+@callback(Output("studies-chart", "children"), Input("studies-tabs", "active_tab"), Input("studies-pick", "value"),
+          Input("studies-status", "data"))
+def show_chart(tab, study_id, _status=None):
     """A new dcc.Graph per tab (a graph created hidden renders at the wrong width)."""
     from ml.study import load_optuna_study, study_report
     from viz import study as charts
 
     if not study_id or tab not in CHARTS:
-        return no_update
+        return None
     try:
         report = study_report(study_id)
+        if report["kind"] != "search":
+            return None
         ost = load_optuna_study(study_id)
         metric = report["objective"]["metric"]
         fig = {"history": charts.history_figure, "importance": charts.importance_figure,
@@ -467,11 +496,24 @@ def show_chart(tab, study_id):
     return dcc.Graph(id="studies-chart-graph", figure=fig, config={"displaylogo": False, "responsive": True})
 
 
+def _triggered():
+    """The id of the input that fired the running callback (None when called as a function)."""
+    from dash.exceptions import MissingCallbackContextException
+
+    try:
+        return dash.ctx.triggered_id
+    except MissingCallbackContextException:
+        return None
+
+
 @callback(Output("studies-promote-feedback", "children"), Input("studies-promote", "n_clicks"),
-          State("studies-pick", "value"), prevent_initial_call=True)
+          Input("studies-pick", "value"), prevent_initial_call=True)
 def promote(n, study_id):
+    """Make the shown study's best trial the active model (another study shown: clear the note)."""
     from ml.study import promote as promote_best
 
+    if _triggered() == "studies-pick":
+        return None
     if not n or not study_id:
         return no_update
     try:

@@ -85,8 +85,10 @@ def test_the_study_view_shows_verdict_trials_and_links(studies, tmp_path, monkey
     text = studies.verdict_text(report)
     assert text == (f"best CV {h['cv_value']:.3f} → holdout {h['value']:.3f} · DSR {h['dsr']:.2f} over "
                     f"{h['n_trials']} trials")
-    view = str(studies.show_study(report["study_id"], None))
-    assert text in view
+    head, detail, charts, ablation, trials, no_promote = studies.show_study(report["study_id"], None)
+    assert text in str(head) and detail == charts == {"display": "block"} and ablation is None
+    assert no_promote is False
+    view = str(trials)
     for t in report["trials"]:
         if t["run_id"]:
             assert f"/evaluate?run={t['run_id']}" in view
