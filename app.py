@@ -42,13 +42,25 @@ ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("almanac.app")
 
 
-def background_manager(settings: Settings) -> dash.DiskcacheManager:
+def background_manager(settings: Settings) -> dash.DiskcacheManager | dash.CeleryManager:
     """The background-callback manager: a disk cache in the private jobs folder.
 
     Jobs run in processes started with ``fork`` (the start method the manager is built
     for; spawn and forkserver break the jobs), set explicitly because Python's default
     differs across versions and platforms.
+
+    With ``ALMANAC_REDIS_URL`` set: ``dash.CeleryManager`` on the lab's Celery app
+    (:func:`ml.scale.client`, JSON only), so every background callback runs on a worker
+    (``celery -A worker worker``, which imports this module to register them). Dash's
+    manager keeps the callback's inputs (task arguments, JSON) and its progress and
+    outputs (``json.dumps`` strings in the Redis result backend): no pickle.
     """
+    if settings.redis_url:
+        from almanac.settings import mask_url
+        from ml.scale import client
+
+        log.info("background callbacks on Celery workers via %s", mask_url(settings.redis_url))
+        return dash.CeleryManager(client(settings.redis_url))
     if multiprocess.get_start_method(allow_none=True) != "fork":
         multiprocess.set_start_method("fork", force=True)
     jobs = settings.private_dir(settings.jobs_dir)

@@ -60,6 +60,28 @@ def study_trial(self, study_id: str, home: str, hashes: dict, deadline: float | 
     return run_one_trial(study_id, home, hashes, deadline, task_id=self.request.id)
 
 
+@celery_app.task(name=scale.TRAIN_TASK, bind=True)
+def train(self, spec: dict, home: str) -> dict:
+    """``train --queue``: one experiment spec, run as ``train`` runs it, progress in the task's
+    state (``PROGRESS``, ``{fraction, stage}``). A refused spec returns ``{"error": line}``."""
+    from almanac.spec import spec_from_dict
+    from almanac.store import Store
+    from ml.runner import run_experiment
+
+    who = scale.worker_name()
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        run = run_experiment(spec_from_dict(spec), store=Store(os.environ.get("ALMANAC_HOME") or home),
+                             extra={"worker": who},
+                             progress=lambda f, s: self.update_state(state="PROGRESS",
+                                                                     meta={"fraction": f, "stage": s}))
+    except AlmanacError as exc:
+        return {"error": exc.message, "worker": who}
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return {"run_id": run["run_id"], "worker": who}
+
+
 def run_one_trial(study_id: str, home: str, hashes: dict, deadline: float | None = None,
                   task_id: str | None = None) -> dict:
     from almanac.store import Store
@@ -93,6 +115,7 @@ def run_one_trial(study_id: str, home: str, hashes: dict, deadline: float | None
         try:
             out = st.run_trial(study_id, number, home, worker=who, task_id=task_id)
         except KeyboardInterrupt:
+            st.mark_interrupted(study_id, number, home)
             return {"state": "interrupted", "number": number, "worker": who}
         return {**out, "worker": who}
     finally:
@@ -104,3 +127,7 @@ def _one_thread(**_kwargs) -> None:
     """Each worker process trains single-threaded: ``--concurrency`` is the parallelism."""
     for var in ("ALMANAC_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+if os.environ.get("ALMANAC_WORKER_WEB", "1") != "0":
+    import app as _web  # noqa: E402,F401 -- registers the Dash app's background callbacks on celery_app

@@ -53,6 +53,8 @@ TRIAL_TASK = "almanac.study_trial"
 KEY_PREFIX = "almanac:study:"
 #: How long (s) a running study waits for Redis to come back before it gives up.
 REDIS_WAIT_S = float(os.environ.get("ALMANAC_REDIS_WAIT_S") or 120)
+# Optuna warns that its heartbeat is meant for Study.optimize; the lab beats per trial itself
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
 def worker_name() -> str:
@@ -331,6 +333,42 @@ def run_queued(study_id: str, home, hashes: dict, budget: int, deadline: float |
         raise
 
 
+TRAIN_TASK = "almanac.train"
+
+
+def train_queued(spec: dict, home, report: Callable[[float, str], None]) -> dict:
+    """``train --queue``: run one experiment spec on a worker (task :data:`TRAIN_TASK`),
+    with its progress; return ``{"run_id", "worker"}``. Ctrl-C terminates the task (the
+    worker's runner removes its temporary run folder: nothing is registered)."""
+    url = _url()
+    ping(url)
+    app = client(url)
+    res = app.send_task(TRAIN_TASK, args=[spec, str(home)])
+    try:
+        last = None
+        while True:
+            state = res.state
+            if state == "PROGRESS" and isinstance(res.info, dict) and res.info != last:
+                last = res.info
+                report(float(res.info.get("fraction", 0.0)), str(res.info.get("stage", "")))
+            elif state == "PENDING" and last is None:
+                report(0.0, "waiting for a worker")
+                last = {}
+            if state in ("SUCCESS", "FAILURE", "REVOKED"):
+                break
+            time.sleep(0.25)
+    except BaseException:
+        stop_tasks(app, [res.id])
+        raise
+    if state != "SUCCESS":
+        raise AlmanacError(f"the training task {state.lower()} on the worker: {str(res.result)[:200]}; see the "
+                           "worker's log")
+    out = res.result or {}
+    if out.get("error"):
+        raise AlmanacError(out["error"])
+    return out
+
+
 def stop_tasks(app, task_ids: list[str], wait_s: float = 15.0) -> None:
     """Revoke the queued tasks and terminate (SIGTERM) the running ones; wait until they
     stopped (their trials marked interrupted)."""
@@ -342,12 +380,12 @@ def stop_tasks(app, task_ids: list[str], wait_s: float = 15.0) -> None:
     pending = list(task_ids)
     while pending and time.monotonic() < end:
         with contextlib.suppress(Exception):
-            pending = [t for t in pending if app.AsyncResult(t).state == "STARTED"]
+            pending = [t for t in pending if app.AsyncResult(t).state in ("STARTED", "PROGRESS")]
         if pending:
             time.sleep(0.2)
     if pending:
         log.warning("%d task(s) still running %.0f s after the cancel", len(pending), wait_s)
 
 
-__all__ = ["TRIAL_TASK", "celery_config", "client", "storage", "run_queued", "stop_tasks",
+__all__ = ["TRIAL_TASK", "TRAIN_TASK", "train_queued", "celery_config", "client", "storage", "run_queued", "stop_tasks",
            "ping", "worker_name", "fail_stale", "ask_lock", "delete_storage"]

@@ -476,6 +476,9 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
         if task_id:
             trial.set_user_attr("task_id", task_id)
         return _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, worker, progress)
+    except BaseException:  # an interrupt before the run started (a cancel right after the ask)
+        mark_interrupted(study_id, number, store.home, ost)
+        raise
     finally:
         heartbeat.join()
 
@@ -520,6 +523,25 @@ def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, w
             return _close(ost, trial, folder, number, "failed", None, ledger,
                           error=f"{metric} is undefined for this run", **attrs)
         return _close(ost, trial, folder, number, "complete", value, ledger, **attrs)
+
+
+def mark_interrupted(study_id: str, number: int, home=None, ost=None) -> bool:
+    """Mark trial ``number`` interrupted (failed, proposed again on resume) if it is still
+    running, e.g. after a cancel that arrived before :func:`run_trial` could; True if it was."""
+    from optuna.trial import Trial, TrialState
+
+    with shielded():
+        try:
+            ost = ost if ost is not None else _load(study_id, home)[2]
+            frozen = ost.trials[number]
+            if frozen.state != TrialState.RUNNING:
+                return False
+            Trial(ost, frozen._trial_id).set_user_attr("interrupted", True)
+            ost.tell(number, state=TrialState.FAIL)
+            return True
+        except Exception as exc:  # noqa: BLE001 -- the interrupt goes on; a stale trial is recovered later
+            log.warning("trial %d of %s: could not mark it interrupted: %r", number, study_id, exc)
+            return False
 
 
 def refuse_trial(study_id: str, number: int, home, error: str, worker: str) -> dict:

@@ -120,7 +120,7 @@ def test_kill9_of_a_worker_mid_trial(redis_server, workers, tiny_home, tmp_path)
             time.sleep(0.02)
         assert victim is not None, "no trial was seen running"
         victim.kill9()
-        stdout, stderr = proc.communicate(timeout=600)
+        stdout, stderr = proc.communicate(timeout=180)
     finally:
         os.environ.pop("ALMANAC_REDIS_URL", None)
         if proc.poll() is None:
@@ -174,3 +174,65 @@ def test_redis_down_is_one_line_with_the_password_masked(tiny_home, tmp_path):
         "ALMANAC_REDIS_URL) and try again"]
     assert "hunter2" not in out.stderr + out.stdout
     assert tree(tiny_home) == before
+
+
+def active_tasks(url: str) -> list:
+    from ml.scale import client
+
+    replies = client(url).control.inspect(timeout=2).active() or {}
+    return [t for tasks in replies.values() for t in tasks]
+
+
+def test_ctrl_c_revokes_the_queue_and_stops_running_trials(redis_server, workers, tiny_home, tmp_path):
+    import signal
+
+    from almanac.store import Store
+    from almanac.study_spec import study_from_dict
+    from ml import study as st
+
+    workers(2, tiny_home)
+    config, spec = study_file(tmp_path, "ctrl-c", 8)
+    study = study_from_dict(spec)
+    sid = st.study_id_for(study, st.data_hashes(study, Store(tiny_home)))
+    proc = subprocess.Popen([sys.executable, "-m", "almanac", "study", "run", "--config", str(config)],
+                            cwd=ROOT, env=cli_env(tiny_home, redis_server.url), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os.environ["ALMANAC_REDIS_URL"] = redis_server.url
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                ost = st.load_optuna_study(sid, tiny_home)
+                if sum(t.state.name == "RUNNING" and "worker" in t.user_attrs
+                       for t in ost.get_trials(deepcopy=False)) == 2:  # both trials inside the runner
+                    break
+            except Exception:  # noqa: BLE001 -- not created yet
+                pass
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        report = st.study_report(sid, tiny_home)
+    finally:
+        os.environ.pop("ALMANAC_REDIS_URL", None)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "study interrupted: completed trials are kept" in stderr
+    assert active_tasks(redis_server.url) == []  # nothing runs on the workers any more
+    assert report["n_running"] == 0 and report["n_interrupted"] >= 1
+    assert {r["run_id"] for r in registry.list_runs(tiny_home)} == {
+        t["run_id"] for t in report["trials"] if t["state"] == "complete"}
+    assert not list((tiny_home / "runs").glob(".tmp-*"))  # the terminated runs cleaned up
+
+
+def test_train_queue_runs_on_a_worker(redis_server, workers, tiny_home, tmp_path):
+    ws = workers(1, tiny_home)
+    config = tmp_path / "spec.yaml"
+    config.write_text(yaml.safe_dump(BASE))
+    out = subprocess.run([sys.executable, "-m", "almanac", "train", "--config", str(config), "--queue", "--json"],
+                         cwd=ROOT, env=cli_env(tiny_home, redis_server.url), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = json.loads(out.stdout)
+    assert int(run["worker"].rsplit(":", 1)[1]) in ws[0].pids()
+    assert [r["run_id"] for r in registry.list_runs(tiny_home)] == [run["run_id"]]
