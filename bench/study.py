@@ -9,8 +9,9 @@ the learning rate, the leaves per tree and the backtest threshold with the same 
   spent inside ``run_experiment``) / trials, and the ratio wall / time in
   ``run_experiment`` (goal <= 1.1x). The time inside is measured around each
   ``run_experiment`` call by :func:`ml.study.run_trial` (trial attribute ``run_seconds``).
-* **C** -- ``--jobs 2``, no pruning: the same work on two worker processes; speed-up =
-  wall B / wall C (goal >= 1.6x on 2 cores; it needs the 2 cores free).
+* **C** -- ``--jobs 2``, no pruning: the same work in two processes; speed-up = wall B /
+  wall C (goal >= 1.6x on 2 cores; it needs the 2 cores free: the CPU seconds per wall
+  second of each study say how many cores it actually got).
 * **A** -- ``--jobs 1`` with the median pruner (5 start-up trials, 1 warm-up fold): fold
   fits = the folds each trial fitted (a complete trial all of them, a pruned one those
   before it stopped), against B's; and both studies' best values (the same seed proposes
@@ -40,6 +41,12 @@ TARGET_SPEEDUP = 1.6
 def _study(name: str, spec: dict, trials: int, pruner: dict) -> dict:
     return {"name": name, "kind": "search", "spec": spec, "objective": {"metric": "roc_auc"},
             "budget": {"n_trials": trials}, "pruner": pruner, "search": SEARCH}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the --jobs workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _fits(report: dict, n_splits: int) -> int:
@@ -79,14 +86,15 @@ def run_bench(trials: int = 20, repeat: int = 3, spec_path=DEFAULT_SPEC, progres
                     def prog(f, s, done=done, key=key):
                         step((done + f) / total, f"repeat {r + 1}/{repeat} study {key}: {s}")
 
-                    t = time.perf_counter()
+                    t, cpu = time.perf_counter(), _cpu()
                     rep = run_study(_study(f"bench-{key.lower()}-{r}", base, trials, pruner), store, jobs=jobs,
                                     progress=prog)
-                    out[key] = {"wall": time.perf_counter() - t, "report": rep}
+                    out[key] = {"wall": time.perf_counter() - t, "cpu": _cpu() - cpu, "report": rep}
                 b, c, a = out["B"], out["C"], out["A"]
                 inside = sum(t["run_seconds"] or 0.0 for t in b["report"]["trials"])
                 rows.append({
                     "wall_jobs1": b["wall"], "wall_jobs2": c["wall"], "speedup": b["wall"] / c["wall"],
+                    "cores_used_jobs1": b["cpu"] / b["wall"], "cores_used_jobs2": c["cpu"] / c["wall"],
                     "inside_run_experiment": inside, "overhead_ratio": b["wall"] / inside,
                     "overhead_per_trial_s": (b["wall"] - inside) / trials,
                     "fits_no_pruning": _fits(b["report"], spec.validation.n_splits),
@@ -107,7 +115,7 @@ def run_bench(trials: int = 20, repeat: int = 3, spec_path=DEFAULT_SPEC, progres
         xs = [r[key] for r in rows]
         return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
 
-    keys = ("wall_jobs1", "wall_jobs2", "speedup", "overhead_ratio", "overhead_per_trial_s", "fits_no_pruning",
+    keys = ("wall_jobs1", "wall_jobs2", "speedup", "cores_used_jobs1", "cores_used_jobs2", "overhead_ratio", "overhead_per_trial_s", "fits_no_pruning",
             "fits_pruning", "pruned", "best_no_pruning", "best_pruning", "wall_pruning")
     return {"spec": str(spec_path), "trials": trials, "repeat": repeat, "n_splits": spec.validation.n_splits,
             "warmup_run_s": warm, "cpus": os.cpu_count(), "load_avg": os.getloadavg(), "repeats": rows,
@@ -130,7 +138,8 @@ def format_report(r: dict) -> str:
         f"per-trial overhead (jobs 1, no pruning): wall / time inside run_experiment = {mm('overhead_ratio')}x "
         f"(goal <= {r['targets']['overhead_ratio']}x); {mm('overhead_per_trial_s', '{:.3f}')} s per trial",
         f"wall time, jobs 1: {mm('wall_jobs1', '{:.1f}')} s; jobs 2: {mm('wall_jobs2', '{:.1f}')} s; "
-        f"speed-up {mm('speedup')}x (goal >= {r['targets']['speedup']}x)",
+        f"speed-up {mm('speedup')}x (goal >= {r['targets']['speedup']}x); CPU seconds per wall second (cores the "
+        f"machine gave): jobs 1 {mm('cores_used_jobs1')}, jobs 2 {mm('cores_used_jobs2')}",
         f"pruning (median, 5 start-up trials, 1 warm-up fold): fold fits {mm('fits_pruning', '{:.0f}')} vs "
         f"{mm('fits_no_pruning', '{:.0f}')} without ({min(saved):.0%}..{max(saved):.0%} saved), "
         f"{mm('pruned', '{:.0f}')} trials pruned",

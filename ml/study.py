@@ -43,15 +43,11 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,71 +55,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from almanac import registry
 from almanac.atomic import atomic_write_json
-from almanac.errors import AlmanacError, DataError, NotFoundError, SpecError
+from almanac.errors import AlmanacError, SpecError
 from almanac.settings import REPO_ROOT, Limits, get_limits, get_settings
 from almanac.spec import MIN_TEST_DAYS, spec_from_dict, validate_against_store
 from almanac.store import Store
 from almanac.study_spec import (SUBSET_SEP, StudySpec, ablation_combinations, set_path, study_from_dict,
                                 subset_choices)
 from ml.models import check_params, valid_params
-from ml.trials import LEDGER_DIR, STUDIES_DIR, record_study_trial
+from ml.study_scores import ablation_table, finish, score_holdout
+from ml.study_store import (META, budget_of, counted, data_hashes, delete_study, finished, journal_storage,
+                            is_redis, list_studies, load_optuna_study, load_stored, optuna_module, promote,
+                            read_json, running_lock, shielded, studies_dir, study_id_for, study_meta, study_path,
+                            study_report, trial_spec)
+from ml.trials import LEDGER_DIR, record_study_trial
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-JOURNAL = "journal.log"
-META = "study.json"
-LOCK = ".lock"
-STUDY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,80}-[0-9a-f]{8}$")
-#: Bootstrap resamples of the ablation intervals for metrics without a vectorized form.
-SLOW_RESAMPLES = 200
-
-
-# ---------------------------------------------------------------------- paths and ids
-
-
-def studies_dir(home: Path | str | None = None) -> Path:
-    return (Path(home).resolve() if home is not None else get_settings().home) / STUDIES_DIR
-
-
-def check_study_id(study_id: str) -> str:
-    sid = str(study_id).strip()
-    if not STUDY_ID_RE.match(sid):
-        raise AlmanacError(f"{study_id!r} is not a study id: copy one from `python -m almanac study list`")
-    return sid
-
-
-def study_path(study_id: str, home: Path | str | None = None) -> Path:
-    path = studies_dir(home) / check_study_id(study_id)
-    if not (path / META).is_file():
-        raise NotFoundError(f"no study {study_id} in {studies_dir(home)}: list them with "
-                            "`python -m almanac study list`")
-    return path
-
-
-def study_meta(study_id: str, home: Path | str | None = None) -> dict:
-    """The stored ``study.json`` of a study (the study, its data hashes, its storage)."""
-    return json.loads((study_path(study_id, home) / META).read_text())
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-") or "study"
-
-
-def data_hashes(study: StudySpec, store: Store) -> dict[str, str]:
-    spec = study.spec
-    syms = [spec.data.symbol] + (spec.features.cross_assets if "cross_asset" in spec.features.sets
-                                 or "features.sets" in study.search or study.kind == "ablation" else [])
-    return {f"{s}/{f}": store.entry(s, f).sha256 for s in syms for f in ("1min", "1d") if store.has(s, f)}
-
-
-def study_id_for(study: StudySpec, hashes: dict[str, str]) -> str:
-    import hashlib
-
-    digest = hashlib.sha256((study.fingerprint() + json.dumps(hashes, sort_keys=True)).encode()).hexdigest()
-    return f"{_slug(study.name)}-{digest[:8]}"
 
 
 # ---------------------------------------------------------------------- checks (nothing written)
@@ -192,87 +141,9 @@ def _own_params(spec, kind: str) -> dict:
 # ---------------------------------------------------------------------- optuna plumbing
 
 
-def _optuna():
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-_SHIELD = {"depth": 0}
-
-
-@contextlib.contextmanager
-def shielded():
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them as usual.
-
-    Optuna's journal writes take a file lock and append a line; an interrupt in the middle
-    leaves a stale lock or half a line behind. So every journal write (and the few
-    multi-write steps: ask, tell) runs shielded: Ctrl-C or a cancel arrives a few
-    milliseconds later, between writes. Only the main thread receives signals; elsewhere
-    (and when nested) this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread() or _SHIELD["depth"]:
-        yield
-        return
-    pending: list[int] = []
-    prev = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT,
-                                                                                        signal.SIGTERM)}
-    _SHIELD["depth"] += 1
-    try:
-        yield
-    finally:
-        _SHIELD["depth"] -= 1
-        for s, h in prev.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
-        for s in dict.fromkeys(pending):
-            signal.raise_signal(s)
-
-
-def _storage(folder: Path):
-    """The study's Optuna storage: the journal file in its folder, or Redis for a study
-    created with ``ALMANAC_REDIS_URL`` set (``"storage": "redis"`` in study.json)."""
-    if _is_redis(folder):
-        from ml import scale
-
-        return scale.storage(folder.name, shield=shielded)
-    optuna = _optuna()
-    from optuna.storages.journal import JournalFileBackend
-
-    class _Backend(JournalFileBackend):
-        def append_logs(self, logs):
-            with shielded():
-                super().append_logs(logs)
-
-    return optuna.storages.JournalStorage(_Backend(str(folder / JOURNAL)))
-
-
-def _is_redis(folder: Path) -> bool:
-    meta = _read_json(folder / META)
-    return isinstance(meta, dict) and meta.get("storage") == "redis"
-
-
-def _pruner(study: StudySpec):
-    optuna = _optuna()
-    if study.kind == "ablation" or study.pruner.kind == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=study.pruner.n_startup_trials,
-                                       n_warmup_steps=study.pruner.n_warmup_steps)
-
-
-def _load(study_id: str, home, sampler=None):
-    """(StudySpec, meta, optuna Study, folder) of a stored study."""
-    folder = study_path(study_id, home)
-    meta = json.loads((folder / META).read_text())
-    study = study_from_dict(meta["study"])
-    ost = _optuna().load_study(study_name=study_id, storage=_storage(folder), sampler=sampler,
-                               pruner=_pruner(study))
-    return study, meta, ost, folder
-
-
 def distributions(study: StudySpec) -> dict:
     """Optuna distributions of the study's dimensions (``features.sets``: its subsets)."""
-    d = _optuna().distributions
+    d = optuna_module().distributions
     if study.kind == "ablation":
         return {"features.sets": d.CategoricalDistribution(
             [SUBSET_SEP.join(c) for c in ablation_combinations(study.spec.features.sets)])}
@@ -288,32 +159,6 @@ def distributions(study: StudySpec) -> dict:
         else:
             out[path] = d.FloatDistribution(float(dim.float_[0]), float(dim.float_[1]), log=dim.log)
     return out
-
-
-def trial_spec(study: StudySpec, params: dict, number: int) -> tuple[dict, list[str]]:
-    """(the experiment spec dict of a trial, the searched model parameters its model kind
-    does not have and so ignores)."""
-    d = study.trial_spec_dict()
-    kind = params.get("model.kind", d["model"]["kind"])
-    if kind != d["model"]["kind"]:
-        d["model"] = {"kind": kind, "params": {}}
-    ignored = []
-    names = set(valid_params(kind, study.task))
-    for path, value in params.items():
-        if path.startswith("model.params.") and path.split(".", 2)[2] not in names:
-            ignored.append(path)
-            continue
-        set_path(d, path, value)
-    d["name"] = f"{study.name[:80]}-t{number}"
-    return d, ignored
-
-
-def _counted(t) -> bool:
-    return not t.user_attrs.get("interrupted")
-
-
-def _finished(t) -> bool:
-    return t.state.is_finished() and _counted(t)
 
 
 # ---------------------------------------------------------------------- create / resume
@@ -333,7 +178,7 @@ def prepare(study: StudySpec, store: Store | None = None) -> tuple[str, Path]:
     folder = studies_dir(store.home) / sid
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LEDGER_DIR).mkdir(exist_ok=True)
-    meta = _read_json(folder / META)
+    meta = read_json(folder / META)
     if isinstance(meta, dict) and meta.get("study", {}).get("budget") != study.to_dict()["budget"]:
         atomic_write_json(folder / META, {**meta, "study": {**meta["study"], "budget": study.to_dict()["budget"]}})
     if not isinstance(meta, dict):
@@ -342,8 +187,8 @@ def prepare(study: StudySpec, store: Store | None = None) -> tuple[str, Path]:
                                           "label": study.spec.label.kind, "data_hashes": hashes, "base": study.base,
                                           "study": study.to_dict(),
                                           "storage": "redis" if get_settings().redis_url else "journal"})
-    optuna = _optuna()
-    ost = optuna.create_study(study_name=sid, storage=_storage(folder), load_if_exists=True,
+    optuna = optuna_module()
+    ost = optuna.create_study(study_name=sid, storage=journal_storage(folder), load_if_exists=True,
                               direction=study.objective.direction)
     if study.kind == "ablation" and not ost.trials:
         for combo in ablation_combinations(study.spec.features.sets):
@@ -367,20 +212,6 @@ def _recover(ost, folder: Path) -> int:
     return n
 
 
-@contextlib.contextmanager
-def _running(folder: Path):
-    """Hold the study's run lock (one ``study run`` of a study at a time)."""
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AlmanacError(f"study {folder.name} is already running: wait for it or cancel it") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def next_trial(study_id: str, home=None, deadline: float | None = None) -> int | None:
     """Propose the next trial of the study (under the study's ask lock); its number, or None
     when the budget (or ``deadline``, a ``time.time()``) is spent."""
@@ -389,8 +220,8 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
     folder = study_path(study_id, home)
     with shielded(), _ask_lock(folder):
         study = study_from_dict(json.loads((folder / META).read_text())["study"])
-        ost = _optuna().load_study(study_name=study_id, storage=_storage(folder))
-        if _is_redis(folder):
+        ost = optuna_module().load_study(study_name=study_id, storage=journal_storage(folder))
+        if is_redis(folder):
             from ml import scale
 
             scale.fail_stale(ost)  # a dead worker's trial is proposed again
@@ -398,10 +229,10 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
         waiting = [t for t in trials if t.state == TrialState.WAITING]
         if deadline is not None and time.time() > deadline:
             return None
-        if not waiting and sum(_counted(t) for t in trials) >= _budget(study):
+        if not waiting and sum(counted(t) for t in trials) >= budget_of(study):
             return None
         seed = (study.sampler_seed * 1_000_003 + len(trials)) % 2**32
-        ost.sampler = _optuna().samplers.TPESampler(seed=seed)
+        ost.sampler = optuna_module().samplers.TPESampler(seed=seed)
         return ost.ask(distributions(study)).number
 
 
@@ -409,7 +240,7 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
 def _ask_lock(folder: Path):
     """One proposal at a time: a file lock in the study folder, or a Redis lock for a study
     stored in Redis (its workers may run on other machines)."""
-    if _is_redis(folder):
+    if is_redis(folder):
         from ml import scale
 
         with scale.ask_lock(folder.name):
@@ -418,11 +249,6 @@ def _ask_lock(folder: Path):
     with open(folder / ".ask.lock", "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         yield
-
-
-def _budget(study: StudySpec) -> int:
-    return len(ablation_combinations(study.spec.features.sets)) if study.kind == "ablation" \
-        else study.budget.n_trials
 
 
 # ---------------------------------------------------------------------- one trial
@@ -455,13 +281,13 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
     and its ledger. Ctrl-C / SIGTERM: the trial is marked interrupted and the interrupt
     goes on. ``worker`` (default: this ``host:pid``) is recorded in the trial's user attrs
     and the run's run.json; ``task_id`` (a Celery task's) in the trial's. A storage with a
-    heartbeat (Redis) gets one from Optuna's heartbeat thread while the trial runs.
+    heartbeat (Redis, :mod:`ml.scale`) gets one from Optuna's heartbeat thread meanwhile.
     """
     from optuna.storages._heartbeat import get_heartbeat_thread
     from optuna.trial import Trial
 
     store = Store(home) if home is not None else Store()
-    study, meta, ost, folder = _load(study_id, store.home)
+    study, meta, ost, folder = load_stored(study_id, store.home)
     frozen = ost.trials[number]
     trial = Trial(ost, frozen._trial_id)
     spec_dict, ignored = trial_spec(study, frozen.params, number)
@@ -532,7 +358,7 @@ def mark_interrupted(study_id: str, number: int, home=None, ost=None) -> bool:
 
     with shielded():
         try:
-            ost = ost if ost is not None else _load(study_id, home)[2]
+            ost = ost if ost is not None else load_stored(study_id, home)[2]
             frozen = ost.trials[number]
             if frozen.state != TrialState.RUNNING:
                 return False
@@ -550,7 +376,7 @@ def refuse_trial(study_id: str, number: int, home, error: str, worker: str) -> d
     from optuna.trial import Trial
 
     store = Store(home) if home is not None else Store()
-    _study, meta, ost, folder = _load(study_id, store.home)
+    _study, meta, ost, folder = load_stored(study_id, store.home)
     trial = Trial(ost, ost.trials[number]._trial_id)
     with shielded():
         return _close(ost, trial, folder, number, "failed", None, dict(symbol=meta["symbol"], label=meta["label"]),
@@ -623,7 +449,7 @@ def _check_jobs(jobs: int) -> int:
 
 
 def _progress_text(ost, budget: int, direction: str) -> tuple[int, str]:
-    done = [t for t in ost.get_trials(deepcopy=False) if _finished(t)]
+    done = [t for t in ost.get_trials(deepcopy=False) if finished(t)]
     values = [t.value for t in done if t.value is not None and t.state.name == "COMPLETE"]
     best = (max(values) if direction == "maximize" else min(values)) if values else None
     return len(done), f"trial {min(len(done) + 1, budget)}/{budget}" + (f" · best {best:.3f}" if best is not None
@@ -638,7 +464,8 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
     study = study_from_dict(study)
     jobs = _check_jobs(jobs)
     store = store if store is not None else Store()
-    if get_settings().redis_url:  # Redis down: one line, and nothing written
+    queued = bool(get_settings().redis_url)
+    if queued:  # Redis down: one line, and nothing written
         from ml import scale
 
         scale.ping()
@@ -646,22 +473,18 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
     if started is not None:
         started(sid)
     report = progress or (lambda f, s: None)
-    budget = _budget(study)
-    queued = bool(get_settings().redis_url)
-    with _running(folder):
-        if queued and not _is_redis(folder):
+    budget = budget_of(study)
+    with running_lock(folder):
+        if queued and not is_redis(folder):
             raise AlmanacError(f"study {sid} was created without ALMANAC_REDIS_URL and keeps its trials in "
-                               f"{folder / JOURNAL}: unset ALMANAC_REDIS_URL to resume it here")
-        if not queued and _is_redis(folder):
+                               f"{folder}: unset ALMANAC_REDIS_URL to resume it here")
+        if not queued and is_redis(folder):
             raise AlmanacError(f"study {sid} keeps its trials in Redis: set ALMANAC_REDIS_URL to resume it")
-        ost = _optuna().load_study(study_name=sid, storage=_storage(folder))
+        ost = optuna_module().load_study(study_name=sid, storage=journal_storage(folder))
         deadline = time.time() + study.budget.timeout_s if study.budget.timeout_s else None
         if queued:  # trials on the Celery workers (ml.scale); --jobs is theirs to set
-            from ml import scale
-
-            meta = json.loads((folder / META).read_text())
-            scale.run_queued(sid, store.home, meta["data_hashes"], budget, deadline,
-                             load=lambda: _optuna().load_study(study_name=sid, storage=_storage(folder)),
+            scale.run_queued(sid, store.home, study_meta(sid, store.home)["data_hashes"], budget, deadline,
+                             load=lambda: optuna_module().load_study(study_name=sid, storage=journal_storage(folder)),
                              progress_text=lambda o: _progress_text(o, budget, study.objective.direction),
                              report=report)
         else:
@@ -726,224 +549,7 @@ def _stop_workers(procs: list[subprocess.Popen]) -> None:
 # ---------------------------------------------------------------------- after the trials
 
 
-def _best(ost, direction: str):
-    done = [t for t in ost.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
-    if not done:
-        return None
-    return (max if direction == "maximize" else min)(done, key=lambda t: (t.value, -t.number))
-
-
-def finish(study_id: str, home=None) -> None:
-    """Score the best trial on the holdout and build the ablation table (when all done)."""
-    study, meta, ost, folder = _load(study_id, home)
-    best = _best(ost, study.objective.direction)
-    store = Store(home) if home is not None else Store()
-    if study.holdout is not None and best is not None:
-        atomic_write_json(folder / "holdout.json", score_holdout(study, ost, best, store))
-    if study.kind == "ablation":
-        runs = {t.params["features.sets"]: t.user_attrs.get("run_id") for t in ost.trials
-                if t.state.name == "COMPLETE"}
-        atomic_write_json(folder / "ablation.json", ablation_table(study, runs, store.home))
-
-
-def score_holdout(study: StudySpec, ost, best, store: Store) -> dict:
-    """The best trial refitted on every day before the holdout, scored on the holdout days."""
-    from ml import evaluation
-    from ml.backtester import backtest
-    from ml.runner import backtest_frame, holdout_predictions
-
-    d, _ = trial_spec(study, best.params, best.number)
-    d["data"]["end"] = study.spec.data.end.isoformat() if study.spec.data.end else None
-    spec = spec_from_dict(d)
-    out = holdout_predictions(spec, study.holdout.start, store)
-    rows, pred, task = out["rows"], out["pred"], out["task"]
-    metric = study.objective.metric
-    trials = [t for t in ost.get_trials(deepcopy=False) if _finished(t)]
-    sharpes = [float(t.user_attrs["sharpe"]) if t.state.name == "COMPLETE" and
-               isinstance(t.user_attrs.get("sharpe"), (int, float)) else math.nan for t in trials]
-    bt = None
-    if task != "multiclass":
-        bt = backtest(backtest_frame(rows, pred, task), threshold=spec.backtest.threshold,
-                      cost_bps=spec.backtest.cost_bps, long_only=spec.backtest.long_only,
-                      trial_sharpes=sharpes or None).stats
-    value = bt["sharpe"] if metric == "sharpe" else evaluation.scores(task, rows["y"].to_numpy(), pred)[metric]
-
-    def num(v):
-        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-    return {"start": f"{rows.index[0]:%Y-%m-%d}", "end": f"{rows.index[-1]:%Y-%m-%d}", "days": int(len(rows)),
-            "metric": metric, "value": num(value), "cv_value": num(best.value), "trial": best.number,
-            "run_id": best.user_attrs.get("run_id"),
-            "sharpe": num(bt["sharpe"]) if bt else None, "dsr": num(bt["dsr"]) if bt else None,
-            "n_trials": len(trials), "train_start": out["train_start"], "train_end": out["train_end"]}
-
-
-def _metric_draws(metric: str, task: str, y: np.ndarray, pred: np.ndarray, ret: np.ndarray | None,
-                  idx: np.ndarray) -> np.ndarray:
-    """The metric on each resample (rows of day indices ``idx``)."""
-    from ml import baselines, evaluation
-    if metric == "sharpe":
-        r = np.nan_to_num(ret)[idx]
-        sd = r.std(axis=1, ddof=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(sd > 0, r.mean(1) / sd * math.sqrt(252), np.nan)
-    if metric == "roc_auc" and task == "binary":
-        return baselines._resampled_auc_rows(y.astype("int64"), pred, idx)
-    return np.array([evaluation.scores(task, y[i], pred[i])[metric] for i in idx])
-
-
-def ablation_table(study: StudySpec, runs: dict[str, str | None], home) -> list[dict]:
-    """``[{sets, run_id, value, ci_low, ci_high, delta_vs_full, delta_ci_low, delta_ci_high}]``:
-    the metric of each combination on the out-of-fold days they share, with 95 %
-    stationary-bootstrap intervals (the same resampled days for every combination, so the
-    difference from the full set is paired)."""
-    from ml import baselines
-
-    metric, task, seed = study.objective.metric, study.task, study.sampler_seed
-    combos = [SUBSET_SEP.join(c) for c in ablation_combinations(study.spec.features.sets)]
-    frames = {}
-    for c in combos:
-        rid = runs.get(c)
-        if not rid:
-            continue
-        try:
-            oof = registry.read_artifact(rid, "oof.parquet", home).set_index("date")
-            if metric == "sharpe":
-                bt = registry.read_artifact(rid, "backtest.parquet", home, columns=["date", "strategy_return"])
-                oof = oof.join(bt.set_index("date"), how="left")
-        except AlmanacError:
-            continue
-        frames[c] = oof
-    if not frames:
-        return []
-    common = sorted(set.intersection(*(set(f.index) for f in frames.values())))
-    n = len(common)
-    resamples = baselines.RESAMPLES if metric in ("sharpe", "roc_auc") else SLOW_RESAMPLES
-    idx = baselines.stationary_indices(n, baselines.BLOCK_DAYS, resamples, seed)
-    whole = np.arange(n)[None, :]
-    full = combos[-1]
-    values, draws = {}, {}
-    for c, f in frames.items():
-        f = f.loc[common]
-        y = f["y"].to_numpy(dtype="float64")
-        pred = (f["prob"] if task == "binary" else f["pred"] if task == "regression"
-                else f[[k for k in f.columns if k.startswith("prob_")]]).to_numpy(dtype="float64")
-        ret = f["strategy_return"].to_numpy(dtype="float64") if metric == "sharpe" else None
-        values[c] = float(_metric_draws(metric, task, y, pred, ret, whole)[0])
-        draws[c] = _metric_draws(metric, task, y, pred, ret, idx)
-    out = []
-    for c in combos:
-        if c not in values:
-            out.append({"sets": c.split(SUBSET_SEP), "run_id": runs.get(c), "value": None, "ci_low": None,
-                        "ci_high": None, "delta_vs_full": None, "delta_ci_low": None, "delta_ci_high": None})
-            continue
-        ci = baselines._interval(values[c], draws[c], baselines.LEVEL)
-        row = {"sets": c.split(SUBSET_SEP), "run_id": runs[c], "value": ci["value"], "ci_low": ci["lo"],
-               "ci_high": ci["hi"], "delta_vs_full": None, "delta_ci_low": None, "delta_ci_high": None}
-        if full in values:
-            d = baselines._interval(values[c] - values[full], draws[c] - draws[full], baselines.LEVEL)
-            row.update(delta_vs_full=d["value"], delta_ci_low=d["lo"], delta_ci_high=d["hi"])
-        out.append(row)
-    return out
-
-
 # ---------------------------------------------------------------------- reading
-
-
-def _state(t) -> str:
-    if t.user_attrs.get("interrupted"):
-        return "interrupted"
-    return t.state.name.lower()
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def study_report(study_id: str, home=None) -> dict:
-    """What ``study run`` / ``study show --json`` print (see the CLI)."""
-    study, meta, ost, folder = _load(study_id, home)
-    trials = ost.get_trials(deepcopy=False)
-    rows = [{"number": t.number, "state": _state(t), "value": t.value if t.state.name == "COMPLETE" else None,
-             "intermediate": [t.intermediate_values[k] for k in sorted(t.intermediate_values)], "params": t.params,
-             "run_id": t.user_attrs.get("run_id"), "error": t.user_attrs.get("error"),
-             "folds": t.user_attrs.get("folds"), "run_seconds": t.user_attrs.get("run_seconds"),
-             "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
-             if t.datetime_complete and t.datetime_start else None, "worker": t.user_attrs.get("worker")}
-            for t in trials if t.state.name != "WAITING"]
-    counted = [r for r in rows if r["state"] != "interrupted"]
-    best = _best(ost, study.objective.direction)
-    out = {"study_id": study_id, "path": str(folder), "name": study.name, "kind": study.kind,
-           "symbol": meta["symbol"], "label": meta["label"], "created_at": meta.get("created_at"),
-           "objective": study.objective.model_dump(mode="json"), "budget": _budget(study),
-           "n_trials": len(counted), "n_complete": sum(r["state"] == "complete" for r in rows),
-           "n_pruned": sum(r["state"] == "pruned" for r in rows),
-           "n_failed": sum(r["state"] == "failed" for r in rows),
-           "n_interrupted": sum(r["state"] == "interrupted" for r in rows),
-           "n_running": sum(r["state"] == "running" for r in rows),
-           "best": None if best is None else {"trial": best.number, "run_id": best.user_attrs.get("run_id"),
-                                              "value": best.value, "params": best.params},
-           "holdout": _read_json(folder / "holdout.json") if study.holdout else None,
-           "trials": rows, "study": study.to_dict()}
-    if study.kind == "ablation":
-        out["ablation"] = _read_json(folder / "ablation.json") or []
-    return out
-
-
-def list_studies(home=None) -> list[dict]:
-    """Short summaries of every study, newest first."""
-    root = studies_dir(home)
-    out = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if folder.name.startswith(".") or not (folder / META).is_file():
-            continue
-        try:
-            r = study_report(folder.name, home)
-        except (AlmanacError, ValueError, KeyError) as exc:
-            log.warning("skipping study %s: %s", folder.name, exc)
-            continue
-        out.append({k: r[k] for k in ("study_id", "name", "kind", "symbol", "label", "created_at", "objective",
-                                      "budget", "n_trials", "n_complete", "n_pruned", "n_failed", "best",
-                                      "holdout", "path")})
-    return sorted(out, key=lambda r: (str(r["created_at"]), r["study_id"]), reverse=True)
-
-
-def load_optuna_study(study_id: str, home=None):
-    """The stored Optuna study (for the charts of ``optuna.visualization``)."""
-    return _load(study_id, home)[2]
-
-
-def delete_study(study_id: str, home=None) -> list[str]:
-    """Delete the study's trial runs and its folder; return the deleted run ids. Refused
-    while the study runs."""
-    folder = study_path(study_id, home)
-    report = study_report(study_id, home)
-    with _running(folder):
-        gone = []
-        for t in report["trials"]:
-            if t.get("run_id"):
-                with contextlib.suppress(NotFoundError):
-                    registry.delete_run(t["run_id"], home)
-                    gone.append(t["run_id"])
-        if _is_redis(folder):
-            from ml import scale
-
-            scale.delete_storage(folder.name)
-        trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
-        folder.rename(trash)
-    shutil.rmtree(trash, ignore_errors=True)
-    return gone
-
-
-def promote(study_id: str, home=None) -> dict:
-    """Make the study's best trial the active model of its symbol and label."""
-    r = study_report(study_id, home)
-    if not r["best"] or not r["best"]["run_id"]:
-        raise AlmanacError(f"study {study_id} has no complete trial to promote: run it first")
-    return registry.set_active(r["best"]["run_id"], home)
 
 
 __all__ = ["check_study", "prepare", "next_trial", "run_trial", "run_study", "study_report", "list_studies",

@@ -442,7 +442,13 @@ def show_job(status):
 @callback(Output("studies-pick", "options"), Output("studies-pick", "value"),
           Input("studies-status", "data"), State("studies-pick", "value"))
 def list_options(status, current):
+    """The studies to choose from; the job's study once it is stored (not re-read on every
+    progress step of a running job)."""
     from ml.study import list_studies
+
+    if (_triggered() == "studies-status" and (status or {}).get("state") in jobs.ACTIVE
+            and (status or {}).get("study_id") in (None, current)):
+        return no_update, no_update
 
     try:
         studies = list_studies()
@@ -476,11 +482,14 @@ def show_study(study_id, _status):
 
 @callback(Output("studies-chart", "children"), Input("studies-tabs", "active_tab"), Input("studies-pick", "value"),
           Input("studies-status", "data"))
-def show_chart(tab, study_id, _status=None):
-    """A new dcc.Graph per tab (a graph created hidden renders at the wrong width)."""
+def show_chart(tab, study_id, status=None):
+    """A new dcc.Graph per tab (a graph created hidden renders at the wrong width); while a
+    job runs, its progress does not redraw the chart (fANOVA refits a forest each time)."""
     from ml.study import load_optuna_study, study_report
     from viz import study as charts
 
+    if _triggered() == "studies-status" and (status or {}).get("state") in jobs.ACTIVE:
+        return no_update
     if not study_id or tab not in CHARTS:
         return None
     try:

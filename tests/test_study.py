@@ -158,6 +158,8 @@ def test_searched_parameters_reach_the_trials_spec(searched):
         assert spec["data"]["end"] == "2019-07-31"  # no trial sees the holdout
         lr = spec["model"]["params"].get("learning_rate")
         assert lr == (pytest.approx(p["model.params.learning_rate"]) if p["model.kind"] == "lightgbm" else None)
+        # the base spec's own parameters stay where the model kind has them
+        assert spec["model"]["params"].get("n_estimators") == (20 if p["model.kind"] == "lightgbm" else None)
 
 
 def test_no_signal_holdout_is_noise_and_dsr_low(searched):
@@ -271,6 +273,18 @@ def test_bad_studies_are_refused_before_anything_is_written(tmp_path, study, mes
     assert tree(home) == before and not (home / "studies").exists()
 
 
+def test_jobs_above_the_limit_are_refused(tmp_path):
+    home = tmp_path / "home"
+    write_market(home)
+    before = tree(home)
+    out = cli(home, "study", "run", "--config", str(_study_file(tmp_path, SEARCH)), "--jobs", "3",
+              ALMANAC_MAX_STUDY_JOBS="2")
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "error: --jobs 3 is more than the 2 worker processes a study may use (ALMANAC_MAX_STUDY_JOBS): lower --jobs "
+        "or raise ALMANAC_MAX_STUDY_JOBS")
+    assert tree(home) == before
+
+
 def test_archetype_has_no_sharpe_objective(tmp_path):
     s = _with("objective/metric", "sharpe")
     s["spec"] = {**BASE, "label": {"kind": "archetype"}}
@@ -373,3 +387,13 @@ def test_interrupt_keeps_completed_trials_and_resume_finishes(tmp_path):
     r = json.loads(done.stdout)
     assert r["n_trials"] == 3 and r["n_complete"] == 3
     assert {x["run_id"] for x in kept} <= {t["run_id"] for t in r["trials"]}
+
+
+@pytest.mark.parametrize("name", ["es-lgbm-search.yaml", "es-ablation.yaml"])
+def test_the_shipped_study_files_are_valid(name, monkeypatch):
+    from almanac.study_spec import load_study
+
+    monkeypatch.chdir(ROOT)
+    s = load_study(ROOT / "configs" / name)
+    assert s.spec.name == "es-rest-of-day-lgbm" and s.holdout.start.isoformat() == "2017-01-01"
+    assert s.trial_spec_dict()["data"]["end"] == "2016-12-31"
