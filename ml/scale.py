@@ -53,6 +53,8 @@ TRIAL_TASK = "almanac.study_trial"
 KEY_PREFIX = "almanac:study:"
 #: How long (s) a running study waits for Redis to come back before it gives up.
 REDIS_WAIT_S = float(os.environ.get("ALMANAC_REDIS_WAIT_S") or 120)
+#: Seconds between two looks of a running study at its trials and tasks.
+POLL_S = 0.5
 # Optuna warns that its heartbeat is meant for Study.optimize; the lab beats per trial itself
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
@@ -137,6 +139,9 @@ def storage(study_id: str, url: str | None = None, shield: Callable = contextlib
     from optuna.storages.journal import JournalRedisBackend
 
     url = url or _url()
+    key = (url, study_id)
+    if key in _STORAGES:  # one per process: the journal is read incrementally, not replayed per call
+        return _STORAGES[key]
 
     class _Backend(JournalRedisBackend):
         def append_logs(self, logs):
@@ -147,10 +152,15 @@ def storage(study_id: str, url: str | None = None, shield: Callable = contextlib
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=Warning)  # "JournalRedisBackend is experimental"
         backend = _Backend(url, prefix=KEY_PREFIX + study_id)
-    return _heartbeat_class()(backend, url, study_id, interval, grace)
+    _STORAGES[key] = _heartbeat_class()(backend, url, study_id, interval, grace)
+    return _STORAGES[key]
+
+
+_STORAGES: dict[tuple[str, str], object] = {}
 
 
 def delete_storage(study_id: str, url: str | None = None) -> None:
+    _STORAGES.pop((url or _url(), study_id), None)
     r = redis_client(url)
     keys = list(r.scan_iter(match=f"{KEY_PREFIX}{study_id}:*"))
     if keys:
@@ -276,10 +286,11 @@ def run_queued(study_id: str, home, hashes: dict, budget: int, deadline: float |
     dead: set[str] = set()
     failures = 0
     lost_since = None
+    ost = None
     try:
         while True:
             try:
-                ost = load()
+                ost = ost or load()
                 with ask_lock(study_id):
                     fail_stale(ost)
                 trials = ost.get_trials(deepcopy=False)
@@ -327,7 +338,7 @@ def run_queued(study_id: str, home, hashes: dict, budget: int, deadline: float |
             for _ in range(max(0, need)):
                 res = app.send_task(TRIAL_TASK, args=[study_id, str(home), hashes, deadline])
                 sent[res.id] = res
-            time.sleep(0.25)
+            time.sleep(POLL_S)
     except BaseException:
         stop_tasks(app, [tid for tid in sent if tid not in dead])
         raise
