@@ -185,14 +185,22 @@ def _heartbeat_class():
             self._hb_url, self._hb_key = url, KEY_PREFIX + study_key + ":heartbeat"
             self._interval, self._grace = interval, grace
             self._stale_callback: Callable | None = None
+            self._client = None
 
         def _redis(self):
-            return redis_client(self._hb_url)
+            if self._client is None:
+                self._client = redis_client(self._hb_url)
+            return self._client
 
         def record_heartbeat(self, trial_id: int) -> None:
-            r = self._redis()
-            sec, usec = r.time()  # the Redis server's clock: one clock for every machine
-            r.hset(self._hb_key, str(trial_id), f"{sec + usec / 1e6:.3f}")
+            import redis
+
+            try:
+                r = self._redis()
+                sec, usec = r.time()  # the Redis server's clock: one clock for every machine
+                r.hset(self._hb_key, str(trial_id), f"{sec + usec / 1e6:.3f}")
+            except redis.exceptions.RedisError as exc:  # Redis away: keep beating, it may come back
+                log.warning("heartbeat of trial %d not recorded: %s", trial_id, type(exc).__name__)
 
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
             r = self._redis()
