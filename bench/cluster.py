@@ -2,7 +2,7 @@
 ``bench scale``).
 
 * :func:`start_redis` -- ``redis-server`` on a free loopback port with its own folder, no
-  persistence (``--save '' --appendonly no``); :meth:`Redis.stop` stops it.
+  persistence (``--save '' --appendonly no``) unless asked; :meth:`Redis.stop` stops it.
 * :func:`start_workers` -- N ``celery -A worker worker --concurrency 1 --pool prefork -n wK@%h``
   processes from the repository root with ``ALMANAC_HOME`` and ``ALMANAC_REDIS_URL`` set,
   each in its own process group; :func:`wait_workers` waits until they answer a ping;
@@ -38,11 +38,14 @@ class Redis:
         _stop([self.proc], group=False)
 
 
-def start_redis(folder: Path, port: int | None = None, password: str | None = None) -> Redis:
+def start_redis(folder: Path, port: int | None = None, password: str | None = None,
+                persist: bool = False) -> Redis:
+    """``persist``: an append-only file in ``folder``, so a server started again on the same
+    port and folder comes back with its data (a Redis restart)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-           "--appendonly", "no", "--logfile", str(folder / "redis.log")]
+           "--appendonly", "yes" if persist else "no", "--logfile", str(folder / "redis.log")]
     if password:
         cmd += ["--requirepass", password]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

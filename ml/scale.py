@@ -125,6 +125,22 @@ def ping(url: str | None = None) -> None:
         raise unreachable(url) from None
 
 
+def while_away(fn: Callable[[], object]):
+    """``fn()``, tried again every second while Redis does not answer, for up to
+    ``ALMANAC_REDIS_WAIT_S`` seconds (then the last error)."""
+    import redis
+
+    end = time.monotonic() + REDIS_WAIT_S
+    while True:
+        try:
+            return fn()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            if time.monotonic() > end:
+                raise
+            log.warning("Redis does not answer: trying again in 1 s")
+            time.sleep(1.0)
+
+
 # ---------------------------------------------------------------------- storage with a heartbeat
 
 

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from almanac.atomic import atomic_write_json
-from almanac.errors import AlmanacError, SpecError
+from almanac.errors import AlmanacError, NotFoundError, SpecError
 from almanac.settings import REPO_ROOT, Limits, get_limits, get_settings
 from almanac.spec import MIN_TEST_DAYS, spec_from_dict, validate_against_store
 from almanac.store import Store
@@ -341,7 +341,16 @@ def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, w
             trial.set_user_attr("interrupted", True)
             ost.tell(number, state=TrialState.FAIL)
         raise
-    with shielded():  # the run is registered: record it whatever arrives now
+    from almanac import registry
+
+    def record() -> dict:
+        if ost._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            # failed meanwhile as stale (its heartbeat did not reach Redis) and proposed again:
+            # the run belongs to no trial, so it leaves the registry
+            registry.delete_run(run["run_id"], store.home)
+            log.warning("trial %d of %s was failed as stale while it ran: its run %s is removed", number,
+                        study_id, run["run_id"])
+            return {"number": number, "state": "interrupted", "value": None, "run_id": None}
         value, sharpe = _value(run, metric), _value(run, "sharpe")
         attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores),
                  "run_seconds": time.perf_counter() - t0}
@@ -349,6 +358,18 @@ def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, w
             return _close(ost, trial, folder, number, "failed", None, ledger,
                           error=f"{metric} is undefined for this run", **attrs)
         return _close(ost, trial, folder, number, "complete", value, ledger, **attrs)
+
+    with shielded():  # the run is registered: record it whatever arrives now
+        try:
+            if is_redis(folder):  # Redis away: wait for it (ml.scale.REDIS_WAIT_S) rather than lose the trial
+                from ml import scale
+
+                return scale.while_away(record)
+            return record()
+        except Exception:
+            with contextlib.suppress(NotFoundError):
+                registry.delete_run(run["run_id"], store.home)  # a run no trial records is no run
+            raise
 
 
 def mark_interrupted(study_id: str, number: int, home=None, ost=None) -> bool:

@@ -236,3 +236,34 @@ def test_train_queue_runs_on_a_worker(redis_server, workers, tiny_home, tmp_path
     run = json.loads(out.stdout)
     assert int(run["worker"].rsplit(":", 1)[1]) in ws[0].pids()
     assert [r["run_id"] for r in registry.list_runs(tiny_home)] == [run["run_id"]]
+
+
+def test_redis_restart_mid_study_resumes(tmp_path, tiny_home):
+    from bench import cluster
+
+    server = cluster.start_redis(tmp_path / "redis", persist=True)
+    ws = []
+    try:
+        ws = cluster.start_workers(2, tiny_home, server.url, tmp_path / "logs", **FAST_HEARTBEAT)
+        cluster.wait_workers(server.url, ws)
+        config, _ = study_file(tmp_path, "restart", 8)
+        proc = subprocess.Popen([sys.executable, "-m", "almanac", "study", "run", "--config", str(config), "--json"],
+                                cwd=ROOT, env=cli_env(tiny_home, server.url), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 120
+        while not registry.list_runs(tiny_home) and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.05)
+        server.stop()  # Redis goes away mid-study (its append-only file keeps the queue and the journal)
+        time.sleep(2)
+        server = cluster.start_redis(tmp_path / "redis", port=server.port, persist=True)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        cluster.stop_workers(ws)
+        server.stop()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert f"waiting for Redis at {server.url} to come back" in stderr
+    report = json.loads(stdout)
+    assert (report["n_trials"], report["n_complete"]) == (8, 8)
+    # every registered run is a complete trial's: none was left behind by the outage
+    assert {r["run_id"] for r in registry.list_runs(tiny_home)} == {
+        t["run_id"] for t in report["trials"] if t["state"] == "complete"}
