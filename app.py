@@ -34,7 +34,7 @@ import flask
 import multiprocess
 
 from almanac import web_security
-from almanac.settings import Settings, get_settings
+from almanac.settings import Settings, get_settings, mask_url
 from pages._components.jobs import stop_processes
 from pages._components.layout import shell
 
@@ -56,10 +56,8 @@ def background_manager(settings: Settings) -> dash.DiskcacheManager | dash.Celer
     outputs (``json.dumps`` strings in the Redis result backend): no pickle.
     """
     if settings.redis_url:
-        from almanac.settings import mask_url
         from ml.scale import client
 
-        log.info("background callbacks on Celery workers via %s", mask_url(settings.redis_url))
         return dash.CeleryManager(client(settings.redis_url))
     if multiprocess.get_start_method(allow_none=True) != "fork":
         multiprocess.set_start_method("fork", force=True)
@@ -183,6 +181,9 @@ def main() -> None:
         prepare_data()
         log.info("serving Almanac ML Lab on http://%s:%d (debug %s)", settings.host, settings.port,
                  "on" if settings.debug else "off")
+        if settings.redis_url:
+            log.info("background callbacks and study trials on Celery workers via %s (start them with "
+                     "`celery -A worker worker`)", mask_url(settings.redis_url))
         # no version check: Dash's debug tools would call plotly.com from the page (the CSP refuses it)
         app.run(host=settings.host, port=settings.port, debug=settings.debug,
                 dev_tools_disable_version_check=True)
