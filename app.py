@@ -34,7 +34,7 @@ import flask
 import multiprocess
 
 from almanac import web_security
-from almanac.settings import Settings, get_settings
+from almanac.settings import Settings, get_settings, mask_url
 from pages._components.jobs import stop_processes
 from pages._components.layout import shell
 
@@ -42,13 +42,23 @@ ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("almanac.app")
 
 
-def background_manager(settings: Settings) -> dash.DiskcacheManager:
+def background_manager(settings: Settings) -> dash.DiskcacheManager | dash.CeleryManager:
     """The background-callback manager: a disk cache in the private jobs folder.
 
     Jobs run in processes started with ``fork`` (the start method the manager is built
     for; spawn and forkserver break the jobs), set explicitly because Python's default
     differs across versions and platforms.
+
+    With ``ALMANAC_REDIS_URL`` set: ``dash.CeleryManager`` on the lab's Celery app
+    (:func:`ml.scale.client`, JSON only), so every background callback runs on a worker
+    (``celery -A worker worker``, which imports this module to register them). Dash's
+    manager keeps the callback's inputs (task arguments, JSON) and its progress and
+    outputs (``json.dumps`` strings in the Redis result backend): no pickle.
     """
+    if settings.redis_url:
+        from ml.scale import client
+
+        return dash.CeleryManager(client(settings.redis_url))
     if multiprocess.get_start_method(allow_none=True) != "fork":
         multiprocess.set_start_method("fork", force=True)
     jobs = settings.private_dir(settings.jobs_dir)
@@ -171,6 +181,9 @@ def main() -> None:
         prepare_data()
         log.info("serving Almanac ML Lab on http://%s:%d (debug %s)", settings.host, settings.port,
                  "on" if settings.debug else "off")
+        if settings.redis_url:
+            log.info("background callbacks and study trials on Celery workers via %s (start them with "
+                     "`celery -A worker worker`)", mask_url(settings.redis_url))
         # no version check: Dash's debug tools would call plotly.com from the page (the CSP refuses it)
         app.run(host=settings.host, port=settings.port, debug=settings.debug,
                 dev_tools_disable_version_check=True)

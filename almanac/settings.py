@@ -8,6 +8,11 @@ point ``ALMANAC_HOME`` at an empty folder.
 :class:`Limits` bound what one input may cost before it is refused (upload and import
 size, columns, line length, Parquet metadata, YAML size, aliases and values, bundle members and size,
 model memory and run time, REST request bodies and rows, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
+
+``ALMANAC_REDIS_URL`` (``redis://[:password@]host:port/db``, unset by default) turns on the
+scale-out mode: background callbacks on Dash's ``CeleryManager`` and study trials on Celery
+workers (``worker.py``), with Optuna's study storage in Redis. :func:`redis_url` checks it;
+:func:`mask_url` is how it appears in every log line, page and message (password as ``***``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from almanac.errors import AlmanacError
 
@@ -98,6 +104,9 @@ class Settings:
     debug: bool = False
     limits: Limits = Limits()
     allowed_hosts: tuple[str, ...] = ()   # ALMANAC_ALLOWED_HOSTS: Host names served besides loopback
+    redis_url: str | None = None          # ALMANAC_REDIS_URL: Celery broker/backend and study storage
+    heartbeat_s: float = 5.0              # ALMANAC_HEARTBEAT_S: a queued trial's heartbeat interval
+    grace_s: float = 30.0                 # ALMANAC_GRACE_S: silence after which a queued trial is failed
 
     @property
     def market_dir(self) -> Path:
@@ -144,10 +153,62 @@ def get_settings() -> Settings:
         limits=Limits.from_env(),
         allowed_hosts=tuple(h.strip().lower() for h in os.environ.get("ALMANAC_ALLOWED_HOSTS", "").split(",")
                             if h.strip()),
+        redis_url=redis_url(),
+        heartbeat_s=_seconds("ALMANAC_HEARTBEAT_S", 5.0),
+        grace_s=_seconds("ALMANAC_GRACE_S", 30.0),
     )
+
+
+def _seconds(var: str, default: float) -> float:
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+        if not 0 < value < 86400:
+            raise ValueError
+    except ValueError:
+        raise AlmanacError(f"{var}={text!r} is not a number of seconds: unset it or give e.g. {default:g}") from None
+    return value
 
 
 def get_limits() -> Limits:
     """The input limits in force (read from the environment on each call)."""
     return Limits.from_env()
 
+
+
+def mask_url(url: str | None) -> str:
+    """``url`` with its password replaced by ``***`` (``redis://:***@host:6379/0``): the only
+    form of the Redis URL that may appear in a log line, a page or a message."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" in netloc:
+        cred, host = netloc.rsplit("@", 1)
+        user = cred.split(":", 1)[0] if ":" in cred else ""
+        netloc = f"{user}:***@{host}" if (":" in cred or cred) else host
+    return parts._replace(netloc=netloc).geturl()
+
+
+def redis_url(text: str | None = None) -> str | None:
+    """The checked ``ALMANAC_REDIS_URL`` (``redis://`` or ``rediss://``, host, optional port and
+    db number), or None when unset (the embedded default)."""
+    text = (os.environ.get("ALMANAC_REDIS_URL", "") if text is None else text).strip()
+    if not text:
+        return None
+    hint = "give e.g. redis://localhost:6379/0 or redis://:PASSWORD@host:6379/0, or unset it"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise AlmanacError(f"ALMANAC_REDIS_URL={mask_url(text)!r} is not a Redis URL: {hint}") from None
+    db = parts.path.lstrip("/")
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or (db and not db.isdigit()) \
+            or (port is not None and not 0 < port < 65536):
+        raise AlmanacError(f"ALMANAC_REDIS_URL={mask_url(text)!r} is not a Redis URL: {hint}")
+    return text

@@ -68,6 +68,17 @@ def register(sub) -> None:
     st.add_argument("--json", action="store_true", help="print the figures as JSON")
     st.set_defaults(handler=cmd_study)
 
+    sc = cmds.add_parser(
+        "scale", help="the same study on 1 and 2 Celery workers; queue overhead per trial vs --jobs",
+        description="Start a redis-server and Celery workers in a temporary folder; run a 12-trial study of a "
+                    "small spec locally (--jobs 1), on 1 worker and on 2 workers; print the walls, the speed-up "
+                    "of 2 workers (goal >= 1.6x) and the queue's overhead per trial (goal <= 0.2 s); min and "
+                    "median over the repeats. Needs redis-server on PATH.")
+    sc.add_argument("--trials", type=int, default=12, help="trials per study (default 12)")
+    sc.add_argument("--repeat", type=int, default=3, help="repeats (default 3)")
+    sc.add_argument("--json", action="store_true", help="print the figures as JSON")
+    sc.set_defaults(handler=cmd_scale)
+
     h = cmds.add_parser(
         "hostile", help="time and peak memory of refusing hostile or careless inputs",
         description="Build each hostile input (a one-line CSV of 1.1M columns, a 190 MB file, a YAML alias "
@@ -166,6 +177,16 @@ def cmd_serve(args) -> int:
     else:
         print(format_report(result))
     return 1 if errors_of(result) else 0
+
+
+def cmd_scale(args) -> int:
+    from bench.scale import main
+
+    if not 2 <= args.trials <= 200:
+        raise SpecError(f"--trials {args.trials} is out of range: use 2 to 200")
+    if not 1 <= args.repeat <= 20:
+        raise SpecError(f"--repeat {args.repeat} is out of range: use 1 to 20")
+    return main(args)
 
 
 def cmd_study(args) -> int:

@@ -27,6 +27,8 @@ def register(sub) -> None:
                                    "under ALMANAC_HOME/runs only when complete. Prints the run id.")
     t.add_argument("--config", required=True, help="experiment spec (YAML), e.g. configs/es-rest-of-day-lgbm.yaml")
     t.add_argument("--json", action="store_true", help="print the run record (as `runs show --json`)")
+    t.add_argument("--queue", action="store_true",
+                   help="run it on a Celery worker (needs ALMANAC_REDIS_URL and `celery -A worker worker`)")
     t.set_defaults(handler=cmd_train)
 
     r = sub.add_parser("runs", help="the registered runs: list, show, activate, delete",
@@ -99,9 +101,16 @@ def cmd_train(args) -> int:
 
     check_params(spec.model.kind, spec.task, spec.model.params, seed=spec.seed)
     validate_against_store(spec)
-    from ml.runner import run_experiment
+    if args.queue:  # on a worker; its data home is this one, by path
+        from almanac.settings import get_settings
+        from ml.scale import train_queued
 
-    record = run_experiment(spec, progress=progress_printer("train "))
+        out = train_queued(spec.to_dict(), get_settings().home, progress_printer("train "))
+        record = get_run(out["run_id"])
+    else:
+        from ml.runner import run_experiment
+
+        record = run_experiment(spec, progress=progress_printer("train "))
     for w in record.get("warnings") or []:
         print(f"warning: {w['message']}", file=sys.stderr)
     if args.json:

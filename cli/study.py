@@ -3,7 +3,10 @@
 ``study run --config STUDY.yaml [--jobs N] [--json]`` validates the study (one line, exit 2,
 nothing written), runs or resumes it with "trial 7/40 · best 0.561" on stderr and prints
 the study (``--json``: the full JSON of ``study show --json``). Ctrl-C keeps the completed
-trials; running the same file again resumes the study.
+trials; running the same file again resumes the study. With ``ALMANAC_REDIS_URL`` set the
+trials run on the Celery workers (``celery -A worker worker``, :mod:`ml.scale`): Ctrl-C
+revokes the queued ones and terminates the running ones; each trial's ``worker`` (host:pid)
+is in the JSON.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ def register(sub) -> None:
     cmds.required = True
     run = cmds.add_parser("run", help="run or resume a study", description="Run (or resume) a study YAML.")
     run.add_argument("--config", required=True, help="study spec (YAML)")
-    run.add_argument("--jobs", type=int, default=1, help="worker processes on the same study (default 1)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="worker processes on the same study (default 1); with ALMANAC_REDIS_URL set the trials "
+                          "go to the Celery workers instead and --jobs is ignored")
     run.add_argument("--json", action="store_true", help="print the study as JSON")
     run.set_defaults(handler=cmd_run)
     ls = cmds.add_parser("list", help="list studies", description="List the studies, newest first.")

@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,8 +56,8 @@ import numpy as np
 import pandas as pd
 
 from almanac.atomic import atomic_write_json
-from almanac.errors import AlmanacError, SpecError
-from almanac.settings import REPO_ROOT, Limits, get_limits
+from almanac.errors import AlmanacError, NotFoundError, SpecError
+from almanac.settings import REPO_ROOT, Limits, get_limits, get_settings
 from almanac.spec import MIN_TEST_DAYS, spec_from_dict, validate_against_store
 from almanac.store import Store
 from almanac.study_spec import (SUBSET_SEP, StudySpec, ablation_combinations, set_path, study_from_dict,
@@ -64,8 +65,9 @@ from almanac.study_spec import (SUBSET_SEP, StudySpec, ablation_combinations, se
 from ml.models import check_params, valid_params
 from ml.study_scores import ablation_table, finish, score_holdout
 from ml.study_store import (META, budget_of, counted, data_hashes, delete_study, finished, journal_storage,
-                            list_studies, load_optuna_study, load_stored, optuna_module, promote, read_json,
-                            running_lock, shielded, studies_dir, study_id_for, study_path, study_report, trial_spec)
+                            is_redis, list_studies, load_optuna_study, load_stored, optuna_module, promote,
+                            read_json, running_lock, shielded, studies_dir, study_id_for, study_meta, study_path,
+                            study_report, trial_spec)
 from ml.trials import LEDGER_DIR, record_study_trial
 
 log = logging.getLogger(__name__)
@@ -183,7 +185,8 @@ def prepare(study: StudySpec, store: Store | None = None) -> tuple[str, Path]:
         atomic_write_json(folder / META, {"study_id": sid, "name": study.name, "kind": study.kind,
                                           "created_at": _now(), "symbol": study.spec.data.symbol,
                                           "label": study.spec.label.kind, "data_hashes": hashes, "base": study.base,
-                                          "study": study.to_dict()})
+                                          "study": study.to_dict(),
+                                          "storage": "redis" if get_settings().redis_url else "journal"})
     optuna = optuna_module()
     ost = optuna.create_study(study_name=sid, storage=journal_storage(folder), load_if_exists=True,
                               direction=study.objective.direction)
@@ -215,10 +218,13 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
     from optuna.trial import TrialState
 
     folder = study_path(study_id, home)
-    with shielded(), open(folder / ".ask.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    with shielded(), _ask_lock(folder):
         study = study_from_dict(json.loads((folder / META).read_text())["study"])
         ost = optuna_module().load_study(study_name=study_id, storage=journal_storage(folder))
+        if is_redis(folder):
+            from ml import scale
+
+            scale.fail_stale(ost)  # a dead worker's trial is proposed again
         trials = ost.get_trials(deepcopy=False)
         waiting = [t for t in trials if t.state == TrialState.WAITING]
         if deadline is not None and time.time() > deadline:
@@ -228,6 +234,21 @@ def next_trial(study_id: str, home=None, deadline: float | None = None) -> int |
         seed = (study.sampler_seed * 1_000_003 + len(trials)) % 2**32
         ost.sampler = optuna_module().samplers.TPESampler(seed=seed)
         return ost.ask(distributions(study)).number
+
+
+@contextlib.contextmanager
+def _ask_lock(folder: Path):
+    """One proposal at a time: a file lock in the study folder, or a Redis lock for a study
+    stored in Redis (its workers may run on other machines)."""
+    if is_redis(folder):
+        from ml import scale
+
+        with scale.ask_lock(folder.name):
+            yield
+        return
+    with open(folder / ".ask.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 # ---------------------------------------------------------------------- one trial
@@ -250,27 +271,49 @@ def _value(run: dict, metric: str) -> float:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else math.nan
 
 
-def run_trial(study_id: str, number: int, home: Path | str | None = None, progress: Progress | None = None) -> dict:
+def run_trial(study_id: str, number: int, home: Path | str | None = None, progress: Progress | None = None,
+              worker: str | None = None, task_id: str | None = None) -> dict:
     """Run trial ``number`` of study ``study_id`` (proposed by :func:`next_trial`) and record
     its outcome; return ``{"number", "state", "value", "run_id"}``.
 
     A complete trial is a registered run with ``study_id`` and ``trial`` in its run.json;
     a pruned or failed one (e.g. parameters the library refuses) is recorded in the study
     and its ledger. Ctrl-C / SIGTERM: the trial is marked interrupted and the interrupt
-    goes on.
+    goes on. ``worker`` (default: this ``host:pid``) is recorded in the trial's user attrs
+    and the run's run.json; ``task_id`` (a Celery task's) in the trial's. A storage with a
+    heartbeat (Redis, :mod:`ml.scale`) gets one from Optuna's heartbeat thread meanwhile.
     """
-    from optuna import TrialPruned
-    from optuna.trial import Trial, TrialState
+    from optuna.storages._heartbeat import get_heartbeat_thread
+    from optuna.trial import Trial
 
     store = Store(home) if home is not None else Store()
     study, meta, ost, folder = load_stored(study_id, store.home)
     frozen = ost.trials[number]
     trial = Trial(ost, frozen._trial_id)
-    metric, task = study.objective.metric, study.task
     spec_dict, ignored = trial_spec(study, frozen.params, number)
     if ignored:
         trial.set_user_attr("ignored_params", ignored)
     spec = spec_from_dict(spec_dict)
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    heartbeat = get_heartbeat_thread(frozen._trial_id, ost._storage)
+    heartbeat.start()  # before anything else: a worker killed from here on is noticed
+    try:
+        trial.set_user_attr("worker", worker)
+        if task_id:
+            trial.set_user_attr("task_id", task_id)
+        return _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, worker, progress)
+    except BaseException:  # an interrupt before the run started (a cancel right after the ask)
+        mark_interrupted(study_id, number, store.home, ost)
+        raise
+    finally:
+        heartbeat.join()
+
+
+def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, worker, progress) -> dict:
+    from optuna import TrialPruned
+    from optuna.trial import TrialState
+
+    metric, task = study.objective.metric, study.task
     scores: list[float] = []
 
     def on_fold(i, n, rows, pred):
@@ -284,7 +327,8 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
     ledger = dict(symbol=meta["symbol"], label=meta["label"])
     t0 = time.perf_counter()
     try:
-        run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number)}, progress)
+        run = _run_quietly(spec, store, on_fold, {"study_id": study_id, "trial": int(number), "worker": worker},
+                           progress)
     except TrialPruned:
         with shielded():
             return _close(ost, trial, folder, number, "pruned", None, ledger, folds=len(scores),
@@ -297,7 +341,16 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
             trial.set_user_attr("interrupted", True)
             ost.tell(number, state=TrialState.FAIL)
         raise
-    with shielded():  # the run is registered: record it whatever arrives now
+    from almanac import registry
+
+    def record() -> dict:
+        if ost._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            # failed meanwhile as stale (its heartbeat did not reach Redis) and proposed again:
+            # the run belongs to no trial, so it leaves the registry
+            registry.delete_run(run["run_id"], store.home)
+            log.warning("trial %d of %s was failed as stale while it ran: its run %s is removed", number,
+                        study_id, run["run_id"])
+            return {"number": number, "state": "interrupted", "value": None, "run_id": None}
         value, sharpe = _value(run, metric), _value(run, "sharpe")
         attrs = {"run_id": run["run_id"], "sharpe": None if math.isnan(sharpe) else sharpe, "folds": len(scores),
                  "run_seconds": time.perf_counter() - t0}
@@ -305,6 +358,50 @@ def run_trial(study_id: str, number: int, home: Path | str | None = None, progre
             return _close(ost, trial, folder, number, "failed", None, ledger,
                           error=f"{metric} is undefined for this run", **attrs)
         return _close(ost, trial, folder, number, "complete", value, ledger, **attrs)
+
+    with shielded():  # the run is registered: record it whatever arrives now
+        try:
+            if is_redis(folder):  # Redis away: wait for it (ml.scale.REDIS_WAIT_S) rather than lose the trial
+                from ml import scale
+
+                return scale.while_away(record)
+            return record()
+        except Exception:
+            with contextlib.suppress(NotFoundError):
+                registry.delete_run(run["run_id"], store.home)  # a run no trial records is no run
+            raise
+
+
+def mark_interrupted(study_id: str, number: int, home=None, ost=None) -> bool:
+    """Mark trial ``number`` interrupted (failed, proposed again on resume) if it is still
+    running, e.g. after a cancel that arrived before :func:`run_trial` could; True if it was."""
+    from optuna.trial import Trial, TrialState
+
+    with shielded():
+        try:
+            ost = ost if ost is not None else load_stored(study_id, home)[2]
+            frozen = ost.trials[number]
+            if frozen.state != TrialState.RUNNING:
+                return False
+            Trial(ost, frozen._trial_id).set_user_attr("interrupted", True)
+            ost.tell(number, state=TrialState.FAIL)
+            return True
+        except Exception as exc:  # noqa: BLE001 -- the interrupt goes on; a stale trial is recovered later
+            log.warning("trial %d of %s: could not mark it interrupted: %r", number, study_id, exc)
+            return False
+
+
+def refuse_trial(study_id: str, number: int, home, error: str, worker: str) -> dict:
+    """Record trial ``number`` as failed with ``error`` without computing anything (a worker
+    that reads other data than the study's)."""
+    from optuna.trial import Trial
+
+    store = Store(home) if home is not None else Store()
+    _study, meta, ost, folder = load_stored(study_id, store.home)
+    trial = Trial(ost, ost.trials[number]._trial_id)
+    with shielded():
+        return _close(ost, trial, folder, number, "failed", None, dict(symbol=meta["symbol"], label=meta["label"]),
+                      error=error, worker=worker)
 
 
 def _close(ost, trial, folder: Path, number: int, state: str, value, ledger: dict, **attrs) -> dict:
@@ -388,41 +485,62 @@ def run_study(study: StudySpec | dict, store: Store | None = None, jobs: int = 1
     study = study_from_dict(study)
     jobs = _check_jobs(jobs)
     store = store if store is not None else Store()
+    queued = bool(get_settings().redis_url)
+    if queued:  # Redis down: one line, and nothing written
+        from ml import scale
+
+        scale.ping()
     sid, folder = prepare(study, store)
     if started is not None:
         started(sid)
     report = progress or (lambda f, s: None)
     budget = budget_of(study)
     with running_lock(folder):
+        if queued and not is_redis(folder):
+            raise AlmanacError(f"study {sid} was created without ALMANAC_REDIS_URL and keeps its trials in "
+                               f"{folder}: unset ALMANAC_REDIS_URL to resume it here")
+        if not queued and is_redis(folder):
+            raise AlmanacError(f"study {sid} keeps its trials in Redis: set ALMANAC_REDIS_URL to resume it")
         ost = optuna_module().load_study(study_name=sid, storage=journal_storage(folder))
-        _recover(ost, folder)
         deadline = time.time() + study.budget.timeout_s if study.budget.timeout_s else None
-        # jobs - 1 worker processes, and this process works too (its libraries are loaded already)
-        procs = _spawn_workers(sid, store.home, jobs - 1, deadline)
-        try:
-            while True:
-                done, text = _progress_text(ost, budget, study.objective.direction)
-                report(done / budget, text)
-                number = next_trial(sid, store.home, deadline)
-                if number is None:
-                    break
-                run_trial(sid, number, store.home,
-                          progress=lambda f, s, d=done, t=text: report((d + f) / budget, f"{t} · {s}"))
-            while any(p.poll() is None for p in procs):  # the workers' last trials
-                done, text = _progress_text(ost, budget, study.objective.direction)
-                report(done / budget, text)
-                time.sleep(0.25)
-        except BaseException:
-            _stop_workers(procs)
-            raise
-        bad = [p.returncode for p in procs if p.returncode]
-        if bad:
-            raise AlmanacError(f"{len(bad)} study worker(s) stopped with exit code {bad[0]}: see the log above; run "
-                               "the study again to resume it")
+        if queued:  # trials on the Celery workers (ml.scale); --jobs is theirs to set
+            scale.run_queued(sid, store.home, study_meta(sid, store.home)["data_hashes"], budget, deadline,
+                             load=lambda: optuna_module().load_study(study_name=sid, storage=journal_storage(folder)),
+                             progress_text=lambda o: _progress_text(o, budget, study.objective.direction),
+                             report=report)
+        else:
+            _run_local(sid, store, ost, folder, jobs, budget, deadline, study.objective.direction, report)
         report(0.99, "scoring the holdout" if study.holdout else "summarizing")
         finish(sid, store.home)
     report(1.0, "done")
     return study_report(sid, store.home)
+
+
+def _run_local(sid, store, ost, folder, jobs, budget, deadline, direction, report) -> None:
+    """The trials in local processes: ``jobs - 1`` worker processes, and this process works
+    too (its libraries are loaded already)."""
+    _recover(ost, folder)
+    procs = _spawn_workers(sid, store.home, jobs - 1, deadline)
+    try:
+        while True:
+            done, text = _progress_text(ost, budget, direction)
+            report(done / budget, text)
+            number = next_trial(sid, store.home, deadline)
+            if number is None:
+                break
+            run_trial(sid, number, store.home,
+                      progress=lambda f, s, d=done, t=text: report((d + f) / budget, f"{t} · {s}"))
+        while any(p.poll() is None for p in procs):  # the workers' last trials
+            done, text = _progress_text(ost, budget, direction)
+            report(done / budget, text)
+            time.sleep(0.25)
+    except BaseException:
+        _stop_workers(procs)
+        raise
+    bad = [p.returncode for p in procs if p.returncode]
+    if bad:
+        raise AlmanacError(f"{len(bad)} study worker(s) stopped with exit code {bad[0]}: see the log above; run "
+                           "the study again to resume it")
 
 
 def _spawn_workers(sid: str, home, n: int, deadline: float | None) -> list[subprocess.Popen]:

@@ -115,7 +115,25 @@ def shielded():
             signal.raise_signal(s)
 
 
+def is_redis(folder: Path) -> bool:
+    """The study keeps its trials in Redis (created with ``ALMANAC_REDIS_URL`` set)."""
+    meta = read_json(folder / META)
+    return isinstance(meta, dict) and meta.get("storage") == "redis"
+
+
+def study_meta(study_id: str, home: Path | str | None = None) -> dict:
+    """The stored ``study.json`` of a study (the study, its data hashes, its storage)."""
+    return json.loads((study_path(study_id, home) / META).read_text())
+
+
 def journal_storage(folder: Path):
+    """The study's Optuna storage: the journal file in its folder, or Redis for a study
+    created with ``ALMANAC_REDIS_URL`` set (``"storage": "redis"`` in study.json, see
+    :mod:`ml.scale`)."""
+    if is_redis(folder):
+        from ml import scale
+
+        return scale.storage(folder.name, shield=shielded)
     optuna = optuna_module()
     from optuna.storages.journal import JournalFileBackend
 
@@ -181,9 +199,12 @@ def best_trial(ost, direction: str):
 
 
 def _state(t) -> str:
+    """complete, pruned, failed, running, waiting or interrupted (Optuna's FAIL is "failed",
+    the word ``n_failed`` and the trial ledger use)."""
     if t.user_attrs.get("interrupted"):
         return "interrupted"
-    return t.state.name.lower()
+    name = t.state.name.lower()
+    return "failed" if name == "fail" else name
 
 
 def read_json(path: Path):
@@ -220,7 +241,7 @@ def study_report(study_id: str, home=None) -> dict:
              "run_id": t.user_attrs.get("run_id"), "error": t.user_attrs.get("error"),
              "folds": t.user_attrs.get("folds"), "run_seconds": t.user_attrs.get("run_seconds"),
              "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
-             if t.datetime_complete and t.datetime_start else None}
+             if t.datetime_complete and t.datetime_start else None, "worker": t.user_attrs.get("worker")}
             for t in trials if t.state.name != "WAITING"]
     counted = [r for r in rows if r["state"] != "interrupted"]
     best = best_trial(ost, study.objective.direction)
@@ -276,6 +297,10 @@ def delete_study(study_id: str, home=None) -> list[str]:
                 with contextlib.suppress(NotFoundError):
                     registry.delete_run(t["run_id"], home)
                     gone.append(t["run_id"])
+        if is_redis(folder):
+            from ml import scale
+
+            scale.delete_storage(folder.name)
         trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:8]}")
         folder.rename(trash)
     shutil.rmtree(trash, ignore_errors=True)

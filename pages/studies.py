@@ -28,6 +28,7 @@ import yaml
 from dash import Input, Output, State, callback, dash_table, dcc, html, no_update
 
 from almanac.errors import AlmanacError, SpecError
+from almanac.settings import get_settings
 from almanac.spec import parse_yaml
 from almanac.study_spec import OBJECTIVE_METRICS, study_from_dict
 from pages._components import error_alert, empty_state, failure_alert, info_alert, page_header, page_token, \
@@ -388,6 +389,10 @@ def submit(n_clicks, name, kind, metric, n_trials, holdout, rows, base, token):
         return no_update, error_alert(problem, title="Not started")
     try:
         job_id = jobs.job_id_for(token, n_clicks)
+        if get_settings().redis_url:  # the job and its trials go through Redis: say so if it is away
+            from ml.scale import ping
+
+            ping()
     except AlmanacError as exc:
         return no_update, error_alert(exc.message, title="Not started")
     jobs.create_status(job_id, kind="study")

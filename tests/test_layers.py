@@ -125,6 +125,15 @@ def test_the_rest_service_loads_no_page_and_no_model_library_at_import():
     assert bad == []
 
 
+def test_only_the_celery_command_loads_worker_py():
+    """worker.py is the second entry point (``celery -A worker worker``): the layers, the command
+    line, the benches and the web entry point send tasks by name and never import it."""
+    files = [f for pkg in ("almanac", "features", "ml", "viz", "pages", "cli", "bench") for f in sources(pkg)]
+    files.append(ROOT / "app.py")
+    bad = [f"{f.relative_to(ROOT)}:{line}" for f in files for name, line in imports_of(f).items() if name == "worker"]
+    assert bad == []
+
+
 def _module_name(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts

@@ -75,6 +75,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -207,6 +209,21 @@ def _process(status: dict):
         return None
 
 
+def _here(status: dict) -> bool:
+    """The job runs on this machine (a Celery worker may run it on another: its pid means
+    nothing here)."""
+    return status.get("host", socket.gethostname()) == socket.gethostname()
+
+
+def _task_id() -> str | None:
+    """The id of the Celery task running this job (Dash's CeleryManager), else None."""
+    if "celery" not in sys.modules:
+        return None
+    from celery import current_task
+
+    return current_task.request.id if current_task and current_task.request else None
+
+
 def read_status(job_id: str | None, home: Path | None = None) -> dict | None:
     """The job's status as the UI should show it (None: no such job).
 
@@ -218,7 +235,8 @@ def read_status(job_id: str | None, home: Path | None = None) -> dict | None:
         status = read_status_file(status_path(job_id, home))
     except AlmanacError:
         return None
-    if status and status.get("state") == "running" and status.get("pid") and _process(status) is None:
+    if status and status.get("state") == "running" and status.get("pid") and _here(status) \
+            and _process(status) is None:
         status = {**status, "state": "failed", "error_kind": "lost",
                   "error": "the training process ended without a result (killed or out of memory?); "
                            "see the server log and train again"}
@@ -265,7 +283,8 @@ def run_job(job_id: str, runner: Callable[..., dict], *args, home: Path | None =
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     me = psutil.Process()
     write_status(job_id, home, state="running", fraction=0.0, stage="starting", pid=me.pid,
-                 pid_started=me.create_time(), started_at=current.get("started_at") or _now())
+                 pid_started=me.create_time(), started_at=current.get("started_at") or _now(),
+                 host=socket.gethostname(), task_id=_task_id())
     try:
         result = runner(*args, progress=_Reporter(job_id, home), **kwargs)
         return write_status(job_id, home, state="done", fraction=1.0, stage="done",
@@ -323,7 +342,14 @@ def cancel_job(job_id: str, home: Path | None = None, grace: float = CANCEL_GRAC
     status = read_status(job_id, home)
     if status is None or status.get("state") in FINAL:
         return status
-    proc = _process(status)
+    if status.get("task_id"):  # on a Celery worker: revoke, SIGTERM where it runs; wait for its clean-up
+        from ml.scale import client
+
+        client().control.revoke(status["task_id"], terminate=True, signal="SIGTERM")
+        end = time.monotonic() + grace
+        while time.monotonic() < end and (read_status_file(status_path(job_id, home)) or {}).get("state") in ACTIVE:
+            time.sleep(0.1)
+    proc = _process(status) if _here(status) else None
     if proc is not None:
         try:
             family = proc.children(recursive=True) + [proc]
