@@ -365,7 +365,24 @@ def run_queued(study_id: str, home, hashes: dict, budget: int, deadline: float |
             time.sleep(POLL_S)
     except BaseException:
         stop_tasks(app, [tid for tid in sent if tid not in dead])
+        _wait_trials_settled(ost, load)
         raise
+
+
+def _wait_trials_settled(ost, load, wait_s: float = 15.0) -> None:
+    """After a cancel, wait until no trial of the study is still RUNNING: a terminated task's
+    worker marks its trial interrupted a moment after its Celery state has changed, and the
+    study must not be reported (or resumed) before that. Gives up quietly after ``wait_s``
+    (a lost worker's trial is failed later by the heartbeat's grace period)."""
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        try:
+            ost = ost or load()
+            if not any(t.state.name == "RUNNING" for t in ost.get_trials(deepcopy=False)):
+                return
+        except Exception:  # noqa: BLE001 - Redis gone or the study not created: nothing to wait for
+            return
+        time.sleep(0.2)
 
 
 TRAIN_TASK = "almanac.train"
