@@ -257,12 +257,70 @@ def _calendar(name: str):
     return xc.get_calendar(name, start=CALENDAR_START)
 
 
+def _cache_path(name: str):
+    """Where the schedule of calendar ``name`` is kept between processes: the user's cache
+    folder (``$XDG_CACHE_HOME``, else ``~/.cache``)/almanac/calendars, one file per library
+    version and month (the library extends its schedules a year ahead). Outside the data
+    home on purpose: a refused import must leave the data home byte-identical."""
+    import os
+    from datetime import date
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    try:
+        v = version("exchange_calendars")
+    except PackageNotFoundError:
+        return None
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "almanac" / "calendars"
+    return root / f"{name}-{v}-{CALENDAR_START}-{date.today():%Y-%m}.parquet"
+
+
+@lru_cache(maxsize=16)
+def _calendar_data(name: str) -> tuple[pd.DataFrame, str, time, time]:
+    """(schedule with ``open`` / ``close`` in UTC, zone, regular open, regular close) of
+    calendar ``name``. Loading ``exchange_calendars`` and building a calendar cost about
+    0.4 s, paid by every command that reads sessions; so the schedule is kept on disk
+    (:func:`_cache_path`) and read back in milliseconds. A missing, unreadable or damaged
+    copy is rebuilt from the library; a cache folder that cannot be written is skipped."""
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = _cache_path(name)
+    if path is not None and path.is_file():
+        try:
+            table = pq.read_table(path)
+            meta = json.loads(table.schema.metadata[b"almanac-calendar"])
+            return table.to_pandas(), meta["tz"], parse_time(meta["open"]), parse_time(meta["close"])
+        except Exception:  # noqa: BLE001 - a damaged copy is rebuilt below
+            pass
+    cal = _calendar(name)
+    sched = cal.schedule[["open", "close"]]
+    tz, open_, close = str(cal.tz), cal.open_times[-1][1], cal.close_times[-1][1]
+    if path is not None:
+        try:
+            table = pa.Table.from_pandas(sched)
+            meta = {"tz": tz, "open": open_.strftime("%H:%M"), "close": close.strftime("%H:%M")}
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                                   b"almanac-calendar": json.dumps(meta).encode()})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)  # atomic: a reader sees the old copy or the whole new one
+        except OSError:
+            pass
+    return sched, tz, open_, close
+
+
 def calendar_schedule(name: str) -> pd.DataFrame:
     """The calendar's sessions: index = session date (naive), ``open`` / ``close`` in UTC."""
-    return _calendar(name).schedule[["open", "close"]]
+    return _calendar_data(name)[0]
 
 
 def calendar_hours(name: str) -> tuple[str, time, time]:
     """(zone, regular open, regular close) of a calendar, in its own zone."""
-    cal = _calendar(name)
-    return str(cal.tz), cal.open_times[-1][1], cal.close_times[-1][1]
+    return _calendar_data(name)[1:]
+
+

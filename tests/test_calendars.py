@@ -143,3 +143,42 @@ def test_trading_days_follow_the_calendar():
     bars = pd.concat([_bars("2018-11-21", {}), _bars("2018-11-22", {}), _bars("2018-11-23", {})], ignore_index=True)
     assert list(ES.trading_days(bars["timestamp"]).strftime("%d")) == ["21", "23"]
     assert list(Session().trading_days(bars["timestamp"]).strftime("%d")) == ["21", "22", "23"]
+
+
+def test_calendar_schedules_are_kept_on_disk_outside_the_data_home(tmp_path, monkeypatch):
+    """The first use builds the schedule with exchange_calendars and keeps it in the user's
+    cache folder; another process reads the very same schedule and hours from there without
+    importing the library (0.4 s of every command that reads sessions)."""
+    import subprocess
+    import sys
+
+    from almanac import sessions
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sessions._calendar_data.cache_clear()
+    try:
+        sched = sessions.calendar_schedule("XNYS")
+        hours = sessions.calendar_hours("XNYS")
+    finally:
+        sessions._calendar_data.cache_clear()
+    ref = sessions._calendar("XNYS").schedule[["open", "close"]]
+    pd.testing.assert_frame_equal(sched, ref, check_freq=False)
+    assert hours == ("America/New_York", sessions.parse_time("09:30"), sessions.parse_time("16:00"))
+    (kept,) = (tmp_path / "cache" / "almanac" / "calendars").glob("XNYS-*.parquet")
+    code = ("import sys, pandas as pd\nfrom almanac import sessions\n"
+            "s = sessions.calendar_schedule('XNYS')\n"
+            "print('exchange_calendars' in sys.modules, sessions.calendar_hours('XNYS'))\n"
+            f"s.to_parquet({str(tmp_path / 'again.parquet')!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert out.stdout.startswith("False (") and "America/New_York" in out.stdout, out.stdout + out.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again.parquet"), ref, check_freq=False)
+    # Thanksgiving 2018 is no session; the day after closes at 13:00 New York (18:00 UTC)
+    assert pd.Timestamp("2018-11-22") not in sched.index
+    assert sched.loc[pd.Timestamp("2018-11-23"), "close"] == pd.Timestamp("2018-11-23 18:00", tz="UTC")
+    kept.write_bytes(b"damaged")  # a damaged copy is rebuilt from the library
+    sessions._calendar_data.cache_clear()
+    try:
+        pd.testing.assert_frame_equal(sessions.calendar_schedule("XNYS"), ref, check_freq=False)
+    finally:
+        sessions._calendar_data.cache_clear()
