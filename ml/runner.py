@@ -109,7 +109,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -588,13 +588,15 @@ FoldHook = Callable[[int, int, pd.DataFrame, np.ndarray], None]
 
 
 def run_experiment(spec, store: Store | None = None, progress: Progress | None = None,
-                   on_fold: FoldHook | None = None, extra: dict | None = None) -> dict:
+                   on_fold: FoldHook | None = None, extra: dict | None = None, one_core: bool = False) -> dict:
     """Run ``spec`` (an ExperimentSpec, a dict or a YAML path) end to end; see the module doc.
 
     Returns the run record (the contents of ``run.json``) plus ``"path"``, the run folder.
     User mistakes raise :class:`~almanac.errors.AlmanacError` before anything is written.
     ``on_fold``: see :data:`FoldHook`. ``extra``: small JSON fields added to ``run.json``
-    (a study's trial: ``{"study_id", "trial"}``).
+    (a study's trial: ``{"study_id", "trial"}``). ``one_core``: no second thread (a study's
+    trial: ``--jobs N`` processes and queue workers each give a trial one core); the same
+    results, computed one after another.
     """
     t0 = time.perf_counter()
     clock = _Clock()
@@ -627,7 +629,7 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
     try:
         prog(0.0, f"started {run_id}")
-        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra)
+        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra, one_core)
         report(0.99, "registering")  # the work is done: no clock reading from here on
         (tmp / RUN_LOCK).unlink()
         faults.point("run:written")
@@ -680,7 +682,7 @@ def holdout_predictions(spec, start, store: Store | None = None) -> dict:
 
 
 def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline, on_fold=None,
-         extra=None) -> dict:
+         extra=None, one_core: bool = False) -> dict:
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
     if spec.data.table is not None:
@@ -702,7 +704,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     # final refit while this thread evaluates (see _folds). Leaving early (an error, a
     # cancel, Ctrl-C) drops the queued work and waits for the running piece, so the
     # temporary folder is never removed under a save.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
+    pool = _Inline() if one_core else ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
     try:
         f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold)
         fid = fold_ids(len(data), f["splits"])
@@ -717,6 +719,19 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
                        names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Inline:
+    """The worker thread's stand-in for a one-core run: each job runs at once, in this
+    thread (an exception, a cancel included, propagates from ``submit`` at once)."""
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
 
 
 def _final_model(spec, task: str, X: pd.DataFrame, y: np.ndarray, tmp: Path, deadline) -> dict:

@@ -423,7 +423,7 @@ def _close(ost, trial, folder: Path, number: int, state: str, value, ledger: dic
 def _run_quietly(spec, store, on_fold, extra, progress):
     from ml.runner import run_experiment
 
-    return run_experiment(spec, store=store, on_fold=on_fold, extra=extra,
+    return run_experiment(spec, store=store, on_fold=on_fold, extra=extra, one_core=True,
                           progress=(lambda f, s: progress(f, s)) if progress else None)
 
 

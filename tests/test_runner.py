@@ -596,3 +596,17 @@ def test_permutation_importance_is_sklearns_with_the_runs_shuffles(first):
     pd.testing.assert_frame_equal(again, imp)
     assert PERMUTATION_REPEATS == 2 and f"{PERMUTATION_REPEATS} shuffles per feature" in run["importance_note"]
     assert run["permutation"]["rows"] == int(te.sum()) and run["permutation"]["repeats"] == PERMUTATION_REPEATS
+
+
+def test_a_one_core_run_gives_the_same_results(first, market):
+    """A study's trial runs on one core (no worker thread): the same numbers and artifacts
+    as a run that overlaps SHAP and the final refit with the next stages."""
+    run1, _ = first
+    run2 = run_experiment(SPEC, store=market, one_core=True)
+    for key in ("metrics", "folds", "baselines", "feature_names", "shap"):
+        assert run2[key] == run1[key], key
+    for name in ("oof.parquet", "shap.parquet", "shap_base.parquet", "importance.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(Path(run1["path"]) / name),
+                                      pd.read_parquet(Path(run2["path"]) / name))
+    assert run2["final_model"]["sha256"] == run1["final_model"]["sha256"]
+    assert run2["permutation"]["model"]["sha256"] == run1["permutation"]["model"]["sha256"]
