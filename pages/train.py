@@ -695,6 +695,10 @@ def submit(n_clicks, values, ids, param_values, param_ids, token):
         registry.check_labels(notes=fields.get("notes"))
         spec = build_spec(fields, collect_params(param_values, param_ids))
         job_id = jobs.job_id_for(token, n_clicks)
+        if get_settings().redis_url:  # the job runs on a Celery worker: say so if Redis is away
+            from ml.scale import ping
+
+            ping()
     except AlmanacError as exc:
         return no_update, error_alert(exc.message, title="Not started")
     # No data reads here: this runs while the job forks, and a fork during a Parquet read

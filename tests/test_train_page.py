@@ -481,6 +481,25 @@ def test_submit_queues_the_job_and_refuses_invalid_specs(train, home):
     assert train.cancel(1, {"job_id": f"{TOKEN}-2"})["state"] == "cancelled"
 
 
+def test_submit_says_when_redis_is_away(train, home, monkeypatch):
+    """With ALMANAC_REDIS_URL set the job goes to a Celery worker: Redis not answering is a
+    red alert naming the masked URL, and nothing is queued."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ALMANAC_REDIS_URL", f"redis://:secret-pw@127.0.0.1:{port}/0")
+    fields, params = default_form(train)
+    ids = [{"type": train.FIELD, "name": k} for k in fields]
+    pids = [{"type": train.PARAM, "kind": k, "name": n} for k, ps in params.items() for n in ps]
+    pvals = [params[i["kind"]][i["name"]] for i in pids]
+    job, feedback = train.submit(5, list(fields.values()), ids, pvals, pids, TOKEN)
+    text = str(feedback)
+    assert job is no_update and "danger" in text and f"redis://:***@127.0.0.1:{port}/0" in text
+    assert "secret-pw" not in text and jobs.read_status(f"{TOKEN}-5") is None
+
+
 def test_train_job_runs_the_experiment_and_records_the_run(train, store, home):
     """The background callback's body, in-process, on a small synthetic market."""
     from almanac import registry
