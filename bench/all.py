@@ -146,9 +146,7 @@ def pipeline_ratio(home: Path, repeat: int, spec: Path = DEFAULT_SPEC) -> dict:
 
     threads.limit_threads()
     sp = load_spec(spec)
-    old = os.environ.get("ALMANAC_HOME")
-    os.environ["ALMANAC_HOME"] = str(home)
-    try:
+    with patch.dict(os.environ, {"ALMANAC_HOME": str(home)}):  # restored on the way out
         store = Store(home)
         run_experiment(sp, store=store)  # features cached
         totals, fits, ratios = [], [], []
@@ -167,11 +165,6 @@ def pipeline_ratio(home: Path, repeat: int, spec: Path = DEFAULT_SPEC) -> dict:
             totals.append(total)
             fits.append(fit)
             ratios.append(total / fit)
-    finally:
-        if old is None:
-            os.environ.pop("ALMANAC_HOME", None)
-        else:
-            os.environ["ALMANAC_HOME"] = old
     return {"run_total_s": stats(totals), "fits_s": stats(fits), "ratio": stats(ratios)}
 
 

@@ -60,9 +60,7 @@ def run_bench(spec_path: Path | str = DEFAULT_SPEC, progress=None) -> dict:
     step = progress or (lambda f, s: None)
     spec = load_spec(spec_path)
     with tempfile.TemporaryDirectory(prefix="almanac-bench-") as tmp:
-        old = os.environ.get("ALMANAC_HOME")
-        os.environ["ALMANAC_HOME"] = tmp  # everything the run touches stays in the temp home
-        try:
+        with patch.dict(os.environ, {"ALMANAC_HOME": tmp}):  # everything the run touches stays in the temp home
             store = Store(tmp)
             step(0.0, "generating the sample data")
             t = time.perf_counter()
@@ -75,11 +73,6 @@ def run_bench(spec_path: Path | str = DEFAULT_SPEC, progress=None) -> dict:
                                                                                   f"{n} run: {s}")))
             step(0.9, "fold fits alone")
             fits = _fold_fits(runs[-1], spec)
-        finally:
-            if old is None:
-                os.environ.pop("ALMANAC_HOME", None)
-            else:
-                os.environ["ALMANAC_HOME"] = old
     step(1.0, "done")
     fit_total = sum(fits)
     result = {

@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 TRIALS = 12
 TARGET_SPEEDUP = 1.6
@@ -100,8 +101,8 @@ def run_bench(trials: int = TRIALS, repeat: int = 3, progress=None) -> dict:
         store = Store(home)
         store.write("ES", "1min", futures_minutes("2016-01-04", days=1000, seed=11, step=5, overnight=False),
                     source="bench")
-        old_home = os.environ.get("ALMANAC_HOME")
-        os.environ["ALMANAC_HOME"] = str(home)
+        home_env = patch.dict(os.environ, {"ALMANAC_HOME": str(home)})  # restored in the finally below
+        home_env.start()
         redis = cluster.start_redis(base / "redis")
         try:
             say(0.02, "warm-up run (features cached)")
@@ -128,10 +129,7 @@ def run_bench(trials: int = TRIALS, repeat: int = 3, progress=None) -> dict:
                     k += 1
         finally:
             redis.stop()
-            if old_home is None:
-                os.environ.pop("ALMANAC_HOME", None)
-            else:
-                os.environ["ALMANAC_HOME"] = old_home
+            home_env.stop()
     say(1.0, "done")
 
     def stats(values):

@@ -67,9 +67,7 @@ def run_bench(trials: int = 20, repeat: int = 3, spec_path=DEFAULT_SPEC, progres
     base = spec.to_dict()
     rows = []
     with tempfile.TemporaryDirectory(prefix="almanac-bench-study-") as tmp:
-        old = os.environ.get("ALMANAC_HOME")
-        os.environ["ALMANAC_HOME"] = tmp
-        try:
+        with patch.dict(os.environ, {"ALMANAC_HOME": tmp}):  # restored on the way out
             store = Store(tmp)
             step(0.0, "generating the sample data")
             ensure_sample_data(store)
@@ -104,11 +102,6 @@ def run_bench(trials: int = 20, repeat: int = 3, spec_path=DEFAULT_SPEC, progres
                     "wall_pruning": a["wall"],
                     "complete_jobs2": c["report"]["n_complete"],
                 })
-        finally:
-            if old is None:
-                os.environ.pop("ALMANAC_HOME", None)
-            else:
-                os.environ["ALMANAC_HOME"] = old
     step(1.0, "done")
 
     def agg(key):

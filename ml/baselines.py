@@ -134,8 +134,9 @@ def majority(y, shares, classes=None) -> dict:
 
 def fast_auc(y, score) -> float:
     """ROC AUC by the rank-sum (Mann-Whitney) formula, ties averaged: equal to
-    scikit-learn's ``roc_auc_score``; NaN when ``y`` has one class."""
-    return float(_aucs(np.asarray(y)[None, :], np.asarray(score, dtype="float64")[None, :])[0])
+    scikit-learn's ``roc_auc_score``; NaN when ``y`` has one class
+    (:func:`ml.evaluation.rank_auc` of "y is 1")."""
+    return evaluation.rank_auc((np.asarray(y) == 1).astype("float64"), np.asarray(score, dtype="float64"))
 
 
 def _aucs(y: np.ndarray, score: np.ndarray) -> np.ndarray:

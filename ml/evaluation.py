@@ -147,9 +147,9 @@ def roc_table(y, p) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fps / fps[-1], "tpr": tps / tps[-1], "threshold": thr})
 
 
-def _rank_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula with ties averaged (scikit-learn's
-    ``roc_auc_score``); NaN when ``y`` has one class."""
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC of float 0/1 outcomes ``y`` by the rank-sum formula with ties averaged
+    (scikit-learn's ``roc_auc_score``); NaN when ``y`` has one class."""
     n1 = float(y.sum())
     n0 = len(y) - n1
     if n1 == 0 or n0 == 0:
@@ -196,7 +196,7 @@ def binary_scores(y, p, threshold: float = 0.5) -> dict:
         "mean_predicted": float(p.mean()),
         "accuracy": float((hat == pos).mean()),
         "balanced_accuracy": float(np.mean(recalls)),
-        "roc_auc": _rank_auc(y, p),
+        "roc_auc": rank_auc(y, p),
         "log_loss": _binary_log_loss(y, p),
         "brier": float(np.mean((y - p) ** 2)),
         "ece": expected_calibration_error(y, p),
