@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from unittest.mock import patch
 
 from bench.ui import free_port, stop_app
 

@@ -27,6 +27,7 @@ import resource
 import statistics
 import tempfile
 import time
+from unittest.mock import patch
 
 from almanac.settings import REPO_ROOT
 
