@@ -53,6 +53,9 @@ def test_cancel_a_queued_study_from_the_ui(chromium, tmp_path):
             fill(page, "#studies-base", BASE)
             fill(page, "#studies-name", "es-queued-cancel")
             fill(page, "#studies-n-trials", 30)
+            # the form's check runs once per filled field; on a loaded machine (a worker pair and
+            # Redis on 2 cores) the last answer can take longer than a click's 30 s
+            expect(page.locator("#studies-start")).to_be_enabled(timeout=TIMEOUT)
             page.click("#studies-start")
             expect(page.locator("#studies-stage")).to_contain_text(re.compile(r"trial [2-9]/30 .*on the queue"),
                                                                    timeout=TIMEOUT)
