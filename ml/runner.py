@@ -242,6 +242,12 @@ def _versions() -> dict:
     return versions()
 
 
+def _provenance() -> dict:
+    """``run.json``'s ``versions`` and ``code_revision`` (two git calls and package metadata:
+    ~35 ms, computed on the run's worker thread)."""
+    return {"versions": _versions(), "code_revision": code_revision()}
+
+
 def _iso(d) -> str:
     return f"{pd.Timestamp(d):%Y-%m-%d}"
 
@@ -588,7 +594,8 @@ FoldHook = Callable[[int, int, pd.DataFrame, np.ndarray], None]
 
 
 def run_experiment(spec, store: Store | None = None, progress: Progress | None = None,
-                   on_fold: FoldHook | None = None, extra: dict | None = None, one_core: bool = False) -> dict:
+                   on_fold: FoldHook | None = None, extra: dict | None = None, one_core: bool = False,
+                   store_checked: bool = False) -> dict:
     """Run ``spec`` (an ExperimentSpec, a dict or a YAML path) end to end; see the module doc.
 
     Returns the run record (the contents of ``run.json``) plus ``"path"``, the run folder.
@@ -596,7 +603,9 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     ``on_fold``: see :data:`FoldHook`. ``extra``: small JSON fields added to ``run.json``
     (a study's trial: ``{"study_id", "trial"}``). ``one_core``: no second thread (a study's
     trial: ``--jobs N`` processes and queue workers each give a trial one core); the same
-    results, computed one after another.
+    results, computed one after another. ``store_checked``: the caller has just run
+    :func:`~almanac.spec.validate_against_store` on this spec and store (``almanac train``
+    does, to refuse before the heavy imports): not repeated (it reads every bar's time).
     """
     t0 = time.perf_counter()
     clock = _Clock()
@@ -619,7 +628,8 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
             lab = label_spec(spec.label.kind)
         check_gap(spec.validation.gap, lab.horizon_days)
         check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # the library's own rules
-        validate_against_store(spec, store)
+        if not store_checked:
+            validate_against_store(spec, store)
     created = datetime.now(timezone.utc)
     run_id = registry.new_run_id(spec.data.symbol or spec.data.table, spec.label.kind, spec.model.kind, created)
     root = registry.runs_dir(store.home)
@@ -706,6 +716,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     # temporary folder is never removed under a save.
     pool = _Inline() if one_core else ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
     try:
+        provenance = pool.submit(_provenance)  # git and package metadata: the worker, before fold 1's SHAP
         f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold)
         fid = fold_ids(len(data), f["splits"])
         tested = fid >= 0
@@ -716,7 +727,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
         # the final refit depends on nothing below: the worker fits it while this thread evaluates
         final_job = pool.submit(_final_model, spec, task, data[names], y, tmp, deadline)
         return _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data,
-                       names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra)
+                       names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra, provenance)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -742,7 +753,7 @@ def _final_model(spec, task: str, X: pd.DataFrame, y: np.ndarray, tmp: Path, dea
 
 
 def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data, names, dropped,
-            ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra=None) -> dict:
+            ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra=None, provenance=None) -> dict:
     prog(0.76, "evaluation")
     with clock.stage("evaluation"):
         ev = evaluation.evaluate(task, oof_y, oof_pred, folds=fid[tested], threshold=0.5, classes=classes)
@@ -788,7 +799,7 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
     record = {
         "run_id": run_id, "name": spec.name, "created_at": created.isoformat(timespec="milliseconds"),
         "status": "complete", "spec": spec.to_dict(), "seed": spec.seed,
-        "data_hashes": ft.data_hashes, "versions": _versions(), "code_revision": code_revision(),
+        "data_hashes": ft.data_hashes, **(provenance.result() if provenance else _provenance()),
         "task": task, "classes": classes, "label": {"kind": lab.name, "horizon_days": lab.horizon_days,
                                                    "description": lab.description},
         "feature_names": names, "dropped_features": dropped,
