@@ -189,10 +189,11 @@ def _explain(model, X: pd.DataFrame, background):
                else np.zeros((0, *values.shape[2:])))
         return values, np.asarray(base, dtype="float64"), raw, _output_name(family, est)
 
+    if family == "knn":  # no shap import: computed here (see _knn_explain)
+        return _knn_explain(est, pre, Xt, background)
+
     import shap
 
-    if family == "knn":
-        return _knn_explain(est, pre, Xt, background)
     if family == "linear":
         if background is None:
             raise SpecError("SHAP for a linear model needs background rows: pass the "

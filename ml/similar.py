@@ -173,6 +173,48 @@ def rest_of_day_paths(store, symbol: str, cutoff: str, dates) -> dict[pd.Timesta
     return out
 
 
+def with_paths(frame: pd.DataFrame, outcome: pd.Series, date, k: int, store, symbol: str, cutoff: str,
+               extra: dict | None = None) -> tuple[dict, dict]:
+    """(:func:`nearest_days` summary with ``symbol``, ``cutoff`` and ``extra``, the rest-of-day
+    paths of the query day and its neighbours): what the pages draw."""
+    nb = nearest_days(frame, outcome, date, k)
+    out = {**nb.summary(), "symbol": symbol, "cutoff": cutoff, **(extra or {})}
+    return out, rest_of_day_paths(store, symbol, cutoff, [nb.date, *nb.table["date"]])
+
+
+def run_days(run_id: str, home=None) -> list[str]:
+    """The out-of-fold days of a run (YYYY-MM-DD), the days /evaluate can query."""
+    from almanac import registry
+
+    oof = registry.read_artifact(run_id, "oof.parquet", home, columns=["date"])
+    return [f"{d:%Y-%m-%d}" for d in pd.DatetimeIndex(oof["date"]).sort_values()]
+
+
+def similar_in_run(run_id: str, date, k: int, store=None) -> tuple[dict, dict]:
+    """Similar days of an out-of-fold ``date`` of a run, with that run's features (its
+    ``dataset.parquet``: every labelled day, training days included) and neighbours before
+    ``date`` only; paths from the run's symbol's bars in ``store``."""
+    from almanac import registry
+    from almanac.store import Store
+
+    store = store if store is not None else Store()
+    k = check_k(k)
+    run = registry.get_run(run_id, store.home)
+    spec = run.get("spec") or {}
+    if (spec.get("data") or {}).get("table"):
+        raise SpecError("similar days need a symbol's trading days: this run is trained on a table")
+    day = _day(date)
+    if f"{day:%Y-%m-%d}" not in set(run_days(run_id, store.home)):
+        raise NotFoundError(f"{day:%Y-%m-%d} is not an out-of-fold day of run {run_id}: choose one of its test days")
+    data = registry.read_artifact(run_id, "dataset.parquet", store.home)
+    if "date" in data.columns:
+        data = data.set_index("date")
+    data.index = pd.DatetimeIndex(data.index).normalize()
+    sym, cutoff = spec["data"]["symbol"], (spec.get("features") or {}).get("cutoff", DEFAULT_CUTOFF)
+    return with_paths(data[run["feature_names"]], rest_of_day_returns(data), day, k, store, sym, cutoff,
+                      {"run_id": run_id, "sets": (spec.get("features") or {}).get("sets", [])})
+
+
 def _cross_default(store, symbol: str) -> tuple[list[str], list[str]]:
     """The default experiment's cross-asset symbols the store holds (others noted)."""
     have = set(store.symbols())
@@ -219,6 +261,17 @@ def similar_days(symbol: str, date=None, k: int = 10, cutoff: str = DEFAULT_CUTO
     return out
 
 
+def similar_in_table(ft, date, k: int, store=None) -> tuple[dict, dict]:
+    """Similar days of ``date`` (None: the table's latest day) in a built feature table
+    (``features.FeatureTable``: /features), neighbours from its earlier days."""
+    from almanac.store import Store
+
+    store = store if store is not None else Store()
+    day = ft.frame.index[-1] if date in (None, "") else _day(date)
+    return with_paths(ft.frame, rest_of_day_returns(ft.sessions), day, k, store, ft.config["symbol"],
+                      ft.config["cutoff"], {"sets": ft.config["sets"]})
+
+
 def _check_day(store, sym: str, day: pd.Timestamp | None) -> None:
     """Refuse an unknown symbol or a ``day`` (None: no day to check) without a session bar of
     ``sym``, from the catalog and that one day's bars (nothing is built or written before)."""
@@ -256,4 +309,5 @@ def _day(value) -> pd.Timestamp:
 
 
 __all__ = ["Neighbours", "nearest_days", "rest_of_day_paths", "rest_of_day_returns", "similar_days", "check_k",
+           "similar_in_run", "similar_in_table", "run_days", "with_paths",
            "DEFAULT_SETS", "DEFAULT_CROSS", "DEFAULT_CUTOFF"]

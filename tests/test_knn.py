@@ -84,3 +84,30 @@ def test_knn_shap_adds_up_with_many_features():
     proba = model.predict_proba(X.iloc[:50])
     for k, r in enumerate(results):
         np.testing.assert_allclose(r.values.sum(axis=1) + r.base_value, proba[:, k], atol=1e-12)
+
+
+def test_evaluate_similar_days_of_an_out_of_fold_day(run, page_module, monkeypatch):
+    """/evaluate: the run's out-of-fold days, and a day's neighbours in the run's own features,
+    all before it (training days included), equal to ml.similar.nearest_days on dataset.parquet."""
+    import dash_bootstrap_components as dbc
+    from dash import dcc
+
+    from ml.similar import nearest_days, rest_of_day_returns
+
+    record, store = run
+    monkeypatch.setenv("ALMANAC_HOME", str(store.home))
+    page = page_module("evaluate")
+    options, value = page.similar_days_of_run(record["run_id"])
+    oof = pd.read_parquet(store.home / "runs" / record["run_id"] / "oof.parquet")
+    assert len(options) == len(oof) and value == f"{oof['date'].max():%Y-%m-%d}"
+    day = f"{oof['date'].iloc[3]:%Y-%m-%d}"  # an early test day: most neighbours are training days
+    view = page.render_similar(day, 7, record["run_id"])
+    graph = next(c for c in view if isinstance(c, dcc.Graph))
+    bar = next(t for t in graph.figure.data if t.type == "bar")
+    data = pd.read_parquet(store.home / "runs" / record["run_id"] / "dataset.parquet")
+    want = nearest_days(data[record["feature_names"]], rest_of_day_returns(data), day, 7)
+    assert list(bar.y) == [f"{d:%Y-%m-%d}" for d in want.table["date"]] and all(d < day for d in bar.y)
+    np.testing.assert_allclose(bar.x, 100 * want.table["rest_of_day_return"])
+    train_day = f"{data.index[5]:%Y-%m-%d}"
+    alert = page.render_similar(train_day, 7, record["run_id"])
+    assert isinstance(alert, dbc.Alert) and f"{train_day} is not an out-of-fold day of run" in str(alert.children)
