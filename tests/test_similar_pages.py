@@ -29,8 +29,10 @@ def test_figure_draws_the_query_over_its_neighbours():
     paths[pd.Timestamp("2018-03-01")] = path(-0.4)
     fig = similar_days_figure(RESULT, paths)
     lines = [t for t in fig.data if t.type == "scatter"]
-    assert [t.name for t in lines] == ["2018-02-01", "2018-01-15", "2017-12-20", "mean of 3 neighbours",
-                                       "2018-03-01 (query)"]
+    assert [t.name for t in lines] == ["neighbour, rest of day up", "neighbour, rest of day down", "2017-12-20",
+                                       "mean of 3 neighbours", "2018-03-01 (query)"]
+    assert [t.showlegend for t in lines[:3]] == [True, True, False]
+    assert "2018-02-01 (#1, distance 0.50)" in lines[0].hovertemplate
     assert lines[0].line.color.startswith("rgba(24, 188, 156") and lines[1].line.color.startswith("rgba(231, 76, 60")
     np.testing.assert_allclose(lines[3].y, np.linspace(0, 0.1, 5))  # (0.3 - 0.2 + 0.2) / 3 at the end
     bar = next(t for t in fig.data if t.type == "bar")

@@ -37,7 +37,7 @@ def mean_path(paths: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame({"minutes": grid, "pct": pd.concat(cols, axis=1).mean(axis=1).to_numpy()})
 
 
-def similar_days_figure(result: dict, paths: dict, height: int = 420) -> go.Figure:
+def similar_days_figure(result: dict, paths: dict, height: int = 450) -> go.Figure:
     """``result``: the similar-days summary; ``paths``: ``{date: DataFrame(minutes, pct)}`` of
     the query day and the neighbours (missing days are simply not drawn)."""
     nbs = result.get("neighbors") or []
@@ -46,18 +46,22 @@ def similar_days_figure(result: dict, paths: dict, height: int = 420) -> go.Figu
     paths = {_key(d): p for d, p in (paths or {}).items()}
     fig = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], horizontal_spacing=0.09,
                         subplot_titles=("rest of the day from the cutoff", "what followed (nearest first)"))
-    drawn = []
+    drawn, named = [], set()
     for i, n in enumerate(nbs):
         p = paths.get(n["date"])
         if p is None or p.empty:
             continue
         drawn.append(p)
         up = n["rest_of_day_return"] > 0
+        kind = "neighbour, rest of day up" if up else "neighbour, rest of day down"
         fig.add_trace(go.Scatter(
             x=p["minutes"], y=p["pct"], mode="lines", line=dict(width=1.2, color=UP_LINE if up else DOWN_LINE),
-            name=n["date"], legendgroup="neighbours", showlegend=False,
+            name=n["date"], legendgroup=kind, showlegend=kind not in named,
             hovertemplate=f"{n['date']} (#{i + 1}, distance {n['distance']:.2f})<br>%{{x:.0f}} min: "
                           "%{y:+.2f} %<extra></extra>"), row=1, col=1)
+        if kind not in named:  # one legend entry per colour, named by what it means
+            fig.data[-1].name = kind
+            named.add(kind)
     if drawn:
         m = mean_path(drawn)
         fig.add_trace(go.Scatter(x=m["minutes"], y=m["pct"], mode="lines", name=f"mean of {len(drawn)} neighbours",
@@ -85,5 +89,5 @@ def similar_days_figure(result: dict, paths: dict, height: int = 420) -> go.Figu
     title += (f" · this day {100 * own:+.2f} %" if own is not None and q is not None
               else " · this day's rest is not known yet")
     fig.update_layout(template=TEMPLATE, title=dict(text=title), height=height, hovermode="closest",
-                      legend=dict(orientation="h", y=-0.2, x=0))
+                      legend=dict(orientation="h", y=-0.3, x=0), margin=dict(b=100))
     return fig
