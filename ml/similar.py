@@ -178,8 +178,16 @@ def with_paths(frame: pd.DataFrame, outcome: pd.Series, date, k: int, store, sym
     """(:func:`nearest_days` summary with ``symbol``, ``cutoff`` and ``extra``, the rest-of-day
     paths of the query day and its neighbours): what the pages draw."""
     nb = nearest_days(frame, outcome, date, k)
-    out = {**nb.summary(), "symbol": symbol, "cutoff": cutoff, **(extra or {})}
-    return out, rest_of_day_paths(store, symbol, cutoff, [nb.date, *nb.table["date"]])
+    paths = rest_of_day_paths(store, symbol, cutoff, [nb.date, *nb.table["date"]])
+    _unknown_rest(nb, paths)
+    return {**nb.summary(), "symbol": symbol, "cutoff": cutoff, **(extra or {})}, paths
+
+
+def _unknown_rest(nb: Neighbours, paths: dict) -> None:
+    """Today at the cutoff (no bar after the cutoff yet): its rest of the day is unknown, not 0."""
+    if nb.date not in paths:
+        nb.query_return = None
+        nb.notes.append(f"{nb.date:%Y-%m-%d} has no bar after the cutoff: its rest of the day is not known yet")
 
 
 def run_days(run_id: str, home=None) -> list[str]:
@@ -254,10 +262,12 @@ def similar_days(symbol: str, date=None, k: int = 10, cutoff: str = DEFAULT_CUTO
                             f"{ft.frame.index[0]:%Y-%m-%d} and {ft.frame.index[-1]:%Y-%m-%d}")
     nb = nearest_days(ft.frame, rest_of_day_returns(ft.sessions), day, k)
     nb.notes[:0] = notes + ft.notes
+    drawn = rest_of_day_paths(store, sym, ft.config["cutoff"], [day, *(nb.table["date"] if paths else [])])
+    _unknown_rest(nb, drawn)
     out = {**nb.summary(), "symbol": sym, "cutoff": ft.config["cutoff"], "sets": ft.config["sets"],
            "cross_assets": ft.config["cross_assets"]}
     if paths:
-        out["paths"] = rest_of_day_paths(store, sym, ft.config["cutoff"], [day, *nb.table["date"]])
+        out["paths"] = drawn
     return out
 
 

@@ -207,3 +207,32 @@ def test_k_limit_from_environment(monkeypatch):
     with pytest.raises(SpecError, match=r"k 3 is outside 1\.\.2: choose k from 1 to 2 \(the limit is "
                                         r"ALMANAC_MAX_SIMILAR_K\)"):
         nearest_days(frame, outcome, DAYS[5], k=3)
+
+
+def test_today_at_the_cutoff_equals_the_same_day_in_full(tmp_path, monkeypatch):
+    """A store whose last day ends at its 10:15 cutoff (today, at the cutoff): the query of that
+    day (the default) finds exactly the neighbours and distances the full history finds for it,
+    and its rest of the day is unknown (None), not 0."""
+    from almanac.store import Store
+    from bench.synthetic import synthetic_store
+
+    full = Store(tmp_path / "full")
+    frames = synthetic_store(full, minute_start="2017-11-01", days=300)
+    day = "2018-02-14"
+    bars = frames[("ES", "1min")]
+    local = bars["timestamp"].dt.tz_convert("America/New_York").dt.tz_localize(None)
+    cut = Store(tmp_path / "cut")
+    keep = local < pd.Timestamp(f"{day} 10:15")
+    cut.write("ES", "1min", bars[keep.to_numpy()].reset_index(drop=True), source="test: up to the cutoff")
+    daily = frames[("ES", "1d")]
+    cut.write("ES", "1d", daily[daily["date"] < day], source="test")
+    cut.write("VIX", "1d", frames[("VIX", "1d")].query("date < @day"), source="test")
+    monkeypatch.setenv("ALMANAC_HOME", str(tmp_path / "cut"))
+    today = similar_days("ES", None, k=8, store=cut, paths=True)
+    monkeypatch.setenv("ALMANAC_HOME", str(tmp_path / "full"))
+    whole = similar_days("ES", day, k=8, store=full)
+    assert today["date"] == day and today["query_rest_of_day_return"] is None
+    assert whole["query_rest_of_day_return"] is not None
+    assert today["neighbors"] == whole["neighbors"] and today["features"] == whole["features"]
+    assert pd.Timestamp(day) not in today["paths"] and len(today["paths"]) == 8
+    assert f"{day} has no bar after the cutoff: its rest of the day is not known yet" in today["notes"]
