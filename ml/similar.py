@@ -74,9 +74,12 @@ def check_k(k) -> int:
     """``k`` as an int within 1 .. the ``similar_k`` limit, else a one-line SpecError."""
     limit = get_limits().similar_k
     try:
-        k = int(k)
-    except (TypeError, ValueError):
+        whole = float(k)
+        if isinstance(k, bool) or not whole.is_integer():
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(f"k {k!r} is not a whole number: give 1 to {limit}") from None
+    k = int(whole)
     if not 1 <= k <= limit:
         raise SpecError(f"k {k} is outside 1..{limit}: choose k from 1 to {limit} (the limit is "
                         f"{Limits.var('similar_k')})")

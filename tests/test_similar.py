@@ -236,3 +236,12 @@ def test_today_at_the_cutoff_equals_the_same_day_in_full(tmp_path, monkeypatch):
     assert today["neighbors"] == whole["neighbors"] and today["features"] == whole["features"]
     assert pd.Timestamp(day) not in today["paths"] and len(today["paths"]) == 8
     assert f"{day} has no bar after the cutoff: its rest of the day is not known yet" in today["notes"]
+
+
+def test_k_must_be_whole():
+    from ml.similar import check_k
+
+    assert check_k("7") == 7 and check_k(7.0) == 7
+    for bad in (2.5, "2.5", None, True, "nan", float("inf")):
+        with pytest.raises(SpecError, match="is not a whole number: give 1 to 100"):
+            check_k(bad)
