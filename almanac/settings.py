@@ -7,7 +7,7 @@ point ``ALMANAC_HOME`` at an empty folder.
 
 :class:`Limits` bound what one input may cost before it is refused (upload and import
 size, columns, line length, Parquet metadata, YAML size, aliases and values, bundle members and size,
-model memory and run time, REST request bodies and rows, message length). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
+model memory and run time, REST request bodies and rows, message length, similar-days neighbours). Each has a safe default and an ``ALMANAC_MAX_*`` variable.
 
 ``ALMANAC_REDIS_URL`` (``redis://[:password@]host:port/db``, unset by default) turns on the
 scale-out mode: background callbacks on Dash's ``CeleryManager`` and study trials on Celery
@@ -53,6 +53,7 @@ class Limits:
     message_chars: int = 300                 # one error line, at most
     study_trials: int = 1000                 # ALMANAC_MAX_STUDY_TRIALS: trials of one study (budget.n_trials)
     study_jobs: int = 8                      # ALMANAC_MAX_STUDY_JOBS: worker processes of one study (--jobs)
+    similar_k: int = 100                     # ALMANAC_MAX_SIMILAR_K: neighbours of one similar-days query (--k)
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
             "columns": ("ALMANAC_MAX_COLUMNS", 1), "line_bytes": ("ALMANAC_MAX_LINE_KB", 2**10),
@@ -65,7 +66,8 @@ class Limits:
             "model_seconds": ("ALMANAC_MODEL_TIMEOUT_S", 1),
             "api_body_bytes": ("ALMANAC_MAX_API_BODY_MB", 2**20), "api_rows": ("ALMANAC_MAX_API_ROWS", 1),
             "plugin_bytes": ("ALMANAC_MAX_PLUGIN_KB", 2**10), "plugin_seconds": ("ALMANAC_PLUGIN_TIMEOUT_S", 1),
-            "study_trials": ("ALMANAC_MAX_STUDY_TRIALS", 1), "study_jobs": ("ALMANAC_MAX_STUDY_JOBS", 1)}
+            "study_trials": ("ALMANAC_MAX_STUDY_TRIALS", 1), "study_jobs": ("ALMANAC_MAX_STUDY_JOBS", 1),
+            "similar_k": ("ALMANAC_MAX_SIMILAR_K", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:

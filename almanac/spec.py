@@ -6,7 +6,7 @@ On disk it is YAML::
     data:       {symbol: ES, start: 2010-01-01, end: 2018-12-31}     # start/end optional
     features:   {sets: [early_session, cross_asset, regime], cutoff: "10:15", cross_assets: [VIX, CL]}
     label:      {kind: rest_of_day}                # direction | rest_of_day | archetype | forward_return
-    model:      {kind: lightgbm, params: {}}       # logistic | random_forest | hist_gb | lightgbm | xgboost
+    model:      {kind: lightgbm, params: {}}       # logistic | random_forest | hist_gb | lightgbm | xgboost | knn
     validation: {scheme: expanding, n_splits: 5, gap: 1, min_train: 250}  # rolling: + train_size
     backtest:   {threshold: 0.55, cost_bps: 1.0, long_only: false}
     seed: 0                                        # optional: seeds the model and permutation importance
@@ -26,7 +26,7 @@ session, a cross-asset symbol equal to the target, ``train_size`` without the ro
 scheme and model parameters outside :data:`PARAM_BOUNDS` are refused with a
 :class:`~almanac.errors.SpecError` of ONE line naming the field and what to change, e.g.
 ``spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb,
-lightgbm, xgboost``. Checks that need the data (the symbol exists, the label and feature
+lightgbm, xgboost, knn``. Checks that need the data (the symbol exists, the label and feature
 sets the data can give, enough labelled days, cross-asset data overlapping them) are in
 :func:`validate_against_store`; the library's own rules on model parameters are in
 ``ml.models.check_params``; the runner calls both before any heavy work or write.
@@ -76,7 +76,7 @@ LABEL_HORIZON_DAYS: dict[str, int] = {k: 0 for k in LABEL_KINDS}
 LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "direction": ("open", "close"), "rest_of_day": ("cutoff_price", "close"),
     "archetype": ("open", "high", "low", "close"), "forward_return": ("cutoff_price", "close")}
-MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost")
+MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost", "knn")
 SCHEMES: tuple[str, ...] = ("expanding", "rolling")
 #: Fewest test days per fold the spec accepts (a fold score on fewer days is noise).
 MIN_TEST_DAYS = 20
@@ -212,6 +212,7 @@ PARAM_BOUNDS: dict[str, tuple[int | None, int]] = {
     "max_depth": (None, 64),          # tree depth (all tree models)
     "max_bin": (None, 4_096),         # histogram bins per feature (lightgbm, xgboost)
     "num_parallel_tree": (None, 100),  # trees per round (xgboost)
+    "n_neighbors": (1, 5_000),        # neighbours that vote (knn)
 }
 
 
@@ -308,6 +309,17 @@ class ExperimentSpec(_Section):
         if len(v) > 100 or any(not c.isprintable() for c in v):
             raise ValueError("use a short one-line name (at most 100 printable characters)")
         return v
+
+    @model_validator(mode="after")
+    def _neighbours(self):
+        """knn: the neighbours that vote must exist in the smallest training fold."""
+        k = self.model.params.get("n_neighbors", 50) if self.model.kind == "knn" else None
+        rows = min(self.validation.min_train, self.validation.train_size or self.validation.min_train)
+        if isinstance(k, int) and not isinstance(k, bool) and k > rows:
+            raise _Problem("model.params.n_neighbors", f"{k} neighbours is more than the {rows} training days of the "
+                                                      f"first fold (validation.min_train / train_size): choose at most "
+                                                      f"{rows} or raise validation.min_train")
+        return self
 
     @model_validator(mode="after")
     def _cross_fields(self):

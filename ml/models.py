@@ -11,11 +11,14 @@ random_forest   impute(median) -> RandomForestClassifier    impute -> RandomFore
 hist_gb         HistGradientBoostingClassifier              HistGradientBoostingRegressor
 lightgbm        lightgbm.LGBMClassifier                     lightgbm.LGBMRegressor
 xgboost         xgboost.XGBClassifier                       xgboost.XGBRegressor
+knn             impute(median) -> scale -> KNeighbors-      impute -> scale ->
+                Classifier                                  KNeighborsRegressor
 ==============  ==========================================  ==============================
 
 Imputation and scaling live *inside* a :class:`~sklearn.pipeline.Pipeline`, so they are
 fitted on the training fold only (docs/design.md §4) and scaling saves the logistic model from
-tiny unscaled features (§11). The gradient-boosting kinds take NaN natively.
+tiny unscaled features (§11); ``knn`` measures distances in that fold-scaled space (the
+similar-days query of :mod:`ml.similar` as a model: the n_neighbors nearest training days vote). The gradient-boosting kinds take NaN natively.
 
 Defaults suit small daily data (1,000–5,000 rows, ~30 features): shallow trees, large
 leaves, slow learning, row/column subsampling. Every random element is seeded from
@@ -48,7 +51,7 @@ import numpy as np
 from almanac.errors import SpecError
 from ml import threads
 
-MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost")
+MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost", "knn")
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 
 #: Parameters the factory owns: threads come from ALMANAC_THREADS, seeds from ``seed``.
@@ -84,6 +87,11 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "regressor": {"n_estimators": 200, "learning_rate": 0.03, "max_depth": 3,
                       "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8,
                       "reg_lambda": 1.0},
+    },
+    # brute force: exact, deterministic, fast for a few thousand days; and a fitted model is arrays only
+    "knn": {
+        "classifier": {"n_neighbors": 50, "weights": "uniform", "algorithm": "brute"},
+        "regressor": {"n_neighbors": 50, "weights": "uniform", "algorithm": "brute"},
     },
 }
 
@@ -125,6 +133,10 @@ def _final_estimator(kind: str, role: str, seed: int, n_threads: int):
         # deterministic needs a fixed histogram layout (force_row_wise) to be exact
         return cls(random_state=seed, n_jobs=n_threads, verbose=-1,
                    deterministic=True, force_row_wise=True)
+    if kind == "knn":
+        from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+        return (KNeighborsClassifier if clf else KNeighborsRegressor)(n_jobs=n_threads)
     import xgboost  # kind == "xgboost"
 
     cls = xgboost.XGBClassifier if clf else xgboost.XGBRegressor
@@ -164,13 +176,13 @@ def make_model(kind: str, task: str, params: dict[str, Any] | None = None, seed:
         est.set_params(**merged)
     except (TypeError, ValueError) as exc:  # pragma: no cover - set_params rarely validates
         raise SpecError(f"bad parameters for model {kind!r}: {exc}") from None
-    if kind not in ("logistic", "random_forest"):
+    if kind not in ("logistic", "random_forest", "knn"):
         return est
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
 
     impute = ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
-    if kind == "logistic":
+    if kind in ("logistic", "knn"):
         from sklearn.preprocessing import StandardScaler
 
         return Pipeline([impute, ("scale", StandardScaler()), ("model", est)])

@@ -9,7 +9,7 @@ xgboost         model.json    xgboost-json      ``XGBClassifier`` / ``XGBRegress
                                                 (``save_model`` / ``load_model``)
 logistic,       model.skops   skops             the scikit-learn estimator or pipeline
 random_forest,                                  (``skops.io``)
-hist_gb
+hist_gb, knn
 ==============  ============  ================  ===========================================
 
 Nothing is ever unpickled. A skops file is loaded only if every type it contains that
@@ -35,7 +35,7 @@ from almanac.errors import AlmanacError
 from almanac.store import file_sha256
 from ml import threads
 
-SKLEARN_KINDS = ("logistic", "random_forest", "hist_gb")
+SKLEARN_KINDS = ("logistic", "random_forest", "hist_gb", "knn")
 
 #: kind -> (file name, format name)
 FILES: dict[str, tuple[str, str]] = {

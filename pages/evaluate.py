@@ -58,6 +58,7 @@ from almanac import registry
 from almanac.errors import NotFoundError
 from ml import evaluation
 from pages._components import failure_alert, info_alert, page_header, section
+from pages._components.similar import day_options, similar_controls, similar_view
 from pages._components.runs import (base_rate, baselines_view, load_runs, pick_run, run_links, run_page, run_picker,
                                     run_warnings)
 from viz import evaluation as ve
@@ -400,6 +401,11 @@ def layout(run: str | None = None, **_query):
                                              "< 0.1 stable, 0.1–0.25 moderate, > 0.25 major shift",
                                     section_id="evaluate-psi-section")),
         ], className="g-3 mt-1"),
+        section("Similar days", similar_controls("evaluate", "Out-of-fold day"),
+                dcc.Loading(html.Div(id="evaluate-similar", className="mt-2"), delay_show=300),
+                subtitle="An out-of-fold day's most similar earlier days in this run's features (scaler fitted on "
+                         "the days before it only), and how the rest of their day went.",
+                section_id="evaluate-similar-section", class_name="mt-3"),
     ])
 
 
@@ -622,3 +628,34 @@ def render_drift(run_id, fold):
     if roll.empty:
         return info_alert("too few out-of-fold days for a rolling AUC.", title="No rolling AUC"), psi_graph
     return _graph("drift-graph", ve.rolling_auc_figure(roll["date"], roll["auc"], window)), psi_graph
+
+
+@callback(
+    Output("evaluate-similar-day", "options"), Output("evaluate-similar-day", "value"),
+    Input("run-select", "value"),
+)
+def similar_days_of_run(run_id):
+    """The run's out-of-fold days, the latest chosen."""
+    from ml.similar import run_days
+
+    try:
+        days = run_days(run_id) if run_id else []
+    except Exception:  # noqa: BLE001 - a run without oof rows: no day to choose
+        days = []
+    return day_options(days), (days[-1] if days else None)
+
+
+@callback(
+    Output("evaluate-similar", "children"),
+    Input("evaluate-similar-day", "value"), Input("evaluate-similar-k", "value"), Input("run-select", "value"),
+)
+def render_similar(day, k, run_id):
+    """The chosen out-of-fold day's neighbours in the run's features (ml.similar.similar_in_run)."""
+    if not run_id or not day:
+        return None
+    from ml.similar import similar_in_run
+
+    try:
+        return similar_view(*similar_in_run(run_id, day, k if k is not None else 0))
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return failure_alert(exc, log, "finding similar days")

@@ -13,6 +13,9 @@
   (:func:`viz.features.wilson_interval`); a rank-correlation heat map (cell numbers up
   to 12 features, hover above that); a quick
   mutual-information ranking computed on the earlier 70 % of days only.
+* Similar days: for a day of the table (default the latest, today at the cutoff when
+  today's bars reach it), its k most similar earlier days and their rest of the day
+  (:func:`ml.similar.similar_in_table`, drawn by :func:`viz.similar.similar_days_figure`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from features.build import user_sets
 from features.explore import TRAIN_FRACTION, binned_hit_rates, mutual_information, rank_correlation
 from pages._components import (empty_state, failure_alert, info_alert, page_header, page_token, read_catalog,
                                section)
+from pages._components.similar import day_options, similar_controls, similar_view
 from viz.features import (correlation_figure, empty_figure, histogram_figure, hit_rate_figure,
                           importance_figure, timeseries_figure)
 
@@ -296,6 +300,12 @@ def layout(**_query):
                         className="g-3 mt-1"),
                 dcc.Loading(html.Div(id="features-time"), delay_show=300),
                 section_id="features-explore-section", class_name="mt-3"),
+        section("Similar days", similar_controls("features"),
+                dcc.Loading(html.Div(later("The similar days"), id="features-similar", className="mt-2"),
+                            delay_show=300),
+                subtitle="The most similar earlier days in the standardized feature space (scaler fitted on the "
+                         "days before the chosen one only), and how the rest of their day went.",
+                section_id="features-similar-section", class_name="mt-3"),
         dbc.Row([
             dbc.Col(section("Correlation",
                             dcc.Loading(html.Div(later("The correlation heat map"), id="features-corr"),
@@ -399,6 +409,39 @@ def show_results(data, picked):
     names = list(ft.frame.columns)
     pick = picked if picked in names else names[0]
     return summary, grid, lineage, corr, names, pick, False, False
+
+
+@callback(
+    Output("features-similar-day", "options"), Output("features-similar-day", "value"),
+    Input("features-config", "data"),
+    prevent_initial_call=True,
+)
+def similar_days_of_table(data):
+    """The built table's days, the latest chosen."""
+    if not data:
+        return no_update, no_update
+    try:
+        days = [f"{d:%Y-%m-%d}" for d in load_table(data["config"]).frame.index]
+    except Exception:  # noqa: BLE001 - show_results says what went wrong
+        return [], None
+    return day_options(days), (days[-1] if days else None)
+
+
+@callback(
+    Output("features-similar", "children"),
+    Input("features-similar-day", "value"), Input("features-similar-k", "value"),
+    State("features-config", "data"),
+    prevent_initial_call=True,
+)
+def similar_days(day, k, data):
+    if not data or not day:
+        return no_update
+    from ml.similar import similar_in_table
+
+    try:
+        return similar_view(*similar_in_table(load_table(data["config"]), day, k if k is not None else 0))
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return failure_alert(exc, log, "finding similar days")
 
 
 @callback(

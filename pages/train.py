@@ -86,11 +86,12 @@ MODEL_PARAMS: dict[str, list[tuple[str, str, str, float | None, float | None]]] 
     "xgboost": [("n_estimators", "Trees", "int", 1, 1), ("max_depth", "Max depth", "int", 1, 1),
                 ("learning_rate", "Learning rate", "float", 0.005, 0)],
     "hist_gb": [("max_iter", "Boosting rounds", "int", 1, 1), ("learning_rate", "Learning rate", "float", 0.005, 0)],
+    "knn": [("n_neighbors", "Neighbours (similar days that vote)", "int", 1, 1)],
 }
 #: Parameters that apply to one task family only (logistic: C classifies, alpha regresses).
 _ONLY_FOR = {("logistic", "C"): "classifier", ("logistic", "alpha"): "regressor"}
 MODEL_NAMES = {"lightgbm": "LightGBM", "logistic": "Logistic regression", "random_forest": "Random forest",
-               "xgboost": "XGBoost", "hist_gb": "Histogram gradient boosting"}
+               "xgboost": "XGBoost", "hist_gb": "Histogram gradient boosting", "knn": "k nearest neighbours (similar days)"}
 #: Scores shown per task, most telling first: the first one present is charted per fold,
 #: all present ones fill the fold table and the pooled tiles.
 CV_METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier", "ece"),

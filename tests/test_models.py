@@ -183,7 +183,8 @@ def test_check_params_accepts_the_defaults_and_large_work_cheaply(kind):
     from ml.models import check_params
 
     big = {"lightgbm": {"n_estimators": 20000}, "xgboost": {"n_estimators": 20000},
-           "random_forest": {"n_estimators": 20000}, "hist_gb": {"max_iter": 20000}, "logistic": {"max_iter": 20000}}
+           "random_forest": {"n_estimators": 20000}, "hist_gb": {"max_iter": 20000}, "logistic": {"max_iter": 20000},
+           "knn": {"n_neighbors": 5000}}
     for task in TASKS:
         check_params(kind, task, {})
         check_params(kind, task, big[kind])  # the check fits at most 2 rounds (measured: < 0.15 s)

@@ -16,7 +16,7 @@ from ml.persist import FILES, LightGBMModel, load_model, save_model
 
 SMALL = {  # fewer trees: the tests check persistence, not skill
     "random_forest": {"n_estimators": 20}, "hist_gb": {"max_iter": 30},
-    "lightgbm": {"n_estimators": 30}, "xgboost": {"n_estimators": 30}, "logistic": None,
+    "lightgbm": {"n_estimators": 30}, "xgboost": {"n_estimators": 30}, "logistic": None, "knn": {"n_neighbors": 5},
 }
 
 

@@ -87,7 +87,7 @@ def test_example_configs_are_valid(path):
 
 @pytest.mark.parametrize("d, expected", [
     (with_(model={"kind": "lgbm"}),
-     "spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost"),
+     "spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost, knn"),
     (with_(label={"kind": "up"}),
      "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return, column"),
     (with_(features={"sets": ["early", "regime"]}),
@@ -138,7 +138,7 @@ def test_refusals_are_one_line_and_say_what_to_change(d, expected):
 def test_several_problems_on_one_line():
     msg = refusal(with_(model={"kind": "lgbm"}, backtest={"threshold": 2}))
     assert msg == ("spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, "
-                   "xgboost; spec field backtest.threshold: 2 is out of range: use at most 1.0")
+                   "xgboost, knn; spec field backtest.threshold: 2 is out of range: use at most 1.0")
 
 
 def test_yaml_and_file_errors(tmp_path):
@@ -471,3 +471,10 @@ def test_values_limit_counts_plain_values_too(monkeypatch):
     assert yaml_refusal(GOOD).startswith("spec.yaml expands to more than 6 values (aliases included) at line ")
     monkeypatch.setenv("ALMANAC_MAX_YAML_VALUES", "7")
     assert spec_from_yaml(GOOD).data.symbol == "ES"
+
+
+def test_knn_neighbours_must_fit_the_first_fold():
+    msg = refusal(with_(model={"kind": "knn", "params": {"n_neighbors": 300}}))
+    assert msg == ("spec field model.params.n_neighbors: 300 neighbours is more than the 250 training days of the "
+                   "first fold (validation.min_train / train_size): choose at most 250 or raise validation.min_train")
+    assert spec_from_dict(with_(model={"kind": "knn", "params": {"n_neighbors": 250}})).model.kind == "knn"
