@@ -1,0 +1,298 @@
+"""HMM regimes: a Gaussian HMM on daily returns and ranges, fitted inside each training fold,
+and the state of day D from FORWARD FILTERING on the data up to D-1.
+
+* **Observations.** Day t's ``o_t = (ln(close_t / prev_close_t), ln(ln(high_t / low_t)))``
+  from the session table (the regular-session bars; a daily-only symbol: its daily bars),
+  known after day t's close. The log of the log range is close to Gaussian, the range
+  itself is not. A day without a valid close, previous close or range has no observation.
+* **Fit (per fold).** The model of a fold sees the observations the training days knew at
+  their cutoffs: ``o_(D-1)`` for every training day D (the session day before the first
+  training day up to the one before the last), standardized with their own mean and
+  standard deviation (the scaler is fitted on the same rows), then
+  ``hmmlearn.hmm.GaussianHMM(n_states, covariance_type="full", n_iter=100, tol=1e-4,
+  random_state=spec.seed)``. No test day's bar reaches it.
+* **Order.** States are sorted by the mean of their range component, smallest first, so
+  state 0 is the calmest and the names (:data:`STATE_NAMES`) are stable across folds:
+  2 states ``calm, volatile``; 3 ``calm, normal, volatile``; 4 ``calm, normal, active,
+  volatile``.
+* **State of day D.** The filtered posterior ``a_t = P(s_t | o_1..o_t)`` (forward algorithm,
+  normalized every step: :func:`forward_filter`), then the prediction one day ahead:
+  ``p_D = a_(D-1) @ transmat`` (:func:`predicted_probs`), ``p`` of the first session day =
+  ``startprob``. A day without an observation is not an update (``a_t = a_(t-1) @ A``).
+  Never smoothing (hmmlearn's ``predict_proba`` is forward-backward and uses the future),
+  never Viterbi over the whole sample. The filter runs from the first session day of the
+  spec's range.
+* **Regime of a day** = ``argmax p_D`` (ties: the calmer state).
+
+Every run on a symbol records the regime of each out-of-fold day from its fold's HMM
+(``oof.parquet["regime"]``, ``run.json["regimes"]``: states, names and each fold's fitted
+parameters), so any run can be scored and backtested by regime (:func:`regime_scores`).
+The feature set ``hmm_regime`` also gives the model the probabilities and the state
+(:data:`FEATURE_PREFIX` + name, ``hmm_state``); the final model's HMM is fitted on every
+labelled day and recorded in ``run.json["regimes"]["final"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+
+#: The fold-fitted feature set (must match almanac.spec.FOLD_SETS).
+HMM_SET = "hmm_regime"
+DEFAULT_STATES = 3
+STATE_NAMES: dict[int, tuple[str, ...]] = {2: ("calm", "volatile"), 3: ("calm", "normal", "volatile"),
+                                           4: ("calm", "normal", "active", "volatile")}
+FEATURE_PREFIX = "hmm_p_"
+STATE_FEATURE = "hmm_state"
+#: A fold with fewer training observations gets no HMM (its days have no regime).
+MIN_OBS = 50
+N_ITER, TOL = 100, 1e-4
+METHOD = ("Gaussian HMM (hmmlearn, full covariance) on daily ln(close/prev close) and ln(ln(high/low)), "
+          "standardized and fitted on each fold's training days only; the state of day D is the forward-filtered "
+          "prediction from the days up to D-1 (never smoothed); states sorted by mean range, 0 = calmest")
+
+
+def state_names(n_states: int) -> tuple[str, ...]:
+    return STATE_NAMES[int(n_states)]
+
+
+def feature_names(n_states: int) -> list[str]:
+    return [f"{FEATURE_PREFIX}{n}" for n in state_names(n_states)] + [STATE_FEATURE]
+
+
+def observations(sessions: pd.DataFrame) -> pd.DataFrame:
+    """``ret`` and ``lrange`` of each session day (index ``date``; NaN when undefined)."""
+    def col(c):
+        return sessions[c].to_numpy(dtype="float64") if c in sessions.columns else np.full(len(sessions), np.nan)
+
+    close, prev, high, low = col("close"), col("prev_close"), col("high"), col("low")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where((close > 0) & (prev > 0), np.log(close / prev), np.nan)
+        rng = np.where((high > low) & (low > 0), np.log(high / low), np.nan)
+        lrange = np.where(rng > 0, np.log(rng), np.nan)
+    return pd.DataFrame({"ret": ret, "lrange": lrange}, index=pd.DatetimeIndex(sessions.index, name="date"))
+
+
+# ---------------------------------------------------------------------------- the filter
+def forward_filter(startprob, transmat, loglik) -> np.ndarray:
+    """``a_t = P(s_t | o_1..o_t)`` for every row of ``loglik`` (n x k: ``ln p(o_t | s)``; a row
+    of NaN = no observation, the step only predicts). Normalized at every step."""
+    pi, A = np.asarray(startprob, dtype="float64"), np.asarray(transmat, dtype="float64")
+    L = np.asarray(loglik, dtype="float64")
+    out = np.empty_like(L)
+    prior = pi
+    for t in range(len(L)):
+        if np.isfinite(L[t]).all():
+            w = prior * np.exp(L[t] - L[t].max())
+            s = w.sum()
+            a = w / s if s > 0 else prior
+        else:
+            a = prior
+        out[t] = a
+        prior = a @ A
+    return out
+
+
+def predicted_probs(startprob, transmat, loglik) -> np.ndarray:
+    """``p_t = P(s_t | o_1..o_(t-1))`` (n x k): row 0 = ``startprob``, row t = ``a_(t-1) @ A``.
+    Row t never reads ``loglik[t]`` or any later row."""
+    pi, A = np.asarray(startprob, dtype="float64"), np.asarray(transmat, dtype="float64")
+    a = forward_filter(pi, A, loglik)
+    return np.vstack([pi[None, :], a[:-1] @ A]) if len(a) else np.zeros((0, len(pi)))
+
+
+# ---------------------------------------------------------------------------- one HMM
+class RegimeHMM:
+    """A fitted, ordered HMM with the scaler of its training observations."""
+
+    def __init__(self, hmm, mean: np.ndarray, std: np.ndarray, n_obs: int, train_days: tuple[str, str]):
+        order = np.argsort(hmm.means_[:, 1], kind="stable")  # by mean range: state 0 = calmest
+        self.startprob = hmm.startprob_[order]
+        self.transmat = hmm.transmat_[np.ix_(order, order)]
+        self.means = hmm.means_[order]
+        self.covars = hmm.covars_[order]
+        self.hmm, self.order = hmm, order
+        self.mean, self.std, self.n_obs, self.train_days = mean, std, n_obs, train_days
+        self.converged = bool(hmm.monitor_.converged)
+        self.log_likelihood = float(hmm.monitor_.history[-1]) if hmm.monitor_.history else None
+
+    @property
+    def n_states(self) -> int:
+        return len(self.startprob)
+
+    def loglik(self, obs: pd.DataFrame) -> np.ndarray:
+        """``ln p(o_t | state)`` (ordered states) per row; NaN rows for missing observations."""
+        z = (obs[["ret", "lrange"]].to_numpy(dtype="float64") - self.mean) / self.std
+        ok = np.isfinite(z).all(axis=1)
+        out = np.full((len(z), self.n_states), np.nan)
+        if ok.any():
+            out[ok] = self.hmm._compute_log_likelihood(z[ok])[:, self.order]
+        return out
+
+    def probs(self, obs: pd.DataFrame) -> np.ndarray:
+        """``P(state of day t | observations of the days before t)`` for every row of ``obs``."""
+        return predicted_probs(self.startprob, self.transmat, self.loglik(obs))
+
+    def record(self) -> dict:
+        """JSON-able parameters (means in raw units: return and range, i.e. exp of lrange)."""
+        raw = self.means * self.std + self.mean
+        return {"obs_start": self.train_days[0], "obs_end": self.train_days[1], "n_obs": self.n_obs,
+                "mean_return": raw[:, 0].tolist(), "mean_range": np.exp(raw[:, 1]).tolist(),
+                "startprob": self.startprob.tolist(), "transmat": self.transmat.tolist(),
+                "scaler_mean": self.mean.tolist(), "scaler_std": self.std.tolist(),
+                "converged": self.converged, "log_likelihood": self.log_likelihood}
+
+
+def fit_hmm(obs: pd.DataFrame, n_states: int = DEFAULT_STATES, seed: int = 0) -> RegimeHMM | None:
+    """The ordered HMM of observations ``obs`` (rows with a missing value are left out), or
+    None with fewer than :data:`MIN_OBS` of them or when the fit fails (a state without data)."""
+    from hmmlearn.hmm import GaussianHMM
+
+    x = obs[["ret", "lrange"]].to_numpy(dtype="float64")
+    x = x[np.isfinite(x).all(axis=1)]
+    if len(x) < max(MIN_OBS, 5 * n_states):
+        return None
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    if not (std > 0).all():
+        return None
+    model = GaussianHMM(n_components=int(n_states), covariance_type="full", n_iter=N_ITER, tol=TOL,
+                        random_state=int(seed))
+    logging.getLogger("hmmlearn").setLevel(logging.ERROR)  # "model is not converging": recorded instead
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit((x - mean) / std)
+    except ValueError:
+        return None
+    if not (np.isfinite(model.transmat_).all() and np.isfinite(model.means_).all()):
+        return None
+    days = (f"{obs.index[0]:%Y-%m-%d}", f"{obs.index[-1]:%Y-%m-%d}") if len(obs) else ("", "")
+    return RegimeHMM(model, mean, std, int(len(x)), days)
+
+
+def training_observations(obs: pd.DataFrame, first_day, last_day) -> pd.DataFrame:
+    """The observations the training days ``first_day .. last_day`` knew at their cutoffs:
+    ``o_(D-1)`` for each session day D in that range."""
+    days = obs.index
+    a = int(days.searchsorted(pd.Timestamp(first_day), side="left"))
+    b = int(days.searchsorted(pd.Timestamp(last_day), side="right"))  # exclusive: the last training day + 1
+    return obs.iloc[max(a - 1, 0): max(b - 1, 0)]
+
+
+def regime_probs(obs: pd.DataFrame, train_first, train_last, n_states: int = DEFAULT_STATES,
+                 seed: int = 0) -> tuple[RegimeHMM | None, pd.DataFrame]:
+    """Fit on the training days ``train_first .. train_last`` and return ``(hmm, probs)``:
+    ``probs`` has one row per session day of ``obs`` (columns = state names), NaN without an HMM."""
+    hmm = fit_hmm(training_observations(obs, train_first, train_last), n_states, seed)
+    cols = list(state_names(n_states))
+    if hmm is None:
+        return None, pd.DataFrame(np.nan, index=obs.index, columns=cols)
+    return hmm, pd.DataFrame(hmm.probs(obs), index=obs.index, columns=cols)
+
+
+def most_likely(probs: np.ndarray) -> np.ndarray:
+    """Index of the most probable state per row (ties: the calmer), -1 for a row of NaN."""
+    p = np.asarray(probs, dtype="float64")
+    out = np.full(len(p), -1, dtype="int64")
+    ok = np.isfinite(p).all(axis=1) if p.ndim == 2 and len(p) else np.zeros(len(p), dtype=bool)
+    out[ok] = p[ok].argmax(axis=1)
+    return out
+
+
+# ---------------------------------------------------------------------------- a run's regimes
+class RunRegimes:
+    """The regimes of one run: each fold's HMM fitted on its training days; its test days'
+    regimes (``state``, -1 = none); with the ``hmm_regime`` set, the features of every row
+    the fold's model sees. ``data``: the run's labelled rows (index = dates)."""
+
+    def __init__(self, n_states: int, seed: int, use_features: bool, sessions: pd.DataFrame, data: pd.DataFrame):
+        self.n_states, self.seed, self.use = int(n_states), int(seed), bool(use_features)
+        self.obs = observations(sessions)
+        self.data = data
+        self.feature_names = feature_names(self.n_states) if self.use else []
+        self.state = np.full(len(data), -1, dtype="int64")
+        self.folds: list[dict | None] = []
+        self.final: dict | None = None
+        for c in self.feature_names:
+            data[c] = np.nan
+
+    def _features(self, probs: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
+        p = probs.reindex(rows)
+        out = pd.DataFrame({f"{FEATURE_PREFIX}{c}": p[c].to_numpy() for c in p.columns}, index=rows)
+        s = most_likely(p.to_numpy()).astype("float64")
+        out[STATE_FEATURE] = np.where(s >= 0, s, np.nan)
+        return out
+
+    def fold(self, tr: np.ndarray, te: np.ndarray, X_tr: pd.DataFrame, X_te: pd.DataFrame):
+        """Fit this fold's HMM on its training days; record its test days' regimes; return
+        ``(X_tr, X_te)`` with the hmm_regime columns filled (unchanged without the set)."""
+        idx = self.data.index
+        hmm, probs = regime_probs(self.obs.loc[:idx[te[-1]]], idx[tr[0]], idx[tr[-1]], self.n_states, self.seed)
+        self.folds.append(hmm.record() if hmm is not None else None)
+        self.state[te] = most_likely(probs.reindex(idx[te]).to_numpy())
+        f_te = self._features(probs, idx[te])
+        if not self.use:
+            return X_tr, X_te
+        self.data.loc[idx[te], self.feature_names] = f_te[self.feature_names].to_numpy()
+        return (X_tr.assign(**self._features(probs, idx[tr])[self.feature_names]),
+                X_te.assign(**f_te[self.feature_names]))
+
+    def fit_rows(self, tr: np.ndarray, X: pd.DataFrame, rows: np.ndarray | None = None):
+        """The final model's (or a holdout's) features: an HMM fitted on the rows ``tr``, the
+        columns filled for ``X`` (rows ``rows`` of the data, default ``tr``). Unchanged without
+        the set; the HMM's parameters go to ``final``."""
+        if not self.use:
+            return X
+        idx = self.data.index
+        rows = tr if rows is None else rows
+        hmm, probs = regime_probs(self.obs.loc[:idx[rows].max()], idx[tr[0]], idx[tr[-1]], self.n_states, self.seed)
+        self.final = hmm.record() if hmm is not None else None
+        return X.assign(**self._features(probs, idx[rows])[self.feature_names])
+
+    def record(self) -> dict:
+        return {"method": METHOD, "n_states": self.n_states, "names": list(state_names(self.n_states)),
+                "features": self.use, "seed": self.seed, "folds": self.folds, "final": self.final}
+
+
+def for_spec(spec, ft, data: pd.DataFrame) -> RunRegimes | None:
+    """The run's :class:`RunRegimes` from its feature table ``ft`` (its session table) and
+    labelled rows ``data`` (None for a table dataset: its rows are not trading days)."""
+    if spec.data.table is not None:
+        return None
+    k = spec.features.hmm_states or DEFAULT_STATES
+    return RunRegimes(k, spec.seed, HMM_SET in spec.features.sets, ft.sessions, data)
+
+
+def bar_sets(sets) -> list[str]:
+    """The feature sets the feature table is built from (without the fold-fitted ones)."""
+    return [s for s in sets if s != HMM_SET]
+
+
+# ---------------------------------------------------------------------------- slices
+def regime_label(run: dict, state: int) -> str:
+    names = (run.get("regimes") or {}).get("names") or []
+    return names[state] if 0 <= state < len(names) else "none"
+
+
+def regime_scores(task: str, y, pred, regime, names, threshold: float = 0.5) -> pd.DataFrame:
+    """One row of :func:`ml.evaluation.scores` per regime that occurs (``regime`` = state
+    index, -1 = no regime), with ``regime`` (its name) and ``n`` days, calmest first."""
+    from ml.evaluation import scores
+
+    regime = np.asarray(regime, dtype="int64")
+    y = np.asarray(y, dtype="float64")
+    pred = np.asarray(pred, dtype="float64")
+    rows = []
+    for s in sorted(set(regime.tolist()), key=lambda v: (v < 0, v)):
+        m = regime == s
+        name = names[s] if 0 <= s < len(names) else "none"
+        rows.append({"regime": name, "state": s, **scores(task, y[m], pred[m], threshold)})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["HMM_SET", "DEFAULT_STATES", "STATE_NAMES", "METHOD", "RegimeHMM", "RunRegimes", "bar_sets", "feature_names",
+           "fit_hmm", "for_spec", "forward_filter", "most_likely", "observations", "predicted_probs",
+           "regime_label", "regime_probs", "regime_scores", "state_names", "training_observations"]
