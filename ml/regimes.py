@@ -272,9 +272,13 @@ def bar_sets(sets) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- slices
-def regime_label(run: dict, state: int) -> str:
-    names = (run.get("regimes") or {}).get("names") or []
-    return names[state] if 0 <= state < len(names) else "none"
+NO_REGIMES = ("this run has no regimes: it was trained before they were recorded (or on a table dataset); "
+              "retrain it to slice its scores and equity by regime")
+
+
+def names_of(run: dict) -> list[str]:
+    """The run's regime names, state 0 first (empty without regimes)."""
+    return list((run.get("regimes") or {}).get("names") or [])
 
 
 def regime_scores(task: str, y, pred, regime, names, threshold: float = 0.5) -> pd.DataFrame:
@@ -293,6 +297,59 @@ def regime_scores(task: str, y, pred, regime, names, threshold: float = 0.5) -> 
     return pd.DataFrame(rows)
 
 
+def oof_scores(run: dict, oof: pd.DataFrame) -> pd.DataFrame | None:
+    """:func:`regime_scores` of a run's out-of-fold rows (``oof.parquet``, all folds or one);
+    None when the run recorded no regimes."""
+    if "regime" not in oof.columns or not names_of(run):
+        return None
+    task = run["task"]
+    if task == "binary":
+        pred = oof["prob"].to_numpy(dtype="float64")
+    elif task == "regression":
+        pred = oof["pred"].to_numpy(dtype="float64")
+    else:
+        pred = oof[[f"prob_{c}" for c in run.get("classes") or []]].to_numpy(dtype="float64")
+    return regime_scores(task, oof["y"].to_numpy(), pred, oof["regime"].to_numpy(), names_of(run))
+
+
+def backtest_by_regime(daily: pd.DataFrame, regime: pd.Series, names) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The backtest's days split by regime (``regime``: state per date, -1 none).
+
+    Returns ``(table, curves)``: ``table`` one row per regime that occurs, calmest first:
+    ``regime``, ``days``, ``trades`` (days with a position), ``total_return`` (the strategy's
+    daily returns of those days compounded), ``mean_return`` (per day), ``sharpe``
+    (annualized, :func:`ml.stats.sharpe` of those days' returns), ``win_rate`` (share of trades
+    with a positive net return), ``share_of_days``; ``curves``: ``date``, ``regime``,
+    ``equity`` (growth of 1 trading only that regime's days, flat on the others' dates
+    left out)."""
+    from ml import stats
+
+    d = daily[["date", "position", "strategy_return"]].copy()
+    d["date"] = pd.to_datetime(d["date"])
+    reg = pd.Series(regime.to_numpy(), index=pd.DatetimeIndex(regime.index)).reindex(d["date"])
+    d["state"] = reg.fillna(-1).astype("int64").to_numpy()
+    rows, curves = [], []
+    for s in sorted(set(d["state"].tolist()), key=lambda v: (v < 0, v)):
+        part = d[d["state"] == s]
+        r = part["strategy_return"].astype("float64").reset_index(drop=True)
+        traded = part["position"].to_numpy() != 0
+        name = names[s] if 0 <= s < len(names) else "none"
+        rows.append({"regime": name, "days": int(len(part)), "trades": int(traded.sum()),
+                     "total_return": stats.total_return(r), "mean_return": float(r.mean()) if len(r) else np.nan,
+                     "sharpe": stats.sharpe(r),
+                     "win_rate": float((r[traded] > 0).mean()) if traded.any() else np.nan,
+                     "share_of_days": len(part) / len(d) if len(d) else np.nan})
+        curves.append(pd.DataFrame({"date": part["date"].to_numpy(), "regime": name,
+                                    "equity": (1.0 + r).cumprod().to_numpy()}))
+    cols = ["date", "regime", "equity"]
+    return pd.DataFrame(rows), (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=cols))
+
+
+def oof_regime_series(oof: pd.DataFrame) -> pd.Series:
+    """State per out-of-fold date (``oof.parquet``'s ``regime``)."""
+    return pd.Series(oof["regime"].to_numpy(dtype="int64"), index=pd.DatetimeIndex(oof["date"]), name="regime")
+
+
 __all__ = ["HMM_SET", "DEFAULT_STATES", "STATE_NAMES", "METHOD", "RegimeHMM", "RunRegimes", "bar_sets", "feature_names",
            "fit_hmm", "for_spec", "forward_filter", "most_likely", "observations", "predicted_probs",
-           "regime_label", "regime_probs", "regime_scores", "state_names", "training_observations"]
+           "NO_REGIMES", "backtest_by_regime", "names_of", "oof_regime_series", "oof_scores", "regime_probs", "regime_scores", "state_names", "training_observations"]

@@ -269,3 +269,55 @@ def test_train_json_reports_the_regimes(market, tmp_path):
     assert out.returncode == 0, out.stderr
     rec = json.loads(out.stdout)
     assert rec["regimes"]["names"] == ["calm", "volatile"] and len(rec["regimes"]["folds"]) == 3
+
+
+# ----------------------------------------------------------------------------- slices of a run
+def test_backtest_by_regime_splits_the_days_and_trades_of_the_backtest(runs):
+    from ml import replay, stats
+
+    run = runs[0]
+    oof = pd.read_parquet(Path(run["path"]) / "oof.parquet")
+    result = replay.replay(run)
+    table, curves = regimes.backtest_by_regime(result.daily, regimes.oof_regime_series(oof), ["calm", "volatile"])
+    assert table["days"].sum() == len(result.daily) and table["trades"].sum() == result.stats["trades"]
+    d = result.daily.assign(state=oof.set_index("date")["regime"].reindex(pd.to_datetime(result.daily["date"]))
+                            .to_numpy())
+    for row in table.to_dict("records"):
+        part = d[d["state"] == ["calm", "volatile"].index(row["regime"])]
+        r = part["strategy_return"].reset_index(drop=True)
+        assert row["days"] == len(part) and row["trades"] == int((part["position"] != 0).sum())
+        assert row["total_return"] == pytest.approx(float(np.prod(1 + r) - 1), abs=1e-12)
+        assert row["sharpe"] == pytest.approx(stats.sharpe(r), abs=1e-12)
+        eq = curves[curves["regime"] == row["regime"]]["equity"].to_numpy()
+        assert len(eq) == len(part) and eq[-1] == pytest.approx(1 + row["total_return"], abs=1e-12)
+
+
+def test_evaluate_and_backtest_regime_cards(runs, market, page_module, monkeypatch):
+    from pages._components import regimes as cards
+    from sklearn.metrics import roc_auc_score as auc
+    from viz.regimes import regime_scores_figure
+
+    monkeypatch.setenv("ALMANAC_HOME", str(market))
+    page_module("evaluate")
+    run = runs[0]
+    chart, table, note = cards.render_evaluate_regimes(run["run_id"], "all")
+    bars = chart.figure["data"][0]
+    oof = pd.read_parquet(Path(run["path"]) / "oof.parquet")
+    names = [n for s, n in enumerate(["calm", "volatile"]) if (oof["regime"] == s).any()]
+    assert list(bars["x"]) == names + (["none"] if (oof["regime"] < 0).any() else [])
+    for name, value, text in zip(bars["x"], bars["y"], bars["text"]):
+        m = oof["regime"] == (names.index(name) if name in names else -1)
+        assert value == pytest.approx(auc(oof["y"][m], oof["prob"][m]), abs=1e-12)
+        assert text.endswith(f"n={int(m.sum()):,}")
+    assert "2 states (calm, volatile)" in note and "hmm_regime" in note
+    chart, table, note = cards.render_backtest_regimes(run["run_id"], 0.52, False, 1.0)
+    assert len(chart.figure["data"]) == len(bars["x"])
+    # a run without regimes (trained before they were recorded) says so
+    rec = json.loads((Path(run["path"]) / "run.json").read_text())
+    empty = regime_scores_figure(None, "roc_auc", "ROC AUC")
+    assert empty.layout.annotations[0].text == "No regimes recorded for this run"
+    assert regimes.oof_scores({**rec, "regimes": None}, oof) is None
+    assert regimes.oof_scores(rec, oof.drop(columns="regime")) is None
+    # an undefined score (one class on those days) shows as a dash
+    one = pd.DataFrame({"regime": ["calm"], "n": [3], "base_rate": [1.0], "roc_auc": [float("nan")]})
+    assert cards.view(one, cards.SCORE_COLUMNS["binary"]).iloc[0].tolist()[:4] == ["calm", "3", "100.0%", "—"]
