@@ -137,13 +137,33 @@ class RegimeHMM:
         return predicted_probs(self.startprob, self.transmat, self.loglik(obs))
 
     def record(self) -> dict:
-        """JSON-able parameters (means in raw units: return and range, i.e. exp of lrange)."""
+        """JSON-able parameters, enough to rebuild the model (:func:`from_record`): ``means`` and
+        ``covars`` in the standardized space of ``scaler_mean`` / ``scaler_std``;
+        ``mean_return`` (the state's mean ln(close/prev close)) and ``mean_range`` (exp of its
+        mean ln(ln(high/low)): a typical ln(high/low), e.g. 0.008 for a 0.8 % day)."""
         raw = self.means * self.std + self.mean
         return {"obs_start": self.train_days[0], "obs_end": self.train_days[1], "n_obs": self.n_obs,
                 "mean_return": raw[:, 0].tolist(), "mean_range": np.exp(raw[:, 1]).tolist(),
                 "startprob": self.startprob.tolist(), "transmat": self.transmat.tolist(),
+                "means": self.means.tolist(), "covars": self.covars.tolist(),
                 "scaler_mean": self.mean.tolist(), "scaler_std": self.std.tolist(),
                 "converged": self.converged, "log_likelihood": self.log_likelihood}
+
+
+def from_record(rec: dict) -> RegimeHMM:
+    """The :class:`RegimeHMM` of a recorded fold or final model (``run.json["regimes"]``)."""
+    from hmmlearn.hmm import GaussianHMM
+
+    k = len(rec["startprob"])
+    m = GaussianHMM(n_components=k, covariance_type="full", init_params="", params="")
+    m.startprob_, m.transmat_ = np.asarray(rec["startprob"]), np.asarray(rec["transmat"])
+    m.means_ = np.asarray(rec["means"])
+    m.n_features = m.means_.shape[1]
+    m.covars_ = np.asarray(rec["covars"])
+    hmm = RegimeHMM(m, np.asarray(rec["scaler_mean"]), np.asarray(rec["scaler_std"]), int(rec["n_obs"]),
+                    (rec["obs_start"], rec["obs_end"]))
+    hmm.converged, hmm.log_likelihood = bool(rec.get("converged")), rec.get("log_likelihood")
+    return hmm
 
 
 def fit_hmm(obs: pd.DataFrame, n_states: int = DEFAULT_STATES, seed: int = 0) -> RegimeHMM | None:
@@ -266,6 +286,34 @@ def for_spec(spec, ft, data: pd.DataFrame) -> RunRegimes | None:
     return RunRegimes(k, spec.seed, HMM_SET in spec.features.sets, ft.sessions, data)
 
 
+def live_features(run: dict, day, home=None) -> dict[str, float | None]:
+    """The hmm_regime features of trading day ``day`` for a run's final model (the live signal):
+    the final HMM (``run.json["regimes"]["final"]``) forward-filtered over the session days from
+    the run's first day up to ``day``; day D's value reads the days before D only. None values
+    when the run has no final HMM."""
+    from almanac.store import Store
+    from features import build_features
+
+    rec = run.get("regimes") or {}
+    names = feature_names(rec.get("n_states") or DEFAULT_STATES)
+    if not rec.get("final"):
+        return {c: None for c in names}
+    f = (run.get("spec") or {}).get("features") or {}
+    ft = build_features(run["spec"]["data"]["symbol"], cutoff=f.get("cutoff", "10:15"), sets=bar_sets(f["sets"]),
+                        cross_assets=f.get("cross_assets") or [], start=(run.get("date_range") or {}).get("start"),
+                        end=day, store=Store(home))
+    obs = observations(ft.sessions)
+    at = int(obs.index.get_indexer([pd.Timestamp(day)])[0])
+    if at < 0:
+        from almanac.errors import NotFoundError
+
+        raise NotFoundError(f"{run['spec']['data']['symbol']} has no session on {pd.Timestamp(day):%Y-%m-%d}: "
+                            "choose a trading day with stored bars")
+    p = from_record(rec["final"]).probs(obs)[at]
+    state = int(most_likely(p[None, :])[0])
+    return {**{c: float(v) for c, v in zip(names[:-1], p, strict=True)}, STATE_FEATURE: float(state)}
+
+
 def bar_sets(sets) -> list[str]:
     """The feature sets the feature table is built from (without the fold-fitted ones)."""
     return [s for s in sets if s != HMM_SET]
@@ -350,6 +398,6 @@ def oof_regime_series(oof: pd.DataFrame) -> pd.Series:
     return pd.Series(oof["regime"].to_numpy(dtype="int64"), index=pd.DatetimeIndex(oof["date"]), name="regime")
 
 
-__all__ = ["HMM_SET", "DEFAULT_STATES", "STATE_NAMES", "METHOD", "RegimeHMM", "RunRegimes", "bar_sets", "feature_names",
+__all__ = ["HMM_SET", "DEFAULT_STATES", "STATE_NAMES", "METHOD", "RegimeHMM", "RunRegimes", "bar_sets", "feature_names", "from_record", "live_features",
            "fit_hmm", "for_spec", "forward_filter", "most_likely", "observations", "predicted_probs",
            "NO_REGIMES", "backtest_by_regime", "names_of", "oof_regime_series", "oof_scores", "regime_probs", "regime_scores", "state_names", "training_observations"]

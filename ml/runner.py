@@ -342,7 +342,8 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
         prog(0.15 + 0.5 * i / n, f"fold {i + 1} of {n}: fitting")
         X_tr, X_te = X.iloc[tr], X.iloc[te]
         if reg is not None:  # the fold's HMM, fitted on its training days (ml.regimes)
-            X_tr, X_te = reg.fold(tr, te, X_tr, X_te)
+            with clock.stage("regimes"):
+                X_tr, X_te = reg.fold(tr, te, X_tr, X_te)
         if task != "regression":
             _check_classes(y[tr], k, f"the training rows of fold {i + 1} ({_iso(X_tr.index[0])} .. "
                                      f"{_iso(X_tr.index[-1])})")

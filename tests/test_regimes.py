@@ -224,6 +224,9 @@ def test_a_run_with_hmm_regime_uses_each_folds_hmm(runs, sessions):
         want = probs.loc[pd.DatetimeIndex(rows["date"])]
         np.testing.assert_allclose(ds.loc[rows["date"], names[:2]].to_numpy(), want.to_numpy(), rtol=1e-12)
         np.testing.assert_array_equal(rows["regime"].to_numpy(), regimes.most_likely(want.to_numpy()))
+        # the recorded parameters rebuild the fold's HMM
+        again = regimes.from_record(rec).probs(obs.loc[:f["test_end"]])
+        np.testing.assert_allclose(again[obs.index.get_indexer(rows["date"])], want.to_numpy(), rtol=1e-9)
     # a run without the set records the same regimes (same HMMs), for slicing
     plain_oof = pd.read_parquet(Path(plain["path"]) / "oof.parquet")
     np.testing.assert_array_equal(plain_oof["regime"].to_numpy(), oof["regime"].to_numpy())
@@ -321,3 +324,27 @@ def test_evaluate_and_backtest_regime_cards(runs, market, page_module, monkeypat
     # an undefined score (one class on those days) shows as a dash
     one = pd.DataFrame({"regime": ["calm"], "n": [3], "base_rate": [1.0], "roc_auc": [float("nan")]})
     assert cards.view(one, cards.SCORE_COLUMNS["binary"]).iloc[0].tolist()[:4] == ["calm", "3", "100.0%", "—"]
+
+
+def test_the_live_signal_of_an_hmm_run_uses_its_final_hmm_up_to_the_day_before(runs, market, sessions):
+    from almanac import registry
+    from ml.day_signal import day_signal
+    from ml.serving import ModelCache
+
+    run = runs[0]
+    registry.set_active(run["run_id"], market)
+    ds = pd.read_parquet(Path(run["path"]) / "dataset.parquet")
+    day = ds.index[-3]
+    sig = day_signal(ModelCache(home=market), "ES", "rest_of_day", f"{day:%Y-%m-%d}")
+    assert list(sig["features"]) == run["feature_names"]
+    for c in run["feature_names"][:-3]:  # the bar features: as at training
+        assert sig["features"][c] == pytest.approx(ds.loc[day, c], abs=1e-12, nan_ok=True) or \
+            (sig["features"][c] is None and pd.isna(ds.loc[day, c])), c
+    final = regimes.from_record(run["regimes"]["final"])
+    want = final.probs(regimes.observations(sessions))[sessions.index.get_loc(day)]  # the full data, cut later
+    got = [sig["features"]["hmm_p_calm"], sig["features"]["hmm_p_volatile"]]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert sig["features"]["hmm_state"] == float(np.argmax(want))
+    with pytest.raises(Exception) as no_memo:  # the web service builds it off the event loop
+        day_signal(ModelCache(home=market), "ES", "rest_of_day", f"{ds.index[-4]:%Y-%m-%d}", build=False)
+    assert type(no_memo.value).__name__ == "NotBuilt"
