@@ -348,3 +348,28 @@ def test_the_live_signal_of_an_hmm_run_uses_its_final_hmm_up_to_the_day_before(r
     with pytest.raises(Exception) as no_memo:  # the web service builds it off the event loop
         day_signal(ModelCache(home=market), "ES", "rest_of_day", f"{ds.index[-4]:%Y-%m-%d}", build=False)
     assert type(no_memo.value).__name__ == "NotBuilt"
+
+
+def test_a_holdout_fits_the_hmm_on_the_days_before_it(market, sessions):
+    from ml.runner import holdout_predictions
+
+    start = sessions.index[300]
+    out = holdout_predictions(SPEC, start, store=Store(market))
+    assert out["train_end"] < f"{start:%Y-%m-%d}" and len(out["pred"]) == len(out["rows"])
+    _, probs = regimes.regime_probs(regimes.observations(sessions), out["train_start"], out["train_end"], 2, seed=0)
+    # the same model refitted by hand on the bar features + the HMM fitted on the training days
+    from ml.labelers import make_label
+    from ml.models import make_model
+    from ml.runner import _drop_empty
+
+    ft = build_features("ES", sets=["early_session", "regime"], store=Store(market))
+    data = ft.frame.join(make_label("rest_of_day", ft.sessions.reset_index()).rename("y"))
+    data = data[data["y"].notna()]
+    names, _ = _drop_empty(data, list(ft.frame.columns))
+    hmm_cols = pd.DataFrame({"hmm_p_calm": probs["calm"], "hmm_p_volatile": probs["volatile"],
+                             "hmm_state": regimes.most_likely(probs.to_numpy()).astype("float64")})
+    X = data[names].join(hmm_cols)
+    train = X.loc[out["train_start"]:out["train_end"]]
+    model = make_model("lightgbm", "binary", SPEC["model"]["params"], seed=0)
+    model.fit(train, data.loc[train.index, "y"].astype("int64"))
+    np.testing.assert_allclose(out["pred"], model.predict_proba(X.loc[out["rows"].index])[:, 1], rtol=1e-12)
