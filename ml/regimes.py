@@ -289,7 +289,7 @@ def for_spec(spec, ft, data: pd.DataFrame) -> RunRegimes | None:
 def live_features(run: dict, day, home=None) -> dict[str, float | None]:
     """The hmm_regime features of trading day ``day`` for a run's final model (the live signal):
     the final HMM (``run.json["regimes"]["final"]``) forward-filtered over the session days from
-    the run's first day up to ``day``; day D's value reads the days before D only. None values
+    the spec's start (as at training) up to ``day``; day D's value reads the days before D only. None values
     when the run has no final HMM."""
     from almanac.store import Store
     from features import build_features
@@ -300,8 +300,8 @@ def live_features(run: dict, day, home=None) -> dict[str, float | None]:
         return {c: None for c in names}
     f = (run.get("spec") or {}).get("features") or {}
     ft = build_features(run["spec"]["data"]["symbol"], cutoff=f.get("cutoff", "10:15"), sets=bar_sets(f["sets"]),
-                        cross_assets=f.get("cross_assets") or [], start=(run.get("date_range") or {}).get("start"),
-                        end=day, store=Store(home))
+                        cross_assets=f.get("cross_assets") or [], start=run["spec"]["data"].get("start"),
+                        end=day, store=Store(home))  # the filter starts where training's did
     obs = observations(ft.sessions)
     at = int(obs.index.get_indexer([pd.Timestamp(day)])[0])
     if at < 0:
