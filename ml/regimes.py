@@ -272,9 +272,20 @@ class RunRegimes:
         self.final = hmm.record() if hmm is not None else None
         return X.assign(**self._features(probs, idx[rows])[self.feature_names])
 
-    def record(self) -> dict:
-        return {"method": METHOD, "n_states": self.n_states, "names": list(state_names(self.n_states)),
-                "features": self.use, "seed": self.seed, "folds": self.folds, "final": self.final}
+    def record(self, task: str | None = None, y=None, pred=None, tested=None, bt=None) -> dict:
+        """``run.json["regimes"]``; with the out-of-fold outcomes and predictions (``tested``: the
+        mask of out-of-fold rows) also ``scores`` (:func:`regime_scores` at 0.5) and, with the
+        backtest ``bt``, ``backtest`` (:func:`backtest_by_regime`'s table), one row per regime."""
+        out = {"method": METHOD, "n_states": self.n_states, "names": list(state_names(self.n_states)),
+               "features": self.use, "seed": self.seed, "folds": self.folds, "final": self.final}
+        if task is not None:
+            names = list(state_names(self.n_states))
+            state = self.state[tested]
+            out["scores"] = regime_scores(task, y, pred, state, names).to_dict("records")
+            if bt is not None:
+                series = pd.Series(state, index=pd.DatetimeIndex(self.data.index[tested]))
+                out["backtest"] = backtest_by_regime(bt.daily, series, names)[0].to_dict("records")
+        return out
 
 
 def for_spec(spec, ft, data: pd.DataFrame) -> RunRegimes | None:

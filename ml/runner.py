@@ -820,7 +820,7 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
                         "seed": spec.seed, "rows": int(len(last_te)), "test_start": _iso(last_dates[0]),
                         "test_end": _iso(last_dates[-1])},
         "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
-        "regimes": f["regimes"].record() if f["regimes"] is not None else None,
+        "regimes": f["regimes"].record(task, oof_y, oof_pred, tested, bt) if f["regimes"] is not None else None,
         "timings": timings, **(extra or {}),
         "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],
                         "sha256": final_meta["sha256"], "task": task, "classes": final_meta["classes"],

@@ -232,6 +232,13 @@ def test_a_run_with_hmm_regime_uses_each_folds_hmm(runs, sessions):
     np.testing.assert_array_equal(plain_oof["regime"].to_numpy(), oof["regime"].to_numpy())
     assert plain["regimes"]["folds"] == g["folds"]
     assert set(oof["regime"].unique()) <= {-1, 0, 1} and (oof["regime"] >= 0).mean() > 0.95
+    # run.json (and train --json) carries the scores and backtest of each regime, with counts
+    assert sum(r["n"] for r in g["scores"]) == run["n_oof"] == len(oof)
+    for r in g["scores"]:
+        m = oof["regime"] == r["state"]
+        assert r["roc_auc"] == pytest.approx(roc_auc_score(oof["y"][m], oof["prob"][m]), abs=1e-12)
+    assert sum(r["trades"] for r in g["backtest"]) == run["backtest"]["trades"]
+    assert [r["regime"] for r in g["backtest"]] == [r["regime"] for r in g["scores"]]
 
 
 def test_hmm_runs_are_reproducible(runs, market):
