@@ -63,6 +63,10 @@ from almanac.store import Store, bar_minutes, normalize_symbol
 FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
 #: Sets the user brings (must match features.lineage.USER_SETS): chosen by name, never a default.
 USER_SETS: tuple[str, ...] = ("tables", "plugins")
+#: Sets fitted inside each training fold by the runner (ml.regimes), never part of the cached
+#: feature table nor of the default selection; ``features.hmm_states`` (2-4, default 3) sets
+#: the number of HMM states. They add to the other sets.
+FOLD_SETS: tuple[str, ...] = ("hmm_regime",)
 #: The label of a table dataset (``data: {table, target}``): the target column itself.
 TABLE_LABEL = "column"
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
@@ -148,17 +152,21 @@ class DataSpec(_Section):
 
 
 class FeatureSpec(_Section):
-    sets: list[Literal[FEATURE_SETS + USER_SETS]] = Field(default_factory=lambda: list(FEATURE_SETS))  # type: ignore[valid-type]
+    sets: list[Literal[FEATURE_SETS + FOLD_SETS + USER_SETS]] = Field(default_factory=lambda: list(FEATURE_SETS))  # type: ignore[valid-type]
     cutoff: str = "10:15"
     cross_assets: list[str] = Field(default_factory=list)
     columns: list[str] | None = None  # a table dataset's feature columns (default: its other numeric columns)
+    hmm_states: StrictInt | None = Field(None, ge=2, le=4)  # states of the regime HMM (ml.regimes; None: 3)
 
     @field_validator("sets")
     @classmethod
     def _sets(cls, v):
         if not v:
             raise ValueError(f"choose at least one of {', '.join(FEATURE_SETS + USER_SETS)}")
-        return [s for s in FEATURE_SETS + USER_SETS if s in v]  # canonical order, no repeats
+        if set(v) <= set(FOLD_SETS):
+            raise ValueError(f"{', '.join(FOLD_SETS)} adds to the other sets: choose at least one of "
+                             f"{', '.join(FEATURE_SETS + USER_SETS)} with it, e.g. [regime, hmm_regime]")
+        return [s for s in FEATURE_SETS + FOLD_SETS + USER_SETS if s in v]  # canonical order, no repeats
 
     @field_validator("cutoff", mode="before")
     @classmethod
@@ -407,7 +415,7 @@ class ExperimentSpec(_Section):
         other kind of data (symbol vs table, target, features.columns, label.task) only when set."""
         d = self.model_dump(mode="json")
         for section, key in (("data", "symbol"), ("data", "table"), ("data", "target"), ("features", "columns"),
-                             ("label", "task")):
+                             ("features", "hmm_states"), ("label", "task")):
             if d[section].get(key) is None:
                 d[section].pop(key, None)
         if self.data.table is not None:  # a table has no cutoff, bar feature sets or trading rules
@@ -879,7 +887,7 @@ def validate_table_spec(spec, home=None) -> dict:
             "rows": int(len(t)), "features": cols}
 
 
-__all__ = ["validate_table_spec", "FEATURE_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
+__all__ = ["validate_table_spec", "FEATURE_SETS", "FOLD_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
            "validate_against_store", "format_validation_error", "parse_yaml", "SpecLoader", "PARAM_BOUNDS",

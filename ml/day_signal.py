@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 
 from almanac.errors import NotFoundError
+from ml import regimes
 from ml.serving import ModelCache, RequestError, json_value, file_signature, describe_run, features_config, predict_frame
 
 #: Day-feature rows kept in memory (least recently used dropped first).
@@ -74,7 +75,7 @@ def day_features(cfg: dict, day, home=None, build: bool = True) -> tuple[dict, l
     if not build:
         raise NotBuilt(key)
     sym, cutoff = cfg["symbol"], cfg["cutoff"]
-    ft = build_features(sym, cutoff=cutoff, sets=cfg["sets"], cross_assets=cfg["cross_assets"],
+    ft = build_features(sym, cutoff=cutoff, sets=regimes.bar_sets(cfg["sets"]), cross_assets=cfg["cross_assets"],
                         start=day, end=day, store=store, use_cache=False)
     if day not in ft.frame.index:
         raise NotFoundError(f"{sym} has no bars on {day:%Y-%m-%d}: choose a trading day with stored bars")
@@ -113,6 +114,10 @@ def day_signal(cache: ModelCache, symbol: str, label: str | None = None, date: s
     cfg = features_config(served.run)
     day = parse_day(date, sym)
     row, notes = day_features(cfg, day, cache.home, build)
+    if regimes.HMM_SET in cfg["sets"]:  # the final HMM's regime of the day (reads the days before it)
+        if not build:
+            raise NotBuilt(day)
+        row = {**row, **regimes.live_features(served.run, day, cache.home)}
     missing = [c for c in served.feature_names if c not in row]
     if missing:
         raise RequestError(f"day {day:%Y-%m-%d}'s features lack {', '.join(missing)} that run {served.run_id} "

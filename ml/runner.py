@@ -66,7 +66,9 @@ The run folder (:data:`almanac.registry.ARTIFACTS` are the files the registry re
                          their dates and scores, pooled metrics, backtest statistics, timings
     spec.yaml            the normalized spec (``python -m almanac train --config`` reruns it)
     dataset.parquet      features, y and the session prices of every labelled day
-    oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>
+    oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>; regime (a symbol's
+                         runs: the state of the day from its fold's HMM, ml.regimes; -1 none;
+                         run.json["regimes"] names the states and holds each fold's HMM)
     folds.parquet        the fold table (train/test date ranges, sizes, scores)
     shap.parquet         SHAP values of each fold's model on its (sampled) test rows; shap_base.parquet
     importance.parquet   mean |SHAP| (over those rows) per feature
@@ -122,7 +124,7 @@ from almanac.recovery import RUN_LOCK
 from almanac.settings import REPO_ROOT
 from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_against_store
 from almanac.store import Store
-from ml import baselines, drift, evaluation, explain, persist
+from ml import baselines, drift, evaluation, explain, persist, regimes
 from ml.backtester import backtest
 from ml.labelers import label_spec, make_label
 from ml.models import check_params, make_model
@@ -260,7 +262,7 @@ def _dataset(spec: ExperimentSpec, store: Store, prog: Progress, clock: _Clock):
     from features import build_features
 
     with clock.stage("features"):
-        ft = build_features(spec.data.symbol, cutoff=spec.features.cutoff, sets=spec.features.sets,
+        ft = build_features(spec.data.symbol, cutoff=spec.features.cutoff, sets=regimes.bar_sets(spec.features.sets),
                             cross_assets=spec.features.cross_assets, start=spec.data.start,
                             end=spec.data.end, store=store,
                             progress=lambda f, s: prog(0.12 * f, f"features: {s}"))
@@ -323,7 +325,7 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
 
 
 def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor,
-           on_fold: FoldHook | None = None):
+           on_fold: FoldHook | None = None, reg: regimes.RunRegimes | None = None):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times.
 
     This thread fits and predicts the folds one after another; each fitted fold's SHAP
@@ -340,11 +342,16 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
     n = len(splits)
     k = len(classes) if classes else 2
     pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
-    fit_s, jobs = [], []
+    fit_s, jobs, regime_jobs = [], [], []
     model = None
     for i, (tr, te) in enumerate(splits):
         prog(0.15 + 0.5 * i / n, f"fold {i + 1} of {n}: fitting")
         X_tr, X_te = X.iloc[tr], X.iloc[te]
+        if reg is not None and reg.use:  # the fold's HMM, fitted on its training days (ml.regimes)
+            with clock.stage("regimes"):
+                X_tr, X_te = reg.fold(tr, te, X_tr, X_te)
+        elif reg is not None:  # the regimes only label the test days: the worker fits them (in fold order)
+            regime_jobs.append(pool.submit(_fold_regimes, reg, tr, te, X_tr, X_te, clock))
         if task != "regression":
             _check_classes(y[tr], k, f"the training rows of fold {i + 1} ({_iso(X_tr.index[0])} .. "
                                      f"{_iso(X_tr.index[-1])})")
@@ -368,10 +375,17 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
         psi[str(i)] = out["psi"]
         shap_n += out["rows"]
         shap_output = out["output"]
+    for job in regime_jobs:
+        job.result()
     return {"splits": splits, "table": table, "pred": pred, "model": model, "fit_seconds": fit_s,
             "shap": pd.concat(shap_parts, ignore_index=True), "shap_base": pd.concat(base_parts, ignore_index=True),
-            "shap_output": shap_output, "psi": psi,
+            "shap_output": shap_output, "psi": psi, "regimes": reg,
             "shap_info": {"rows_per_fold": SHAP_ROWS_PER_FOLD, "rows": shap_n, "seed": int(spec.seed)}}
+
+
+def _fold_regimes(reg, tr, te, X_tr, X_te, clock) -> None:
+    with clock.stage("regimes"):
+        reg.fold(tr, te, X_tr, X_te)
 
 
 def _explain_fold(spec, model, X_tr: pd.DataFrame, X_te: pd.DataFrame, i: int, clock, deadline) -> dict:
@@ -668,8 +682,10 @@ def holdout_predictions(spec, start, store: Store | None = None) -> dict:
     limit_threads()
     lab = label_spec(spec.label.kind)
     check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)
-    data, names, _ = _dataset(spec, store, lambda f, s: None, _Clock())
+    data, names, ft = _dataset(spec, store, lambda f, s: None, _Clock())
     names, _ = _drop_empty(data, names)
+    reg = regimes.for_spec(spec, ft, data)  # hmm_regime: an HMM fitted on the training days
+    names = names + (reg.feature_names if reg is not None else [])
     start = pd.Timestamp(start)
     before = np.flatnonzero(data.index < start)
     train = before[: max(0, len(before) - spec.validation.gap)]
@@ -683,10 +699,12 @@ def holdout_predictions(spec, start, store: Store | None = None) -> dict:
     if task == "binary":
         _check_classes(y[train], 2, f"the {len(train)} training days before the holdout")
     model = make_model(spec.model.kind, task, spec.model.params, seed=spec.seed)
-    _fit(model, spec.model.kind, data[names].iloc[train], y[train].astype("int64") if task != "regression"
-         else y[train])
-    rows = data[after]
-    return {"rows": rows, "pred": _predict(model, rows[names], task), "task": task,
+    X_train, rows = data[names].iloc[train], data[after]
+    X_rows = rows[names]
+    if reg is not None:
+        X_train, X_rows = reg.fit_rows(train, X_train), reg.fit_rows(train, X_rows, np.flatnonzero(after))
+    _fit(model, spec.model.kind, X_train, y[train].astype("int64") if task != "regression" else y[train])
+    return {"rows": rows, "pred": _predict(model, X_rows, task), "task": task,
             "classes": list(lab.classes) if lab.classes else None, "n_train": int(len(train)),
             "train_start": _iso(data.index[train[0]]), "train_end": _iso(data.index[train[-1]])}
 
@@ -706,6 +724,8 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     else:
         data, names, ft = _dataset(spec, store, prog, clock)
     names, dropped = _drop_empty(data, names)
+    reg = regimes.for_spec(spec, ft, data)  # each fold's HMM regimes (+ the hmm_regime features)
+    names = names + (reg.feature_names if reg is not None else [])
     y = data["y"].to_numpy()
     if task == "binary":
         _check_classes(y, 2, f"the {len(data)} labelled days")
@@ -717,7 +737,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     pool = _Inline() if one_core else ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
     try:
         provenance = pool.submit(_provenance)  # git and package metadata: the worker, before fold 1's SHAP
-        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold)
+        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold, reg)
         fid = fold_ids(len(data), f["splits"])
         tested = fid >= 0
         oof_pred = f["pred"][tested]
@@ -725,7 +745,8 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
 
         faults.point("run:folds-fitted")
         # the final refit depends on nothing below: the worker fits it while this thread evaluates
-        final_job = pool.submit(_final_model, spec, task, data[names], y, tmp, deadline)
+        X_all = data[names] if reg is None else reg.fit_rows(np.arange(len(data)), data[names])
+        final_job = pool.submit(_final_model, spec, task, X_all, y, tmp, deadline)
         return _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, task, classes, data,
                        names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra, provenance)
     finally:
@@ -819,6 +840,7 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
                         "seed": spec.seed, "rows": int(len(last_te)), "test_start": _iso(last_dates[0]),
                         "test_end": _iso(last_dates[-1])},
         "rolling_auc_window": ROLLING_WINDOW if task != "multiclass" else None,
+        "regimes": f["regimes"].record(task, oof_y, oof_pred, tested, bt) if f["regimes"] is not None else None,
         "timings": timings, **(extra or {}),
         "final_model": {"kind": spec.model.kind, "file": final_meta["file"], "format": final_meta["format"],
                         "sha256": final_meta["sha256"], "task": task, "classes": final_meta["classes"],
@@ -845,6 +867,8 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
     else:
         for c, name in enumerate(classes):
             oof[f"prob_{name}"] = oof_pred[:, c]
+    if f["regimes"] is not None:  # the regime of each day from its fold's HMM (-1: none)
+        oof["regime"] = f["regimes"].state[tested]
     parquet(oof, "oof.parquet")
     parquet(pd.DataFrame(folds).assign(**{c: lambda d, c=c: pd.to_datetime(d[c]) for c in
                                           ("train_start", "train_end", "test_start", "test_end")}),

@@ -19,7 +19,8 @@ settings they equal ``runs show --json``, /models and the report; at other setti
 run's Sharpe is swapped for the one on screen. Below: drawdown, a rolling 126-day Sharpe,
 monthly returns, a threshold × cost heatmap of Sharpe and DSR (computed once per run and
 long-only choice, never on a slider step), the decile chart of a regression run, trades.
-Multiclass runs (day types, not directions) have no backtest: one sentence says so; nor do runs on a
+By regime: the same backtest on the days of each HMM regime, with counts of days and trades
+(:mod:`pages._components.regimes`). Multiclass runs (day types, not directions) have no backtest: one sentence says so; nor do runs on a
 table dataset (:data:`NO_TABLE_BACKTEST`).
 
 Downloads: the run's self-contained HTML report at the settings on screen (recorded in
@@ -46,6 +47,7 @@ from ml.report import report_data
 from ml.runinfo import trading_rules
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.feedback import warning_alert
+from pages._components.regimes import backtest_section
 from pages._components.runs import NO_TABLE_BACKTEST, load_runs, pick_run, run_links, run_page, run_picker, table_run
 from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure, monthly_updates,
                           rolling_sharpe_figure, sharpe_grid_figure, trace_updates)
@@ -217,6 +219,7 @@ def _body() -> html.Div:
             dbc.Col(section("Rolling Sharpe", _box("backtest-rolling", 280), section_id="backtest-rolling-section"),
                     lg=6),
         ], className="g-3 mt-1"),
+        backtest_section(),  # statistics and equity by HMM regime (pages._components.regimes)
         section("Threshold × cost", _box("backtest-grid", 240),
                 subtitle="Sharpe and DSR at every threshold and cost, from the stored predictions (nothing "
                          "refitted); follows the long-only switch",

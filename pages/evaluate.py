@@ -38,6 +38,8 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
 * **Permutation importance** of the last fold's saved model on its test rows
   (``run.json["importance_note"]``), computed on demand with a button and then cached in
   the run folder (:func:`ml.explain.run_permutation_importance`).
+* **Scores by regime**: the out-of-fold days of each HMM regime (``oof.parquet["regime"]``,
+  :mod:`ml.regimes`) scored apart, with their counts (:mod:`pages._components.regimes`).
 * **Drift**: the rolling out-of-fold AUC (``drift.json``; cut to the fold's test period
   for one fold) and the PSI of every feature in every fold (training vs test rows).
 """
@@ -61,6 +63,7 @@ from pages._components import failure_alert, info_alert, page_header, section
 from pages._components.similar import day_options, similar_controls, similar_view
 from pages._components.runs import (base_rate, baselines_view, load_runs, pick_run, run_links, run_page, run_picker,
                                     run_warnings)
+from pages._components.regimes import evaluate_section
 from viz import evaluation as ve
 from viz.theme import COLORS, fold_name, slim
 
@@ -364,6 +367,7 @@ def layout(run: str | None = None, **_query):
                                                 "above)", section_id="evaluate-report-section")),
             _card("cv", 7, section("Scores per fold", _box("evaluate-cv", 360), section_id="evaluate-cv-section")),
         ], className="g-3 mt-1"),
+        evaluate_section(),  # scores by HMM regime (pages._components.regimes)
         dbc.Row([
             dbc.Col(section("SHAP summary",
                             html.Div([dbc.Label("Class explained", html_for="evaluate-shap-class", className="mb-1"),

@@ -45,6 +45,7 @@ from almanac.spec import spec_from_dict
 from almanac.store import Store
 from features.build import user_sets
 from features.lineage import ALL_SETS, FEATURE_SETS
+from ml.regimes import HMM_SET
 from ml.labelers import LABELS
 from ml.models import MODEL_KINDS, default_params
 from pages._components import (empty_state, error_alert, failure_alert, info_alert, page_header, page_token,
@@ -72,7 +73,7 @@ DEFAULTS = {
 }
 #: A table dataset in the symbol list: ``table:<name>`` (its rows, not bars; see ml.tabular).
 TABLE_PREFIX = "table:"
-SET_NAMES = {"tables": "your tables", "plugins": "your plugins"}
+SET_NAMES = {"tables": "your tables", "plugins": "your plugins", HMM_SET: "HMM regime (fitted per fold)"}
 
 
 #: The main parameters shown per model kind: (name, label, input type, step, min).
@@ -173,7 +174,7 @@ def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
     task = LABELS[label].task if label in LABELS else "binary"
     kind = fields.get("kind") or DEFAULTS["kind"]
     scheme = fields.get("scheme") or DEFAULTS["scheme"]
-    sets = [s for s in ALL_SETS if s in (fields.get("sets") or [])]
+    sets = [s for s in (*ALL_SETS, HMM_SET) if s in (fields.get("sets") or [])]
     name = "" if _blank(fields.get("name")) else str(fields["name"]).strip()
     validation = {
         "scheme": scheme,
@@ -392,7 +393,7 @@ def table_target(symbol: str | None, home=None) -> str:
 def _form(targets: list[str], symbols: list[str]) -> list:
     d = DEFAULTS
     symbol = d["symbol"] if d["symbol"] in targets else (targets[0] if targets else None)
-    sets = [*FEATURE_SETS, *user_sets()]
+    sets = [*FEATURE_SETS, HMM_SET, *user_sets()]
     label_options = [{"label": f"{k.replace('_', ' ')} ({v.task})", "value": k} for k, v in LABELS.items()]
     return [
         html.H3("Run", className="almanac-subheading"),

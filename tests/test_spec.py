@@ -91,7 +91,7 @@ def test_example_configs_are_valid(path):
     (with_(label={"kind": "up"}),
      "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return, column"),
     (with_(features={"sets": ["early", "regime"]}),
-     "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime, tables, plugins"),
+     "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime, hmm_regime, tables, plugins"),
     (with_(validation={"scheme": "sliding"}),
      "spec field validation.scheme: 'sliding' is not one of expanding, rolling"),
     (with_(featurs={}),
