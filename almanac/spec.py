@@ -661,6 +661,12 @@ def spec_from_yaml(text: str, where: str = "spec") -> ExperimentSpec:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a YAML spec file (its size is checked before it is read)."""
+    text, where = read_spec_file(path)
+    return spec_from_yaml(text, where=where)
+
+
+def read_spec_file(path: str | Path) -> tuple[str, str]:
+    """(text, "spec file NAME") of a YAML spec file, its size checked before it is read."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise NotFoundError(f"spec file {p} does not exist: pass the path of a YAML spec, "
@@ -675,7 +681,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p} ({type(exc).__name__}): pass a UTF-8 YAML file") from None
-    return spec_from_yaml(text, where=where)
+    return text, where
 
 
 # ---------------------------------------------------------------------- store checks

@@ -92,9 +92,15 @@ def _fmt(v) -> str:
 
 def cmd_train(args) -> int:
     from almanac.registry import get_run
-    from almanac.spec import load_spec, validate_against_store
+    from almanac.spec import validate_against_store
 
-    spec = load_spec(args.config)  # a bad spec fails here, before anything is imported or read
+    from almanac.multihead import MultiHeadSpec, load_experiment
+
+    spec = load_experiment(args.config)  # a bad spec fails here, before anything is imported or read
+    if isinstance(spec, MultiHeadSpec):  # heads: one run per head, one feature table, one fold split
+        from cli.heads import train_multihead
+
+        return train_multihead(spec, args)
     # The runner's own checks, in its order, before its heavy imports (scipy, SHAP: ~1-2 s),
     # so a refusal comes fast; nothing is written. The runner repeats them (milliseconds).
     from ml.models import check_params
