@@ -15,17 +15,13 @@ from cli import print_json, progress_printer
 
 def train_multihead(spec, args) -> int:
     from almanac.errors import SpecError
-    from almanac.spec import validate_against_store
-    from ml.models import check_params
 
     if args.queue:
         raise SpecError("a multi-head spec runs here, not on a queue worker: drop --queue (or train each head's "
                         "spec on its own with --queue)")
-    for name in spec.heads:  # the runner's checks, per head, before any heavy import or write
-        s = spec.head_spec(name)
-        check_params(s.model.kind, s.task, s.model.params, seed=s.seed)
-        validate_against_store(s)
-    from ml.heads import run_multihead
+    from ml.heads import check_heads, run_multihead
+
+    check_heads(spec)  # the runner's checks, per head, before any write (it repeats them: milliseconds)
 
     record = run_multihead(spec, progress=progress_printer("train "))
     if args.json:

@@ -199,14 +199,38 @@ def _write(folder: Path, record: dict, result) -> None:
         raise
 
 
+def check_heads(spec: MultiHeadSpec, store: Store | None = None) -> dict:
+    """The runner's checks for every head, in its order (gap vs the label horizon, the model's
+    parameters by the library's rules, the data the head needs), before any work; a refusal
+    names the head's field (``spec field heads.up.label.kind: ...``). Returns {name: head spec}."""
+    from ml.labelers import label_spec
+    from ml.models import check_params
+    from ml.splits import check_gap
+
+    out = {}
+    for name in spec.heads:
+        s = out[name] = spec.head_spec(name)
+        try:
+            lab = label_spec(s.label.kind)
+            check_gap(s.validation.gap, lab.horizon_days)
+            check_params(s.model.kind, lab.task, s.model.params, seed=s.seed)
+            validate_against_store(s, store)
+        except AlmanacError as exc:
+            own = ("label", "model") if spec.heads[name].model is not None else ("label",)
+            msg = exc.message
+            for section in own:
+                msg = msg.replace(f"spec field {section}.", f"spec field heads.{name}.{section}.")
+            if msg != exc.message:
+                raise type(exc)(msg) from None
+            raise
+    return out
+
+
 def run_multihead(spec, store: Store | None = None, progress: Progress | None = None) -> dict:
     """Run a multi-head spec (a MultiHeadSpec, a dict or a YAML path); see the module doc.
 
     Returns the parent record (``multihead.json``) plus ``"path"``."""
-    from ml.labelers import label_spec
-    from ml.models import check_params
     from ml.runner import run_experiment
-    from ml.splits import check_gap
     from ml.threads import limit_threads
 
     t0 = time.perf_counter()
@@ -214,12 +238,7 @@ def run_multihead(spec, store: Store | None = None, progress: Progress | None = 
     store = store if store is not None else Store()
     report: Progress = progress or (lambda f, s: None)
     limit_threads()
-    heads = {name: spec.head_spec(name) for name in spec.heads}
-    for s in heads.values():  # every head's checks before any work: a refusal writes nothing
-        lab = label_spec(s.label.kind)
-        check_gap(s.validation.gap, lab.horizon_days)
-        check_params(s.model.kind, lab.task, s.model.params, seed=s.seed)
-        validate_against_store(s, store)
+    heads = check_heads(spec, store)  # every head's checks before any work: a refusal writes nothing
     created = datetime.now(timezone.utc)
     mid = f"{created:%Y%m%d-%H%M%S}-{registry._slug(spec.name)}-{uuid.uuid4().hex[:6]}"
     report(0.0, f"started multi-head {mid}")
@@ -285,5 +304,5 @@ def read_gated_backtest(mid: str, home: Path | str | None = None) -> pd.DataFram
     return pd.read_parquet(path) if path.is_file() else None
 
 
-__all__ = ["run_multihead", "shared_days", "shared_folds", "gated_signal", "gated_backtest", "heads_table",
+__all__ = ["run_multihead", "check_heads", "shared_days", "shared_folds", "gated_signal", "gated_backtest", "heads_table",
            "head_summary", "get_multihead", "read_gated_backtest", "multihead_dir", "HEADLINE"]
