@@ -36,7 +36,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from almanac.errors import SpecError
 from almanac.settings import Limits, get_limits
 from almanac.spec import (LABEL_TASKS, TABLE_LABEL, BacktestSpec, DataSpec, ExperimentSpec, FeatureSpec, LabelSpec,
-                          ModelSpec, StrictInt, ValidationSpec, _Problem, _Section, format_validation_error,
+                          ModelSpec, StrictInt, ValidationSpec, _one, _Problem, _Section, format_validation_error,
                           parse_yaml, read_spec_file, spec_from_yaml, MAX_TIMEOUT_S)
 
 HEAD_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -190,6 +190,18 @@ class MultiHeadSpec(_Section):
         return d
 
 
+def _format(exc: ValidationError) -> str:
+    """:func:`almanac.spec.format_validation_error`, with a head's own cross-field problems (e.g. a
+    model parameter out of bounds) named under the head: ``spec field heads.ret.model.params...``."""
+    out = []
+    for e in exc.errors():
+        line, loc = _one(e), e["loc"]
+        if len(loc) > 2 and loc[0] == "heads" and isinstance((e.get("ctx") or {}).get("error"), _Problem):
+            line = line.replace("spec field ", f"spec field heads.{loc[1]}.", 1)
+        out.append(line)
+    return "; ".join(dict.fromkeys(out))
+
+
 def multihead_from_dict(d: dict | MultiHeadSpec) -> MultiHeadSpec:
     """Validate a dict with ``heads:`` into a :class:`MultiHeadSpec` (SpecError: one line)."""
     if isinstance(d, MultiHeadSpec):
@@ -199,7 +211,7 @@ def multihead_from_dict(d: dict | MultiHeadSpec) -> MultiHeadSpec:
     try:
         spec = MultiHeadSpec.model_validate(d)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc)) from None
+        raise SpecError(_format(exc)) from None
     if spec.data.table is not None:
         raise SpecError("spec field data.table: a multi-head spec labels a symbol's days: use data: {symbol: ...}")
     return spec

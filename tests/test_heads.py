@@ -83,6 +83,9 @@ def changed(edit) -> dict:
     (lambda d: d["heads"].update(x={"label": "bogus"}),
      "spec field heads.x.label.kind: 'bogus' is not one of direction, rest_of_day, archetype, forward_return"),
     (lambda d: d["heads"].update(Big="direction"), "spec field heads: 'Big' is not a head name"),
+    (lambda d: d["heads"]["ret"]["model"]["params"].update(n_estimators=0),
+     "spec field heads.ret.model.params.n_estimators: 0 is outside the lab's bounds for n_estimators (1..20000)"),
+    (lambda d: d["validation"].update(gap=-1), "spec field validation.gap: -1 is out of range: use at least 0"),
     (lambda d: d.update(heads={"up": "rest_of_day"}, backtest={}),
      "spec field heads: list at least two heads (with one, write label: instead of heads:)"),
     (lambda d: d.update(label="direction"),
@@ -284,3 +287,38 @@ def test_train_refuses_a_bad_multihead_spec_with_one_line(market, tmp_path):
     out = _cli(market.home, "train", "--config", str(cfg))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("error: spec field heads.up.label.kind: rest_of_day starts at the price at the cutoff")
     assert home_state(market.home) == before
+
+
+# ---------------------------------------------------------------------- the pages
+
+
+def test_viz_side_by_side_and_gated_equity(multi, market):
+    from viz.heads import gated_equity_figure, gated_text, heads_frame
+
+    t = heads_frame(multi)
+    assert list(t["Head"]) == ["up", "day", "ret"]
+    day = multi["heads"]["day"]
+    assert t.loc[1, "Score"] == f"ROC AUC {day['metrics']['roc_auc']:.3f}" and t.loc[1, "No skill"] == "0.500"
+    assert t.loc[2, "Score"].startswith("IC (Spearman) ") and t.loc[2, "Accuracy"] == "–"
+    g = multi["gated_backtest"]
+    assert f"Sharpe {g['sharpe']:.2f} (ungated {multi['heads']['up']['backtest']['sharpe']:.2f})" in gated_text(multi)
+    gated = read_gated_backtest(multi["multihead_id"], home=market.home)
+    alone = registry.read_artifact(multi["heads"]["up"]["run_id"], "backtest.parquet", home=market.home)
+    fig = gated_equity_figure(gated, alone, "up")
+    assert [tr.name for tr in fig.data] == ["buy and hold", "up alone", "gated"]
+    assert list(fig.data[2].y) == list(gated["equity"]) and list(fig.data[1].y) == list(alone["equity"])
+
+
+def test_a_heads_page_panel_and_none_for_an_ordinary_run(multi, market, monkeypatch):
+    monkeypatch.setenv("ALMANAC_HOME", str(market.home))
+    from pages._components.heads import multihead_view
+
+    run = registry.get_run(multi["heads"]["day"]["run_id"], home=market.home)
+    card = multihead_view(run, "evaluate")
+    text = str(card)
+    assert "evaluate-heads-table" in text and "evaluate-gated-equity" in text
+    assert f"/evaluate?run={multi['heads']['ret']['run_id']}" in text
+    assert multihead_view({k: v for k, v in run.items() if k != "multihead"}, "evaluate") is None
+    gone = multihead_view({**run, "multihead": {"id": "20200101-000000-gone-000000"}}, "evaluate")
+    assert "no multi-head run 20200101-000000-gone-000000" in str(gone)  # a red alert, no traceback
+    assert type(gone).__name__ == "Alert" and gone.color == "danger"
