@@ -11,7 +11,8 @@ A multi-head spec (:mod:`almanac.multihead`) becomes:
   at least one head has a label; :func:`shared_days`) and each head's rows keep the fold of
   their date (:func:`ml.splits.split_on_days`), so every head has the same fold boundaries
   and a head whose label is missing on a day simply has no row there, inside the same folds;
-* the parent record ``$ALMANAC_HOME/multihead/<id>/multihead.json``: the heads side by side
+* the parent record ``$ALMANAC_HOME/multihead/<id>/multihead.json`` (and its normalized
+  ``spec.yaml``, which ``train --config`` reruns): the heads side by side
   (:func:`heads_table`), the shared folds and, when the spec has ``backtest.signal`` and
   ``backtest.gate``, the gated backtest (``gated_backtest.parquet``, ``gated_trades.parquet``).
 
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from almanac import registry
 from almanac.errors import AlmanacError, NotFoundError
@@ -188,6 +190,8 @@ def _write(folder: Path, record: dict, result) -> None:
             result.trades.to_parquet(tmp / "gated_trades.parquet", index=False, compression="zstd")
         from ml.runner import _json_safe
 
+        (tmp / "spec.yaml").write_text(yaml.safe_dump(record["spec"], sort_keys=False, default_flow_style=None,
+                                                       width=100))  # `train --config` reruns it
         (tmp / RECORD).write_text(json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
         for p in tmp.iterdir():
             fd = os.open(p, os.O_RDONLY)

@@ -211,6 +211,9 @@ def test_gated_backtest_is_the_backtester_on_the_hand_gated_signal(multi, market
     assert g["days_gate_open"] == int((gate >= 0.55).sum())
     assert 0 < g["trades"] < len(up)  # the gate closed some days, the signal traded others
     assert get_multihead(multi["multihead_id"], home=home)["gated_backtest"] == g
+    # the gate's probability of a day comes from the fold that also predicted the signal: trained before it
+    folds = up["fold"].to_frame().join(day["fold"].rename("gate_fold"), how="inner")
+    assert len(folds) == len(up) and (folds["fold"] == folds["gate_fold"]).all()
 
 
 def test_the_gated_strategy_is_a_trial_of_the_signal_heads_label(multi, market):
@@ -271,6 +274,25 @@ def test_train_json_has_heads_and_the_gated_backtest(multi, market, tmp_path):
     assert got["folds"] == multi["folds"]
     for h in got["heads"].values():
         registry.delete_run(h["run_id"], home=market.home)
+
+
+def test_the_parent_keeps_a_spec_that_reruns(multi):
+    spec = load_experiment(Path(multi["path"]) / "spec.yaml")
+    assert spec.to_dict() == multihead_from_dict(SPEC).to_dict() == multi["spec"]
+
+
+def test_a_multihead_spec_is_not_queued(market, tmp_path, monkeypatch, capsys):
+    from cli import main
+
+    cfg = tmp_path / "heads.yaml"
+    cfg.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    monkeypatch.setenv("ALMANAC_HOME", str(market.home))
+    before = home_state(market.home)
+    assert main(["train", "--config", str(cfg), "--queue"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("error: a multi-head spec runs here, not on a queue worker: drop --queue (or train "
+                                 "each head's spec on its own with --queue)\n")
+    assert home_state(market.home) == before
 
 
 def test_train_refuses_a_bad_multihead_spec_with_one_line(market, tmp_path):
