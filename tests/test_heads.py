@@ -341,6 +341,16 @@ def test_a_heads_page_panel_and_none_for_an_ordinary_run(multi, market, monkeypa
     assert "evaluate-heads-table" in text and "evaluate-gated-equity" in text
     assert f"/evaluate?run={multi['heads']['ret']['run_id']}" in text
     assert multihead_view({k: v for k, v in run.items() if k != "multihead"}, "evaluate") is None
-    gone = multihead_view({**run, "multihead": {"id": "20200101-000000-gone-000000"}}, "evaluate")
-    assert "no multi-head run 20200101-000000-gone-000000" in str(gone)  # a red alert, no traceback
-    assert type(gone).__name__ == "Alert" and gone.color == "danger"
+    gone = multihead_view({**run, "multihead": {"id": "20200101-000000-gone-000000", "head": "day"}}, "evaluate")
+    assert "head day of multi-head run 20200101-000000-gone-000000, which did not complete" in str(gone)
+    assert type(gone).__name__ == "Alert" and gone.color == "info"
+
+
+def test_an_interrupted_parent_write_is_swept(tmp_path):
+    from almanac.recovery import sweep
+
+    left = tmp_path / "multihead" / ".tmp-20200101-000000-x-000000"
+    left.mkdir(parents=True)
+    (left / "multihead.json").write_text("{}")
+    assert sweep(tmp_path, min_age_s=0) == ["multihead/.tmp-20200101-000000-x-000000"]
+    assert not left.exists()

@@ -15,9 +15,9 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from almanac import registry
-from almanac.errors import AlmanacError
+from almanac.errors import AlmanacError, NotFoundError
 from ml.heads import get_multihead, read_gated_backtest
-from pages._components.feedback import failure_alert
+from pages._components.feedback import failure_alert, info_alert
 from pages._components.layout import section
 from viz.heads import COLUMNS, gated_equity_figure, gated_text, heads_frame
 from viz.theme import slim
@@ -47,6 +47,10 @@ def multihead_view(run: dict, page_id: str, page: str = "/evaluate") -> dbc.Card
     try:
         record = get_multihead(link["id"])
         gated = read_gated_backtest(link["id"])
+    except NotFoundError:  # the multi-head run was interrupted after this head was registered
+        return info_alert(f"This run was trained as head {link.get('head')} of multi-head run {link['id']}, which "
+                          "did not complete: it stands alone (retrain the multi-head spec to see its heads side by "
+                          "side).")
     except AlmanacError as exc:
         return failure_alert(exc, log, f"reading multi-head run {link['id']}")
     parts = [_table(record, run["run_id"], page, page_id)]
