@@ -57,6 +57,9 @@ def register(sub) -> None:
     pi.add_argument("run_id")
     pi.add_argument("--json", action="store_true", help="print a JSON list of {feature, mean, std}")
     pi.set_defaults(handler=cmd_importance)
+    from cli.heads import register_runs
+
+    register_runs(cmds)  # runs heads [ID]: multi-head runs
 
     e = sub.add_parser("export", help="export a run's final model as a verified bundle (.zip)",
                        description="Write the run's final model, metadata, model card and SHA-256 manifest "

@@ -303,10 +303,26 @@ def get_multihead(mid: str, home: Path | str | None = None) -> dict:
                            f"{path.parent}") from None
 
 
+def list_multiheads(home: Path | str | None = None) -> list[dict]:
+    """``[{multihead_id, name, created_at, heads: {name: run_id}}]`` of the complete multi-head
+    runs, newest first (an unreadable record is skipped)."""
+    root = multihead_dir(home)
+    out = []
+    for path in root.glob(f"[!.]*/{RECORD}") if root.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+            out.append({"multihead_id": rec["multihead_id"], "name": rec.get("name"),
+                        "created_at": rec.get("created_at"),
+                        "heads": {n: h.get("run_id") for n, h in rec["heads"].items()}})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return sorted(out, key=lambda r: (str(r["created_at"]), r["multihead_id"]), reverse=True)
+
+
 def read_gated_backtest(mid: str, home: Path | str | None = None) -> pd.DataFrame | None:
     path = multihead_dir(home) / registry.check_run_id(mid) / "gated_backtest.parquet"
     return pd.read_parquet(path) if path.is_file() else None
 
 
 __all__ = ["run_multihead", "check_heads", "shared_days", "shared_folds", "gated_signal", "gated_backtest", "heads_table",
-           "head_summary", "get_multihead", "read_gated_backtest", "multihead_dir", "HEADLINE"]
+           "head_summary", "get_multihead", "list_multiheads", "read_gated_backtest", "multihead_dir", "HEADLINE"]

@@ -354,3 +354,22 @@ def test_an_interrupted_parent_write_is_swept(tmp_path):
     (left / "multihead.json").write_text("{}")
     assert sweep(tmp_path, min_age_s=0) == ["multihead/.tmp-20200101-000000-x-000000"]
     assert not left.exists()
+
+
+def test_runs_heads_lists_and_shows(multi, market, monkeypatch, capsys):
+    from cli import main
+
+    monkeypatch.setenv("ALMANAC_HOME", str(market.home))
+    assert main(["runs", "heads", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    mine = [r for r in rows if r["multihead_id"] == multi["multihead_id"]]
+    assert mine and mine[0]["heads"] == {n: h["run_id"] for n, h in multi["heads"].items()}
+    assert main(["runs", "heads", multi["multihead_id"], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["heads"]["up"]["metrics"] == multi["heads"]["up"]["metrics"]
+    assert shown["gated_backtest"] == json.loads(json.dumps(multi["gated_backtest"]))
+    assert main(["runs", "heads", multi["multihead_id"]]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["Head", "Label", "Task"] and "Gated signal: head up" in out
+    assert main(["runs", "heads", "../etc"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
