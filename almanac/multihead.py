@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from almanac.errors import SpecError
 from almanac.settings import Limits, get_limits
-from almanac.spec import (LABEL_TASKS, TABLE_LABEL, BacktestSpec, DataSpec, ExperimentSpec, FeatureSpec, LabelSpec,
+from almanac.spec import (TABLE_LABEL, BacktestSpec, DataSpec, ExperimentSpec, FeatureSpec, LabelSpec,
                           ModelSpec, StrictInt, ValidationSpec, _one, _Problem, _Section, format_validation_error,
                           parse_yaml, read_spec_file, spec_from_yaml, MAX_TIMEOUT_S)
 
@@ -110,6 +110,8 @@ class MultiHeadSpec(_Section):
 
     @model_validator(mode="after")
     def _gate(self):
+        for name in self.heads:  # each head's spec passes the single-head rules (gap vs horizon, ...)
+            self.head_spec(name)
         bt = self.backtest
         if bt.gate is not None and bt.signal is None:
             raise _Problem("backtest.gate", "a gate needs the head whose signal it gates: add backtest.signal")
@@ -137,8 +139,6 @@ class MultiHeadSpec(_Section):
         return self._heads_valid()
 
     def _heads_valid(self):
-        for name in self.heads:  # each head's spec passes the single-head rules (gap vs horizon, ...)
-            self.head_spec(name)
         if not self.name:
             object.__setattr__(self, "name", f"{self.data.symbol}-heads-{'-'.join(self.heads)}"[:100]
                                .lower().replace("_", "-"))
@@ -146,7 +146,9 @@ class MultiHeadSpec(_Section):
 
     # ------------------------------------------------------------------ derived
     def head_task(self, name: str) -> str:
-        return LABEL_TASKS[self.heads[name].label.kind]
+        """binary | multiclass | regression of head ``name`` (its spec's task: a label whose task
+        depends on its parameters gets it from there)."""
+        return self.head_spec(name).task
 
     def head_dict(self, name: str) -> dict:
         """The single-head spec of head ``name`` as a dict."""

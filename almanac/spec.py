@@ -876,5 +876,5 @@ def validate_table_spec(spec, home=None) -> dict:
 __all__ = ["validate_table_spec", "FEATURE_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
-           "validate_against_store", "format_validation_error", "parse_yaml", "SpecLoader", "PARAM_BOUNDS",
+           "validate_against_store", "format_validation_error", "parse_yaml", "read_spec_file", "SpecLoader", "PARAM_BOUNDS",
            "CUTOFF_LABELS", "MAX_YAML_DEPTH", "MAX_TIMEOUT_S"]
