@@ -1,9 +1,10 @@
-"""Experiment commands: ``train``, ``runs list|show|activate|delete``, ``export``, ``predict``, ``report``.
+"""Experiment commands: ``train``, ``runs list|show|activate|delete|heads``, ``export``, ``predict``, ``report``.
 
 ``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work:
 the YAML and its fields, the data it needs, then the model parameters by the runner),
 runs it with a progress bar on stderr and prints the run id (``--json``: the same JSON as
-``runs show --json``). The heavy layers (ml, features) are imported inside the handlers.
+``runs show --json``). A spec with ``heads:`` is a multi-head run (:mod:`cli.heads`).
+The heavy layers (ml, features) are imported inside the handlers.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def register(sub) -> None:
     pi.add_argument("run_id")
     pi.add_argument("--json", action="store_true", help="print a JSON list of {feature, mean, std}")
     pi.set_defaults(handler=cmd_importance)
+
     from cli.heads import register_runs
 
     register_runs(cmds)  # runs heads [ID]: multi-head runs
@@ -94,10 +96,9 @@ def _fmt(v) -> str:
 
 
 def cmd_train(args) -> int:
+    from almanac.multihead import MultiHeadSpec, load_experiment
     from almanac.registry import get_run
     from almanac.spec import validate_against_store
-
-    from almanac.multihead import MultiHeadSpec, load_experiment
 
     spec = load_experiment(args.config)  # a bad spec fails here, before anything is imported or read
     if isinstance(spec, MultiHeadSpec):  # heads: one run per head, one feature table, one fold split
