@@ -71,8 +71,9 @@ def train_multihead(spec, args) -> int:
 
 
 def shown_multihead(record: dict) -> dict:
-    """The parent record as ``train --json`` prints it: each head's ``backtest`` with
-    ``n_trials`` / ``dsr`` as they are now (:func:`ml.trials.current_backtest`)."""
+    """The parent record as ``train --json`` prints it: each head's ``backtest`` and the
+    ``gated_backtest`` with ``n_trials`` / ``dsr`` as they are now (:func:`ml.trials.current_backtest`,
+    :func:`ml.heads.current_gated`; the values at training stay as ``*_at_training``)."""
     from almanac import registry
     from almanac.errors import AlmanacError
     from ml.trials import current_backtest
@@ -84,4 +85,6 @@ def shown_multihead(record: dict) -> dict:
             heads[name] = {**h, "backtest": current_backtest(run)}
         except AlmanacError:  # a deleted head keeps what was recorded
             heads[name] = {**h, "deleted": True}
-    return {**record, "heads": heads}
+    from ml.heads import current_gated
+
+    return {**record, "heads": heads, "gated_backtest": current_gated(record)}

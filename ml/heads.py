@@ -158,6 +158,20 @@ def gated_backtest(spec: MultiHeadSpec, runs: dict[str, dict], home, trials: lis
     return result, record
 
 
+def current_gated(record: dict, home: Path | str | None = None) -> dict | None:
+    """The parent's ``gated_backtest`` with ``n_trials`` / ``dsr`` as they are NOW (every trial on
+    the symbol and the signal head's label, :func:`ml.trials.deflated`, as for a run) and the
+    values frozen at training as ``n_trials_at_training`` / ``dsr_at_training``."""
+    from ml.trials import deflated
+
+    g = record.get("gated_backtest")
+    if not isinstance(g, dict):
+        return g
+    as_run = {"spec": {"data": {"symbol": record.get("symbol")}, "label": {"kind": g.get("label")}}, "backtest": g}
+    return {**g, "n_trials_at_training": g.get("n_trials_at_training", g.get("n_trials")),
+            "dsr_at_training": g.get("dsr_at_training", g.get("dsr")), **deflated(as_run, home)}
+
+
 def head_summary(run: dict) -> dict:
     """One row of the side-by-side table, from a head's run record."""
     task = run.get("task")
@@ -324,5 +338,5 @@ def read_gated_backtest(mid: str, home: Path | str | None = None) -> pd.DataFram
     return pd.read_parquet(path) if path.is_file() else None
 
 
-__all__ = ["run_multihead", "check_heads", "shared_days", "shared_folds", "gated_signal", "gated_backtest", "heads_table",
+__all__ = ["run_multihead", "check_heads", "current_gated", "shared_days", "shared_folds", "gated_signal", "gated_backtest", "heads_table",
            "head_summary", "get_multihead", "list_multiheads", "read_gated_backtest", "multihead_dir", "HEADLINE"]

@@ -367,9 +367,36 @@ def test_runs_heads_lists_and_shows(multi, market, monkeypatch, capsys):
     assert main(["runs", "heads", multi["multihead_id"], "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["heads"]["up"]["metrics"] == multi["heads"]["up"]["metrics"]
-    assert shown["gated_backtest"] == json.loads(json.dumps(multi["gated_backtest"]))
+    g, recorded = shown["gated_backtest"], multi["gated_backtest"]
+    assert {k: v for k, v in g.items() if "trials" not in k and "dsr" not in k} == \
+        {k: v for k, v in json.loads(json.dumps(recorded)).items() if "trials" not in k and "dsr" not in k}
+    assert (g["n_trials_at_training"], g["dsr_at_training"]) == (recorded["n_trials"], recorded["dsr"])
+    # the DSR as it is now counts every trial on ES / rest_of_day, the gated strategy once
+    assert g["n_trials"] == len(trial_sharpes("ES", "rest_of_day", home=market.home))
     assert main(["runs", "heads", multi["multihead_id"]]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["Head", "Label", "Task"] and "Gated signal: head up" in out
     assert main(["runs", "heads", "../etc"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_gated_dsr_deflates_against_the_trials_now(multi, market):
+    import math
+
+    from ml.backtester import deflate
+    from ml.heads import current_gated
+
+    before = current_gated(multi, market.home)
+    spec = multihead_from_dict(SPEC).head_spec("up").to_dict()
+    other = run_experiment({**spec, "model": {"kind": "lightgbm", "params": {"n_estimators": 5}}}, store=market)
+    try:
+        now = current_gated(multi, market.home)
+        assert now["n_trials"] == before["n_trials"] + 1
+        g = multi["gated_backtest"]
+        trials = trial_sharpes("ES", "rest_of_day", home=market.home)
+        assert g["sharpe"] in trials and other["backtest"]["sharpe"] in trials
+        n, dsr = deflate(g["sharpe"], g["days"], g["skew"], g["kurtosis"], trials)
+        assert now["n_trials"] == n and now["dsr"] == pytest.approx(dsr, abs=1e-12) and math.isfinite(dsr)
+        assert (now["n_trials_at_training"], now["dsr_at_training"]) == (g["n_trials"], g["dsr"])
+    finally:
+        registry.delete_run(other["run_id"], home=market.home)

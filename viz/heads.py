@@ -50,7 +50,7 @@ def gated_text(record: dict) -> str | None:
             f"({g.get('days_gate_open')} of {g.get('days')} days open) · Sharpe {_f(g.get('sharpe'), '.2f')} "
             f"(ungated {_f(own.get('sharpe'), '.2f')}) · {g.get('trades')} trades · total return "
             f"{_f(g.get('total_return'), '.1%')} · max drawdown {_f(g.get('max_drawdown'), '.1%')} · DSR "
-            f"{_f(g.get('dsr'), '.2f')} over {g.get('n_trials')} trials (at training)")
+            f"{_f(g.get('dsr'), '.2f')} over {g.get('n_trials')} trials")
 
 
 def gated_equity_figure(gated: pd.DataFrame | None, signal: pd.DataFrame | None, signal_name: str = "signal head",

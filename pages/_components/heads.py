@@ -16,7 +16,7 @@ from dash import dcc, html
 
 from almanac import registry
 from almanac.errors import AlmanacError, NotFoundError
-from ml.heads import get_multihead, read_gated_backtest
+from ml.heads import current_gated, get_multihead, read_gated_backtest
 from pages._components.feedback import failure_alert, info_alert
 from pages._components.layout import section
 from viz.heads import COLUMNS, gated_equity_figure, gated_text, heads_frame
@@ -46,6 +46,7 @@ def multihead_view(run: dict, page_id: str, page: str = "/evaluate") -> dbc.Card
         return None
     try:
         record = get_multihead(link["id"])
+        record = {**record, "gated_backtest": current_gated(record)}  # DSR over the trials now
         gated = read_gated_backtest(link["id"])
     except NotFoundError:  # the multi-head run was interrupted after this head was registered
         return info_alert(f"This run was trained as head {link.get('head')} of multi-head run {link['id']}, which "
