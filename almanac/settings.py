@@ -54,6 +54,7 @@ class Limits:
     study_trials: int = 1000                 # ALMANAC_MAX_STUDY_TRIALS: trials of one study (budget.n_trials)
     study_jobs: int = 8                      # ALMANAC_MAX_STUDY_JOBS: worker processes of one study (--jobs)
     similar_k: int = 100                     # ALMANAC_MAX_SIMILAR_K: neighbours of one similar-days query (--k)
+    heads: int = 8                           # ALMANAC_MAX_HEADS: heads of one multi-head spec (each is a whole run)
 
     _ENV = {"upload_bytes": ("ALMANAC_MAX_UPLOAD_MB", 2**20), "import_bytes": ("ALMANAC_MAX_IMPORT_MB", 2**20),
             "columns": ("ALMANAC_MAX_COLUMNS", 1), "line_bytes": ("ALMANAC_MAX_LINE_KB", 2**10),
@@ -67,7 +68,8 @@ class Limits:
             "api_body_bytes": ("ALMANAC_MAX_API_BODY_MB", 2**20), "api_rows": ("ALMANAC_MAX_API_ROWS", 1),
             "plugin_bytes": ("ALMANAC_MAX_PLUGIN_KB", 2**10), "plugin_seconds": ("ALMANAC_PLUGIN_TIMEOUT_S", 1),
             "study_trials": ("ALMANAC_MAX_STUDY_TRIALS", 1), "study_jobs": ("ALMANAC_MAX_STUDY_JOBS", 1),
-            "similar_k": ("ALMANAC_MAX_SIMILAR_K", 1)}
+            "similar_k": ("ALMANAC_MAX_SIMILAR_K", 1),
+            "heads": ("ALMANAC_MAX_HEADS", 1)}
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -681,6 +681,12 @@ def spec_from_yaml(text: str, where: str = "spec") -> ExperimentSpec:
 
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a YAML spec file (its size is checked before it is read)."""
+    text, where = read_spec_file(path)
+    return spec_from_yaml(text, where=where)
+
+
+def read_spec_file(path: str | Path) -> tuple[str, str]:
+    """(text, "spec file NAME") of a YAML spec file, its size checked before it is read."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise NotFoundError(f"spec file {p} does not exist: pass the path of a YAML spec, "
@@ -695,7 +701,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p} ({type(exc).__name__}): pass a UTF-8 YAML file") from None
-    return spec_from_yaml(text, where=where)
+    return text, where
 
 
 # ---------------------------------------------------------------------- store checks
@@ -890,5 +896,5 @@ def validate_table_spec(spec, home=None) -> dict:
 __all__ = ["validate_table_spec", "FEATURE_SETS", "FOLD_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
-           "validate_against_store", "format_validation_error", "parse_yaml", "SpecLoader", "PARAM_BOUNDS",
+           "validate_against_store", "format_validation_error", "parse_yaml", "read_spec_file", "SpecLoader", "PARAM_BOUNDS",
            "CUTOFF_LABELS", "MAX_YAML_DEPTH", "MAX_TIMEOUT_S"]

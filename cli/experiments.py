@@ -1,9 +1,10 @@
-"""Experiment commands: ``train``, ``runs list|show|activate|delete``, ``export``, ``predict``, ``report``.
+"""Experiment commands: ``train``, ``runs list|show|activate|delete|heads``, ``export``, ``predict``, ``report``.
 
 ``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work:
 the YAML and its fields, the data it needs, then the model parameters by the runner),
 runs it with a progress bar on stderr and prints the run id (``--json``: the same JSON as
-``runs show --json``). The heavy layers (ml, features) are imported inside the handlers.
+``runs show --json``). A spec with ``heads:`` is a multi-head run (:mod:`cli.heads`).
+The heavy layers (ml, features) are imported inside the handlers.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def register(sub) -> None:
     pi.add_argument("--json", action="store_true", help="print a JSON list of {feature, mean, std}")
     pi.set_defaults(handler=cmd_importance)
 
+    from cli.heads import register_runs
+
+    register_runs(cmds)  # runs heads [ID]: multi-head runs
+
     e = sub.add_parser("export", help="export a run's final model as a verified bundle (.zip)",
                        description="Write the run's final model, metadata, model card and SHA-256 manifest "
                                    "into one zip bundle.")
@@ -91,10 +96,15 @@ def _fmt(v) -> str:
 
 
 def cmd_train(args) -> int:
+    from almanac.multihead import MultiHeadSpec, load_experiment
     from almanac.registry import get_run
-    from almanac.spec import load_spec, validate_against_store
+    from almanac.spec import validate_against_store
 
-    spec = load_spec(args.config)  # a bad spec fails here, before anything is imported or read
+    spec = load_experiment(args.config)  # a bad spec fails here, before anything is imported or read
+    if isinstance(spec, MultiHeadSpec):  # heads: one run per head, one feature table, one fold split
+        from cli.heads import train_multihead
+
+        return train_multihead(spec, args)
     # The runner's own checks, in its order, before its heavy imports (scipy, SHAP: ~1-2 s),
     # so a refusal comes fast; nothing is written. The runner repeats the first two (milliseconds),
     # not the store's check (it reads every bar's time: ~0.1 s of a 2.5 s command).

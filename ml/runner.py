@@ -128,7 +128,7 @@ from ml import baselines, drift, evaluation, explain, persist, regimes
 from ml.backtester import backtest
 from ml.labelers import label_spec, make_label
 from ml.models import check_params, make_model
-from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table
+from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table, split_on_days
 from ml.threads import limit_threads
 from ml.trials import trial_sharpes
 
@@ -325,7 +325,7 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
 
 
 def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor,
-           on_fold: FoldHook | None = None, reg: regimes.RunRegimes | None = None):
+           on_fold: FoldHook | None = None, reg: regimes.RunRegimes | None = None, split_days=None):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times.
 
     This thread fits and predicts the folds one after another; each fitted fold's SHAP
@@ -337,7 +337,9 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
     splitter = kind(n_splits=spec.validation.n_splits, scheme=spec.validation.scheme,
                     gap=spec.validation.gap, min_train=spec.validation.min_train,
                     train_size=spec.validation.train_size)
-    splits = list(splitter.split(X, groups=data.index))
+    # split_days (a multi-head run's heads, ml.heads): the folds are cut on those days, shared by every head
+    splits = (list(splitter.split(X, groups=data.index)) if split_days is None
+              else split_on_days(splitter, split_days, data.index))
     table = fold_table(data.index, splits)
     n = len(splits)
     k = len(classes) if classes else 2
@@ -609,7 +611,7 @@ FoldHook = Callable[[int, int, pd.DataFrame, np.ndarray], None]
 
 def run_experiment(spec, store: Store | None = None, progress: Progress | None = None,
                    on_fold: FoldHook | None = None, extra: dict | None = None, one_core: bool = False,
-                   store_checked: bool = False) -> dict:
+                   store_checked: bool = False, split_days=None) -> dict:
     """Run ``spec`` (an ExperimentSpec, a dict or a YAML path) end to end; see the module doc.
 
     Returns the run record (the contents of ``run.json``) plus ``"path"``, the run folder.
@@ -620,6 +622,9 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     results, computed one after another. ``store_checked``: the caller has just run
     :func:`~almanac.spec.validate_against_store` on this spec and store (``almanac train``
     does, to refuse before the heavy imports): not repeated (it reads every bar's time).
+    ``split_days``: cut the walk-forward folds on these
+    sorted dates instead of the run's labelled days (:func:`ml.splits.split_on_days`; the
+    heads of a multi-head run, :mod:`ml.heads`, share one split this way).
     """
     t0 = time.perf_counter()
     clock = _Clock()
@@ -653,7 +658,8 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
     owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
     try:
         prog(0.0, f"started {run_id}")
-        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra, one_core)
+        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra, one_core,
+                      split_days)
         report(0.99, "registering")  # the work is done: no clock reading from here on
         (tmp / RUN_LOCK).unlink()
         faults.point("run:written")
@@ -710,7 +716,7 @@ def holdout_predictions(spec, start, store: Store | None = None) -> dict:
 
 
 def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Deadline, on_fold=None,
-         extra=None, one_core: bool = False) -> dict:
+         extra=None, one_core: bool = False, split_days=None) -> dict:
     task = lab.task
     classes = list(lab.classes) if lab.classes else None
     if spec.data.table is not None:
@@ -737,7 +743,7 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     pool = _Inline() if one_core else ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
     try:
         provenance = pool.submit(_provenance)  # git and package metadata: the worker, before fold 1's SHAP
-        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold, reg)
+        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold, reg, split_days)
         fid = fold_ids(len(data), f["splits"])
         tested = fid >= 0
         oof_pred = f["pred"][tested]

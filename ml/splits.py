@@ -155,3 +155,32 @@ def fold_ids(n_rows: int, splits: Iterable[tuple[np.ndarray, np.ndarray]]) -> np
     for k, (_, te) in enumerate(splits):
         out[te] = k
     return out
+
+
+def split_on_days(splitter: WalkForwardSplit, days, dates) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of ``splitter`` computed on ``days`` (sorted distinct dates), applied to rows
+    dated ``dates`` (sorted, each one of ``days``): a row is in a fold's training (test) rows
+    when its date lies within that fold's training (test) days.
+
+    Several runs whose rows are different subsets of the same days (the heads of a multi-head
+    run, :mod:`ml.heads`: a head whose label is missing on a day has no row there) so share one
+    set of fold boundaries; the purge gap counts ``days``. DataError (one line) when a fold
+    would leave such a run without a training or a test row."""
+    from almanac.errors import DataError
+
+    d = pd.DatetimeIndex(days)
+    idx = pd.DatetimeIndex(dates)
+    pos = d.get_indexer(idx)
+    if (pos < 0).any():
+        raise DataError(f"{int((pos < 0).sum())} row date(s) are not among the split's days: a multi-head run "
+                        "splits on the days its heads label")
+    out = []
+    for k, (tr, te) in enumerate(splitter.split(np.arange(len(d)))):
+        rows_tr = np.flatnonzero((pos >= tr[0]) & (pos <= tr[-1])) if len(tr) else np.zeros(0, dtype=np.int64)
+        rows_te = np.flatnonzero((pos >= te[0]) & (pos <= te[-1]))
+        if len(rows_tr) == 0 or len(rows_te) == 0:
+            what = "training" if len(rows_tr) == 0 else "test"
+            raise DataError(f"fold {k + 1} ({d[te[0]]:%Y-%m-%d} .. {d[te[-1]]:%Y-%m-%d}) has no labelled {what} "
+                            "day for one head: its label is missing there; widen the date range or drop that head")
+        out.append((rows_tr, rows_te))
+    return out

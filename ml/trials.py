@@ -9,6 +9,9 @@ count and the same DSR: /backtest, /models, the HTML report and ``runs show --js
 (``backtest.n_trials``, ``backtest.dsr``). The count frozen when the run was trained is
 kept in ``run.json`` under ``backtest.n_trials_at_training``.
 
+A multi-head run (:mod:`ml.heads`) registers each head as an ordinary run (a trial of
+its own label) and its gated strategy counts as one more trial of the signal head's label.
+
 Studies (:mod:`ml.study`) make many trials at once. A study trial that completes is an
 ordinary run (so it is counted above); one that was pruned or failed leaves no run but
 still counts: each finished trial writes a small ledger file
@@ -32,6 +35,9 @@ from ml.runinfo import label_kind, spec_value
 
 
 STUDIES_DIR = "studies"
+#: Multi-head runs (ml.heads): $ALMANAC_HOME/multihead/<id>/multihead.json
+MULTIHEAD_DIR = "multihead"
+MULTIHEAD_RECORD = "multihead.json"
 LEDGER_DIR = "trials"
 
 
@@ -62,11 +68,31 @@ def study_trial_states(symbol: str, label: str, home: Path | str | None = None) 
     return out
 
 
+def gated_trials(symbol: str, label: str, home: Path | str | None = None) -> list[float]:
+    """The Sharpe ratio of every complete multi-head run's gated strategy on ``symbol`` whose
+    signal head has ``label``, oldest first (counted as trials by :func:`trial_sharpes`)."""
+    root = _home(home) / MULTIHEAD_DIR
+    if not root.is_dir():
+        return []
+    out = []
+    for path in sorted(root.glob(f"[!.]*/{MULTIHEAD_RECORD}")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        g = rec.get("gated_backtest") if isinstance(rec, dict) else None
+        if isinstance(g, dict) and rec.get("symbol") == str(symbol).upper() and g.get("label") == label:
+            s = g.get("sharpe")
+            out.append(float(s) if isinstance(s, (int, float)) else float("nan"))
+    return out
+
+
 def trial_sharpes(symbol: str, label: str, home: Path | str | None = None) -> list[float]:
     """Every trial on ``symbol`` / ``label``: the Sharpe of each complete run (the registry's
-    :func:`~almanac.registry.trial_sharpes`, oldest first), then NaN for each study trial that
-    was pruned or failed (it ran, it left no run)."""
-    runs = registry.trial_sharpes(symbol, label, home)
+    :func:`~almanac.registry.trial_sharpes`, oldest first), then the Sharpe of each multi-head
+    run's gated strategy whose signal head has this label (:func:`gated_trials`), then
+    NaN for each study trial that was pruned or failed (it ran, it left no run)."""
+    runs = registry.trial_sharpes(symbol, label, home) + gated_trials(symbol, label, home)
     return runs + [math.nan for s in study_trial_states(symbol, label, home) if s != "complete"]
 
 
@@ -110,4 +136,4 @@ def current_backtest(run: dict, home: Path | str | None = None, trials: list[flo
 
 
 __all__ = ["current_backtest", "current_trials", "deflated", "dsr_trials", "record_study_trial", "study_trial_states",
-           "trial_sharpes", "STUDIES_DIR"]
+           "trial_sharpes", "gated_trials", "STUDIES_DIR", "MULTIHEAD_DIR"]

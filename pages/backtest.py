@@ -48,6 +48,7 @@ from ml.runinfo import trading_rules
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.feedback import warning_alert
 from pages._components.regimes import backtest_section
+from pages._components.heads import multihead_view
 from pages._components.runs import NO_TABLE_BACKTEST, load_runs, pick_run, run_links, run_page, run_picker, table_run
 from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure, monthly_updates,
                           rolling_sharpe_figure, sharpe_grid_figure, trace_updates)
@@ -294,6 +295,7 @@ def setup_run(run_id):
             deciles = _graph("backtest-deciles-graph", decile_figure(replay.deciles(run)))
         except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
             deciles = failure_alert(exc, log, f"grouping the predictions of {run_id} in deciles")
+    summary = [summary, multihead_view(run, "backtest", "/backtest")]  # a head: its heads and the gated backtest
     return (t, task != "binary", bool(rules["long_only"]), float(rules["cost_bps"]), summary,
             run_links(run_id, "/backtest"), warnings_banner(run), HIDDEN if task == "multiclass" else SHOWN,
             SHOWN if task == "regression" else HIDDEN, deciles, *[task == "multiclass"] * 3)

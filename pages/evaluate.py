@@ -11,6 +11,8 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
   (majority, prior day; always-long Sharpe; lifts with their bootstrap intervals, from
   ``run.json["baselines"]``); the base rate beside every accuracy (summary line and
   classification report). Runs trained before these were recorded show none of them.
+* **Multi-head runs**: a head's page shows its parent's heads side by side and the gated
+  backtest (:func:`pages._components.heads.multihead_view`).
 * **Cards fit the task** (:func:`card_plan`): a card is hidden rather than left as an
   empty "not shown" box, and renamed when it holds something else (regression:
   "Prediction vs outcome" in the ROC card's place).
@@ -61,6 +63,7 @@ from almanac.errors import NotFoundError
 from ml import evaluation
 from pages._components import failure_alert, info_alert, page_header, section
 from pages._components.similar import day_options, similar_controls, similar_view
+from pages._components.heads import multihead_view
 from pages._components.runs import (base_rate, baselines_view, load_runs, pick_run, run_links, run_page, run_picker,
                                     run_warnings)
 from pages._components.regimes import evaluate_section
@@ -433,7 +436,8 @@ def _summary(run: dict) -> list:
                      + (f" · pooled {score}" if score else "")], className="almanac-hint", id="evaluate-summary-line")
     notes = not_applicable(run)
     return [run_warnings(run, "evaluate"), line, baselines_view(run, "evaluate"),
-            info_alert(" ".join(notes)) if notes else None]
+            info_alert(" ".join(notes)) if notes else None,
+            multihead_view(run, "evaluate")]  # a head of a multi-head run: its heads side by side
 
 
 @callback(

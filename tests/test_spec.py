@@ -72,7 +72,7 @@ validation: {scheme: rolling, n_splits: 3, gap: 2, min_train: 300, train_size: 4
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_are_valid(path):
-    """Every file in configs/ is a valid experiment spec, or a valid study of one."""
+    """Every file in configs/ is a valid experiment spec, a valid multi-head spec, or a valid study of one."""
     import yaml
 
     if "base" in yaml.safe_load(path.read_text()):  # a study (python -m almanac study run --config)
@@ -80,6 +80,12 @@ def test_example_configs_are_valid(path):
 
         study = load_study(path)
         assert study.name == path.stem and study.kind in ("search", "ablation")
+        return
+    if "heads" in yaml.safe_load(path.read_text()):  # a multi-head spec (almanac.multihead)
+        from almanac.multihead import load_experiment
+
+        s = load_experiment(path)
+        assert s.data.symbol == "ES" and s.name == path.stem and len(s.heads) >= 2
         return
     s = load_spec(path)
     assert (s.data.symbol == "ES" or s.data.table == "spx_option_delta") and s.name == path.stem
