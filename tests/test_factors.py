@@ -176,3 +176,228 @@ def test_display_table_rows_and_notes():
     assert rows[2][1] == f"{model['coef']['Mkt-RF']:.3f}" and rows[2][3] == "–"
     assert rows[6][1:] == ["227", "", "6", ""]
     assert notes[0].startswith("No factor regression: 6 month(s)") and "Newey–West" in notes[-1]
+
+
+# ---------------------------------------------------------------- a run: `runs factors`, the report
+
+def _load_test_export():
+    """tests/test_export.py by path (its run builder), whatever the import mode of the tests folder."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_almanac_test_export_factors",
+                                                  Path(__file__).with_name("test_export.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_te = _load_test_export()
+PAST = "20260101-000000-es-rest-of-day-lightgbm-past01"
+RECENT = "20260101-000000-es-rest-of-day-lightgbm-now001"
+MULTI = "20260101-000000-es-archetype-lightgbm-multi1"
+
+
+def _move_back(run: dict) -> None:
+    """Move a built run's 420 business days (2019-01 .. 2020-08, after the factor data) to every
+    other business day from 2008-01-02 (its out-of-fold days then span 21 months inside)."""
+    from pathlib import Path
+
+    folder = Path(run["path"])
+    data = pd.read_parquet(folder / "dataset.parquet")
+    new = dict(zip(data.index, pd.bdate_range("2008-01-02", periods=len(data), freq="2B")))
+    data.index = pd.DatetimeIndex([new[d] for d in data.index], name=data.index.name)
+    data.to_parquet(folder / "dataset.parquet")
+    oof = pd.read_parquet(folder / "oof.parquet")
+    oof["date"] = [new[d] for d in pd.to_datetime(oof["date"])]
+    oof.to_parquet(folder / "oof.parquet", index=False)
+
+
+@pytest.fixture(scope="module")
+def run_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("factors") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ALMANAC_HOME", str(home))
+        _move_back(_te.build_run(home, "lightgbm", "binary", run_id=PAST))
+        _te.build_run(home, "lightgbm", "binary", run_id=RECENT)
+        _te.build_run(home, "lightgbm", "multiclass", run_id=MULTI)
+        yield home
+
+
+def home_state(home) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+def _cli(capsys, *argv):
+    from cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_runs_factors_json_matches_statsmodels_on_the_replayed_backtest(run_home, capsys):
+    import json
+
+    from almanac import registry
+    from ml import replay
+
+    code, out, err = _cli(capsys, "runs", "factors", PAST, "--json")
+    assert code == 0 and err == ""
+    got = json.loads(out)
+    assert got["run_id"] == PAST and got["settings"] == {"threshold": 0.55, "cost_bps": 0.5, "long_only": False}
+    run = registry.get_run(PAST)
+    data = factors.factor_data()
+    for key, daily in (("model", replay.replay(run).daily),
+                       ("always_long", replay.always_long(replay.backtest_frame(run), 0.5).daily)):
+        r = daily.set_index(pd.to_datetime(daily["date"]))["strategy_return"]
+        monthly = (1 + r).resample("ME").prod() - 1
+        monthly.index = monthly.index.to_period("M")
+        assert got[key]["months"] == len(monthly) == got[key]["n_months"] == 21 and got[key]["outside"] == []
+        ref = _reference(monthly.to_numpy(), data.loc[monthly.index, ["Mkt-RF", "SMB", "HML"]].to_numpy(),
+                         factors.newey_west_lags(len(monthly)))
+        terms = ["alpha", "Mkt-RF", "SMB", "HML"]
+        np.testing.assert_allclose([got[key]["coef"][k] for k in terms], ref.params, rtol=0, atol=1e-10)
+        np.testing.assert_allclose([got[key]["t"][k] for k in terms], ref.tvalues, rtol=0, atol=1e-8)
+
+
+def test_runs_factors_at_other_rules_and_as_text(run_home, capsys):
+    import json
+
+    code, out, _ = _cli(capsys, "runs", "factors", PAST, "--threshold", "0.6", "--cost-bps", "0", "--long-only",
+                        "--json")
+    assert code == 0
+    assert json.loads(out)["settings"] == {"threshold": 0.6, "cost_bps": 0.0, "long_only": True}
+    code, out, _ = _cli(capsys, "runs", "factors", PAST)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == f"{PAST}: threshold 0.55, long and short, 0.5 bp per side"
+    assert lines[1].split() == ["model", "t", "(model)", "always", "long", "t", "(always", "long)"]
+    assert lines[2].startswith("Alpha (monthly)") and lines[-1].startswith("Monthly compounded strategy returns")
+
+
+def test_a_run_after_the_factor_data_says_so_and_gives_no_numbers(run_home, capsys):
+    import json
+
+    code, out, _ = _cli(capsys, "runs", "factors", RECENT, "--json")
+    got = json.loads(out)["model"]
+    assert code == 0 and got["n_months"] == 0 and got["coef"]["alpha"] is None
+    assert got["outside"][0] == "2019-10" and got["outside_note"].startswith("Oct 2019 … ")
+    assert got["outside_note"].endswith(f"are outside the factor data (Jul 1926 – Nov 2018): "
+                                        f"{got['months']} of {got['months']} months left out.")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("runs", "factors", MULTI), f"error: run {MULTI} has no backtest (a multiclass run or a table dataset), "
+                                 "so no strategy returns to regress on the factors: pick a binary or regression run"),
+    (("runs", "factors", PAST, "--threshold", "0.3"), "error: backtest threshold must be between 0.5 and 1, got 0.3; "),
+    (("runs", "factors", PAST, "--cost-bps", "-1"), "error: backtest cost_bps must be a number >= 0"),
+    (("runs", "factors", "20200101-000000-nothing-abcdef"), "error: no run 20200101-000000-nothing-abcdef in "),
+])
+def test_refusals_exit_2_with_one_line_and_change_nothing(run_home, argv, message):
+    """In a subprocess, measured: exit 2, one line on stderr, the data home byte-identical."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    before = home_state(run_home)
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "p = subprocess.run([sys.executable, '-m', 'almanac', *sys.argv[1:]], capture_output=True, text=True); "
+             "print(p.returncode, time.perf_counter() - t, "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, sep='\\t'); sys.stderr.write(p.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "ALMANAC_HOME": str(run_home)})
+    code, seconds, rss_kb = done.stdout.split("\t")
+    assert int(code) == 2 and len(done.stderr.splitlines()) == 1 and done.stderr.startswith(message), done.stderr
+    assert float(seconds) < 30 and int(rss_kb) < 600 * 1024  # generous sanity bounds
+    assert home_state(run_home) == before
+
+
+def test_the_report_shows_the_factor_table_of_the_model_and_always_long(run_home, tmp_path):
+    import html as html_lib
+    import re
+
+    from almanac import registry
+    from cli.experiments import write_report
+
+    text = write_report(PAST, tmp_path / "past.html").read_text()
+    got = factors.run_exposure(registry.get_run(PAST))
+    header, rows, notes = factors.display_table([("Model", got["model"]), ("Always long", got["always_long"])])
+    section = text[text.index('<h2 id="factors">'):]
+    section = section[:section.index("<h2>")]
+    assert "Factor exposure (Fama–French three factors, monthly)" in section
+    cells = [html_lib.unescape(c) for c in re.findall(r"<t[dh](?: [^>]*)?>(.*?)</t[dh]>", section)]
+    assert cells == header + [c for r in rows for c in r]
+    assert rows[0][1] == f"{got['model']['coef']['alpha']:.2%}" and rows[2][4] == f"{got['always_long']['t']['Mkt-RF']:.2f}"
+    assert html_lib.escape(notes[-1]) in section
+    text = write_report(RECENT, tmp_path / "recent.html").read_text()
+    assert "No factor regression: 0 month(s) of returns inside the factor data" in text
+    assert "are outside the factor data (Jul 1926 – Nov 2018)" in text
+
+
+# ---------------------------------------------------------------- the chart, /backtest
+
+def test_factor_figure_draws_each_strategys_betas_with_95_intervals():
+    from viz.factors import factor_figure
+
+    model = factors.exposure(_synthetic_monthly())
+    empty = factors.exposure(_synthetic_monthly("2018-06", "2018-11"))
+    fig = factor_figure([("Model", model), ("Always long", empty)])
+    assert [t.name for t in fig.data] == ["Model"]  # no regression: no points
+    trace = fig.data[0]
+    np.testing.assert_allclose(trace.x, [model["coef"][f] for f in factors.FACTORS], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(trace.error_x.array, [1.959963984540054 * model["se"][f] for f in factors.FACTORS],
+                               rtol=1e-12)
+    assert list(fig.layout.yaxis.ticktext) == ["Mkt-RF", "SMB", "HML"]
+    fig = factor_figure([("Model", empty)])
+    assert not fig.data and "No factor regression" in fig.layout.annotations[0].text
+
+
+def _texts(component) -> list[str]:
+    """Every string in a Dash component tree."""
+    if isinstance(component, str):
+        return [component]
+    children = getattr(component, "children", None)
+    if children is None:
+        return []
+    if not isinstance(children, (list, tuple)):
+        children = [children]
+    return [t for c in children for t in _texts(c)]
+
+
+def test_backtest_page_panel_follows_the_controls_and_alerts_on_bad_input(run_home, page_module):
+    import dash_bootstrap_components as dbc
+    from dash import dcc
+
+    from almanac import registry
+
+    render = page_module("backtest").render_factors
+    before = home_state(run_home)
+    panel = render(PAST, 0.55, False, 0.5)
+    texts = _texts(panel)
+    want = factors.run_exposure(registry.get_run(PAST), 0.55, 0.5, False)
+    assert f"{want['model']['coef']['alpha']:.2%}" in texts and f"{want['always_long']['t']['Mkt-RF']:.2f}" in texts
+    graphs = [c for c in _walk(panel) if isinstance(c, dcc.Graph)]
+    assert len(graphs) == 1 and [t.name for t in graphs[0].figure.data] == ["Model", "Always long"]
+    other = factors.run_exposure(registry.get_run(PAST), 0.6, 2.0, True)["model"]
+    assert f"{other['coef']['alpha']:.2%}" in _texts(render(PAST, 0.6, True, 2.0))
+    recent = _texts(render(RECENT, 0.55, False, 0.5))
+    assert any(t.startswith("No factor regression: 0 month(s)") for t in recent)
+    assert render(MULTI, 0.55, False, 0.5) is None  # no backtest cards for a multiclass run
+    alert = render(PAST, 0.55, False, None)  # an emptied cost box
+    assert isinstance(alert, dbc.Alert) and alert.color == "danger"
+    assert any("backtest cost_bps must be a number >= 0" in t for t in _texts(alert))
+    assert home_state(run_home) == before
+
+
+def _walk(component):
+    yield component
+    children = getattr(component, "children", None)
+    if children is None or isinstance(children, str):
+        return
+    for c in children if isinstance(children, (list, tuple)) else [children]:
+        yield from _walk(c)
