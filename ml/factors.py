@@ -15,8 +15,11 @@ the file; :func:`factor_data` returns fractions.
 
 Monthly returns. ``prod(1 + r) - 1`` over the days of each calendar month
 (:func:`ml.backtester.monthly_returns`, the report's monthly table). Every backtest day
-counts, flat days as 0; a month without any day is not a month of the strategy. The
-first and last months are kept even when the out-of-fold days cover only part of them.
+counts, flat days as 0; a month without any day is not a month of the strategy. The first
+and the last month are left out, and named, when the backtest covers only part of them
+(:func:`partial_edge_months`: more than :data:`EDGE_SLACK` weekdays of the month before the
+first day or after the last; the slack lets a holiday at the month's edge pass): a month
+that starts on Dec 31 would put one day's return against a whole month of factors.
 
 Excess return, no RF subtracted. The strategy holds a future from the cutoff to the close
 and is flat otherwise. A futures position needs no capital: its return is already an
@@ -55,6 +58,8 @@ FACTORS = ("Mkt-RF", "SMB", "HML")
 TERMS = ("alpha",) + FACTORS
 #: Fewest months inside the factor data for a regression (4 coefficients are estimated).
 MIN_MONTHS = 12
+#: Weekdays of an edge month the backtest may miss and the month still count as whole (holidays).
+EDGE_SLACK = 2
 SOURCE = ("Fama–French three factors, monthly (Kenneth R. French data library, shipped with "
           "arch: arch.data.frenchdata)")
 
@@ -120,6 +125,24 @@ def monthly_strategy_returns(daily: pd.DataFrame) -> pd.Series:
     return pd.Series(table.to_numpy(dtype="float64"), index=index.rename("month"), name="strategy_return")
 
 
+def partial_edge_months(daily: pd.DataFrame) -> list[pd.Period]:
+    """The first and / or last month of ``daily["date"]`` when the days cover only part of it:
+    more than :data:`EDGE_SLACK` weekdays of that month lie before the first day (first
+    month) or after the last day (last month). Interior months are whole by construction."""
+    dates = pd.to_datetime(daily["date"]).dropna()
+    if dates.empty:
+        return []
+    first, last = dates.min().normalize(), dates.max().normalize()
+    out = []
+    start = first.to_period("M").start_time
+    if len(pd.bdate_range(start, first - pd.Timedelta(days=1))) > EDGE_SLACK:
+        out.append(first.to_period("M"))
+    end = last.to_period("M").end_time.normalize()
+    if len(pd.bdate_range(last + pd.Timedelta(days=1), end)) > EDGE_SLACK and last.to_period("M") not in out:
+        out.append(last.to_period("M"))
+    return out
+
+
 def newey_west_lags(n: int) -> int:
     """``floor(4 (n / 100) ^ (2/9))``: the Newey–West (1994) lag rule (statsmodels' default)."""
     return int(math.floor(4.0 * (n / 100.0) ** (2.0 / 9.0))) if n > 0 else 0
@@ -162,21 +185,35 @@ def _outside_note(outside: list[pd.Period], total: int, factors: pd.DataFrame) -
             f"{_month_text(factors.index[-1])}): {len(outside)} of {total} months left out.")
 
 
+def _partial_note(partial: list[pd.Period], days: dict) -> str | None:
+    if not partial:
+        return None
+    what = ", ".join(f"{_month_text(p)} ({days.get(p, 0)} day{'s' if days.get(p, 0) != 1 else ''})"
+                     for p in partial)
+    verb = "is" if len(partial) == 1 else "are"
+    return f"{what} {verb} only partly covered by the backtest: left out (a part month against a whole month of factors)."
+
+
 def _num(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
-def exposure(monthly: pd.Series, factors: pd.DataFrame | None = None, min_months: int = MIN_MONTHS) -> dict:
+def exposure(monthly: pd.Series, factors: pd.DataFrame | None = None, min_months: int = MIN_MONTHS,
+             partial: list[pd.Period] = (), partial_days: dict | None = None) -> dict:
     """The regression of ``monthly`` (strategy returns by month, fractions) on the three
-    factors (default :func:`factor_data`); see the module doc. A JSON-ready dict:
-    ``coef`` / ``se`` / ``t`` ({alpha, Mkt-RF, SMB, HML}), ``alpha_annual``, ``r2``,
-    ``n_months`` (used), ``months`` (of the strategy), ``first_month`` / ``last_month``
-    (used, YYYY-MM), ``lags``, ``outside`` (YYYY-MM list) and ``outside_note``, ``note``
-    (why there are no numbers, else None), ``factor_range`` and ``source``."""
+    factors (default :func:`factor_data`); see the module doc. ``partial``: months left out
+    as only partly covered (``partial_days``: their day counts, for the note). A JSON-ready
+    dict: ``coef`` / ``se`` / ``t`` ({alpha, Mkt-RF, SMB, HML}), ``alpha_annual``, ``r2``,
+    ``n_months`` (used), ``months`` (of the strategy, all), ``first_month`` / ``last_month``
+    (used, YYYY-MM), ``lags``, ``outside`` (YYYY-MM list) and ``outside_note``, ``partial``
+    and ``partial_note``, ``note`` (why there are no numbers, else None), ``factor_range``
+    and ``source``."""
     factors = factor_data() if factors is None else factors
     monthly = monthly.dropna().sort_index()
-    inside_mask = monthly.index.isin(factors.index)
-    inside, outside = monthly[inside_mask], list(monthly.index[~inside_mask])
+    partial = [p for p in partial if p in monthly.index]
+    whole = monthly[~monthly.index.isin(partial)]
+    inside_mask = whole.index.isin(factors.index)
+    inside, outside = whole[inside_mask], list(whole.index[~inside_mask])
     n = int(len(inside))
     empty = {k: None for k in TERMS}
     out = {
@@ -184,7 +221,8 @@ def exposure(monthly: pd.Series, factors: pd.DataFrame | None = None, min_months
         "alpha_annual": None, "r2": None, "n_months": n, "months": int(len(monthly)),
         "first_month": str(inside.index[0]) if n else None, "last_month": str(inside.index[-1]) if n else None,
         "lags": None, "outside": [str(p) for p in outside],
-        "outside_note": _outside_note(outside, len(monthly), factors), "note": None,
+        "outside_note": _outside_note(outside, len(monthly), factors), "partial": [str(p) for p in partial],
+        "partial_note": _partial_note(partial, partial_days or {}), "note": None,
         "factor_range": [str(factors.index[0]), str(factors.index[-1])], "source": SOURCE,
         "excess_over_rf": False,
     }
@@ -205,8 +243,12 @@ def exposure(monthly: pd.Series, factors: pd.DataFrame | None = None, min_months
 
 
 def daily_exposure(daily: pd.DataFrame, factors: pd.DataFrame | None = None) -> dict:
-    """:func:`exposure` of a backtest's daily frame (compounded to months first)."""
-    return exposure(monthly_strategy_returns(daily), factors)
+    """:func:`exposure` of a backtest's daily frame (compounded to months first, a part
+    first or last month left out: :func:`partial_edge_months`)."""
+    partial = partial_edge_months(daily)
+    months = pd.to_datetime(daily["date"]).dt.to_period("M")
+    days = {p: int((months == p).sum()) for p in partial}
+    return exposure(monthly_strategy_returns(daily), factors, partial=partial, partial_days=days)
 
 
 def run_exposure(run: dict, threshold=None, cost_bps=None, long_only=None) -> dict:
@@ -261,7 +303,7 @@ def display_table(columns: list[tuple[str, dict]]) -> tuple[list[str], list[list
         rows.append(row)
     notes: list[str] = []
     for name, e in columns:
-        for line in (e.get("note"), e.get("outside_note")):
+        for line in (e.get("note"), e.get("partial_note"), e.get("outside_note")):
             if line and line not in notes:
                 notes.append(line)
     notes.append("Monthly compounded strategy returns (a futures excess return: RF not subtracted) regressed on "
@@ -270,5 +312,6 @@ def display_table(columns: list[tuple[str, dict]]) -> tuple[list[str], list[list
     return header, rows, notes
 
 
-__all__ = ["FACTORS", "MIN_MONTHS", "SOURCE", "daily_exposure", "display_table", "exposure", "factor_data",
-           "monthly_strategy_returns", "newey_west_lags", "ols_hac", "parse_months", "run_exposure"]
+__all__ = ["EDGE_SLACK", "FACTORS", "MIN_MONTHS", "SOURCE", "daily_exposure", "display_table", "exposure", "factor_data",
+           "monthly_strategy_returns", "newey_west_lags", "ols_hac", "parse_months", "partial_edge_months",
+           "run_exposure"]

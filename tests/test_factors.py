@@ -67,6 +67,25 @@ def test_monthly_returns_compound_by_hand():
     assert got.iloc[2] == pytest.approx(-0.005, abs=1e-15)
 
 
+def test_a_part_first_or_last_month_is_left_out_and_named():
+    # Jan 2015 from the 29th (19 weekdays before), Apr 2015 to the 1st (21 weekdays after): partial
+    daily = _daily(["2015-01-29", "2015-02-02", "2015-04-01"], [0.01, 0.02, 0.03])
+    assert [str(p) for p in factors.partial_edge_months(daily)] == ["2015-01", "2015-04"]
+    # New Year's Day (Fri 2016-01-01) and a last day 2 weekdays before the month's end are whole
+    daily = _daily(["2016-01-04", "2016-03-29"], [0.01, 0.02])
+    assert factors.partial_edge_months(daily) == []
+    daily = _daily(["2016-01-05", "2016-03-28"], [0.01, 0.02])  # 2 weekdays missed at the start: whole
+    assert factors.partial_edge_months(daily) == [pd.Period("2016-03", "M")]  # 3 after Mar 28: partial
+    daily = _daily(["2010-12-31"], [0.01])  # one day: the only month, partial
+    assert factors.partial_edge_months(daily) == [pd.Period("2010-12", "M")]
+    dates = pd.bdate_range("2010-12-31", "2012-02-29")
+    got = factors.daily_exposure(_daily(dates, np.linspace(-0.01, 0.01, len(dates))))
+    assert got["partial"] == ["2010-12"] and got["months"] == 15 and got["n_months"] == 14
+    assert got["first_month"] == "2011-01" and got["last_month"] == "2012-02"
+    assert got["partial_note"] == ("Dec 2010 (1 day) is only partly covered by the backtest: left out "
+                                   "(a part month against a whole month of factors).")
+
+
 def test_newey_west_lag_rule():
     # floor(4 (T/100)^(2/9)): T=96 -> 3.96 -> 3; T=100 -> 4; T=227 -> 4.80 -> 4; T=12 -> 2.49 -> 2
     assert [factors.newey_west_lags(t) for t in (12, 96, 100, 227, 1109)] == [2, 3, 4, 4, 6]
@@ -119,13 +138,14 @@ def test_daily_strategy_through_months_matches_statsmodels():
     monthly = (1 + pd.Series(r, index=dates)).resample("ME").prod() - 1
     monthly.index = monthly.index.to_period("M")
     assert len(monthly) == 166 and got["months"] == 166
-    assert got["outside"] == ["2018-12"] and got["n_months"] == 165
-    assert got["first_month"] == "2005-03" and got["last_month"] == "2018-11"
+    assert got["partial"] == ["2005-03"]  # from the 15th
+    assert got["outside"] == ["2018-12"] and got["n_months"] == 164
+    assert got["first_month"] == "2005-04" and got["last_month"] == "2018-11"
     assert got["outside_note"] == ("Dec 2018 is outside the factor data (Jul 1926 – Nov 2018): "
                                    "1 of 166 months left out.")
-    inside = monthly.loc[:pd.Period("2018-11", "M")]
+    inside = monthly.loc[pd.Period("2005-04", "M"):pd.Period("2018-11", "M")]
     ref = _reference(inside.to_numpy(), data.loc[inside.index, ["Mkt-RF", "SMB", "HML"]].to_numpy(),
-                     factors.newey_west_lags(165))
+                     factors.newey_west_lags(164))
     np.testing.assert_allclose([got["coef"][k] for k in ("alpha", "Mkt-RF", "SMB", "HML")], ref.params,
                                rtol=0, atol=1e-10)
     np.testing.assert_allclose([got["t"][k] for k in ("alpha", "Mkt-RF", "SMB", "HML")], ref.tvalues,
@@ -256,7 +276,12 @@ def test_runs_factors_json_matches_statsmodels_on_the_replayed_backtest(run_home
         r = daily.set_index(pd.to_datetime(daily["date"]))["strategy_return"]
         monthly = (1 + r).resample("ME").prod() - 1
         monthly.index = monthly.index.to_period("M")
-        assert got[key]["months"] == len(monthly) == got[key]["n_months"] == 21 and got[key]["outside"] == []
+        partial = [p for p in (monthly.index[0], monthly.index[-1]) if str(p) in got[key]["partial"]]
+        assert got[key]["partial"] == [str(p) for p in factors.partial_edge_months(daily)]
+        monthly = monthly.drop(partial)
+        assert got[key]["months"] == len(monthly) + len(partial) and got[key]["outside"] == []
+        assert got[key]["partial"] == ["2009-07", "2011-03"]  # out-of-fold days 2009-07-15 .. 2011-03-21
+        assert got[key]["n_months"] == len(monthly) == 19
         ref = _reference(monthly.to_numpy(), data.loc[monthly.index, ["Mkt-RF", "SMB", "HML"]].to_numpy(),
                          factors.newey_west_lags(len(monthly)))
         terms = ["alpha", "Mkt-RF", "SMB", "HML"]
@@ -284,9 +309,9 @@ def test_a_run_after_the_factor_data_says_so_and_gives_no_numbers(run_home, caps
     code, out, _ = _cli(capsys, "runs", "factors", RECENT, "--json")
     got = json.loads(out)["model"]
     assert code == 0 and got["n_months"] == 0 and got["coef"]["alpha"] is None
-    assert got["outside"][0] == "2019-10" and got["outside_note"].startswith("Oct 2019 … ")
-    assert got["outside_note"].endswith(f"are outside the factor data (Jul 1926 – Nov 2018): "
-                                        f"{got['months']} of {got['months']} months left out.")
+    assert got["partial"] == ["2019-10", "2020-08"]  # out-of-fold days 2019-10-10 .. 2020-08-11
+    assert got["outside_note"] == ("Nov 2019 … Jul 2020 (9 months) are outside the factor data "
+                                   "(Jul 1926 – Nov 2018): 9 of 11 months left out.")
 
 
 @pytest.mark.parametrize("argv, message", [
