@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from almanac.errors import AlmanacError, DataError
-from ml.backtester import backtest, monthly_returns
+from ml.backtester import REQUIRED_COLUMNS, _validate, backtest, monthly_returns
 
 FACTORS = ("Mkt-RF", "SMB", "HML")
 TERMS = ("alpha",) + FACTORS
@@ -264,8 +264,9 @@ def run_exposure(run: dict, threshold=None, cost_bps=None, long_only=None) -> di
         raise AlmanacError(f"run {run_id} has no backtest (a multiclass run or a table dataset), so no "
                            "strategy returns to regress on the factors: pick a binary or regression run")
     rules = replay.settings(run, threshold, cost_bps, long_only)
-    frame = replay.backtest_frame(run)
     cost = float("nan") if rules["cost_bps"] is None else float(rules["cost_bps"])
+    _validate(pd.DataFrame(columns=list(REQUIRED_COLUMNS)), rules["threshold"], cost)  # refuse before reading
+    frame = replay.backtest_frame(run)
     result = backtest(frame, threshold=rules["threshold"], cost_bps=cost, long_only=rules["long_only"])
     base = replay.always_long(frame, result.params["cost_bps"])
     factors = factor_data()
