@@ -1,4 +1,5 @@
-"""Experiment commands: ``train``, ``runs list|show|activate|delete|importance|factors``, ``export``, ``predict``, ``report``.
+"""Experiment commands: ``train``, ``runs list|show|activate|delete|importance|factors``, ``export``,
+``predict``, ``report``.
 
 ``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work:
 the YAML and its fields, the data it needs, then the model parameters by the runner),

@@ -191,7 +191,8 @@ def _partial_note(partial: list[pd.Period], days: dict) -> str | None:
     what = ", ".join(f"{_month_text(p)} ({days.get(p, 0)} day{'s' if days.get(p, 0) != 1 else ''})"
                      for p in partial)
     verb = "is" if len(partial) == 1 else "are"
-    return f"{what} {verb} only partly covered by the backtest: left out (a part month against a whole month of factors)."
+    return (f"{what} {verb} only partly covered by the backtest: left out (a part month against a whole "
+            "month of factors).")
 
 
 def _num(x) -> float | None:
@@ -313,6 +314,6 @@ def display_table(columns: list[tuple[str, dict]]) -> tuple[list[str], list[list
     return header, rows, notes
 
 
-__all__ = ["EDGE_SLACK", "FACTORS", "MIN_MONTHS", "SOURCE", "daily_exposure", "display_table", "exposure", "factor_data",
-           "monthly_strategy_returns", "newey_west_lags", "ols_hac", "parse_months", "partial_edge_months",
+__all__ = ["EDGE_SLACK", "FACTORS", "MIN_MONTHS", "SOURCE", "daily_exposure", "display_table", "exposure",
+           "factor_data", "monthly_strategy_returns", "newey_west_lags", "ols_hac", "parse_months", "partial_edge_months",
            "run_exposure"]

@@ -357,7 +357,8 @@ def test_the_report_shows_the_factor_table_of_the_model_and_always_long(run_home
     assert "Factor exposure (Fama–French three factors, monthly)" in section
     cells = [html_lib.unescape(c) for c in re.findall(r"<t[dh](?: [^>]*)?>(.*?)</t[dh]>", section)]
     assert cells == header + [c for r in rows for c in r]
-    assert rows[0][1] == f"{got['model']['coef']['alpha']:.2%}" and rows[2][4] == f"{got['always_long']['t']['Mkt-RF']:.2f}"
+    assert rows[0][1] == f"{got['model']['coef']['alpha']:.2%}"
+    assert rows[2][4] == f"{got['always_long']['t']['Mkt-RF']:.2f}"
     assert html_lib.escape(notes[-1]) in section
     text = write_report(RECENT, tmp_path / "recent.html").read_text()
     assert "No factor regression: 0 month(s) of returns inside the factor data" in text

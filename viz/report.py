@@ -228,7 +228,8 @@ def render_report(data: dict) -> str:
     None), ``backtest`` (``daily``, ``baseline`` (always long's daily frame or None),
     ``monthly``, ``title``, ``note``, ``stats_header`` and ``stats`` rows (one column per
     strategy), ``stats_note``, ``factors`` (``header``, ``rows``, ``notes`` of the factor
-    table and the exposures ``columns`` [(name, :func:`ml.factors.exposure` dict)], or None); ``daily`` None with only a ``note`` when there is none),
+    table and the exposures ``columns`` [(name, :func:`ml.factors.exposure` dict)], or
+    None); ``daily`` None with only a ``note`` when there is none),
     ``warnings`` (one line each), ``settings`` (``text``: the trading rules of the report),
     ``deciles`` (a regression run's decile table or None), ``spec_yaml``,
     ``data_hashes`` and ``versions`` ([name, value] rows), ``folder`` and ``generated_at``
