@@ -1,4 +1,5 @@
-"""Experiment commands: ``train``, ``runs list|show|activate|delete|heads``, ``export``, ``predict``, ``report``.
+"""Experiment commands: ``train``, ``runs list|show|activate|delete|importance|factors|heads``, ``export``,
+``predict``, ``report``.
 
 ``train --config SPEC.yaml`` validates the spec (one-line error, exit 2, before any work:
 the YAML and its fields, the data it needs, then the model parameters by the runner),
@@ -9,6 +10,7 @@ The heavy layers (ml, features) are imported inside the handlers.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -58,6 +60,18 @@ def register(sub) -> None:
     pi.add_argument("run_id")
     pi.add_argument("--json", action="store_true", help="print a JSON list of {feature, mean, std}")
     pi.set_defaults(handler=cmd_importance)
+    fx = cmds.add_parser("factors", help="a run's backtest regressed on the Fama–French three factors",
+                         description="Monthly returns of the run's backtest (replayed from its out-of-fold "
+                                     "predictions, nothing refitted) and of always long on the same days, "
+                                     "regressed on Mkt-RF, SMB and HML (Jul 1926 – Nov 2018, shipped with arch): "
+                                     "alpha, betas, Newey–West t-statistics, R², months left out.")
+    fx.add_argument("run_id")
+    fx.add_argument("--threshold", type=float, help="trading threshold (default: the run's recorded one)")
+    fx.add_argument("--cost-bps", type=float, help="cost in bp per side (default: the run's recorded one)")
+    fx.add_argument("--long-only", action=argparse.BooleanOptionalAction, default=None,
+                    help="long only, or long and short (default: the run's recorded choice)")
+    fx.add_argument("--json", action="store_true", help="print {run_id, settings, model, always_long}")
+    fx.set_defaults(handler=cmd_factors)
 
     from cli.heads import register_runs
 
@@ -271,6 +285,26 @@ def cmd_importance(args) -> int:
         for r in rows:
             print(f"{r['feature']:<28}{r['mean'] if r['mean'] is not None else float('nan'):>12.5f}"
                   f"{r['std'] if r['std'] is not None else float('nan'):>10.5f}")
+    return 0
+
+
+def cmd_factors(args) -> int:
+    from almanac.registry import get_run
+    from ml.factors import display_table, run_exposure
+
+    out = run_exposure(get_run(args.run_id), args.threshold, args.cost_bps, args.long_only)
+    if args.json:
+        print_json(out)
+        return 0
+    header, rows, notes = display_table([("model", out["model"]), ("always long", out["always_long"])])
+    s = out["settings"]
+    print(f"{out['run_id']}: threshold {s['threshold']:.2f}, {'long only' if s['long_only'] else 'long and short'}, "
+          f"{s['cost_bps']:g} bp per side")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    for line in notes:
+        print(line)
     return 0
 
 

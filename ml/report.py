@@ -16,7 +16,9 @@ predictions (:mod:`ml.replay`, nothing refitted); its DSR and trial count are th
 :mod:`ml.trials`, so at the recorded settings they are ``ml.trials.deflated(run)``, the
 numbers of ``runs show --json`` and /models. Beside the model: the run's warnings, the
 always-long baseline on the same days at the same cost, the prior-day baseline and the
-lift recorded at training (``run["baselines"]``, absent from older runs).
+lift recorded at training (``run["baselines"]``, absent from older runs); the factor
+exposure of the model and of always long (:mod:`ml.factors`: Fama–French alpha, betas and
+Newey–West t-statistics of the monthly returns, the months outside the factor data named).
 
 The HTML itself (layout, CSS, figures, plotly.js inlined once) is :func:`viz.report.render_report`,
 which takes that data; whoever writes or serves the report composes the two
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from almanac import registry
-from ml import evaluation, replay
+from ml import evaluation, factors, replay
 from ml.backtester import monthly_returns
 from ml.modelcard import METRIC_NAMES, STAT_ROWS, _metric_rows, _stats, fmt, stat_columns
 from ml.runinfo import label_kind, spec_value, trading_rules
@@ -139,6 +141,16 @@ def _replayed(run_dir: Path, run: dict, rules: dict):
     return result, replay.always_long(frame, result.params["cost_bps"])
 
 
+def _factor_data(daily: pd.DataFrame, long_daily: pd.DataFrame | None) -> dict:
+    """The factor table (:func:`ml.factors.display_table`: header, rows, notes) of the model's
+    monthly returns and always long's, and their exposures ([(name, exposure)]) for the chart."""
+    columns = [("Model", factors.daily_exposure(daily))]
+    if long_daily is not None:
+        columns.append(("Always long", factors.daily_exposure(long_daily)))
+    header, rows, notes = factors.display_table(columns)
+    return {"header": header, "rows": rows, "notes": notes, "columns": columns}
+
+
 def _backtest_data(run_dir: Path, run: dict, rules: dict) -> dict:
     """The daily series (model and always long), monthly returns, statistics columns (model,
     always long, prior day), lift and notes at ``rules``; ``daily`` None (and the note
@@ -166,6 +178,7 @@ def _backtest_data(run_dir: Path, run: dict, rules: dict) -> dict:
             else f"threshold {t:.2f}, " + ("long only" if rules["long_only"] else "long and short"))
     return {
         "daily": daily, "baseline": long_daily, "monthly": monthly_returns(daily), "stats_obj": stats,
+        "factors": _factor_data(daily, long_daily),
         "title": (f"Equity curve and drawdown · Sharpe {fmt(stats.get('sharpe'))} · "
                   f"DSR {fmt(stats.get('dsr'), 'pct')}"),
         "note": (f"Out-of-fold signals traded from the cutoff to the close: {rule}; costs "

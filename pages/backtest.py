@@ -17,7 +17,8 @@ always long with its bootstrap interval. The DSR and its trial count come from
 :mod:`ml.trials` (every complete run on the symbol and label now): at the run's own
 settings they equal ``runs show --json``, /models and the report; at other settings this
 run's Sharpe is swapped for the one on screen. Below: drawdown, a rolling 126-day Sharpe,
-monthly returns, a threshold × cost heatmap of Sharpe and DSR (computed once per run and
+monthly returns, the factor exposure (Fama–French alpha, betas and Newey–West t-statistics of
+the monthly returns, :mod:`ml.factors`), a threshold × cost heatmap of Sharpe and DSR (computed once per run and
 long-only choice, never on a slider step), the decile chart of a regression run, trades.
 By regime: the same backtest on the days of each HMM regime, with counts of days and trades
 (:mod:`pages._components.regimes`). Multiclass runs (day types, not directions) have no backtest: one sentence says so; nor do runs on a
@@ -40,7 +41,7 @@ import pandas as pd
 from dash import Input, Output, Patch, State, callback, dcc, html, no_update
 
 from almanac import registry
-from ml import replay
+from ml import factors, replay
 from ml.backtester import BacktestResult, monthly_returns
 from ml.modelcard import stat_columns
 from ml.report import report_data
@@ -52,6 +53,7 @@ from pages._components.heads import multihead_view
 from pages._components.runs import NO_TABLE_BACKTEST, load_runs, pick_run, run_links, run_page, run_picker, table_run
 from viz.backtest import (decile_figure, drawdown_figure, equity_figure, monthly_returns_figure, monthly_updates,
                           rolling_sharpe_figure, sharpe_grid_figure, trace_updates)
+from viz.factors import factor_figure
 from viz.report import render_report
 
 dash.register_page(__name__, path="/backtest", name="Backtest", order=5, title="Backtest · Almanac ML Lab",
@@ -227,6 +229,10 @@ def _body() -> html.Div:
                 class_name="mt-3", section_id="backtest-grid-section"),
         section("Monthly returns", _box("backtest-monthly", 280), class_name="mt-3",
                 section_id="backtest-monthly-section"),
+        section("Factor exposure", _box("backtest-factors", 300),
+                subtitle="the monthly returns regressed on the Fama–French three factors (Jul 1926 – Nov 2018): "
+                         "alpha, betas, Newey–West t-statistics; follows the controls above",
+                class_name="mt-3", section_id="backtest-factors-section"),
         html.Div(section("Predicted deciles", _box("backtest-deciles", 320),
                          subtitle="a regression run: mean realized return of the days in each decile of "
                                   "the predicted return", section_id="backtest-deciles-section"),
@@ -404,6 +410,38 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
                                                                    result.stats.get("sharpe"))),
             _graph("backtest-monthly-graph", monthly_returns_figure(monthly_table)), day_rows(frame), None, run_id,
             columns, grid_options)
+
+
+def factor_panel(out: dict):
+    """The factor table (model and always long, :func:`ml.factors.display_table`) beside the
+    betas chart, with the outside-months line and the method under them."""
+    columns = [(MODEL, out["model"]), (ALWAYS_LONG, out["always_long"])]
+    header, rows, notes = factors.display_table(columns)
+    table = dbc.Table.from_dataframe(pd.DataFrame(rows, columns=header), striped=True, hover=True, size="sm",
+                                     className="almanac-table mb-0", id="backtest-factors-table")
+    return html.Div([dbc.Row([dbc.Col(table, lg=6), dbc.Col(_graph("backtest-factors-graph",
+                                                                     factor_figure(columns)), lg=6)],
+                             className="g-3"),
+                     html.Div([html.Div(n) for n in notes], className="almanac-hint mt-2",
+                              id="backtest-factors-notes")])
+
+
+@callback(
+    Output("backtest-factors", "children"),
+    Input("run-select", "value"), Input("threshold-slider", "value"), Input("backtest-long-only", "value"),
+    Input("backtest-cost", "value"),
+)
+def render_factors(run_id, threshold, long_only, cost_bps):
+    """Factor exposure of the backtest at the settings on screen (nothing refitted)."""
+    if not run_id:
+        return None
+    try:
+        run = registry.get_run(run_id)
+        if run.get("task") == "multiclass" or table_run(run):
+            return None
+        return factor_panel(factors.run_exposure(run, threshold, _cost(cost_bps), long_only))
+    except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
+        return failure_alert(exc, log, f"regressing the backtest of {run_id} on the Fama–French factors")
 
 
 @callback(

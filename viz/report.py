@@ -5,7 +5,7 @@ folder as a single page that opens offline: plotly.js is inlined once (in the fi
 figure), there is no CDN, font or script link, and all CSS is inline. Sections: the run's
 warnings, the trading rules of the report, summary cards, walk-forward folds, metrics, confusion matrix at the spec's threshold, ROC,
 calibration, SHAP summary, equity curve with drawdown, monthly returns, backtest
-statistics (PSR/DSR with the number of trials), spec (YAML), data hashes and versions.
+statistics (PSR/DSR with the number of trials), factor exposure (Fama–French), spec (YAML), data hashes and versions.
 
 Like every module of :mod:`viz` it is pure: it reads no files and imports plotly, pandas,
 numpy and the other figure builders only (docs/design.md §2). The numbers arrive formatted
@@ -21,6 +21,7 @@ import plotly.io as pio
 
 from viz import backtest as vb
 from viz import evaluation as ve
+from viz.factors import factor_figure
 
 CSS = """
 :root { --ink:#2C3E50; --muted:#7B8A8B; --line:#E5E8EC; --bg:#F7F9FA; --accent:#3498DB; }
@@ -181,7 +182,19 @@ def _backtest_section(figs: _Figures, bt: dict) -> str:
         (_kv_tables(header, bt["stats"]) if len(header) == 2
          else _table(header, bt["stats"], numeric=set(range(1, len(header))))),
         _note(bt["stats_note"]),
+        _factors_section(figs, bt.get("factors")),
     ])
+
+
+def _factors_section(figs: _Figures, table: dict | None) -> str:
+    """The Fama–French factor table (estimates and t columns) beside the betas chart, and its
+    notes ('' without it)."""
+    if not table:
+        return ""
+    return ('<h2 id="factors">Factor exposure (Fama–French three factors, monthly)</h2><div class="grid2">'
+            + _table(table["header"], table["rows"], numeric=set(range(1, len(table["header"]))))
+            + figs.div(factor_figure(table["columns"]), "factors") + "</div>"
+            + "".join(_note(n) for n in table["notes"]))
 
 
 def _deciles_section(figs: _Figures, table) -> str:
@@ -214,7 +227,9 @@ def render_report(data: dict) -> str:
     None), ``shap`` (``summary``: ``shap`` and ``values`` frames; ``bar``: ``mean_abs``; or
     None), ``backtest`` (``daily``, ``baseline`` (always long's daily frame or None),
     ``monthly``, ``title``, ``note``, ``stats_header`` and ``stats`` rows (one column per
-    strategy), ``stats_note``; ``daily`` None with only a ``note`` when there is none),
+    strategy), ``stats_note``, ``factors`` (``header``, ``rows``, ``notes`` of the factor
+    table and the exposures ``columns`` [(name, :func:`ml.factors.exposure` dict)], or
+    None); ``daily`` None with only a ``note`` when there is none),
     ``warnings`` (one line each), ``settings`` (``text``: the trading rules of the report),
     ``deciles`` (a regression run's decile table or None), ``spec_yaml``,
     ``data_hashes`` and ``versions`` ([name, value] rows), ``folder`` and ``generated_at``

@@ -1,0 +1,69 @@
+"""The factor exposure panel of /backtest in headless Chromium, on a real run of the sample data.
+
+The default spec is trained once with the command line in the app's home; the panel must show
+the numbers of :func:`ml.factors.run_exposure` at the settings on screen, follow the cost box,
+draw both strategies' betas and show a red alert (not a traceback) for an emptied cost box.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from almanac import registry
+from ml import factors
+
+pytestmark = pytest.mark.browser
+CHART_MS = 60_000
+
+
+def _load_run_pages():
+    """tests/browser/test_run_pages.py by path (its ``train`` helper and ``figure`` reader)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_almanac_browser_run_pages",
+                                                  Path(__file__).with_name("test_run_pages.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_rp = _load_run_pages()
+
+
+@pytest.fixture(scope="module")
+def run_id(lab_server) -> str:
+    rid, _ = _rp.train(lab_server.home, _rp.DEFAULT_CONFIG)
+    return rid
+
+
+def _alpha(run: dict, cost: float) -> tuple[str, str]:
+    out = factors.run_exposure(run, 0.55, cost, False)
+    return f"{out['model']['coef']['alpha']:.2%}", f"{out['always_long']['t']['Mkt-RF']:.2f}"
+
+
+def test_factor_panel_shows_the_regression_and_follows_the_cost(page, lab_server, run_id, screenshot_dir):
+    run = registry.get_run(run_id, lab_server.home)
+    page.goto(f"/backtest?run={run_id}")
+    table = page.locator("#backtest-factors-table")
+    alpha, t_mkt_long = _alpha(run, 1.0)
+    expect(table).to_contain_text(alpha, timeout=CHART_MS)
+    expect(table).to_contain_text(t_mkt_long)
+    expect(page.locator("#backtest-factors-notes")).to_contain_text(
+        "Dec 2018 is outside the factor data (Jul 1926 – Nov 2018)")
+    traces = _rp.figure(page, "backtest-factors-graph")
+    assert [t["name"] for t in traces] == ["Model", "Always long"] and all(t["x"] == 3 for t in traces)
+    page.locator("#backtest-factors-section").scroll_into_view_if_needed()
+    page.locator("#backtest-factors-section").screenshot(path=str(screenshot_dir / "backtest-factors.png"))
+
+    page.fill("#backtest-cost", "0")
+    page.keyboard.press("Enter")
+    alpha0, _ = _alpha(run, 0.0)
+    assert alpha0 != alpha
+    expect(table).to_contain_text(alpha0, timeout=CHART_MS)
+
+    page.fill("#backtest-cost", "")
+    page.keyboard.press("Enter")
+    expect(page.locator("#backtest-factors .alert-danger")).to_contain_text(
+        "backtest cost_bps must be a number >= 0", timeout=CHART_MS)
