@@ -1,0 +1,422 @@
+"""Ensembles: runs with the same symbol, label and fold dates combined into a new run.
+
+``make_ensemble(["A", "B"], method="mean"|"stack")`` reads the parts' out-of-fold
+predictions (``oof.parquet``) and writes a NEW run (its own run id, ``run.json["kind"] ==
+"ensemble"``) that is evaluated, backtested and registered like any run, so it is a trial
+of the deflated Sharpe ratio on its symbol and label (:mod:`ml.trials`).
+
+**Compatible parts** (:func:`check_compatible`, checked before anything is written, the
+first difference refused in one line): not an ensemble themselves; the same symbol (or
+table), label (kind and every label parameter), cutoff, task and fold dates (each fold's
+train and test first / last day), and the same out-of-fold days and outcomes.
+
+**mean**: the parts' out-of-fold P(up) (binary), class probabilities (multiclass) or
+predicted returns (regression) averaged per day with equal weights. An ensemble of one run
+is that run: the same predictions and metrics, bit for bit.
+
+**stack** (binary only): for fold k a logistic regression (scikit-learn, ``C=1``) of y on
+the logit of each part's P(up), fitted ONLY on out-of-fold rows that lie in fold k's
+training window (``train_start_k .. train_end_k``; ``train_end_k`` is already ``gap`` days
+before fold k's test start), i.e. earlier folds' test days. The first fold has no such
+rows; a fold with fewer than :data:`MIN_STACK_ROWS` of them or with one class only falls
+back to the mean; ``run.json["ensemble"]["folds"]`` says which fold used what.
+
+**Final model** (the deployable one, ``model/ensemble.json`` + a copy of each part's final
+model in ``model/part-<i>/``): the mean of the parts' final models, or the stacker fitted
+on every out-of-fold row applied to them. :class:`EnsembleModel` loads it;
+:func:`combine` is the one combination rule used for the out-of-fold predictions, the
+final model and the exported bundle (:mod:`ml.ensemble_bundle`).
+
+The backtest uses the first part's trading rules (threshold, costs, long-only); the naive
+baselines are the first part's (the same days, outcomes and costs), the lift is
+recomputed. There are no SHAP values of an ensemble (``shap.parquet`` is empty) and no
+permutation importance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from almanac import faults, registry
+from almanac.errors import AlmanacError, NotFoundError
+from almanac.recovery import RUN_LOCK
+from almanac.spec import spec_from_dict
+from almanac.store import Store
+from ml import baselines, drift, evaluation, persist
+
+METHODS = ("mean", "stack")
+#: Fewest out-of-fold rows (with both classes) a fold's stacker is fitted on; fewer: the mean.
+MIN_STACK_ROWS = 50
+#: Probabilities are clipped to [EPS, 1 - EPS] before the logit the stacker reads.
+EPS = 1e-6
+STACKER_C = 1.0
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FORMAT = "almanac-ensemble"
+_DATES = ("train_start", "train_end", "test_start", "test_end")
+
+
+# ---------------------------------------------------------------- combination rule
+
+def logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype="float64"), EPS, 1.0 - EPS)
+    return np.log(q / (1.0 - q))
+
+
+def combine(preds: list[np.ndarray], method: str, stacker: dict | None = None) -> np.ndarray:
+    """The ensemble's prediction from its parts' ``preds`` (one array per part, same rows):
+    their mean, or with ``stacker`` ``{"coef": [...], "intercept": b}`` the logistic
+    ``1 / (1 + exp(-(b + sum coef_i * logit(p_i))))`` (binary)."""
+    if method == "stack" and stacker is not None:
+        z = float(stacker["intercept"]) + sum(float(c) * logit(p) for c, p in zip(stacker["coef"], preds,
+                                                                                  strict=True))
+        return 1.0 / (1.0 + np.exp(-z))
+    return np.mean(np.stack([np.asarray(p, dtype="float64") for p in preds]), axis=0)
+
+
+def fit_stacker(P: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+    """A logistic regression of ``y`` on the logit of the parts' P(up) (columns of ``P``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=STACKER_C, random_state=seed).fit(logit(P), y.astype("int64"))
+    return {"coef": [float(c) for c in lr.coef_[0]], "intercept": float(lr.intercept_[0])}
+
+
+def stacker_rows(dates: pd.DatetimeIndex, fold: dict) -> np.ndarray:
+    """Mask of the out-of-fold ``dates`` a fold's stacker may learn from: inside the fold's
+    training window (``train_end`` is ``gap`` days before its ``test_start``)."""
+    return np.asarray((dates >= pd.Timestamp(fold["train_start"])) & (dates <= pd.Timestamp(fold["train_end"])))
+
+
+def stacked_oof(P: np.ndarray, y: np.ndarray, fid: np.ndarray, dates: pd.DatetimeIndex, folds: list[dict],
+                seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """(out-of-fold stacked P(up), per-fold record) -- each fold's stacker fitted on the rows
+    :func:`stacker_rows` allows, or the mean where those are too few (see the module doc)."""
+    out = np.full(len(y), np.nan)
+    record = []
+    for fold in folds:
+        k = int(fold["fold"])
+        test = fid == k
+        train = stacker_rows(dates, fold) & ~np.isnan(P).any(axis=1)
+        n = int(train.sum())
+        entry = {"fold": k, "n_rows": n, "last_day": f"{dates[train].max():%Y-%m-%d}" if n else None}
+        if n < MIN_STACK_ROWS or len(np.unique(y[train])) < 2:
+            out[test] = combine(list(P[test].T), "mean")
+            why = "no earlier out-of-fold day" if n == 0 else f"{n} earlier out-of-fold days (< {MIN_STACK_ROWS})" \
+                if n < MIN_STACK_ROWS else "one class only in its earlier out-of-fold days"
+            record.append({**entry, "method": "mean", "note": f"mean of the parts: {why}"})
+            continue
+        st = fit_stacker(P[train], y[train], seed)
+        out[test] = combine(list(P[test].T), "stack", st)
+        record.append({**entry, "method": "stack", **st})
+    return out, record
+
+
+# ---------------------------------------------------------------- parts
+
+def _differ(a: dict, b: dict, what: str, va, vb) -> AlmanacError:
+    return AlmanacError(f"runs {a['run_id']} and {b['run_id']} differ in {what} ({va} vs {vb}): an ensemble "
+                        "needs runs with the same symbol, label, cutoff and fold dates")
+
+
+def _part(run: dict, key: str):
+    spec = run.get("spec") or {}
+    if key == "symbol":
+        d = spec.get("data") or {}
+        return f"table {d['table']}" if d.get("table") else d.get("symbol")
+    if key == "label":
+        return json.dumps(spec.get("label"), sort_keys=True)
+    if key == "cutoff":
+        return (spec.get("features") or {}).get("cutoff")
+    return run.get(key)
+
+
+def check_compatible(parts: list[dict]) -> None:
+    """One-line AlmanacError naming the first difference between ``parts[0]`` and another."""
+    for run in parts:
+        if run.get("kind") == "ensemble":
+            raise AlmanacError(f"run {run['run_id']} is an ensemble: build the new ensemble from its parts "
+                               f"({', '.join(p['run_id'] for p in run['ensemble']['parts'])})")
+    a = parts[0]
+    for b in parts[1:]:
+        for key, what in (("symbol", "symbol"), ("label", "label"), ("cutoff", "cutoff"), ("task", "task")):
+            if _part(a, key) != _part(b, key):
+                raise _differ(a, b, what, _part(a, key), _part(b, key))
+        fa, fb = a.get("folds") or [], b.get("folds") or []
+        if len(fa) != len(fb):
+            raise _differ(a, b, "the number of folds", len(fa), len(fb))
+        for i, (x, y) in enumerate(zip(fa, fb, strict=True)):
+            for d in _DATES:
+                if x.get(d) != y.get(d):
+                    raise _differ(a, b, f"fold {i + 1} {d}", x.get(d), y.get(d))
+
+
+def load_parts(run_ids: list[str], home=None) -> list[dict]:
+    """The parts' run records (checked ids, no repeats, compatible)."""
+    ids = [registry.check_run_id(r) for r in run_ids if str(r).strip()]
+    if not ids:
+        raise AlmanacError("no runs given: pass --runs A,B (run ids from `python -m almanac runs list`)")
+    dup = sorted({r for r in ids if ids.count(r) > 1})
+    if dup:
+        raise AlmanacError(f"run {dup[0]} is listed twice: list each part once")
+    parts = [registry.get_run(r, home) for r in ids]
+    check_compatible(parts)
+    return parts
+
+
+def _oof(parts: list[dict], home) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """(first part's oof frame, each part's predictions on its rows); refused if the parts'
+    out-of-fold days or outcomes differ."""
+    frames = [registry.read_artifact(p["run_id"], "oof.parquet", home=home) for p in parts]
+    base = frames[0]
+    for p, f in zip(parts[1:], frames[1:], strict=True):
+        same = len(f) == len(base) and (f["date"].to_numpy() == base["date"].to_numpy()).all()
+        if not same:
+            raise _differ(parts[0], p, "out-of-fold days", f"{len(base)} days", f"{len(f)} days")
+        if not np.array_equal(f["y"].to_numpy(), base["y"].to_numpy(), equal_nan=True):
+            raise _differ(parts[0], p, "out-of-fold outcomes", "y", "another y")
+    task = parts[0]["task"]
+    if task == "binary":
+        preds = [f["prob"].to_numpy(dtype="float64") for f in frames]
+    elif task == "regression":
+        preds = [f["pred"].to_numpy(dtype="float64") for f in frames]
+    else:
+        cols = [f"prob_{c}" for c in parts[0]["classes"]]
+        preds = [f[cols].to_numpy(dtype="float64") for f in frames]
+    return base, preds
+
+
+def _dataset(parts: list[dict]) -> tuple[pd.DataFrame, list[str]]:
+    """The first part's dataset with the other parts' feature columns added (same days)."""
+    from ml.runner import SESSION_COLUMNS
+
+    data = pd.read_parquet(Path(parts[0]["path"]) / "dataset.parquet")
+    names = list(parts[0]["feature_names"])
+    for p in parts[1:]:
+        more = [c for c in p["feature_names"] if c not in names]
+        if more:
+            other = pd.read_parquet(Path(p["path"]) / "dataset.parquet", columns=more)
+            data = data.join(other.reindex(data.index))
+            names += more
+    return data[[*names, "y", *SESSION_COLUMNS]], names
+
+
+# ---------------------------------------------------------------- the final model
+
+class EnsembleModel:
+    """The ensemble's final model, loaded from its run folder's ``model/``: each part's final
+    model (ml.persist, SHA-256 checked) on its own feature columns, combined by
+    :func:`combine`. ``predict_proba`` (classification) / ``predict`` (regression) take a
+    frame holding every part's feature columns."""
+
+    def __init__(self, folder: Path | str, meta: dict | None = None):
+        folder = Path(folder)
+        self.meta = meta or json.loads((folder / ENSEMBLE_FILE).read_text())
+        self.task = self.meta["task"]
+        self.models = [persist.load_model(folder / p["folder"], p) for p in self.meta["parts"]]
+
+    def part_predictions(self, X: pd.DataFrame) -> list[np.ndarray]:
+        out = []
+        for model, p in zip(self.models, self.meta["parts"], strict=True):
+            rows = X[p["feature_names"]]
+            if self.task == "regression":
+                out.append(np.asarray(model.predict(rows), dtype="float64"))
+            else:
+                proba = np.asarray(model.predict_proba(rows), dtype="float64")
+                out.append(proba[:, 1] if self.task == "binary" else proba)
+        return out
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = combine(self.part_predictions(X), self.meta["method"], self.meta.get("stacker"))
+        return np.column_stack([1.0 - p, p]) if self.task == "binary" else p
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        if self.task == "regression":
+            return combine(self.part_predictions(X), "mean")
+        return self.predict_proba(X).argmax(axis=1)
+
+
+def _save_final(parts: list[dict], method: str, stacker, task: str, folder: Path) -> dict:
+    """Copy each part's final model into ``folder/part-<i>/`` and write ``ensemble.json``."""
+    folder.mkdir(parents=True)
+    entries = []
+    for i, p in enumerate(parts, start=1):
+        fm = p["final_model"]
+        src = Path(p["path"]) / "model" / fm["file"]
+        if fm.get("sha256") and persist.file_sha256(src) != fm["sha256"]:
+            raise AlmanacError(f"run {p['run_id']}: model/{fm['file']} does not match the SHA-256 in its run.json "
+                               "(altered or damaged); train it again")
+        (folder / f"part-{i}").mkdir()
+        shutil.copyfile(src, folder / f"part-{i}" / fm["file"])
+        entries.append({"run_id": p["run_id"], "folder": f"part-{i}", "feature_names": list(p["feature_names"]),
+                        **{k: fm.get(k) for k in ("kind", "file", "format", "sha256", "task", "classes")}})
+    meta = {"format": ENSEMBLE_FORMAT, "method": method, "task": task, "parts": entries, "stacker": stacker,
+            "weights": None if stacker else [1.0 / len(parts)] * len(parts),
+            "rule": ("P(up) = 1 / (1 + exp(-(intercept + sum coef_i * logit(clip(p_i, 1e-6, 1 - 1e-6)))))"
+                     if stacker else "the mean of the parts' predictions")}
+    text = json.dumps(meta, indent=1) + "\n"
+    (folder / ENSEMBLE_FILE).write_text(text)
+    return {"kind": "ensemble", "file": ENSEMBLE_FILE, "format": ENSEMBLE_FORMAT,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(), "task": task,
+            "classes": parts[0]["final_model"].get("classes")}
+
+
+# ---------------------------------------------------------------- the run
+
+def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None = None, name: str | None = None,
+                  progress=None) -> dict:
+    """Combine runs ``run_ids`` into a new registered run (see the module doc); returns its
+    record plus ``"path"``. Every refusal is one line, before anything is written."""
+    from ml import runner
+
+    t0 = time.perf_counter()
+    report = progress or (lambda f, s: None)
+    store = store if store is not None else Store()
+    home = store.home
+    if method not in METHODS:
+        raise AlmanacError(f"unknown ensemble method {method!r}: choose mean or stack")
+    parts = load_parts(run_ids, home)
+    task = parts[0]["task"]
+    if method == "stack" and task != "binary":
+        raise AlmanacError(f"stacking needs a binary label; {parts[0]['spec']['label']['kind']} is {task}: "
+                           "use --method mean")
+    oof, preds = _oof(parts, home)
+    data, names = _dataset(parts)
+    dates = pd.DatetimeIndex(oof["date"])
+    if not dates.isin(data.index).all():
+        raise AlmanacError(f"run {parts[0]['run_id']}'s dataset lacks some of its out-of-fold days: train it again")
+    folds0 = parts[0]["folds"]
+    fid_oof = oof["fold"].to_numpy(dtype="int64")
+    y_oof = oof["y"].to_numpy()
+    report(0.1, "combining")
+    stack_record, stacker = None, None
+    if method == "mean":
+        pred = combine(preds, "mean")
+    else:
+        P = np.column_stack(preds)
+        pred, stack_record = stacked_oof(P, y_oof, fid_oof, dates, folds0, seed=int(parts[0].get("seed") or 0))
+        ok = ~np.isnan(P).any(axis=1)
+        stacker = fit_stacker(P[ok], y_oof[ok], seed=int(parts[0].get("seed") or 0))
+    spec = spec_from_dict(parts[0]["spec"])
+    created = datetime.now(timezone.utc)
+    symbol = spec.data.symbol or spec.data.table
+    run_id = registry.new_run_id(symbol, spec.label.kind, f"ensemble-{method}", created)
+    root = registry.runs_dir(home)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{registry.TMP_PREFIX}{run_id}"
+    tmp.mkdir()
+    owner = runner._own(tmp)
+    try:
+        record = _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oof, pred, stacker,
+                            stack_record, store, run_id, created, tmp, name, report, t0)
+        (tmp / RUN_LOCK).unlink()
+        faults.point("run:written")
+        runner._publish(tmp, root / run_id)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        os.close(owner)
+    report(1.0, "done")
+    return {**record, "path": str(root / run_id)}
+
+
+def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oof, pred, stacker, stack_record,
+               store, run_id, created, tmp, name, report, t0) -> dict:
+    from ml import runner
+
+    classes = parts[0].get("classes")
+    pos = data.index.get_indexer(dates)
+    tested = np.zeros(len(data), dtype=bool)
+    tested[pos] = True
+    fid = np.full(len(data), -1, dtype="int64")
+    fid[pos] = fid_oof
+    # rows in date order on both sides: oof.parquet is in dataset order
+    report(0.3, "evaluation")
+    ev = evaluation.evaluate(task, y_oof, pred, folds=fid_oof, threshold=0.5, classes=classes)
+    if task == "multiclass":
+        roll = pd.DataFrame({"date": [], "auc": []})
+    else:
+        up = y_oof if task == "binary" else (y_oof > 0).astype("float64")
+        roll = drift.rolling_auc(dates, up, pred, window=runner.ROLLING_WINDOW)
+    bt, bt_record, bt_note = None, None, parts[0].get("backtest_note")
+    base = {k: v for k, v in (parts[0].get("baselines") or {}).items() if k != "lift"}
+    model_ret = base_ret = None
+    if parts[0].get("backtest") is not None:
+        report(0.5, "backtest")
+        rows = data.iloc[pos]
+        bt, bt_note = runner._backtest(spec, store, rows, pred, task)
+        bt_record = {**bt.stats, "n_trials_at_training": bt.stats["n_trials"], "dsr_at_training": bt.stats["dsr"],
+                     "params": bt.params}
+        frame = runner.backtest_frame(rows, np.ones(len(rows)), "binary").drop(columns="prob")
+        along = baselines.always_long(frame, spec.backtest.cost_bps)
+        model_ret, base_ret = bt.daily["strategy_return"].to_numpy(), along.daily["strategy_return"].to_numpy()
+    auc_y, auc_pred = (y_oof, pred) if task != "regression" else (None, None)
+    base["lift"] = baselines.lift(spec.seed, model_ret, base_ret, auc_y, auc_pred)
+    report(0.7, "final model")
+    final_meta = _save_final(parts, method, stacker, task, tmp / "model")
+    report(0.9, "writing")
+    per_fold = {r["fold"]: r for r in ev["per_fold"]}
+    folds = [{**{k: f[k] for k in ("fold", *_DATES, "n_train", "n_test")},
+              **{k: v for k, v in per_fold.get(f["fold"], {}).items() if k != "fold"}} for f in parts[0]["folds"]]
+    empty = pd.DataFrame({"date": pd.DatetimeIndex([]), "fold": np.array([], dtype="int64"),
+                          **{n: np.array([], dtype="float64") for n in names}})
+    psi = {}
+    for p in parts:
+        try:
+            for k, v in (registry.read_artifact(p["run_id"], "drift.json", home=store.home).get("psi") or {}).items():
+                psi.setdefault(k, {}).update(v)
+        except NotFoundError:
+            pass
+    f = {"shap": empty, "shap_base": empty[["date", "fold"]].assign(base_value=np.array([], dtype="float64")),
+         "psi": psi}
+    importance = pd.DataFrame({"feature": names, "mean_abs_shap": np.nan})
+    runner._write_artifacts(tmp, spec, data, names, task, classes, fid, tested, pred, f, ev, roll, importance, bt,
+                            folds)
+    lineage, notes = {}, []
+    for p in parts:
+        lineage.update({k: v for k, v in (p.get("lineage") or {}).items() if k not in lineage})
+        notes += [n for n in p.get("notes") or [] if n not in notes]
+    first = ("" if method == "mean" else
+             "; the first fold has no earlier out-of-fold day to fit a stacker on, so it (and any fold with fewer "
+             f"than {MIN_STACK_ROWS} such days or one class) uses the mean of the parts")
+    ens = {"method": method, "stacker": stacker, "folds": stack_record, "note": (
+        "equal-weight mean of the parts' out-of-fold predictions" if method == "mean" else
+        "logistic stacker on the logit of each part's P(up), fitted per fold on out-of-fold days inside that fold's "
+        "training window only" + first + "; the final stacker is fitted on every out-of-fold day"),
+        "parts": [{"run_id": p["run_id"], "name": p.get("name"), "model": (p["spec"].get("model") or {}).get("kind"),
+                   "metrics": p.get("metrics"), "feature_names": p["feature_names"]} for p in parts]}
+    spec_dict = spec.to_dict()
+    spec_dict["model"] = {"kind": "ensemble", "params": {"method": method, "parts": [p["run_id"] for p in parts]}}
+    spec_dict["name"] = name or f"ensemble-{method} of {', '.join(p.get('name') or p['run_id'] for p in parts)}"[:100]
+    record = {
+        "run_id": run_id, "name": spec_dict["name"], "created_at": created.isoformat(timespec="milliseconds"),
+        "status": "complete", "kind": "ensemble", "spec": spec_dict, "seed": spec.seed,
+        "data_hashes": parts[0].get("data_hashes"), "versions": runner._versions(),
+        "code_revision": runner.code_revision(), "task": task, "classes": classes, "label": parts[0].get("label"),
+        "feature_names": names, "dropped_features": [], "lineage": lineage, "notes": notes,
+        "warnings": runner._warnings(data, task, classes, [], folds, bt),
+        "n_rows": int(len(data)), "date_range": {"start": runner._iso(data.index[0]), "end": runner._iso(data.index[-1])},
+        "n_oof": int(tested.sum()), "metrics": ev["pooled"], "folds": folds,
+        "backtest": bt_record, "backtest_note": bt_note, "baselines": base,
+        "shap_output": None, "shap": {"rows_per_fold": 0, "rows": 0, "seed": int(spec.seed)},
+        "importance_note": "an ensemble has no SHAP values or permutation importance: see its parts' runs",
+        "permutation": None, "rolling_auc_window": runner.ROLLING_WINDOW if task != "multiclass" else None,
+        "timings": {"total": time.perf_counter() - t0}, "ensemble": ens,
+        "final_model": {**final_meta, "n_rows": int(len(data))},
+    }
+    record = runner._json_safe(record)
+    runner._write_json(tmp / "run.json", record)
+    return record
+
+
+__all__ = ["EnsembleModel", "METHODS", "MIN_STACK_ROWS", "check_compatible", "combine", "fit_stacker",
+           "load_parts", "make_ensemble", "stacked_oof", "stacker_rows"]
