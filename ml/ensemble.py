@@ -212,16 +212,20 @@ def _dataset(parts: list[dict]) -> tuple[pd.DataFrame, list[str]]:
 # ---------------------------------------------------------------- the final model
 
 class EnsembleModel:
-    """The ensemble's final model, loaded from its run folder's ``model/``: each part's final
-    model (ml.persist, SHA-256 checked) on its own feature columns, combined by
-    :func:`combine`. ``predict_proba`` (classification) / ``predict`` (regression) take a
-    frame holding every part's feature columns."""
+    """The ensemble's final model: its parts' ``models`` (each predicting from its own
+    feature columns, ``meta["parts"][i]["feature_names"]``) combined by :func:`combine`.
+    ``predict_proba`` (classification) / ``predict`` (regression) take a frame holding
+    every part's feature columns. :meth:`load` reads a run folder's ``model/`` (ml.persist,
+    SHA-256 checked); a bundle builds it around sandboxed parts (:mod:`ml.ensemble_bundle`)."""
 
-    def __init__(self, folder: Path | str, meta: dict | None = None):
+    def __init__(self, models: list, meta: dict):
+        self.models, self.meta, self.task = list(models), meta, meta["task"]
+
+    @classmethod
+    def load(cls, folder: Path | str) -> EnsembleModel:
         folder = Path(folder)
-        self.meta = meta or json.loads((folder / ENSEMBLE_FILE).read_text())
-        self.task = self.meta["task"]
-        self.models = [persist.load_model(folder / p["folder"], p) for p in self.meta["parts"]]
+        meta = json.loads((folder / ENSEMBLE_FILE).read_text())
+        return cls([persist.load_model(folder / p["folder"], p) for p in meta["parts"]], meta)
 
     def part_predictions(self, X: pd.DataFrame) -> list[np.ndarray]:
         out = []
@@ -242,6 +246,18 @@ class EnsembleModel:
         if self.task == "regression":
             return combine(self.part_predictions(X), "mean")
         return self.predict_proba(X).argmax(axis=1)
+
+
+def load_final(folder: Path | str, final: dict) -> EnsembleModel:
+    """The final model of an ensemble run (``folder``: its ``model/``), its ``ensemble.json``
+    checked against the SHA-256 ``final`` (run.json's ``final_model``) records."""
+    path = Path(folder) / ENSEMBLE_FILE
+    if not path.is_file():
+        raise NotFoundError(f"the ensemble has no {path.parent.name}/{ENSEMBLE_FILE}; make the ensemble again")
+    if final.get("sha256") and persist.file_sha256(path) != final["sha256"]:
+        raise AlmanacError(f"{path.parent.name}/{ENSEMBLE_FILE} does not match the SHA-256 recorded in run.json "
+                           "(altered or damaged); make the ensemble again")
+    return EnsembleModel.load(folder)
 
 
 def _save_final(parts: list[dict], method: str, stacker, task: str, folder: Path) -> dict:
@@ -395,6 +411,12 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
         "parts": [{"run_id": p["run_id"], "name": p.get("name"), "model": (p["spec"].get("model") or {}).get("kind"),
                    "metrics": p.get("metrics"), "feature_names": p["feature_names"]} for p in parts]}
     spec_dict = spec.to_dict()
+    sets, cross = [], []
+    for p in parts:  # the features of every part: what /signal and serving build for a day
+        f = p["spec"].get("features") or {}
+        sets += [x for x in f.get("sets") or [] if x not in sets]
+        cross += [x for x in f.get("cross_assets") or [] if x not in cross]
+    spec_dict["features"] = {**spec_dict["features"], "sets": sets, "cross_assets": cross}
     spec_dict["model"] = {"kind": "ensemble", "params": {"method": method, "parts": [p["run_id"] for p in parts]}}
     spec_dict["name"] = name or f"ensemble-{method} of {', '.join(p.get('name') or p['run_id'] for p in parts)}"[:100]
     record = {
@@ -419,4 +441,4 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
 
 
 __all__ = ["EnsembleModel", "METHODS", "MIN_STACK_ROWS", "check_compatible", "combine", "fit_stacker",
-           "load_parts", "make_ensemble", "stacked_oof", "stacker_rows"]
+           "load_final", "load_parts", "make_ensemble", "stacked_oof", "stacker_rows"]

@@ -66,6 +66,9 @@ def lab(tmp_path_factory):
         "reg_lgbm": variant(name="ens-reg-lgbm", label={"kind": "forward_return"}),
         "reg_logistic": variant(name="ens-reg-lin", label={"kind": "forward_return"},
                                 model={"kind": "hist_gb", "params": {"max_iter": 20}}),
+        "multi_lgbm": variant(name="ens-arch-lgbm", label={"kind": "archetype"}),
+        "multi_logistic": variant(name="ens-arch-logistic", label={"kind": "archetype"},
+                                  model={"kind": "logistic", "params": {"C": 0.1}}),
     }
     runs = {k: run_experiment(s, store=store) for k, s in specs.items()}
     return home, runs
@@ -117,7 +120,7 @@ def test_mean_is_the_hand_average_and_scored_on_it(lab):
     # the final model: the mean of the parts' final models on any day
     data = pd.read_parquet(Path(ens["path"]) / "dataset.parquet")
     rows = data[ens["feature_names"]].iloc[-5:]
-    model = ensemble.EnsembleModel(Path(ens["path"]) / "model")
+    model = ensemble.EnsembleModel.load(Path(ens["path"]) / "model")
     want = np.mean([persist.load_model(Path(r["path"]) / "model", r["final_model"]).predict_proba(
         rows[r["feature_names"]])[:, 1] for r in (runs["lgbm"], runs["logistic"])], axis=0)
     np.testing.assert_allclose(model.predict_proba(rows)[:, 1], want, rtol=0, atol=1e-15)
@@ -249,3 +252,89 @@ def test_a_refusal_is_fast_and_small_in_a_subprocess(lab):
     assert out.returncode == 2 and len(out.stderr.splitlines()) == 1 and "differ in label" in out.stderr
     assert int(rss.read_text().split()[-1]) / 1024 < 600
     assert state(home) == before
+
+
+def test_the_bundle_holds_the_parts_and_predicts_what_the_final_model_does(lab, tmp_path, monkeypatch):
+    from ml.export import export_run, load_bundle, predictions
+    from ml.serving import load_served
+
+    home, runs = lab
+    monkeypatch.setenv("ALMANAC_HOME", str(home))
+    ens = make(lab, "lgbm", "logistic", method="stack")
+    path = export_run(ens["run_id"], tmp_path)
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        card = zf.read("README.md").decode()
+    assert names == {"metadata.json", "README.md", "MANIFEST.sha256", "model/ensemble.json",
+                     "model/part-1-model.txt", "model/part-2-model.skops"}
+    assert "## Parts (an ensemble)" in card and runs["logistic"]["run_id"] in card
+    bundle = load_bundle(path)
+    assert bundle.metadata["ensemble"]["stacker"] == ens["ensemble"]["stacker"]
+    data = pd.read_parquet(Path(ens["path"]) / "dataset.parquet")
+    rows = data[ens["feature_names"]].iloc[-4:]
+    final = ensemble.load_final(Path(ens["path"]) / "model", ens["final_model"])
+    want = final.predict_proba(rows)[:, 1]
+    got = predictions(bundle, rows.reset_index())
+    np.testing.assert_allclose(got["prob"].to_numpy(), want, rtol=0, atol=1e-12)
+    # by hand: the final stacker on the logit of the two parts' final models' P(up)
+    st = ens["ensemble"]["stacker"]
+    z = st["intercept"] + sum(c * np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
+                              for c, p in zip(st["coef"], [
+                                  persist.load_model(Path(r["path"]) / "model", r["final_model"]).predict_proba(
+                                      rows[r["feature_names"]])[:, 1] for r in (runs["lgbm"], runs["logistic"])]))
+    np.testing.assert_allclose(want, 1 / (1 + np.exp(-z)), rtol=0, atol=1e-12)
+    # the prediction service loads an ensemble run too
+    served = load_served(ens["run_id"], home)
+    np.testing.assert_allclose(served.bundle.predictor.predict_proba_up(rows).to_numpy(), want, rtol=0, atol=1e-15)
+    shutil_rm(ens)
+
+
+def test_multiclass_parts_are_averaged_class_by_class(lab):
+    home, runs = lab
+    ens = make(lab, "multi_lgbm", "multi_logistic")
+    cols = [f"prob_{c}" for c in runs["multi_lgbm"]["classes"]]
+    a, b, e = oof(runs["multi_lgbm"]), oof(runs["multi_logistic"]), oof(ens)
+    np.testing.assert_array_equal(e[cols].to_numpy(), (a[cols].to_numpy() + b[cols].to_numpy()) / 2)
+    np.testing.assert_allclose(e[cols].sum(axis=1), 1.0, atol=1e-12)
+    assert ens["backtest"] is None and ens["backtest_note"] == runs["multi_lgbm"]["backtest_note"]
+    assert ens["metrics"]["accuracy"] == pytest.approx(
+        float((e[cols].to_numpy().argmax(axis=1) == e["y"].to_numpy()).mean()), abs=1e-12)
+    shutil_rm(ens)
+
+
+def texts(node) -> str:
+    if node is None:
+        return ""
+    if isinstance(node, (str, int, float)):
+        return str(node)
+    if isinstance(node, (list, tuple)):
+        return " ".join(texts(n) for n in node)
+    return texts(getattr(node, "children", None))
+
+
+def test_models_page_makes_an_ensemble_or_says_in_red_which_field_differs(lab, page_module, monkeypatch):
+    home, runs = lab
+    monkeypatch.setenv("ALMANAC_HOME", str(home))
+    page = page_module("models")
+    rows = [{"run_id": runs["lgbm"]["run_id"]}, {"run_id": runs["logistic"]["run_id"]}]
+    assert page.ensemble_state(rows[:1]) is True and page.ensemble_state(rows) is False
+    before = {r["run_id"] for r in registry.list_runs(home)}
+    alert, rev = page.make_ensemble(1, rows, "stack", 3)
+    made = {r["run_id"] for r in registry.list_runs(home)} - before
+    assert rev == 4 and len(made) == 1 and alert.color == "success"
+    rid = made.pop()
+    assert rid in texts(alert) and "stack of 2 runs, AUC" in texts(alert)
+    registry.delete_run(rid, home=home)
+    state_before = state(home)
+    alert, rev = page.make_ensemble(1, [rows[0], {"run_id": runs["direction"]["run_id"]}], "mean", 3)
+    assert alert.color == "danger" and rev is dash_no_update()
+    assert "differ in label" in texts(alert)
+    assert state(home) == state_before
+
+
+def dash_no_update():
+    from dash import no_update
+
+    return no_update
