@@ -24,13 +24,17 @@ def register(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from almanac.registry import get_run, check_labels
+    from almanac.registry import check_labels, get_run
+    from ml.ensemble_parts import check_request
+
+    runs = [r.strip() for r in args.runs.split(",")]
+    if args.name is not None:
+        check_labels(name=args.name)
+    check_request(runs, args.method)  # refusals before the heavy imports below; make_ensemble repeats it
     from cli.experiments import shown_run
     from ml.ensemble import make_ensemble
 
-    if args.name is not None:
-        check_labels(name=args.name)
-    record = make_ensemble([r.strip() for r in args.runs.split(",")], method=args.method, name=args.name,
+    record = make_ensemble(runs, method=args.method, name=args.name,
                            progress=progress_printer("ensemble "))
     if args.json:
         print_json(shown_run(get_run(record["run_id"])))

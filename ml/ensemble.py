@@ -52,8 +52,8 @@ from almanac.recovery import RUN_LOCK
 from almanac.spec import spec_from_dict
 from almanac.store import Store
 from ml import baselines, drift, evaluation, persist
+from ml.ensemble_parts import DATES, METHODS, _differ, check_compatible, check_request, load_parts
 
-METHODS = ("mean", "stack")
 #: Fewest out-of-fold rows (with both classes) a fold's stacker is fitted on; fewer: the mean.
 MIN_STACK_ROWS = 50
 #: Probabilities are clipped to [EPS, 1 - EPS] before the logit the stacker reads.
@@ -61,7 +61,6 @@ EPS = 1e-6
 STACKER_C = 1.0
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "almanac-ensemble"
-_DATES = ("train_start", "train_end", "test_start", "test_end")
 
 
 # ---------------------------------------------------------------- combination rule
@@ -122,56 +121,6 @@ def stacked_oof(P: np.ndarray, y: np.ndarray, fid: np.ndarray, dates: pd.Datetim
 
 # ---------------------------------------------------------------- parts
 
-def _differ(a: dict, b: dict, what: str, va, vb) -> AlmanacError:
-    return AlmanacError(f"runs {a['run_id']} and {b['run_id']} differ in {what} ({va} vs {vb}): an ensemble "
-                        "needs runs with the same symbol, label, cutoff and fold dates")
-
-
-def _part(run: dict, key: str):
-    spec = run.get("spec") or {}
-    if key == "symbol":
-        d = spec.get("data") or {}
-        return f"table {d['table']}" if d.get("table") else d.get("symbol")
-    if key == "label":
-        return json.dumps(spec.get("label"), sort_keys=True)
-    if key == "cutoff":
-        return (spec.get("features") or {}).get("cutoff")
-    return run.get(key)
-
-
-def check_compatible(parts: list[dict]) -> None:
-    """One-line AlmanacError naming the first difference between ``parts[0]`` and another."""
-    for run in parts:
-        if run.get("kind") == "ensemble":
-            raise AlmanacError(f"run {run['run_id']} is an ensemble: build the new ensemble from its parts "
-                               f"({', '.join(p['run_id'] for p in run['ensemble']['parts'])})")
-    a = parts[0]
-    for b in parts[1:]:
-        for key, what in (("symbol", "symbol"), ("label", "label"), ("cutoff", "cutoff"), ("task", "task")):
-            if _part(a, key) != _part(b, key):
-                raise _differ(a, b, what, _part(a, key), _part(b, key))
-        fa, fb = a.get("folds") or [], b.get("folds") or []
-        if len(fa) != len(fb):
-            raise _differ(a, b, "the number of folds", len(fa), len(fb))
-        for i, (x, y) in enumerate(zip(fa, fb, strict=True)):
-            for d in _DATES:
-                if x.get(d) != y.get(d):
-                    raise _differ(a, b, f"fold {i + 1} {d}", x.get(d), y.get(d))
-
-
-def load_parts(run_ids: list[str], home=None) -> list[dict]:
-    """The parts' run records (checked ids, no repeats, compatible)."""
-    ids = [registry.check_run_id(r) for r in run_ids if str(r).strip()]
-    if not ids:
-        raise AlmanacError("no runs given: pass --runs A,B (run ids from `python -m almanac runs list`)")
-    dup = sorted({r for r in ids if ids.count(r) > 1})
-    if dup:
-        raise AlmanacError(f"run {dup[0]} is listed twice: list each part once")
-    parts = [registry.get_run(r, home) for r in ids]
-    check_compatible(parts)
-    return parts
-
-
 def _oof(parts: list[dict], home) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """(first part's oof frame, each part's predictions on its rows); refused if the parts'
     out-of-fold days or outcomes differ."""
@@ -220,6 +169,9 @@ class EnsembleModel:
 
     def __init__(self, models: list, meta: dict):
         self.models, self.meta, self.task = list(models), meta, meta["task"]
+        if self.task != "regression":  # class indices, as the parts were fitted on
+            classes = (meta["parts"][0].get("classes") if meta.get("parts") else None) or [0, 1]
+            self.classes_ = np.asarray(classes)
 
     @classmethod
     def load(cls, folder: Path | str) -> EnsembleModel:
@@ -260,16 +212,18 @@ def load_final(folder: Path | str, final: dict) -> EnsembleModel:
     return EnsembleModel.load(folder)
 
 
-def _save_final(parts: list[dict], method: str, stacker, task: str, folder: Path) -> dict:
-    """Copy each part's final model into ``folder/part-<i>/`` and write ``ensemble.json``."""
+def _save_combined(parts: list[dict], method: str, stacker, task: str, folder: Path, which: str = "model") -> dict:
+    """Copy each part's final model (``which`` "model") or last-fold model ("last_fold_model",
+    recorded in its ``run.json["permutation"]``) into ``folder/part-<i>/`` and write
+    ``ensemble.json``; returns its meta (as ``run.json["final_model"]``)."""
     folder.mkdir(parents=True)
     entries = []
     for i, p in enumerate(parts, start=1):
-        fm = p["final_model"]
-        src = Path(p["path"]) / "model" / fm["file"]
-        if fm.get("sha256") and persist.file_sha256(src) != fm["sha256"]:
-            raise AlmanacError(f"run {p['run_id']}: model/{fm['file']} does not match the SHA-256 in its run.json "
-                               "(altered or damaged); train it again")
+        fm = p["final_model"] if which == "model" else p["permutation"]["model"]
+        src = Path(p["path"]) / which / fm["file"]
+        if not src.is_file() or (fm.get("sha256") and persist.file_sha256(src) != fm["sha256"]):
+            raise AlmanacError(f"run {p['run_id']}: {which}/{fm['file']} is missing or does not match the SHA-256 in "
+                               "its run.json (altered or damaged); train it again")
         (folder / f"part-{i}").mkdir()
         shutil.copyfile(src, folder / f"part-{i}" / fm["file"])
         entries.append({"run_id": p["run_id"], "folder": f"part-{i}", "feature_names": list(p["feature_names"]),
@@ -285,6 +239,23 @@ def _save_final(parts: list[dict], method: str, stacker, task: str, folder: Path
             "classes": parts[0]["final_model"].get("classes")}
 
 
+def _last_fold(parts: list[dict], method: str, stack_record, task: str, tmp: Path) -> dict | None:
+    """The last fold's ensemble (each part's last-fold model, combined as in that fold) saved in
+    ``last_fold_model/`` for permutation importance on demand (:mod:`ml.explain`); the
+    ``run.json["permutation"]`` record, or None if a part recorded no last-fold model."""
+    from ml import runner
+
+    infos = [p.get("permutation") for p in parts]
+    if not all(isinstance(i, dict) and i.get("model") for i in infos) or \
+            len({(i["test_start"], i["test_end"]) for i in infos}) != 1:
+        return None
+    last = (stack_record or [{}])[-1]
+    st = {"coef": last["coef"], "intercept": last["intercept"]} if last.get("method") == "stack" else None
+    meta = _save_combined(parts, method if st else "mean", st, task, tmp / runner.LAST_FOLD_MODEL,
+                          which=runner.LAST_FOLD_MODEL)
+    return {**infos[0], "model": meta, "folder": runner.LAST_FOLD_MODEL}
+
+
 # ---------------------------------------------------------------- the run
 
 def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None = None, name: str | None = None,
@@ -297,13 +268,8 @@ def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None 
     report = progress or (lambda f, s: None)
     store = store if store is not None else Store()
     home = store.home
-    if method not in METHODS:
-        raise AlmanacError(f"unknown ensemble method {method!r}: choose mean or stack")
-    parts = load_parts(run_ids, home)
+    parts = check_request(run_ids, method, home)
     task = parts[0]["task"]
-    if method == "stack" and task != "binary":
-        raise AlmanacError(f"stacking needs a binary label; {parts[0]['spec']['label']['kind']} is {task}: "
-                           "use --method mean")
     oof, preds = _oof(parts, home)
     data, names = _dataset(parts)
     dates = pd.DatetimeIndex(oof["date"])
@@ -346,7 +312,7 @@ def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None 
 
 
 def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oof, pred, stacker, stack_record,
-               store, run_id, created, tmp, name, report, t0) -> dict:
+               store, run_id, created, tmp, name, report, t0) -> dict:  # noqa: PLR0913
     from ml import runner
 
     classes = parts[0].get("classes")
@@ -378,10 +344,11 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
     auc_y, auc_pred = (y_oof, pred) if task != "regression" else (None, None)
     base["lift"] = baselines.lift(spec.seed, model_ret, base_ret, auc_y, auc_pred)
     report(0.7, "final model")
-    final_meta = _save_final(parts, method, stacker, task, tmp / "model")
+    final_meta = _save_combined(parts, method, stacker, task, tmp / "model")
+    permutation = _last_fold(parts, method, stack_record, task, tmp)
     report(0.9, "writing")
     per_fold = {r["fold"]: r for r in ev["per_fold"]}
-    folds = [{**{k: f[k] for k in ("fold", *_DATES, "n_train", "n_test")},
+    folds = [{**{k: f[k] for k in ("fold", *DATES, "n_train", "n_test")},
               **{k: v for k, v in per_fold.get(f["fold"], {}).items() if k != "fold"}} for f in parts[0]["folds"]]
     empty = pd.DataFrame({"date": pd.DatetimeIndex([]), "fold": np.array([], dtype="int64"),
                           **{n: np.array([], dtype="float64") for n in names}})
@@ -430,8 +397,13 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
         "n_oof": int(tested.sum()), "metrics": ev["pooled"], "folds": folds,
         "backtest": bt_record, "backtest_note": bt_note, "baselines": base,
         "shap_output": None, "shap": {"rows_per_fold": 0, "rows": 0, "seed": int(spec.seed)},
-        "importance_note": "an ensemble has no SHAP values or permutation importance: see its parts' runs",
-        "permutation": None, "rolling_auc_window": runner.ROLLING_WINDOW if task != "multiclass" else None,
+        "importance_note": (
+            "no SHAP values for an ensemble (see its parts' runs); " + (
+                f"permutation importance: the last fold's ensemble (each part's last-fold model, combined as in that "
+                f"fold) on the last fold's {permutation['rows']} test rows ({permutation['test_start']} .. "
+                f"{permutation['test_end']}), {permutation['repeats']} shuffles per feature, computed on demand"
+                if permutation else "no permutation importance (a part recorded no last-fold model)")),
+        "permutation": permutation, "rolling_auc_window": runner.ROLLING_WINDOW if task != "multiclass" else None,
         "timings": {"total": time.perf_counter() - t0}, "ensemble": ens,
         "final_model": {**final_meta, "n_rows": int(len(data))},
     }
@@ -440,5 +412,5 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
     return record
 
 
-__all__ = ["EnsembleModel", "METHODS", "MIN_STACK_ROWS", "check_compatible", "combine", "fit_stacker",
-           "load_final", "load_parts", "make_ensemble", "stacked_oof", "stacker_rows"]
+__all__ = ["EnsembleModel", "METHODS", "MIN_STACK_ROWS", "check_compatible", "check_request", "combine",
+           "fit_stacker", "load_final", "load_parts", "make_ensemble", "stacked_oof", "stacker_rows"]

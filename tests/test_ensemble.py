@@ -199,7 +199,7 @@ def test_json_shape_and_the_trial_count(lab, monkeypatch, capsys):
 
 
 REFUSALS = {
-    "label": ("lgbm", "direction", "differ in label ({\"kind\": \"rest_of_day\"} vs {\"kind\": \"direction\"})"),
+    "label": ("lgbm", "direction", "differ in label (rest_of_day vs direction)"),
     "fold dates": ("lgbm", "gap2", "differ in fold 1 test_start ("),
 }
 
@@ -338,3 +338,19 @@ def dash_no_update():
     from dash import no_update
 
     return no_update
+
+
+def test_permutation_importance_of_an_ensemble_of_one_is_the_parts(lab, monkeypatch):
+    from ml.explain import run_permutation_importance
+
+    home, runs = lab
+    monkeypatch.setenv("ALMANAC_HOME", str(home))
+    ens = make(lab, "logistic")
+    assert ens["permutation"]["model"]["kind"] == "ensemble"
+    assert {k: v for k, v in ens["permutation"].items() if k not in ("model", "folder")} == \
+        {k: v for k, v in runs["logistic"]["permutation"].items() if k not in ("model", "folder")}
+    got = run_permutation_importance(ens["run_id"], home=home).set_index("feature").sort_index()
+    want = run_permutation_importance(runs["logistic"]["run_id"], home=home).set_index("feature").sort_index()
+    pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-12, rtol=0)
+    assert "permutation importance: the last fold's ensemble" in ens["importance_note"]
+    shutil_rm(ens)
