@@ -195,6 +195,8 @@ def test_json_shape_and_the_trial_count(lab, monkeypatch, capsys):
     assert main(["runs", "list", "--json"]) == 0
     listed = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
     assert listed[out["run_id"]]["model"] == "ensemble"
+    assert main(["runs", "show", out["run_id"]]) == 0
+    assert f"\nensemble stack of {runs['lgbm']['run_id']}, {runs['logistic']['run_id']}\n" in capsys.readouterr().out
     registry.delete_run(out["run_id"], home=home)
 
 
