@@ -273,8 +273,10 @@ def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None 
     oof, preds = _oof(parts, home)
     data, names = _dataset(parts)
     dates = pd.DatetimeIndex(oof["date"])
-    if not dates.isin(data.index).all():
-        raise AlmanacError(f"run {parts[0]['run_id']}'s dataset lacks some of its out-of-fold days: train it again")
+    pos = data.index.get_indexer(dates)
+    if (pos < 0).any() or (np.diff(pos) <= 0).any():  # oof.parquet holds the dataset's tested rows, in order
+        raise AlmanacError(f"run {parts[0]['run_id']}'s out-of-fold days are not its dataset's rows in order: "
+                           "train it again")
     folds0 = parts[0]["folds"]
     fid_oof = oof["fold"].to_numpy(dtype="int64")
     y_oof = oof["y"].to_numpy()
@@ -316,12 +318,11 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
     from ml import runner
 
     classes = parts[0].get("classes")
-    pos = data.index.get_indexer(dates)
+    pos = data.index.get_indexer(dates)  # increasing (checked in make_ensemble)
     tested = np.zeros(len(data), dtype=bool)
     tested[pos] = True
     fid = np.full(len(data), -1, dtype="int64")
     fid[pos] = fid_oof
-    # rows in date order on both sides: oof.parquet is in dataset order
     report(0.3, "evaluation")
     ev = evaluation.evaluate(task, y_oof, pred, folds=fid_oof, threshold=0.5, classes=classes)
     if task == "multiclass":
@@ -380,9 +381,9 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
     spec_dict = spec.to_dict()
     sets, cross = [], []
     for p in parts:  # the features of every part: what /signal and serving build for a day
-        f = p["spec"].get("features") or {}
-        sets += [x for x in f.get("sets") or [] if x not in sets]
-        cross += [x for x in f.get("cross_assets") or [] if x not in cross]
+        feats = p["spec"].get("features") or {}
+        sets += [x for x in feats.get("sets") or [] if x not in sets]
+        cross += [x for x in feats.get("cross_assets") or [] if x not in cross]
     spec_dict["features"] = {**spec_dict["features"], "sets": sets, "cross_assets": cross}
     spec_dict["model"] = {"kind": "ensemble", "params": {"method": method, "parts": [p["run_id"] for p in parts]}}
     spec_dict["name"] = name or f"ensemble-{method} of {', '.join(p.get('name') or p['run_id'] for p in parts)}"[:100]
