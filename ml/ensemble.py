@@ -14,11 +14,12 @@ train and test first / last day), and the same out-of-fold days and outcomes.
 predicted returns (regression) averaged per day with equal weights. An ensemble of one run
 is that run: the same predictions and metrics, bit for bit.
 
-**stack** (binary only): for fold k a logistic regression (scikit-learn, ``C=1``) of y on
-the logit of each part's P(up), fitted ONLY on out-of-fold rows that lie in fold k's
+**stack** (binary and multiclass labels): for fold k a logistic regression (scikit-learn,
+``C=1``, lbfgs with at most 1000 iterations; multinomial for classes) of y on the logit of each part's P(up) (or the log of each
+part's class probabilities, :func:`stack_inputs`), fitted ONLY on out-of-fold rows that lie in fold k's
 training window (``train_start_k .. train_end_k``; ``train_end_k`` is already ``gap`` days
 before fold k's test start), i.e. earlier folds' test days. The first fold has no such
-rows; a fold with fewer than :data:`MIN_STACK_ROWS` of them or with one class only falls
+rows; a fold with fewer than :data:`MIN_STACK_ROWS` of them or missing a class falls
 back to the mean; ``run.json["ensemble"]["folds"]`` says which fold used what.
 
 **Final model** (the deployable one, ``model/ensemble.json`` + a copy of each part's final
@@ -29,8 +30,9 @@ final model and the exported bundle (:mod:`ml.ensemble_bundle`).
 
 The backtest uses the first part's trading rules (threshold, costs, long-only); the naive
 baselines are the first part's (the same days, outcomes and costs), the lift is
-recomputed. There are no SHAP values of an ensemble (``shap.parquet`` is empty) and no
-permutation importance.
+recomputed. There are no SHAP values of an ensemble (``shap.parquet`` is empty);
+permutation importance uses the last fold's ensemble (each part's last-fold model, combined
+as in that fold).
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ from almanac.store import Store
 from ml import baselines, drift, evaluation, persist
 from ml.ensemble_parts import DATES, METHODS, _differ, check_compatible, check_request, load_parts
 
-#: Fewest out-of-fold rows (with both classes) a fold's stacker is fitted on; fewer: the mean.
+#: Fewest out-of-fold rows (with every class) a fold's stacker is fitted on; fewer: the mean.
 MIN_STACK_ROWS = 50
 #: Probabilities are clipped to [EPS, 1 - EPS] before the logit the stacker reads.
 EPS = 1e-6
 STACKER_C = 1.0
+#: lbfgs iterations of the stacker (scikit-learn's 100 do not always converge for several classes).
+STACKER_MAX_ITER = 1000
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "almanac-ensemble"
 
@@ -70,23 +74,42 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1.0 - q))
 
 
+def stack_inputs(preds: list[np.ndarray]) -> np.ndarray:
+    """What the stacker reads, one row per day: the logit of each part's P(up) (binary:
+    ``preds`` are 1-D), or the log of each part's clipped class probabilities, part after
+    part (multiclass: ``preds`` are (n, k))."""
+    if np.ndim(preds[0]) == 1:
+        return np.column_stack([logit(p) for p in preds])
+    return np.hstack([np.log(np.clip(np.asarray(p, dtype="float64"), EPS, 1.0)) for p in preds])
+
+
 def combine(preds: list[np.ndarray], method: str, stacker: dict | None = None) -> np.ndarray:
     """The ensemble's prediction from its parts' ``preds`` (one array per part, same rows):
-    their mean, or with ``stacker`` ``{"coef": [...], "intercept": b}`` the logistic
-    ``1 / (1 + exp(-(b + sum coef_i * logit(p_i))))`` (binary)."""
+    their mean, or with ``stacker`` the logistic model on :func:`stack_inputs` -- binary
+    (``{"coef": [c_i], "intercept": b}``): ``1 / (1 + exp(-(b + sum c_i * logit(p_i))))``;
+    multiclass (``coef`` one row per class, ``intercept`` one per class): the softmax of
+    ``coef @ inputs + intercept``."""
     if method == "stack" and stacker is not None:
-        z = float(stacker["intercept"]) + sum(float(c) * logit(p) for c, p in zip(stacker["coef"], preds,
-                                                                                  strict=True))
-        return 1.0 / (1.0 + np.exp(-z))
+        if np.ndim(stacker["intercept"]) == 0:
+            z = float(stacker["intercept"]) + sum(float(c) * logit(p) for c, p in zip(stacker["coef"], preds,
+                                                                                      strict=True))
+            return 1.0 / (1.0 + np.exp(-z))
+        z = stack_inputs(preds) @ np.asarray(stacker["coef"], dtype="float64").T + np.asarray(stacker["intercept"])
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
     return np.mean(np.stack([np.asarray(p, dtype="float64") for p in preds]), axis=0)
 
 
-def fit_stacker(P: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
-    """A logistic regression of ``y`` on the logit of the parts' P(up) (columns of ``P``)."""
+def fit_stacker(preds: list[np.ndarray], y: np.ndarray, seed: int = 0) -> dict:
+    """A logistic regression (multinomial for more than two classes) of ``y`` on
+    :func:`stack_inputs` of the parts' predictions ``preds`` (the same rows)."""
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=STACKER_C, random_state=seed).fit(logit(P), y.astype("int64"))
-    return {"coef": [float(c) for c in lr.coef_[0]], "intercept": float(lr.intercept_[0])}
+    lr = LogisticRegression(C=STACKER_C, max_iter=STACKER_MAX_ITER, random_state=seed).fit(
+        stack_inputs(preds), y.astype("int64"))
+    if np.ndim(preds[0]) == 1:
+        return {"coef": [float(c) for c in lr.coef_[0]], "intercept": float(lr.intercept_[0])}
+    return {"coef": [[float(c) for c in row] for row in lr.coef_], "intercept": [float(b) for b in lr.intercept_]}
 
 
 def stacker_rows(dates: pd.DatetimeIndex, fold: dict) -> np.ndarray:
@@ -95,26 +118,30 @@ def stacker_rows(dates: pd.DatetimeIndex, fold: dict) -> np.ndarray:
     return np.asarray((dates >= pd.Timestamp(fold["train_start"])) & (dates <= pd.Timestamp(fold["train_end"])))
 
 
-def stacked_oof(P: np.ndarray, y: np.ndarray, fid: np.ndarray, dates: pd.DatetimeIndex, folds: list[dict],
-                seed: int = 0) -> tuple[np.ndarray, list[dict]]:
-    """(out-of-fold stacked P(up), per-fold record) -- each fold's stacker fitted on the rows
-    :func:`stacker_rows` allows, or the mean where those are too few (see the module doc)."""
-    out = np.full(len(y), np.nan)
+def stacked_oof(preds: list[np.ndarray], y: np.ndarray, fid: np.ndarray, dates: pd.DatetimeIndex,
+                folds: list[dict], seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """(out-of-fold stacked predictions, per-fold record) -- each fold's stacker fitted on the
+    rows :func:`stacker_rows` allows, or the mean where those are too few or lack a class
+    (see the module doc)."""
+    multi = np.ndim(preds[0]) == 2
+    k_classes = preds[0].shape[1] if multi else 2
+    out = np.full(preds[0].shape, np.nan)
+    ok = ~np.isnan(stack_inputs(preds)).any(axis=1)
     record = []
     for fold in folds:
         k = int(fold["fold"])
         test = fid == k
-        train = stacker_rows(dates, fold) & ~np.isnan(P).any(axis=1)
+        train = stacker_rows(dates, fold) & ok
         n = int(train.sum())
         entry = {"fold": k, "n_rows": n, "last_day": f"{dates[train].max():%Y-%m-%d}" if n else None}
-        if n < MIN_STACK_ROWS or len(np.unique(y[train])) < 2:
-            out[test] = combine(list(P[test].T), "mean")
+        if n < MIN_STACK_ROWS or len(np.unique(y[train])) < k_classes:
+            out[test] = combine([p[test] for p in preds], "mean")
             why = "no earlier out-of-fold day" if n == 0 else f"{n} earlier out-of-fold days (< {MIN_STACK_ROWS})" \
-                if n < MIN_STACK_ROWS else "one class only in its earlier out-of-fold days"
+                if n < MIN_STACK_ROWS else "a class missing from its earlier out-of-fold days"
             record.append({**entry, "method": "mean", "note": f"mean of the parts: {why}"})
             continue
-        st = fit_stacker(P[train], y[train], seed)
-        out[test] = combine(list(P[test].T), "stack", st)
+        st = fit_stacker([p[train] for p in preds], y[train], seed)
+        out[test] = combine([p[test] for p in preds], "stack", st)
         record.append({**entry, "method": "stack", **st})
     return out, record
 
@@ -230,8 +257,9 @@ def _save_combined(parts: list[dict], method: str, stacker, task: str, folder: P
                         **{k: fm.get(k) for k in ("kind", "file", "format", "sha256", "task", "classes")}})
     meta = {"format": ENSEMBLE_FORMAT, "method": method, "task": task, "parts": entries, "stacker": stacker,
             "weights": None if stacker else [1.0 / len(parts)] * len(parts),
-            "rule": ("P(up) = 1 / (1 + exp(-(intercept + sum coef_i * logit(clip(p_i, 1e-6, 1 - 1e-6)))))"
-                     if stacker else "the mean of the parts' predictions")}
+            "rule": (("P(up) = 1 / (1 + exp(-(intercept + sum coef_i * logit(clip(p_i, 1e-6, 1 - 1e-6)))))"
+                      if task == "binary" else "P(class) = softmax(coef @ [log(clip(p_part_class, 1e-6, 1)) part "
+                      "after part] + intercept)") if stacker else "the mean of the parts' predictions")}
     text = json.dumps(meta, indent=1) + "\n"
     (folder / ENSEMBLE_FILE).write_text(text)
     return {"kind": "ensemble", "file": ENSEMBLE_FILE, "format": ENSEMBLE_FORMAT,
@@ -285,10 +313,10 @@ def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None 
     if method == "mean":
         pred = combine(preds, "mean")
     else:
-        P = np.column_stack(preds)
-        pred, stack_record = stacked_oof(P, y_oof, fid_oof, dates, folds0, seed=int(parts[0].get("seed") or 0))
-        ok = ~np.isnan(P).any(axis=1)
-        stacker = fit_stacker(P[ok], y_oof[ok], seed=int(parts[0].get("seed") or 0))
+        seed = int(parts[0].get("seed") or 0)
+        pred, stack_record = stacked_oof(preds, y_oof, fid_oof, dates, folds0, seed=seed)
+        ok = ~np.isnan(stack_inputs(preds)).any(axis=1)
+        stacker = fit_stacker([p[ok] for p in preds], y_oof[ok], seed=seed)
     spec = spec_from_dict(parts[0]["spec"])
     created = datetime.now(timezone.utc)
     symbol = spec.data.symbol or spec.data.table
@@ -371,11 +399,12 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
         notes += [n for n in p.get("notes") or [] if n not in notes]
     first = ("" if method == "mean" else
              "; the first fold has no earlier out-of-fold day to fit a stacker on, so it (and any fold with fewer "
-             f"than {MIN_STACK_ROWS} such days or one class) uses the mean of the parts")
+             f"than {MIN_STACK_ROWS} such days or missing a class) uses the mean of the parts")
     ens = {"method": method, "stacker": stacker, "folds": stack_record, "note": (
         "equal-weight mean of the parts' out-of-fold predictions" if method == "mean" else
-        "logistic stacker on the logit of each part's P(up), fitted per fold on out-of-fold days inside that fold's "
-        "training window only" + first + "; the final stacker is fitted on every out-of-fold day"),
+        "logistic stacker on the logit of each part's P(up) (classes: multinomial, on the log of each part's "
+        "class probabilities), fitted per fold on out-of-fold days inside that fold's training window only"
+        + first + "; the final stacker is fitted on every out-of-fold day"),
         "parts": [{"run_id": p["run_id"], "name": p.get("name"), "model": (p["spec"].get("model") or {}).get("kind"),
                    "metrics": p.get("metrics"), "feature_names": p["feature_names"]} for p in parts]}
     spec_dict = spec.to_dict()
@@ -394,7 +423,8 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
         "code_revision": runner.code_revision(), "task": task, "classes": classes, "label": parts[0].get("label"),
         "feature_names": names, "dropped_features": [], "lineage": lineage, "notes": notes,
         "warnings": runner._warnings(data, task, classes, [], folds, bt),
-        "n_rows": int(len(data)), "date_range": {"start": runner._iso(data.index[0]), "end": runner._iso(data.index[-1])},
+        "n_rows": int(len(data)),
+        "date_range": {"start": runner._iso(data.index[0]), "end": runner._iso(data.index[-1])},
         "n_oof": int(tested.sum()), "metrics": ev["pooled"], "folds": folds,
         "backtest": bt_record, "backtest_note": bt_note, "baselines": base,
         "shap_output": None, "shap": {"rows_per_fold": 0, "rows": 0, "seed": int(spec.seed)},
@@ -414,4 +444,4 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
 
 
 __all__ = ["EnsembleModel", "METHODS", "MIN_STACK_ROWS", "check_compatible", "check_request", "combine",
-           "fit_stacker", "load_final", "load_parts", "make_ensemble", "stacked_oof", "stacker_rows"]
+           "fit_stacker", "load_final", "load_parts", "make_ensemble", "stack_inputs", "stacked_oof", "stacker_rows"]

@@ -73,14 +73,15 @@ def load_parts(run_ids: list[str], home=None) -> list[dict]:
 
 def check_request(run_ids: list[str], method: str, home=None) -> list[dict]:
     """The parts of a requested ensemble (:func:`load_parts`), or the one-line refusal: an
-    unknown method, incompatible runs, or ``stack`` on a label that is not binary."""
+    unknown method, incompatible runs, or ``stack`` on a regression label."""
     if method not in METHODS:
         raise AlmanacError(f"unknown ensemble method {method!r}: choose mean or stack")
     parts = load_parts(run_ids, home)
     task = parts[0]["task"]
-    if method == "stack" and task != "binary":
+    if method == "stack" and task == "regression":
         label = (parts[0].get("spec") or {}).get("label") or {}
-        raise AlmanacError(f"stacking needs a binary label; {label.get('kind', label)} is {task}: use --method mean")
+        raise AlmanacError(f"stacking needs a classification label; {label.get('kind', label)} is {task}: use "
+                           "--method mean")
     return parts
 
 

@@ -354,8 +354,12 @@ class PartEntry(_Schema):
 
 
 class StackerEntry(_Schema):
-    coef: Annotated[list[float], Field(min_length=1, max_length=16)]
-    intercept: float
+    """Binary: one coefficient per part and one intercept; multiclass: one row of
+    (parts x classes) coefficients and one intercept per class (ml.ensemble.combine)."""
+
+    coef: Annotated[list[float], Field(min_length=1, max_length=16)] | \
+        Annotated[list[Annotated[list[float], Field(max_length=16_000)]], Field(min_length=2, max_length=1000)]
+    intercept: float | Annotated[list[float], Field(min_length=2, max_length=1000)]
 
 
 class EnsembleEntry(_Schema):
@@ -427,9 +431,19 @@ class BundleMetadata(_Schema):
                 raise ValueError(f"part {p.file} has another task or features outside feature_names")
         if self.ensemble is not None and self.parts is not None:
             n = len(self.parts)
-            if self.ensemble.method == "stack" and (self.task != "binary" or self.ensemble.stacker is None
-                                                    or len(self.ensemble.stacker.coef) != n):
-                raise ValueError(f"a stacked ensemble is binary with one stacker coefficient per part ({n})")
+            st, k = self.ensemble.stacker, len(self.classes or [])
+            if self.ensemble.method == "stack":
+                if st is None or self.task == "regression":
+                    raise ValueError("a stacked ensemble is a classifier with a stacker")
+                if self.task == "binary":
+                    good = isinstance(st.intercept, float) and len(st.coef) == n and \
+                        all(isinstance(c, float) for c in st.coef)
+                else:
+                    good = isinstance(st.intercept, list) and len(st.intercept) == k and len(st.coef) == k and \
+                        all(isinstance(r, list) and len(r) == n * k for r in st.coef)
+                if not good:
+                    raise ValueError(f"the stacker does not have one coefficient per part ({n}) and class and one "
+                                     "intercept (per class)")
             if self.ensemble.method == "mean" and len(self.ensemble.weights or []) != n:
                 raise ValueError(f"a mean ensemble has one weight per part ({n})")
         return self

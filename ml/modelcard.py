@@ -125,9 +125,14 @@ def _parts_section(meta: dict) -> list[str]:
     if not parts:
         return []
     st = ens.get("stacker")
-    rule = ("P(up) = 1 / (1 + exp(-(b + Σ c_i · logit(p_i)))), b = {:.4g}, c = {}".format(
-        st["intercept"], ", ".join(f"{c:.4g}" for c in st["coef"])) if ens.get("method") == "stack" and st
-        else "the mean of the parts' predictions (equal weights)")
+    if ens.get("method") == "stack" and st and not isinstance(st["intercept"], list):
+        rule = "P(up) = 1 / (1 + exp(-(b + Σ c_i · logit(p_i)))), b = {:.4g}, c = {}".format(
+            st["intercept"], ", ".join(f"{c:.4g}" for c in st["coef"]))
+    elif ens.get("method") == "stack" and st:
+        rule = ("P(class) = softmax(W · [log p_part,class] + b), a multinomial logistic stacker "
+                f"({len(st['coef'])} classes × {len(st['coef'][0])} inputs; W and b in metadata.json)")
+    else:
+        rule = "the mean of the parts' predictions (equal weights)"
     return ["## Parts (an ensemble)", "", f"Combined by {ens.get('method')}: {rule}. Each part reads its own "
             "features; every part's model file is in this bundle.", "",
             _md_table(["#", "Run", "Model", "File", "Features"],

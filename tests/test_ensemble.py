@@ -135,8 +135,8 @@ def test_regression_parts_are_averaged_and_stacking_them_is_refused(lab):
     assert ens["backtest"] is not None and ens["task"] == "regression"
     shutil_rm(ens)
     before = state(home)
-    with pytest.raises(AlmanacError, match=r"^stacking needs a binary label; forward_return is regression: "
-                                           r"use --method mean$"):
+    with pytest.raises(AlmanacError, match=r"^stacking needs a classification label; forward_return is "
+                                           r"regression: use --method mean$"):
         make(lab, "reg_lgbm", "reg_logistic", method="stack")
     assert state(home) == before
 
@@ -163,17 +163,17 @@ def test_each_folds_stacker_learns_only_from_days_before_its_test_start_minus_th
         # an independent fit on those rows reproduces the fold's predictions
         rows = np.asarray(dates <= pd.Timestamp(f["train_end"]))
         z = np.log(np.clip(P, 1e-6, 1 - 1e-6) / (1 - np.clip(P, 1e-6, 1 - 1e-6)))
-        lr = LogisticRegression(C=1.0).fit(z[rows], y[rows].astype(int))
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(z[rows], y[rows].astype(int))
         test = (e["fold"] == r["fold"]).to_numpy()
         np.testing.assert_allclose(e["prob"][test], lr.predict_proba(z[test])[:, 1], rtol=0, atol=1e-12)
         # leakage: rewriting every outcome from the purged day on leaves the fold's predictions unchanged
         future = ~rows
         y_changed = y.copy()
         y_changed[future] = 1 - y_changed[future]
-        out, _ = ensemble.stacked_oof(P, y_changed, e["fold"].to_numpy(), dates, folds)
+        out, _ = ensemble.stacked_oof(list(P.T), y_changed, e["fold"].to_numpy(), dates, folds)
         np.testing.assert_array_equal(out[test], e["prob"].to_numpy()[test])
     assert ens["ensemble"]["stacker"]["coef"] == pytest.approx(
-        list(LogisticRegression(C=1.0).fit(np.log(np.clip(P, 1e-6, 1 - 1e-6) / (1 - np.clip(P, 1e-6, 1 - 1e-6))),
+        list(LogisticRegression(C=1.0, max_iter=1000).fit(np.log(np.clip(P, 1e-6, 1 - 1e-6) / (1 - np.clip(P, 1e-6, 1 - 1e-6))),
                                            y.astype(int)).coef_[0]), abs=1e-9)
     assert "first fold" in ens["ensemble"]["note"]
     shutil_rm(ens)
@@ -355,4 +355,39 @@ def test_permutation_importance_of_an_ensemble_of_one_is_the_parts(lab, monkeypa
     want = run_permutation_importance(runs["logistic"]["run_id"], home=home).set_index("feature").sort_index()
     pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-12, rtol=0)
     assert "permutation importance: the last fold's ensemble" in ens["importance_note"]
+    shutil_rm(ens)
+
+
+def test_multiclass_stacking_is_multinomial_per_fold_and_the_bundle_agrees(lab, tmp_path, monkeypatch):
+    from ml.export import export_run, load_bundle, predictions
+
+    home, runs = lab
+    monkeypatch.setenv("ALMANAC_HOME", str(home))
+    ens = make(lab, "multi_lgbm", "multi_logistic", method="stack")
+    classes = runs["multi_lgbm"]["classes"]
+    cols = [f"prob_{c}" for c in classes]
+    a, b, e = oof(runs["multi_lgbm"]), oof(runs["multi_logistic"]), oof(ens)
+    dates = pd.DatetimeIndex(e["date"])
+    X = np.hstack([np.log(np.clip(f[cols].to_numpy(), 1e-6, 1)) for f in (a, b)])  # log-probabilities, part by part
+    y = e["y"].to_numpy().astype(int)
+    for r in ens["ensemble"]["folds"]:
+        test = (e["fold"] == r["fold"]).to_numpy()
+        f = ens["folds"][r["fold"]]
+        rows = np.asarray(dates <= pd.Timestamp(f["train_end"]))
+        if r["method"] == "mean":
+            np.testing.assert_array_equal(e.loc[test, cols].to_numpy(),
+                                          (a.loc[test, cols].to_numpy() + b.loc[test, cols].to_numpy()) / 2)
+            continue
+        assert pd.Timestamp(r["last_day"]) < pd.Timestamp(f["test_start"])
+        lr = LogisticRegression(C=1.0, max_iter=1000).fit(X[rows], y[rows])
+        np.testing.assert_allclose(e.loc[test, cols].to_numpy(), lr.predict_proba(X[test]), rtol=0, atol=1e-9)
+    assert ens["ensemble"]["folds"][0]["method"] == "mean"
+    path = export_run(ens["run_id"], tmp_path)
+    bundle = load_bundle(path)
+    data = pd.read_parquet(Path(ens["path"]) / "dataset.parquet")
+    rows = data[ens["feature_names"]].iloc[-3:]
+    want = ensemble.load_final(Path(ens["path"]) / "model", ens["final_model"]).predict_proba(rows)
+    got = predictions(bundle, rows.reset_index())
+    np.testing.assert_allclose(got[cols].to_numpy(), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(want.sum(axis=1), 1.0, atol=1e-12)
     shutil_rm(ens)
