@@ -16,6 +16,9 @@ from almanac.errors import AlmanacError
 
 METHODS = ("mean", "stack")
 DATES = ("train_start", "train_end", "test_start", "test_end")
+#: Most parts an ensemble has: its bundle lists at most 16 files (ml.export), README and
+#: ensemble.json included.
+MAX_PARTS = 13
 
 def _differ(a: dict, b: dict, what: str, va, vb) -> AlmanacError:
     return AlmanacError(f"runs {a['run_id']} and {b['run_id']} differ in {what} ({va} vs {vb}): an ensemble "
@@ -62,6 +65,9 @@ def load_parts(run_ids: list[str], home=None) -> list[dict]:
     ids = [registry.check_run_id(r) for r in run_ids if str(r).strip()]
     if not ids:
         raise AlmanacError("no runs given: pass --runs A,B (run ids from `python -m almanac runs list`)")
+    if len(ids) > MAX_PARTS:
+        raise AlmanacError(f"{len(ids)} runs given: an ensemble combines at most {MAX_PARTS} (its bundle holds each "
+                           "part's model); choose fewer")
     dup = sorted({r for r in ids if ids.count(r) > 1})
     if dup:
         raise AlmanacError(f"run {dup[0]} is listed twice: list each part once")
@@ -85,4 +91,4 @@ def check_request(run_ids: list[str], method: str, home=None) -> list[dict]:
     return parts
 
 
-__all__ = ["DATES", "METHODS", "check_compatible", "check_request", "load_parts"]
+__all__ = ["DATES", "MAX_PARTS", "METHODS", "check_compatible", "check_request", "load_parts"]

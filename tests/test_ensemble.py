@@ -233,6 +233,8 @@ def test_other_refusals(lab, monkeypatch, capsys):
         f"{ens['run_id']},{rid}": f"error: run {ens['run_id']} is an ensemble: build the new ensemble from its "
                                   f"parts ({rid})",
         ",": "error: no runs given: pass --runs A,B",
+        ",".join(f"r{i}" for i in range(14)): "error: 14 runs given: an ensemble combines at most 13 (its bundle "
+                                              "holds each part's model); choose fewer",
     }
     for runs_arg, message in cases.items():
         code = main(["ensemble", "--runs", runs_arg])
