@@ -18,7 +18,7 @@ import sys
 from almanac.errors import AlmanacError
 
 #: Modules under cli that register command groups, in help order.
-GROUPS = ("data", "features", "plugins", "experiments", "similar", "study", "serve", "bench")
+GROUPS = ("data", "features", "plugins", "experiments", "ensemble", "similar", "study", "serve", "bench")
 
 
 class UsageError(Exception):

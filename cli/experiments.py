@@ -217,6 +217,9 @@ def cmd_show(args) -> int:
           f"sets {', '.join(f.get('sets', []))}" + (f", cross {', '.join(f['cross_assets'])}"
                                                      if f.get("cross_assets") else ""))
     print(f"label    {spec.get('label', {}).get('kind')} ({run.get('task')});  model {spec.get('model', {}).get('kind')}")
+    if isinstance(run.get("ensemble"), dict):  # ml.ensemble: its method and parts
+        ens = run["ensemble"]
+        print(f"ensemble {ens.get('method')} of " + ", ".join(p.get("run_id", "?") for p in ens.get("parts") or []))
     task = run.get("task", "binary")
     keys = _METRICS.get(task, ())
     m = run.get("metrics") or {}

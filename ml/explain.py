@@ -487,7 +487,12 @@ def run_permutation_importance(run_id: str, home=None) -> pd.DataFrame:
     rows = (data.index >= pd.Timestamp(info["test_start"])) & (data.index <= pd.Timestamp(info["test_end"]))
     task = run["task"]
     y = data.loc[rows, "y"].to_numpy()
-    model = persist.load_model(folder / info["folder"], info["model"])
+    if info["model"].get("kind") == "ensemble":  # the parts' last-fold models, combined (ml.ensemble)
+        from ml.ensemble import load_final
+
+        model = load_final(folder / info["folder"], info["model"])
+    else:
+        model = persist.load_model(folder / info["folder"], info["model"])
     try:
         perm = permutation_importances(model, data.loc[rows, names], y.astype("int64") if task != "regression" else y,
                                        task, n_repeats=int(info["repeats"]), seed=int(info["seed"]))

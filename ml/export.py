@@ -39,7 +39,8 @@ model {kind, file, format, task, classes, params}, task, classes, feature_names 
 model's order), features [{name, lineage}], label {kind, task, horizon_days, classes,
 description}, training {start, end, n_rows}, threshold, long_only, cost_bps, metrics,
 folds, backtest, data_hashes, versions (of the run), exported_with (versions at
-export), code_revision, spec, files.
+export), code_revision, spec, files; an ensemble run's bundle adds parts and ensemble and
+holds each part's model (:mod:`ml.ensemble_bundle`).
 """
 
 from __future__ import annotations
@@ -260,26 +261,32 @@ def export_run(run_id: str, out: Path | str) -> Path:
     run = registry.get_run(run_id)
     run_dir = Path(run["path"])
     path = check_output_path(out, f"{run_id}.zip", (".zip",))
-    model_meta, model_path = _model_files(run_dir, run)
-    member = f"model/{model_path.name}"
-    metadata = build_metadata(run, run_dir, model_meta, member)
+    if run.get("kind") == "ensemble":  # its parts' models and its weights (ml.ensemble_bundle)
+        from ml.ensemble_bundle import MODEL_MEMBER, model_members
 
-    model_bytes = model_path.read_bytes()
-    if model_meta.get("sha256") and _sha256(model_bytes) != model_meta["sha256"]:
-        raise AlmanacError(f"run {run_id}: model/{model_path.name} does not match the SHA-256 "
-                           "recorded in run.json (altered or damaged); re-run the experiment")
+        models, model_meta, extra = model_members(run, run_dir)
+        member = MODEL_MEMBER
+        metadata = {**build_metadata(run, run_dir, model_meta, member), **extra}
+    else:
+        model_meta, model_path = _model_files(run_dir, run)
+        member = f"model/{model_path.name}"
+        metadata = build_metadata(run, run_dir, model_meta, member)
+        models = {member: model_path.read_bytes()}
+        if model_meta.get("sha256") and _sha256(models[member]) != model_meta["sha256"]:
+            raise AlmanacError(f"run {run_id}: model/{model_path.name} does not match the SHA-256 "
+                               "recorded in run.json (altered or damaged); re-run the experiment")
 
     readme = model_card(metadata).encode()
-    metadata["files"] = {member: _sha256(model_bytes), README: _sha256(readme)}
+    metadata["files"] = {**{m: _sha256(b) for m, b in models.items()}, README: _sha256(readme)}
     meta_bytes = (json.dumps(_json_safe(metadata), indent=2, default=str, allow_nan=False)
                   + "\n").encode()
-    members = {member: model_bytes, README: readme, METADATA: meta_bytes}
+    members = {**models, README: readme, METADATA: meta_bytes}
     manifest = "".join(f"{_sha256(b)}  {n}\n" for n, b in sorted(members.items())).encode()
     members[MANIFEST] = manifest
 
     def writer(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name in (METADATA, README, MANIFEST, member):
+            for name in (METADATA, README, MANIFEST, *models):
                 zf.writestr(name, members[name])
             zf.comment = f"{FORMAT} {FORMAT_VERSION} manifest-sha256:{_sha256(manifest)}".encode()
 
@@ -304,20 +311,61 @@ class _Schema(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
 
+_ENSEMBLE = ("ensemble", "model/ensemble.json", "almanac-ensemble")  # an ensemble run's bundle (ml.ensemble_bundle)
+
+
 class ModelEntry(_Schema):
-    kind: Literal[tuple(persist.FILES)]
+    kind: Literal[(*persist.FILES, _ENSEMBLE[0])]
     file: Annotated[str, StringConstraints(pattern=r"^model/[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
-    format: Literal[tuple(sorted({f for _, f in persist.FILES.values()}))]
+    format: Literal[(*sorted({f for _, f in persist.FILES.values()}), _ENSEMBLE[2])]
     task: Literal["binary", "multiclass", "regression"] | None = None
     classes: Annotated[list[_Class], Field(max_length=1000)] | None = None
     params: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _file_of_kind(self):
+        if self.kind == _ENSEMBLE[0]:
+            if (self.file, self.format) != _ENSEMBLE[1:]:
+                raise ValueError(f"an ensemble is {_ENSEMBLE[1]} in format {_ENSEMBLE[2]}")
+            return self
         name, fmt = persist.FILES[self.kind]
         if (self.file, self.format) != (f"model/{name}", fmt):
             raise ValueError(f"a {self.kind} model is model/{name} in format {fmt}")
         return self
+
+
+class PartEntry(_Schema):
+    """One part of an ensemble bundle: its model file ``model/part-<i>-<file>``."""
+
+    kind: Literal[tuple(persist.FILES)]
+    file: Annotated[str, StringConstraints(pattern=r"^model/part-[0-9]{1,2}-[A-Za-z0-9_.-]{1,40}$")]
+    format: Literal[tuple(sorted({f for _, f in persist.FILES.values()}))]
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    classes: Annotated[list[_Class], Field(max_length=1000)] | None = None
+    run_id: _Text | None = None
+    feature_names: Annotated[list[_Name], Field(min_length=1, max_length=10_000)]
+
+    @model_validator(mode="after")
+    def _file_of_kind(self):
+        name, fmt = persist.FILES[self.kind]
+        if not self.file.endswith(f"-{name}") or self.format != fmt:
+            raise ValueError(f"a {self.kind} part is model/part-<i>-{name} in format {fmt}")
+        return self
+
+
+class StackerEntry(_Schema):
+    """Binary: one coefficient per part and one intercept; multiclass: one row of
+    (parts x classes) coefficients and one intercept per class (ml.ensemble.combine)."""
+
+    coef: Annotated[list[float], Field(min_length=1, max_length=16)] | \
+        Annotated[list[Annotated[list[float], Field(max_length=16_000)]], Field(min_length=2, max_length=1000)]
+    intercept: float | Annotated[list[float], Field(min_length=2, max_length=1000)]
+
+
+class EnsembleEntry(_Schema):
+    method: Literal["mean", "stack"]
+    weights: Annotated[list[float], Field(min_length=1, max_length=16)] | None = None
+    stacker: StackerEntry | None = None
 
 
 class FeatureEntry(_Schema):
@@ -357,6 +405,8 @@ class BundleMetadata(_Schema):
     notes: _Free = None
     files: Annotated[dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]],
                      Field(max_length=16)]
+    parts: Annotated[list[PartEntry], Field(min_length=1, max_length=13)] | None = None
+    ensemble: EnsembleEntry | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -372,6 +422,30 @@ class BundleMetadata(_Schema):
             raise ValueError("a regression model has no classes")
         if self.task == "binary" and self.classes is not None and len(self.classes) != 2:
             raise ValueError("a binary model has two classes")
+        if (self.model.kind == _ENSEMBLE[0]) != (self.parts is not None and self.ensemble is not None):
+            raise ValueError("an ensemble bundle, and only one, lists parts and ensemble")
+        for p in self.parts or []:
+            if p.file not in self.files:
+                raise ValueError(f"files does not list the part's model file {p.file}")
+            if p.task not in (None, self.task) or not set(p.feature_names) <= set(self.feature_names):
+                raise ValueError(f"part {p.file} has another task or features outside feature_names")
+        if self.ensemble is not None and self.parts is not None:
+            n = len(self.parts)
+            st, k = self.ensemble.stacker, len(self.classes or [])
+            if self.ensemble.method == "stack":
+                if st is None or self.task == "regression":
+                    raise ValueError("a stacked ensemble is a classifier with a stacker")
+                if self.task == "binary":
+                    good = isinstance(st.intercept, float) and len(st.coef) == n and \
+                        all(isinstance(c, float) for c in st.coef)
+                else:
+                    good = isinstance(st.intercept, list) and len(st.intercept) == k and len(st.coef) == k and \
+                        all(isinstance(r, list) and len(r) == n * k for r in st.coef)
+                if not good:
+                    raise ValueError(f"the stacker does not have one coefficient per part ({n}) and class and one "
+                                     "intercept (per class)")
+            if self.ensemble.method == "mean" and len(self.ensemble.weights or []) != n:
+                raise ValueError(f"a mean ensemble has one weight per part ({n})")
         return self
 
 
@@ -613,13 +687,20 @@ def load_bundle(path: Path | str, check_model: bool = True) -> Bundle:
     member = metadata["model"]["file"]
     if member not in members:
         raise AlmanacError(f"{path.name}: model file {member!r} is missing; the bundle was altered")
-    meta = {"file": member.split("/", 1)[1], "format": metadata["model"]["format"],
-            "task": metadata["task"], "classes": metadata["model"].get("classes"),
-            "feature_names": metadata["feature_names"]}
-    model = SandboxedModel(members[member], meta)
+    if metadata["model"]["kind"] == _ENSEMBLE[0]:  # its parts, each sandboxed (ml.ensemble_bundle)
+        from ml import ensemble_bundle
+
+        model = ensemble_bundle.sandboxed(members, metadata, path.name)
+        check = lambda: ensemble_bundle.check(model)  # noqa: E731
+    else:
+        meta = {"file": member.split("/", 1)[1], "format": metadata["model"]["format"],
+                "task": metadata["task"], "classes": metadata["model"].get("classes"),
+                "feature_names": metadata["feature_names"]}
+        model = SandboxedModel(members[member], meta)
+        check = model.check
     if check_model:
         try:
-            model.check()
+            check()
         except AlmanacError as exc:
             raise AlmanacError(f"{path.name}: {exc.message}") from None
     predictor = Predictor(model, metadata["feature_names"], metadata["task"],

@@ -119,6 +119,27 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines += ["| " + " | ".join(clean(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
+def _parts_section(meta: dict) -> list[str]:
+    """An ensemble bundle's parts and how they are combined (nothing for one model)."""
+    parts, ens = meta.get("parts"), meta.get("ensemble") or {}
+    if not parts:
+        return []
+    st = ens.get("stacker")
+    if ens.get("method") == "stack" and st and not isinstance(st["intercept"], list):
+        rule = "P(up) = 1 / (1 + exp(-(b + Σ c_i · logit(p_i)))), b = {:.4g}, c = {}".format(
+            st["intercept"], ", ".join(f"{c:.4g}" for c in st["coef"]))
+    elif ens.get("method") == "stack" and st:
+        rule = ("P(class) = softmax(W · [log p_part,class] + b), a multinomial logistic stacker "
+                f"({len(st['coef'])} classes × {len(st['coef'][0])} inputs; W and b in metadata.json)")
+    else:
+        rule = "the mean of the parts' predictions (equal weights)"
+    return ["## Parts (an ensemble)", "", f"Combined by {ens.get('method')}: {rule}. Each part reads its own "
+            "features; every part's model file is in this bundle.", "",
+            _md_table(["#", "Run", "Model", "File", "Features"],
+                      [[str(i + 1), f"`{p.get('run_id')}`", str(p.get("kind")), f"`{p.get('file')}`",
+                        str(len(p.get("feature_names") or []))] for i, p in enumerate(parts)]), ""]
+
+
 def model_card(meta: dict) -> str:
     """The bundle's README.md (Markdown) from its metadata (see ml.export)."""
     spec = meta.get("spec") or {}
@@ -151,6 +172,7 @@ def model_card(meta: dict) -> str:
             ["Code revision", f"`{meta.get('code_revision')}`"],
         ]),
         "",
+        *_parts_section(meta),
         "## Intended use",
         "",
         f"A research signal for {symbol}: at {cutoff} on each trading day the model reads the "

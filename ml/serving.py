@@ -156,7 +156,12 @@ def load_served(run_id: str, home=None) -> ServedModel:
                              "cannot be verified and is not loaded; train the run again")
     final.setdefault("task", run.get("task"))
     try:
-        model = persist.load_model(model_file.parent, final)  # checks the SHA-256 before reading
+        if final.get("kind") == "ensemble":  # its parts' final models, combined (ml.ensemble)
+            from ml.ensemble import load_final
+
+            model = load_final(model_file.parent, final)
+        else:
+            model = persist.load_model(model_file.parent, final)  # checks the SHA-256 before reading
     except NotFoundError as exc:
         raise ModelLoadError(exc.message) from None
     except AlmanacError as exc:

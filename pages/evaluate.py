@@ -553,6 +553,8 @@ def render_shap(run_id, fold, class_index):
         return None, None, None
     try:
         run = registry.get_run(run_id)
+        if run.get("kind") == "ensemble":  # no SHAP values of its own (ml.ensemble): say so, no empty chart
+            return info_alert(run.get("importance_note"), title="An ensemble"), None, None
         summary, bars, rows, drawn = _shap_figures(run_id, tuple(run["feature_names"]), _stamp(run, "shap.parquet"),
                                                    fold_number(fold), class_index, SHAP_DRAWN)
     except Exception as exc:  # noqa: BLE001
@@ -571,6 +573,8 @@ def render_dependence(run_id, fold, feature, class_index):
     if not run_id or not feature:
         return None
     try:
+        if registry.get_run(run_id).get("kind") == "ensemble":
+            return info_alert("SHAP dependence: see the ensemble's parts on this page.", title="An ensemble")
         shap, values = shap_view(registry.get_run(run_id), fold, class_index)
         if feature not in shap.columns:  # the run changed and the feature list is not updated yet
             return dash.no_update

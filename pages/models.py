@@ -16,6 +16,9 @@
 * **Prediction service** (``models-service``): whether ``python -m almanac serve`` is running
   (:func:`ml.serving.service_status`: its status file, confirmed by ``/api/v1/health``) and the
   ``curl`` lines that call it for the selected run.
+* **Ensemble** (``models-ensemble-button``): the selected runs (same symbol, label, cutoff and
+  fold dates) averaged or stacked into a new run (:func:`ml.ensemble.make_ensemble`); a red
+  alert names the first field that differs when they cannot be combined.
 * **Two or more selected**: compare them side by side — metrics table (numbers
   right-aligned, the naive baselines beside each run's scores, the better value of each
   ranked row marked ▲), overlaid equity curves of their out-of-fold backtests, per-fold
@@ -196,6 +199,7 @@ def _toolbar() -> html.Div:
                    className="me-2"),
         dbc.Button("Delete…", id="models-delete-button", color="danger", outline=True, disabled=True,
                    className="me-3"),
+        *_ensemble_controls(),
         html.Span("Select a run to export, activate or delete it; select two or more to compare them.",
                   id="models-selection", className="almanac-hint"),
         html.Div(id="models-links", className="mt-2"),
@@ -209,6 +213,17 @@ def _toolbar() -> html.Div:
         ], className="g-2 mt-1"), id="models-labels-wrap", is_open=False),
         dcc.Download(id="models-export-download"),
     ], className="mb-3")
+
+
+def _ensemble_controls() -> list:
+    """Method choice and the button that combines the selected runs (ml.ensemble)."""
+    return [dbc.Select(id="models-ensemble-method", value="mean", size="sm", className="d-inline-block me-2",
+                       style={"width": "auto"}, options=[{"label": "Ensemble: mean", "value": "mean"},
+                                                         {"label": "Ensemble: stack (logistic, per fold)",
+                                                          "value": "stack"}]),
+            dbc.Button("Make ensemble", id="models-ensemble-button", color="primary", outline=True, disabled=True,
+                       className="me-3", n_clicks=0,
+                       title="combine the selected runs (same symbol, label, cutoff and fold dates) into a new run")]
 
 
 def _delete_modal() -> dbc.Modal:
@@ -264,6 +279,35 @@ def selection_state(selected):
             editable = False
     return (not one, not one, not one, text, run_links(ids[0], "/models") if one else None,
             editable, name, notes)
+
+
+@callback(Output("models-ensemble-button", "disabled"), Input("models-grid", "selectedRows"))
+def ensemble_state(selected):
+    """An ensemble needs two or more selected runs."""
+    return len(selected_ids(selected)) < 2
+
+
+@callback(
+    Output("models-message", "children", allow_duplicate=True), Output("models-rev", "data", allow_duplicate=True),
+    Input("models-ensemble-button", "n_clicks"),
+    State("models-grid", "selectedRows"), State("models-ensemble-method", "value"), State("models-rev", "data"),
+    prevent_initial_call=True,
+)
+def make_ensemble(n_clicks, selected, method, rev):
+    """Combine the selected runs into a new run; a refusal (e.g. different fold dates) is a red alert."""
+    from ml.ensemble import make_ensemble as combine_runs
+
+    ids = selected_ids(selected)
+    if not n_clicks or len(ids) < 2:
+        return no_update, no_update
+    try:
+        run = combine_runs(ids, method=method or "mean")
+    except Exception as exc:  # noqa: BLE001 - shown as an alert (a refusal: its one line)
+        return failure_alert(exc, log, f"combining {len(ids)} runs"), no_update
+    score = main_score(registry.summary(run))
+    return success_alert([_mono(run["run_id"]), f" made ({method} of {len(ids)} runs"
+                          + (f", {score[0]} {score[1]:.3f}" if score else "") + "): select it to compare, "
+                          "evaluate or export it."], title="Ensemble made"), (rev or 0) + 1
 
 
 @callback(
