@@ -11,7 +11,13 @@ random_forest   impute(median) -> RandomForestClassifier    impute -> RandomFore
 hist_gb         HistGradientBoostingClassifier              HistGradientBoostingRegressor
 lightgbm        lightgbm.LGBMClassifier                     lightgbm.LGBMRegressor
 xgboost         xgboost.XGBClassifier                       xgboost.XGBRegressor
+minirocket      ml.rocket.MiniRocketClassifier              ml.rocket.MiniRocketRegressor
+                (fill -> MiniRocket -> scale -> logistic)   (... -> scale -> Ridge)
 ==============  ==========================================  ==============================
+
+``minirocket`` reads the raw ``minute_path`` set only (the spec refuses other sets with it)
+and needs the optional package sktime (``requirements-rocket.txt``; refused in one line
+without it, :func:`ml.rocket.require_sktime`).
 
 Imputation and scaling live *inside* a :class:`~sklearn.pipeline.Pipeline`, so they are
 fitted on the training fold only (docs/design.md §4) and scaling saves the logistic model from
@@ -48,7 +54,7 @@ import numpy as np
 from almanac.errors import SpecError
 from ml import threads
 
-MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost")
+MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost", "minirocket")
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 
 #: Parameters the factory owns: threads come from ALMANAC_THREADS, seeds from ``seed``.
@@ -84,6 +90,10 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "regressor": {"n_estimators": 200, "learning_rate": 0.03, "max_depth": 3,
                       "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8,
                       "reg_lambda": 1.0},
+    },
+    "minirocket": {  # 10,000 kernels as in the paper; strong penalties for ~9,996 features on ~2,000 days
+        "classifier": {"num_kernels": 10_000, "max_dilations_per_kernel": 32, "C": 0.01, "max_iter": 1000},
+        "regressor": {"num_kernels": 10_000, "max_dilations_per_kernel": 32, "alpha": 1000.0},
     },
 }
 
@@ -125,6 +135,11 @@ def _final_estimator(kind: str, role: str, seed: int, n_threads: int):
         # deterministic needs a fixed histogram layout (force_row_wise) to be exact
         return cls(random_state=seed, n_jobs=n_threads, verbose=-1,
                    deterministic=True, force_row_wise=True)
+    if kind == "minirocket":
+        from ml.rocket import MiniRocketClassifier, MiniRocketRegressor, require_sktime
+
+        require_sktime()
+        return (MiniRocketClassifier if clf else MiniRocketRegressor)(random_state=seed)
     import xgboost  # kind == "xgboost"
 
     cls = xgboost.XGBClassifier if clf else xgboost.XGBRegressor
@@ -183,8 +198,8 @@ def make_model(kind: str, task: str, params: dict[str, Any] | None = None, seed:
 CHECK_ROWS, CHECK_FEATURES = 64, 4
 #: Work parameters lowered (only when above this) for the check fit; a value below the
 #: cap, e.g. 0, is passed as it is so the library still judges it.
-_CHECK_CAPS = {"n_estimators": 2, "max_iter": 2}
-_LIBRARY = {"lightgbm": "LightGBM", "xgboost": "XGBoost"}
+_CHECK_CAPS = {"n_estimators": 2, "max_iter": 2, "num_kernels": 84}
+_LIBRARY = {"lightgbm": "LightGBM", "xgboost": "XGBoost", "minirocket": "sktime"}
 
 
 def _check_data(task: str):
