@@ -91,8 +91,11 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
                       "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8,
                       "reg_lambda": 1.0},
     },
-    "minirocket": {  # 10,000 kernels as in the paper; strong penalties for ~9,996 features on ~2,000 days
-        "classifier": {"num_kernels": 10_000, "max_dilations_per_kernel": 32, "C": 0.01, "max_iter": 1000},
+    # 10,000 kernels as in the paper; strong penalties for ~9,996 features on ~2,000 days. C: 0.01 was
+    # overconfident on the ES sample (log loss 0.825 > majority's 0.687, ECE 0.18); 0.001 gave 0.704 and
+    # ECE 0.075 (AUC 0.544 -> 0.569): chosen after seeing both runs, so count it as a 2-trial search.
+    "minirocket": {
+        "classifier": {"num_kernels": 10_000, "max_dilations_per_kernel": 32, "C": 0.001, "max_iter": 1000},
         "regressor": {"num_kernels": 10_000, "max_dilations_per_kernel": 32, "alpha": 1000.0},
     },
 }

@@ -118,7 +118,7 @@ class _MiniRocketBase:
 class MiniRocketClassifier(_MiniRocketBase, ClassifierMixin, BaseEstimator):
     """Fill -> MiniRocket -> StandardScaler -> LogisticRegression (see the module doc)."""
 
-    def __init__(self, num_kernels: int = 10_000, max_dilations_per_kernel: int = 32, C: float = 0.01,
+    def __init__(self, num_kernels: int = 10_000, max_dilations_per_kernel: int = 32, C: float = 0.001,
                  max_iter: int = 1000, random_state: int = 0):
         self.num_kernels = num_kernels
         self.max_dilations_per_kernel = max_dilations_per_kernel

@@ -158,3 +158,23 @@ def test_fold_predictions_equal_a_hand_fit_on_the_folds_training_rows(market):
     # are spread over the minutes, not one column
     shap = pd.read_parquet(path / "shap.parquet")
     assert run["shap_output"] == "log_odds" and (shap[cols].abs().sum() > 0).sum() > 30
+
+
+@needs_sktime
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_path_shap_adds_up_for_every_task(task):
+    from ml import explain
+    from ml.models import make_model
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(np.cumsum(rng.normal(size=(90, 20)), axis=1) * 1e-3, columns=[f"mp_{j:03d}" for j in range(20)])
+    last = X.iloc[:, -1].to_numpy()
+    y = np.digitize(last, np.quantile(last, [1 / 3, 2 / 3])) if task == "multiclass" else last
+    model = make_model("minirocket", task, {"num_kernels": 84}, seed=1).fit(X.iloc[:70], y[:70])
+    results = explain.shap_values_by_class(model, X.iloc[70:], background=X.iloc[:70])
+    assert len(results) == (3 if task == "multiclass" else 1)
+    raw = model.decision_function(X.iloc[70:]) if task == "multiclass" else model.predict(X.iloc[70:])
+    for k, r in enumerate(results):
+        out = raw[:, k] if task == "multiclass" else raw
+        np.testing.assert_allclose(r.values.sum(axis=1) + r.base_value, out, atol=1e-9)
+        assert list(r.values.columns) == list(X.columns)
