@@ -104,6 +104,17 @@ class _MiniRocketBase:
         self.scaler_ = StandardScaler().fit(Z)
         return self.scaler_.transform(Z)
 
+    def check_fit(self, X, y):
+        """What ``ml.models.check_params`` fits: the parameters' own rules without sktime (whose
+        import and numba kernels cost seconds): the MiniRocket sizes must be whole numbers, and
+        the linear model is fitted on ``X`` itself as if it were MiniRocket's features."""
+        for name in ("num_kernels", "max_dilations_per_kernel"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {v!r}")
+        self.model_ = self._linear().fit(fill_paths(X), np.asarray(y))
+        return self
+
     def transform(self, X) -> np.ndarray:
         """The scaled MiniRocket features of ``X`` (what the linear model sees)."""
         return self.scaler_.transform(_rocket_features(self.rocket_parameters_, fill_paths(X)))
@@ -126,12 +137,14 @@ class MiniRocketClassifier(_MiniRocketBase, ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def _linear(self):
         from sklearn.linear_model import LogisticRegression
 
+        return LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
+
+    def fit(self, X, y):
         Z = self._fit_rocket(X)
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        self.model_.fit(Z, np.asarray(y))
+        self.model_ = self._linear().fit(Z, np.asarray(y))
         self.classes_ = self.model_.classes_
         return self
 
@@ -155,11 +168,14 @@ class MiniRocketRegressor(_MiniRocketBase, RegressorMixin, BaseEstimator):
         self.alpha = alpha
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def _linear(self):
         from sklearn.linear_model import Ridge
 
+        return Ridge(alpha=self.alpha)
+
+    def fit(self, X, y):
         Z = self._fit_rocket(X)
-        self.model_ = Ridge(alpha=self.alpha).fit(Z, np.asarray(y, dtype="float64"))
+        self.model_ = self._linear().fit(Z, np.asarray(y, dtype="float64"))
         return self
 
     def predict(self, X) -> np.ndarray:

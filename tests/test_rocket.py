@@ -180,3 +180,20 @@ def test_path_shap_adds_up_for_every_task(task):
         out = raw[:, k] if task == "multiclass" else raw
         np.testing.assert_allclose(r.values.sum(axis=1) + r.base_value, out, atol=1e-9)
         assert list(r.values.columns) == list(X.columns)
+
+
+@needs_sktime  # without it check_params refuses the kind itself (test_refusals_...)
+def test_parameter_check_is_quick_and_never_imports_sktime():
+    """The runner's check_params runs before any work: it refuses bad minirocket parameters
+    with one line, without sktime's import and numba kernels (seconds)."""
+    code = ("import sys\nfrom almanac.errors import SpecError\nfrom ml.models import check_params\n"
+            "check_params('minirocket', 'binary', {})\ncheck_params('minirocket', 'regression', {'alpha': 5.0})\n"
+            "for task, bad in [('binary', {'C': -1.0}), ('binary', {'num_kernels': 100.5})]:\n"
+            "    try:\n        check_params('minirocket', task, bad)\n    except SpecError as e:\n"
+            "        print(e.message)\nprint('sktime' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("spec field model.params.C: -1.0 is refused by scikit-learn: The 'C' parameter")
+    assert lines[1] == ("spec field model.params.num_kernels: 100.5 is refused by scikit-learn: num_kernels must be "
+                        "a whole number of at least 1, not 100.5; change or remove it")
+    assert lines[2] == "False" and res.returncode == 0
