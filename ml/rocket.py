@@ -76,7 +76,26 @@ def _rocket_features(params: tuple, paths: np.ndarray) -> np.ndarray:
     the same numbers, tests/test_rocket.py). sktime is pinned to a minor range for it."""
     from sktime.transformations.rocket._minirocket_numba import _transform
 
-    return _transform(np.ascontiguousarray(paths, dtype="float32"), params)
+    paths = np.ascontiguousarray(paths, dtype="float32")
+    _check_parameters(params, paths.shape[1])
+    return _transform(paths, params)
+
+
+def _check_parameters(params, n_timepoints: int) -> None:
+    """The kernel does not check its indices (numba): a model file whose arrays do not fit
+    together (a damaged or hand-made bundle) is refused here instead of read out of bounds."""
+    try:
+        dilations, per_dilation, biases = params
+        ok = (dilations.dtype == np.int32 and per_dilation.dtype == np.int32 and biases.dtype == np.float32
+              and dilations.ndim == per_dilation.ndim == biases.ndim == 1 and len(dilations) == len(per_dilation)
+              and (dilations >= 1).all() and (per_dilation >= 0).all()
+              and len(biases) == 84 * int(per_dilation.sum())
+              and (len(dilations) == 0 or 8 * int(dilations.max()) < n_timepoints))
+    except (TypeError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"MiniRocket parameters do not fit together or do not fit paths of {n_timepoints} points: "
+                         "refit the model")
 
 
 #: Rows transformed at a time when many are predicted at once (the SHAP permutations):
@@ -117,6 +136,9 @@ class _MiniRocketBase:
 
     def transform(self, X) -> np.ndarray:
         """The scaled MiniRocket features of ``X`` (what the linear model sees)."""
+        if np.asarray(X).shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {np.asarray(X).shape[1]} path columns; the model was fitted on "
+                             f"{self.n_features_in_}")
         return self.scaler_.transform(_rocket_features(self.rocket_parameters_, fill_paths(X)))
 
     def _chunked(self, method: str, X) -> np.ndarray:

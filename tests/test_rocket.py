@@ -197,3 +197,20 @@ def test_parameter_check_is_quick_and_never_imports_sktime():
     assert lines[1] == ("spec field model.params.num_kernels: 100.5 is refused by scikit-learn: num_kernels must be "
                         "a whole number of at least 1, not 100.5; change or remove it")
     assert lines[2] == "False" and res.returncode == 0
+
+
+@needs_sktime
+def test_parameters_that_do_not_fit_together_are_refused_before_the_kernel_reads_them():
+    from ml.rocket import MiniRocketClassifier
+
+    rng = np.random.default_rng(3)
+    X = np.cumsum(rng.normal(size=(60, 30)), axis=1) * 1e-3
+    m = MiniRocketClassifier(num_kernels=168).fit(X, (X[:, -1] > 0).astype(int))
+    dil, per, biases = m.rocket_parameters_
+    for bad in [(dil, per, biases[:-1]), (dil * 100, per, biases), (dil.astype("int64"), per, biases)]:
+        m.rocket_parameters_ = bad
+        with pytest.raises(ValueError, match="MiniRocket parameters do not fit together"):
+            m.predict_proba(X)
+    m.rocket_parameters_ = (dil, per, biases)
+    with pytest.raises(ValueError, match="X has 29 path columns; the model was fitted on 30"):
+        m.predict_proba(X[:, :29])
