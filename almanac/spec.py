@@ -61,6 +61,10 @@ from almanac.sessions import KNOWN_SESSIONS, intraday_entry, parse_time, symbol_
 from almanac.store import Store, bar_minutes, normalize_symbol
 
 FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
+#: Sets chosen by name, never a default (must match features.lineage.SEQUENCE_SETS).
+SEQUENCE_SETS: tuple[str, ...] = ("minute_path",)
+#: Model kinds that read the raw sequence sets only (ml.rocket), and what they need.
+SEQUENCE_MODELS: dict[str, str] = {"minirocket": "minute_path"}
 #: Sets the user brings (must match features.lineage.USER_SETS): chosen by name, never a default.
 USER_SETS: tuple[str, ...] = ("tables", "plugins")
 #: Sets fitted inside each training fold by the runner (ml.regimes), never part of the cached
@@ -80,7 +84,7 @@ LABEL_HORIZON_DAYS: dict[str, int] = {k: 0 for k in LABEL_KINDS}
 LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "direction": ("open", "close"), "rest_of_day": ("cutoff_price", "close"),
     "archetype": ("open", "high", "low", "close"), "forward_return": ("cutoff_price", "close")}
-MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost", "knn")
+MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost", "knn", "minirocket")
 SCHEMES: tuple[str, ...] = ("expanding", "rolling")
 #: Fewest test days per fold the spec accepts (a fold score on fewer days is noise).
 MIN_TEST_DAYS = 20
@@ -152,7 +156,7 @@ class DataSpec(_Section):
 
 
 class FeatureSpec(_Section):
-    sets: list[Literal[FEATURE_SETS + FOLD_SETS + USER_SETS]] = Field(default_factory=lambda: list(FEATURE_SETS))  # type: ignore[valid-type]
+    sets: list[Literal[FEATURE_SETS + FOLD_SETS + SEQUENCE_SETS + USER_SETS]] = Field(default_factory=lambda: list(FEATURE_SETS))  # type: ignore[valid-type]
     cutoff: str = "10:15"
     cross_assets: list[str] = Field(default_factory=list)
     columns: list[str] | None = None  # a table dataset's feature columns (default: its other numeric columns)
@@ -162,11 +166,11 @@ class FeatureSpec(_Section):
     @classmethod
     def _sets(cls, v):
         if not v:
-            raise ValueError(f"choose at least one of {', '.join(FEATURE_SETS + USER_SETS)}")
+            raise ValueError(f"choose at least one of {', '.join(FEATURE_SETS + SEQUENCE_SETS + USER_SETS)}")
         if set(v) <= set(FOLD_SETS):
             raise ValueError(f"{', '.join(FOLD_SETS)} adds to the other sets: choose at least one of "
                              f"{', '.join(FEATURE_SETS + USER_SETS)} with it, e.g. [regime, hmm_regime]")
-        return [s for s in FEATURE_SETS + FOLD_SETS + USER_SETS if s in v]  # canonical order, no repeats
+        return [s for s in FEATURE_SETS + FOLD_SETS + SEQUENCE_SETS + USER_SETS if s in v]  # canonical order, no repeats
 
     @field_validator("cutoff", mode="before")
     @classmethod
@@ -221,6 +225,8 @@ PARAM_BOUNDS: dict[str, tuple[int | None, int]] = {
     "max_bin": (None, 4_096),         # histogram bins per feature (lightgbm, xgboost)
     "num_parallel_tree": (None, 100),  # trees per round (xgboost)
     "n_neighbors": (1, 5_000),        # neighbours that vote (knn)
+    "num_kernels": (84, 50_000),      # MiniRocket kernels (minirocket): ~1 feature each, fitted per fold
+    "max_dilations_per_kernel": (1, 64),  # MiniRocket dilations per kernel (minirocket)
 }
 
 
@@ -318,6 +324,17 @@ class ExperimentSpec(_Section):
             raise ValueError("use a short one-line name (at most 100 printable characters)")
         return v
 
+    def _sequence_model(self) -> None:
+        """A sequence model (minirocket) reads its raw sequence set and nothing else."""
+        need = SEQUENCE_MODELS.get(self.model.kind)
+        if need is None:
+            return
+        other = [s for s in self.features.sets if s != need]
+        if need not in self.features.sets or other:
+            raise _Problem("features.sets", f"model {self.model.kind} reads the raw {need} set only"
+                           + (f", not {', '.join(other)}" if other else "") + f": set features.sets: [{need}] "
+                           "(compare it with the engineered sets in a run of another model kind)")
+
     @model_validator(mode="after")
     def _neighbours(self):
         """knn: the neighbours that vote must exist in the smallest training fold."""
@@ -351,6 +368,7 @@ class ExperimentSpec(_Section):
         if sym in self.features.cross_assets:
             raise _Problem("features.cross_assets", f"{sym} is the target symbol itself: "
                                                     "choose other markets, e.g. [VIX, CL]")
+        self._sequence_model()
         if self.features.sets == ["cross_asset"] and not self.features.cross_assets:
             raise _Problem("features.cross_assets", "the cross_asset set needs at least one "
                                                     "symbol, e.g. cross_assets: [VIX]")
@@ -383,6 +401,9 @@ class ExperimentSpec(_Section):
                                                    "other numeric column")
             if self.data.target in self.features.columns:
                 raise _Problem("features.columns", f"{self.data.target} is the target: remove it from columns")
+        if self.model.kind in SEQUENCE_MODELS:
+            raise _Problem("model.kind", f"model {self.model.kind} reads the minute path of a symbol's intraday bars; "
+                                         "a table dataset has none: choose another model kind")
         if not self.name:
             object.__setattr__(self, "name", self.default_name())
         return self
@@ -815,6 +836,9 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
         if "early_session" in spec.features.sets:
             raise SpecError(f"spec field features.sets: early_session features need 1-minute bars; {sym} has only "
                             f"1d: import {sym} 1-minute bars or remove early_session, e.g. sets: [regime]")
+        if "minute_path" in spec.features.sets:
+            raise SpecError(f"spec field features.sets: minute_path is the path of intraday bars from the open to "
+                            f"the cutoff; {sym} has only 1d: import {sym} 1-minute bars or choose another set")
         if kind in CUTOFF_LABELS:
             why = (f"with closes only ({', '.join(entry.columns)}), so not one day can be labelled: import {sym} "
                    f"1-minute bars or use {sym} as a cross-asset symbol" if closes_only else
@@ -893,7 +917,7 @@ def validate_table_spec(spec, home=None) -> dict:
             "rows": int(len(t)), "features": cols}
 
 
-__all__ = ["validate_table_spec", "FEATURE_SETS", "FOLD_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
+__all__ = ["validate_table_spec", "FEATURE_SETS", "FOLD_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS", "SEQUENCE_SETS", "SEQUENCE_MODELS",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
            "validate_against_store", "format_validation_error", "parse_yaml", "read_spec_file", "SpecLoader", "PARAM_BOUNDS",

@@ -400,6 +400,16 @@ def _compute(store, target: _Source, crosses, cfg, session, notes, step, user=No
                          "session")
         _stale_note(daily, days, f"{sym} daily bars (ATR)", notes, shown)
 
+    if "minute_path" in cfg["sets"]:
+        if db is not None:
+            from features.minute_path import minute_path
+
+            step(0.6, "minute path")
+            add(minute_path(db, sessions, session, cfg["cutoff"], bar_minutes(target.minute.freq)),
+                lambda c: minute_label)
+        else:
+            notes.append(f"minute_path absent: {sym} has no intraday bars (daily-only symbol)")
+
     if "cross_asset" in cfg["sets"]:
         step(0.65, "cross-asset features")
         for src in crosses:

@@ -27,7 +27,10 @@ FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
 #: Sets the user brings (:mod:`features.tables`, :mod:`features.plugins`): chosen by name,
 #: never part of the default selection.
 USER_SETS: tuple[str, ...] = ("tables", "plugins")
-ALL_SETS: tuple[str, ...] = FEATURE_SETS + USER_SETS
+#: Sets chosen by name only, never part of the default selection: ``minute_path`` (the raw
+#: price path open -> cutoff, :mod:`features.minute_path`; the input of the minirocket model).
+SEQUENCE_SETS: tuple[str, ...] = ("minute_path",)
+ALL_SETS: tuple[str, ...] = FEATURE_SETS + SEQUENCE_SETS + USER_SETS
 
 #: A daily value older than this (calendar days before D) is not used: NaN instead.
 MAX_STALE_DAYS = 10
@@ -116,6 +119,10 @@ DEFINITIONS: tuple[FeatureDef, ...] = (
                "daily bars ending at D-1 (0 = D-1 made it)", _D + " (20 days)", "open"),
     FeatureDef("regime", "close_sma50_pct", "close(D-1) / mean of the 50 closes ending at D-1 - 1",
                _D + " (50 days)", "open"),
+    # ---------------------------------------------------------------- minute path (mp_000, mp_001, ...)
+    FeatureDef("minute_path", "mp_{J}",
+               "ln(close of day D's bar starting J bars after the session open / D's session open price); "
+               "NaN when that bar is missing (never filled here)", _W, "cutoff"),
     FeatureDef("regime", "close_sma200_pct", "close(D-1) / mean of the 200 closes ending at D-1 - 1",
                _D + " (200 days)", "open"),
 )
@@ -128,6 +135,9 @@ NEEDS_OHLC = ("atr14_rel", "atr14_pct252", "adx14", "gk_vol20", "gk_vol20_pct252
 
 def definition(name: str, sym: str | None = None) -> FeatureDef:
     """The definition of a feature; cross-asset names are resolved with ``sym``."""
+    if name.startswith("mp_") and name[3:].isdigit():
+        d = _BY_NAME["mp_{J}"]
+        return FeatureDef(d.set, name, d.definition.replace("J bars", f"{int(name[3:])} bars"), d.window, d.kind)
     if sym is not None:
         generic = "{SYM}" + name[len(sym):]
         d = _BY_NAME[generic]

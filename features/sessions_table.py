@@ -163,6 +163,7 @@ class DayBars(_Layout):
     reduced: dict[tuple[str, str, str], np.ndarray]
     win: dict[str, np.ndarray]
     win_pos: np.ndarray
+    win_t: np.ndarray | None = None  # the window bars' starts, UTC microseconds (features.minute_path)
 
     @property
     def n(self) -> int:
@@ -250,6 +251,7 @@ class DaySplitter:
 
     def __init__(self, t: np.ndarray, session: Session, cutoff: time | str, columns=BAR_COLUMNS):
         self.lay = _layout(t, session, parse_time(cutoff))
+        self._t = t
         self.rows = t.size
         self.columns = tuple(columns)
         self.wanted = [r for r in REDUCTIONS if r[2] in self.columns]
@@ -260,6 +262,7 @@ class DaySplitter:
         self._parts: dict = {r: [] for r in self.wanted}
         self._win: dict = {c: [] for c in self.columns}
         self._pos: list[np.ndarray] = []
+        self._wt: list[np.ndarray] = []
 
     def feed(self, n: int, cols: dict[str, np.ndarray]) -> None:
         """The next ``n`` rows: ``cols`` maps every column to its ``n`` float64 values."""
@@ -284,6 +287,7 @@ class DaySplitter:
         for c in self.columns:
             self._win[c].append(buf[c][idx])
         self._pos.append(pos + a)
+        self._wt.append(self._t[idx + s])
 
     def finish(self) -> DayBars:
         """The split days, once every row has been fed."""
@@ -292,7 +296,8 @@ class DaySplitter:
             raise RuntimeError(f"DaySplitter fed {self._seen} of {self.rows} rows")
         return DayBars(**{f.name: getattr(lay, f.name) for f in fields(_Layout)}, columns=self.columns,
                        reduced={r: _cat(v) for r, v in self._parts.items()},
-                       win={c: _cat(v) for c, v in self._win.items()}, win_pos=_cat(self._pos, np.int64))
+                       win={c: _cat(v) for c, v in self._win.items()}, win_pos=_cat(self._pos, np.int64),
+                       win_t=_cat(self._wt, np.int64))
 
 
 def _cat(parts: list[np.ndarray], dtype="float64") -> np.ndarray:

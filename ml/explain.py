@@ -16,6 +16,9 @@ logistic        LinearExplainer in the     log-odds / logits; Ridge: prediction
                 imputed+scaled space
 knn             PermutationExplainer in    probability (classifiers), prediction
                 the imputed+scaled space   (regression)
+minirocket      ml.rocket.path_shap:       log-odds / logits; Ridge: prediction
+                baseline Shapley per
+                minute, two permutations
 ==============  =========================  ============================================
 
 For binary models the values are those of class 1 (P(up)). Tree explainers use the
@@ -181,6 +184,12 @@ def _native_contributions(family: str, est, Xt):
 def _explain(model, X: pd.DataFrame, background):
     """values (n, f[, K]), base (scalar or (K,)), raw (n[, K]), output name."""
     pre, est = _split(model)
+    from ml.rocket import is_minirocket, path_shap  # no sktime import: that comes with its transform
+
+    if is_minirocket(est):
+        if background is None:
+            raise SpecError("SHAP for a minirocket model needs background rows: pass the training rows")
+        return path_shap(est, X, background)
     family = _family(est)
     Xt = pre.transform(X) if pre is not None else X
     if family in ("lightgbm", "xgboost"):

@@ -83,7 +83,7 @@ MAX_DIRECTORY_BYTES = 2**20     # a zip's central directory (a few hundred bytes
 #: file is bounded by Limits.bundle_bytes (ALMANAC_MAX_BUNDLE_MB) with the rest
 _MEMBER_BYTES = {METADATA: MAX_METADATA_BYTES, README: 4 * 2**20, MANIFEST: 64 * 2**10}
 _VERSIONED = ("python", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "xgboost",
-              "skops", "shap")
+              "skops", "shap", "sktime")  # sktime: the optional minirocket model kind (None without it)
 
 
 def _json_safe(obj):

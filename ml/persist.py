@@ -10,6 +10,10 @@ xgboost         model.json    xgboost-json      ``XGBClassifier`` / ``XGBRegress
 logistic,       model.skops   skops             the scikit-learn estimator or pipeline
 random_forest,                                  (``skops.io``)
 hist_gb, knn
+minirocket      model.skops   skops             ``ml.rocket.MiniRocketClassifier`` /
+                                                ``MiniRocketRegressor`` (its fitted state is
+                                                arrays: MiniRocket's parameters, the scaler,
+                                                the linear model)
 ==============  ============  ================  ===========================================
 
 Nothing is ever unpickled. A skops file is loaded only if every type it contains that
@@ -35,7 +39,7 @@ from almanac.errors import AlmanacError
 from almanac.store import file_sha256
 from ml import threads
 
-SKLEARN_KINDS = ("logistic", "random_forest", "hist_gb", "knn")
+SKLEARN_KINDS = ("logistic", "random_forest", "hist_gb", "knn", "minirocket")
 
 #: kind -> (file name, format name)
 FILES: dict[str, tuple[str, str]] = {
@@ -50,6 +54,8 @@ SKOPS_ALLOWED_TYPES: frozenset[str] = frozenset({
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "ml.rocket.MiniRocketClassifier",   # the lab's own classes (ml.rocket): arrays and scikit-learn parts
+    "ml.rocket.MiniRocketRegressor",
 })
 
 _TASKS = ("binary", "multiclass", "regression")

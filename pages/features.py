@@ -35,6 +35,7 @@ from almanac.sessions import INTRADAY_FREQS
 from almanac.store import CatalogEntry, Store
 from features import FEATURE_SETS, FeatureTable, build_features
 from features.build import user_sets
+from features.lineage import SEQUENCE_SETS
 from features.explore import TRAIN_FRACTION, binned_hit_rates, mutual_information, rank_correlation
 from pages._components import (empty_state, failure_alert, info_alert, page_header, page_token, read_catalog,
                                section)
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 SET_LABELS = {"early_session": "Early session (minute bars up to the cutoff)",
               "cross_asset": "Cross-asset (other markets up to D-1)",
               "regime": "Regime (daily bars up to D-1)",
+              "minute_path": "Minute path (ln price / open, each bar up to the cutoff)",
               "tables": "Your feature tables (joined by their known-at time)",
               "plugins": "Your plugins (audited for look-ahead; run in the build job)"}
 PLUGIN_WARNING = ("A plugin is Python code you chose to run: it runs in the build job with your rights, never in "
@@ -235,7 +237,7 @@ def _controls(entries: list[CatalogEntry]) -> list:
         dbc.Row([
             dbc.Col([dbc.Label("Feature sets"),
                      dbc.Checklist(id="features-sets", value=list(FEATURE_SETS), inline=True,
-                                   options=[{"label": SET_LABELS[s], "value": s} for s in [*FEATURE_SETS, *user_sets()]])], md=9),
+                                   options=[{"label": SET_LABELS[s], "value": s} for s in [*FEATURE_SETS, *SEQUENCE_SETS, *user_sets()]])], md=9),
         ], className="g-3 mt-1"),
         html.Div(user_set_hint(), id="features-user-sets", className="almanac-hint mt-1"),
         html.Div(symbol_hint(entries, sym) if sym else "", id="features-symbol-hint", className="almanac-hint mt-1"),

@@ -44,7 +44,7 @@ from almanac.settings import get_settings
 from almanac.spec import spec_from_dict
 from almanac.store import Store
 from features.build import user_sets
-from features.lineage import ALL_SETS, FEATURE_SETS
+from features.lineage import ALL_SETS, FEATURE_SETS, SEQUENCE_SETS
 from ml.regimes import HMM_SET
 from ml.labelers import LABELS
 from ml.models import MODEL_KINDS, default_params
@@ -88,11 +88,16 @@ MODEL_PARAMS: dict[str, list[tuple[str, str, str, float | None, float | None]]] 
                 ("learning_rate", "Learning rate", "float", 0.005, 0)],
     "hist_gb": [("max_iter", "Boosting rounds", "int", 1, 1), ("learning_rate", "Learning rate", "float", 0.005, 0)],
     "knn": [("n_neighbors", "Neighbours (similar days that vote)", "int", 1, 1)],
+    "minirocket": [("num_kernels", "Kernels (features: a multiple of 84)", "int", 84, 84),
+                   ("C", "C (logistic penalty; classification labels)", "float", 0.001, 0),
+                   ("alpha", "alpha (ridge penalty; forward return)", "float", 1, 0)],
 }
 #: Parameters that apply to one task family only (logistic: C classifies, alpha regresses).
-_ONLY_FOR = {("logistic", "C"): "classifier", ("logistic", "alpha"): "regressor"}
+_ONLY_FOR = {("logistic", "C"): "classifier", ("logistic", "alpha"): "regressor",
+             ("minirocket", "C"): "classifier", ("minirocket", "alpha"): "regressor"}
 MODEL_NAMES = {"lightgbm": "LightGBM", "logistic": "Logistic regression", "random_forest": "Random forest",
-               "xgboost": "XGBoost", "hist_gb": "Histogram gradient boosting", "knn": "k nearest neighbours (similar days)"}
+               "xgboost": "XGBoost", "hist_gb": "Histogram gradient boosting", "knn": "k nearest neighbours (similar days)",
+               "minirocket": "MiniRocket on the minute path (needs sktime)"}
 #: Scores shown per task, most telling first: the first one present is charted per fold,
 #: all present ones fill the fold table and the pooled tiles.
 CV_METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier", "ece"),
@@ -393,7 +398,7 @@ def table_target(symbol: str | None, home=None) -> str:
 def _form(targets: list[str], symbols: list[str]) -> list:
     d = DEFAULTS
     symbol = d["symbol"] if d["symbol"] in targets else (targets[0] if targets else None)
-    sets = [*FEATURE_SETS, HMM_SET, *user_sets()]
+    sets = [*FEATURE_SETS, HMM_SET, *SEQUENCE_SETS, *user_sets()]
     label_options = [{"label": f"{k.replace('_', ' ')} ({v.task})", "value": k} for k, v in LABELS.items()]
     return [
         html.H3("Run", className="almanac-subheading"),

@@ -173,7 +173,7 @@ def test_export_predict_report(trained, cli, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"model": {"kind": "lgbm"}},
-     "error: spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost, knn"),
+     "error: spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost, knn, minirocket"),
     ({"data": {"symbol": "NQ"}}, "error: spec field data.symbol: NQ has no data in the store (it holds ES): "
                                  "import NQ first or choose another symbol"),
     ({"model": {"kind": "lightgbm", "params": {"learning_rat": 0.1}}}, "error: unknown parameter(s) learning_rat"),

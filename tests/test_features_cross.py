@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.cross_asset import cross_features, daily_close_features
-from features.lineage import DEFINITIONS, FEATURE_SETS, definition, describe_features
+from features.lineage import DEFINITIONS, FEATURE_SETS, SEQUENCE_SETS, definition, describe_features
 
 
 def vix(n=30):
@@ -54,7 +54,7 @@ def test_early_ret_from_the_cross_session_table():
 
 def test_definitions_cover_every_set_and_resolve_symbols():
     sets = {d["set"] for d in describe_features()}
-    assert sets == set(FEATURE_SETS)
+    assert sets == set(FEATURE_SETS) | set(SEQUENCE_SETS)  # minute_path: chosen by name, never a default
     names = [d.name for d in DEFINITIONS]
     assert len(names) == len(set(names))
     for required in ("gap_pct", "or_return_pct", "or_range_atr", "or_volume_rel", "or_delta", "hod_tests",

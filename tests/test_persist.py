@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 
@@ -17,7 +18,11 @@ from ml.persist import FILES, LightGBMModel, load_model, save_model
 SMALL = {  # fewer trees: the tests check persistence, not skill
     "random_forest": {"n_estimators": 20}, "hist_gb": {"max_iter": 30},
     "lightgbm": {"n_estimators": 30}, "xgboost": {"n_estimators": 30}, "logistic": None, "knn": {"n_neighbors": 5},
+    "minirocket": {"num_kernels": 168},
 }
+_NO_SKTIME = importlib.util.find_spec("sktime") is None
+KINDS = [pytest.param(k, marks=pytest.mark.skipif(_NO_SKTIME, reason="optional sktime not installed"))
+         if k == "minirocket" else k for k in MODEL_KINDS]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,7 @@ def data():
     return X, {"binary": y_bin, "regression": y_reg, "multiclass": y_multi}
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("task", ["binary", "regression", "multiclass"])
 def test_round_trip_predictions_identical(kind, task, data, tmp_path):
     X, ys = data

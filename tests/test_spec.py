@@ -93,11 +93,11 @@ def test_example_configs_are_valid(path):
 
 @pytest.mark.parametrize("d, expected", [
     (with_(model={"kind": "lgbm"}),
-     "spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost, knn"),
+     "spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost, knn, minirocket"),
     (with_(label={"kind": "up"}),
      "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return, column"),
     (with_(features={"sets": ["early", "regime"]}),
-     "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime, hmm_regime, tables, plugins"),
+     "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime, hmm_regime, minute_path, tables, plugins"),
     (with_(validation={"scheme": "sliding"}),
      "spec field validation.scheme: 'sliding' is not one of expanding, rolling"),
     (with_(featurs={}),
@@ -144,7 +144,7 @@ def test_refusals_are_one_line_and_say_what_to_change(d, expected):
 def test_several_problems_on_one_line():
     msg = refusal(with_(model={"kind": "lgbm"}, backtest={"threshold": 2}))
     assert msg == ("spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, "
-                   "xgboost, knn; spec field backtest.threshold: 2 is out of range: use at most 1.0")
+                   "xgboost, knn, minirocket; spec field backtest.threshold: 2 is out of range: use at most 1.0")
 
 
 def test_yaml_and_file_errors(tmp_path):
@@ -169,6 +169,10 @@ def test_constants_match_the_ml_and_features_registries():
     assert LABEL_HORIZON_DAYS == {k: v.horizon_days for k, v in LABELS.items()}
     assert LABEL_COLUMNS == {k: v.columns for k, v in LABELS.items()}
     assert (MODEL_KINDS, SCHEMES, FEATURE_SETS) == (M, S, F)
+    from features.lineage import SEQUENCE_SETS as Q
+
+    from almanac.spec import SEQUENCE_SETS
+    assert SEQUENCE_SETS == Q
 
 
 def test_kernel_does_not_import_ml_or_features():
