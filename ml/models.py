@@ -18,8 +18,8 @@ minirocket      ml.rocket.MiniRocketClassifier              ml.rocket.MiniRocket
 ==============  ==========================================  ==============================
 
 ``minirocket`` reads the raw ``minute_path`` set only (the spec refuses other sets with it)
-and needs the optional package sktime (``requirements-rocket.txt``; refused in one line
-without it, :func:`ml.rocket.require_sktime`).
+and needs sktime (in requirements.txt; refused in one line in an environment without it,
+:func:`ml.rocket.require_sktime`).
 
 Imputation and scaling live *inside* a :class:`~sklearn.pipeline.Pipeline`, so they are
 fitted on the training fold only (docs/design.md §4) and scaling saves the logistic model from

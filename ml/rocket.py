@@ -18,8 +18,8 @@ One estimator per task, fitted per training fold like every model kind:
    ``predict_proba``, which the paper's RidgeClassifierCV does not give) or ``Ridge``
    (regression).
 
-sktime is an optional extra (``requirements-rocket.txt``): it caps pandas below 3.1 and
-compiles its numba kernels on first use. Without it the kind is refused in one line by
+sktime is in requirements.txt (it caps pandas below 3.1 and compiles its numba kernels
+once, on first use). In an environment without it the kind is refused in one line by
 :func:`require_sktime` before any work. sktime, scikit-learn and numba are imported only
 inside fit / transform.
 
@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin  # ml.mo
 
 from almanac.errors import SpecError
 
-INSTALL_HINT = "pip install -r requirements-rocket.txt"
+INSTALL_HINT = "pip install -r requirements.txt"
 MIN_LENGTH = 9  # MiniRocket's kernel length
 
 
@@ -50,8 +50,8 @@ def require_sktime() -> None:
     import importlib.util
 
     if importlib.util.find_spec("sktime") is None:
-        raise SpecError("model minirocket needs the optional package sktime, which is not installed: "
-                        f"run `{INSTALL_HINT}` (it caps pandas below 3.1) or choose another model kind")
+        raise SpecError("model minirocket needs the package sktime, which is not installed in this environment: "
+                        f"run `{INSTALL_HINT}` or choose another model kind")
 
 
 def fill_paths(X) -> np.ndarray:

@@ -97,7 +97,7 @@ _ONLY_FOR = {("logistic", "C"): "classifier", ("logistic", "alpha"): "regressor"
              ("minirocket", "C"): "classifier", ("minirocket", "alpha"): "regressor"}
 MODEL_NAMES = {"lightgbm": "LightGBM", "logistic": "Logistic regression", "random_forest": "Random forest",
                "xgboost": "XGBoost", "hist_gb": "Histogram gradient boosting", "knn": "k nearest neighbours (similar days)",
-               "minirocket": "MiniRocket on the minute path (needs sktime)"}
+               "minirocket": "MiniRocket on the raw minute path"}
 #: Scores shown per task, most telling first: the first one present is charted per fold,
 #: all present ones fill the fold table and the pooled tiles.
 CV_METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier", "ece"),
