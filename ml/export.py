@@ -158,7 +158,8 @@ def _label_info(run: dict) -> dict:
     try:
         from ml.labelers import label_spec
 
-        ls = label_spec(kind)
+        recorded = run.get("label") if isinstance(run.get("label"), dict) else {}
+        ls = label_spec(kind, recorded.get("params"))  # a path label's parameters (first_touch: binary)
         info.update(horizon_days=ls.horizon_days, description=ls.description,
                     classes=list(ls.classes) if ls.classes else None)
     except AlmanacError:
