@@ -75,20 +75,24 @@ def label_tradeable(p: CutoffPaths, k: float = DEFAULT_K) -> dict:
 def label_first_touch(p: CutoffPaths, k: float = DEFAULT_K, classes: str = "multiclass") -> dict:
     """Which barrier day D's path touches first after the cutoff: up (P + kA) = 1, down (P - kA) = 0, or
     neither by the close = 2 (a triple barrier with the close as its time limit; ``classes: binary`` drops
-    the neither days). A bar touching both barriers is ambiguous (one-minute bars do not say which came
-    first): that day is dropped in both variants (``ambiguous``).
+    the neither days, flagged ``neither``). A bar touching both barriers is ambiguous (one-minute bars do
+    not say which came first): that day is dropped in both variants (``ambiguous``).
 
     Future looked at: the bars of day D from the cutoff to the session close (their highs and lows).
     """
     up, down = touch_minutes(p, k)
     ambiguous = np.isfinite(up) & (up == down)
     y = np.where(up < down, 1.0, np.where(down < up, 0.0, np.nan))
+    neither = np.isinf(up) & np.isinf(down)
     if classes == "multiclass":
-        y = np.where(np.isinf(up) & np.isinf(down), 2.0, y)
+        y = np.where(neither, 2.0, y)
     elif classes != "binary":
         raise SpecError(f"label parameter classes={classes!r} is not multiclass or binary: choose one")
     ok = _valid(p)
-    return {"y": np.where(ok, y, np.nan), "ambiguous": ok & ambiguous}
+    out = {"y": np.where(ok, y, np.nan), "ambiguous": ok & ambiguous}
+    if classes == "binary":
+        out["neither"] = ok & neither
+    return out
 
 
 def label_time_to_touch(p: CutoffPaths, k: float = DEFAULT_K) -> dict:
@@ -124,6 +128,22 @@ def label_max_excursion(p: CutoffPaths, side: str = "up") -> dict:
     return {"y": np.where(_valid(p), x, np.nan)}
 
 
+#: Flags of days a label drops (no value), with what a run's notes say about them.
+DROP_FLAGS: dict[str, str] = {"ambiguous": "day(s) touched both barriers within one bar (which came first is "
+                                           "unknown): not labelled",
+                               "neither": "day(s) touched neither barrier by the close: dropped (classes: binary)"}
+
+
+def drop_notes(kind: str, flags: dict[str, np.ndarray]) -> list[str]:
+    """One sentence per :data:`DROP_FLAGS` flag that is set on some day (a run's ``notes``)."""
+    out = []
+    for name, text in DROP_FLAGS.items():
+        n = int(np.asarray(flags.get(name, []), dtype=bool).sum())
+        if n:
+            out.append(f"{kind}: {n} {text}")
+    return out
+
+
 def flag_counts(flags: dict[str, np.ndarray], tested: np.ndarray | None = None) -> dict:
     """``{flag: {"days": n, "oof_days": m}}`` for a label's boolean flags on its labelled days
     (``tested``: which of them are out-of-fold)."""
@@ -135,4 +155,5 @@ def flag_counts(flags: dict[str, np.ndarray], tested: np.ndarray | None = None) 
 
 
 __all__ = ["TOUCH_CLASSES", "TRADEABLE_CLASSES", "DEFAULT_K", "MAX_K", "SIDES", "check_k", "touch_minutes",
-           "label_tradeable", "label_first_touch", "label_time_to_touch", "label_max_excursion", "flag_counts"]
+           "label_tradeable", "label_first_touch", "label_time_to_touch", "label_max_excursion", "flag_counts",
+           "DROP_FLAGS", "drop_notes"]

@@ -30,4 +30,13 @@ def trading_rules(run: dict) -> dict:
     return out
 
 
-__all__ = ["label_kind", "spec_value", "trading_rules"]
+def untraded(run: dict) -> str | None:
+    """Why the run has no backtest (a multiclass label, a label that is not a direction such as
+    tradeable or time_to_touch, a table dataset: the runner's ``backtest_note``), or None when
+    it has one."""
+    if isinstance(run.get("backtest"), dict):
+        return None
+    return run.get("backtest_note") or "no backtest: the label is not a direction to trade"
+
+
+__all__ = ["label_kind", "spec_value", "trading_rules", "untraded"]

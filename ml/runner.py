@@ -125,7 +125,7 @@ from almanac.store import Store
 from ml import baselines, drift, evaluation, explain, persist
 from ml.backtester import backtest
 from ml.labelers import label_spec, spec_label
-from ml.path_labels import flag_counts
+from ml.path_labels import DROP_FLAGS, drop_notes, flag_counts
 from ml.models import check_params, make_model
 from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table
 from ml.threads import limit_threads
@@ -262,8 +262,10 @@ def _dataset(spec: ExperimentSpec, store: Store, prog: Progress, clock: _Clock):
     prog(0.13, "labels")
     with clock.stage("labels"):
         lf = spec_label(spec, ft.sessions.reset_index(), store)  # the label and its flags (path labels)
+        dropped = [c for c in lf.columns if c in DROP_FLAGS]
+        ft.notes = [*ft.notes, *drop_notes(spec.label.kind, {c: lf[c].to_numpy() for c in dropped})]
         names = list(ft.frame.columns)
-        data = ft.frame.join(lf.rename(columns={spec.label.kind: "y"}).add_prefix("label:")
+        data = ft.frame.join(lf.drop(columns=dropped).rename(columns={spec.label.kind: "y"}).add_prefix("label:")
                              .rename(columns={"label:y": "y"}), how="left")
         sess = ft.sessions.reindex(ft.frame.index)
         for c in SESSION_COLUMNS:

@@ -113,6 +113,7 @@ def test_first_touch_multiclass_and_binary():
     assert multi["ambiguous"].reindex([T1, T2, T3, T4, T5, T6]).tolist() == [False, False, False, True, False, False]
     binary = labels("first_touch", k=1.0, classes="binary")
     np.testing.assert_array_equal(at(binary, *TEST_DAYS), [1, 0, NAN, NAN, NAN, NAN])
+    assert binary["neither"].reindex(list(TEST_DAYS)).tolist() == [False, False, True, False, True, False]
     assert label_spec("first_touch", {"classes": "binary"}).classes == ("down", "up")
     assert label_spec("first_touch", {"classes": "binary"}).task == "binary"
     assert label_spec("first_touch", {"k": 2.0}).task == "multiclass"
@@ -255,10 +256,19 @@ def _independent_labels(store, kind, params):
     return make_label_frame(kind, session_table(b, s, "10:15").reset_index(), params, paths_from_bars(b, s, "10:15"))
 
 
-def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(market):
+@pytest.fixture(scope="module")
+def runs(market):
+    """Three runs on the market: time_to_touch, first_touch (binary) and tradeable, k = 0.5."""
     from ml.runner import run_experiment
 
-    run = run_experiment({**RUN_SPEC, "label": {"kind": "time_to_touch", "k": 0.5}}, store=market)
+    labels_ = {"ttt": {"kind": "time_to_touch", "k": 0.5},
+               "first": {"kind": "first_touch", "k": 0.5, "classes": "binary"},
+               "tradeable": {"kind": "tradeable", "k": 0.5}}
+    return {name: run_experiment({**RUN_SPEC, "label": lab}, store=market) for name, lab in labels_.items()}
+
+
+def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(market, runs):
+    run = runs["ttt"]
     expect = _independent_labels(market, "time_to_touch", {"k": 0.5}).dropna(subset=["time_to_touch"])
     ds = pd.read_parquet(f"{run['path']}/dataset.parquet")
     oof = pd.read_parquet(f"{run['path']}/oof.parquet")
@@ -273,24 +283,47 @@ def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(ma
     assert run["backtest"] is None and "time_to_touch is a number of minutes" in run["backtest_note"]
 
 
-def test_first_touch_binary_run_is_backtested_on_p_up_first_and_tradeable_is_not(market):
-    from ml.runner import run_experiment
-
-    run = run_experiment({**RUN_SPEC, "label": {"kind": "first_touch", "k": 0.5, "classes": "binary"}},
-                         store=market)
+def test_first_touch_binary_run_is_backtested_on_p_up_first_and_tradeable_is_not(market, runs):
+    run = runs["first"]
     expect = _independent_labels(market, "first_touch", {"k": 0.5, "classes": "binary"})["first_touch"].dropna()
     ds = pd.read_parquet(f"{run['path']}/dataset.parquet")
     assert list(ds.index) == list(expect.index.intersection(ds.index)) and len(ds) == len(expect)
     np.testing.assert_array_equal(ds["y"].to_numpy(), expect.to_numpy())
     assert run["task"] == "binary" and run["classes"] == ["down", "up"]
     assert run["backtest"] is not None and "majority" in run["baselines"]
+    neither = int(_independent_labels(market, "first_touch", {"k": 0.5, "classes": "binary"})["neither"].sum())
+    assert f"first_touch: {neither} day(s) touched neither barrier by the close: dropped (classes: binary)" \
+        in run["notes"] and neither > 0 and "flags" not in run["label"]
 
-    run = run_experiment({**RUN_SPEC, "label": {"kind": "tradeable", "k": 0.5}}, store=market)
+    run = runs["tradeable"]
     expect = _independent_labels(market, "tradeable", {"k": 0.5})["tradeable"].dropna()
     ds = pd.read_parquet(f"{run['path']}/dataset.parquet")
     np.testing.assert_array_equal(ds["y"].to_numpy(), expect.reindex(ds.index).to_numpy())
     assert run["classes"] == ["quiet", "tradeable"] and run["backtest"] is None
     assert "not which way" in run["backtest_note"] and run["metrics"]["roc_auc"] == run["metrics"]["roc_auc"]
+
+
+def test_untraded_runs_show_no_backtest_and_their_bundles_no_signal(market, runs, page_module, monkeypatch,
+                                                                    tmp_path):
+    from ml.export import export_run, load_bundle, predictions
+    from ml.runinfo import untraded
+
+    monkeypatch.setenv("ALMANAC_HOME", str(market.home))
+    bt = page_module("backtest")
+    for name in ("tradeable", "ttt"):
+        rid = runs[name]["run_id"]
+        assert untraded(runs[name]) == runs[name]["backtest_note"]
+        setup = bt.setup_run(rid)
+        assert setup[7] == {"display": "none"} and setup[8] == {"display": "none"} and setup[10:] == (True,) * 3
+        out = bt.render_backtest(rid, 0.55, False, 1.0)
+        assert out[:7] == (None, None, None, None, None, None, []) and "No backtest for this label" in str(out[7])
+        assert bt.render_grid(rid, False) is None
+    assert untraded(runs["first"]) is None and bt.render_grid(runs["first"]["run_id"], False) is not None
+    rows = pd.read_parquet(f"{runs['tradeable']['path']}/dataset.parquet").reset_index().head(3)
+    for name, has_signal in (("tradeable", False), ("first", True)):
+        bundle = load_bundle(export_run(runs[name]["run_id"], tmp_path / f"{name}.zip"))
+        assert ("signal" in predictions(bundle, rows).columns) is has_signal
+    assert load_bundle(tmp_path / "tradeable.zip").metadata["label"]["params"] == {"k": 0.5}
 
 
 def _home_state(home) -> dict:
@@ -334,3 +367,38 @@ def test_a_path_label_on_a_daily_only_symbol_is_refused_before_any_work(market):
                             "which needs 1-minute bars; NQ has only 1d bars: import NQ 1-minute bars or use label "
                             "direction or archetype")
     assert _home_state(market.home) == before
+
+
+# ---------------------------------------------------------------- the /train form and the /backtest page
+
+
+def test_train_form_offers_the_path_labels_with_their_parameters(page_module):
+    train = page_module("train")
+    fields = {**train.DEFAULTS, "label": "first_touch", "label_k": 0.5, "label_classes": "binary"}
+    d = train.form_to_dict(fields, {})
+    assert d["label"] == {"kind": "first_touch", "k": 0.5, "classes": "binary"}
+    assert train.build_spec(fields, {}).task == "binary"
+    assert train.form_to_dict({**fields, "label": "rest_of_day"}, {})["label"] == {"kind": "rest_of_day"}
+    assert train.form_to_dict({**fields, "label": "max_excursion"}, {})["label"] == {"kind": "max_excursion",
+                                                                                     "side": "up"}
+    assert train.form_to_dict({**fields, "label": "tradeable", "label_k": ""}, {})["label"] == {"kind": "tradeable"}
+    ids = [{"type": "train-label-param", "name": n} for n in ("k", "classes", "side")]
+    shown = lambda label: [s["display"] for s in train.show_params("lightgbm", "expanding", label, [], ids)[3]]  # noqa
+    assert shown("first_touch") == ["block", "block", "none"]
+    assert shown("max_excursion") == ["none", "none", "block"]
+    assert shown("rest_of_day") == ["none", "none", "none"]
+    assert train.show_params("lightgbm", "expanding", "tradeable", [], ids)[2].startswith("1 if the price moves at "
+                                                                                         "least k x ATR")
+    text, problem = train.check_form({**fields, "label_k": -1}, {})
+    assert text is None and problem == ("spec field label.k: -1.0 is not a barrier distance in ATR: use a number "
+                                        "with 0 < k <= 10, e.g. k: 1.0")
+
+
+
+def test_a_run_notes_the_ambiguous_days_it_could_not_label():
+    from ml.path_labels import drop_notes
+
+    f = labels("first_touch", k=1.0)
+    assert drop_notes("first_touch", {"ambiguous": f["ambiguous"].to_numpy()}) == [
+        "first_touch: 1 day(s) touched both barriers within one bar (which came first is unknown): not labelled"]
+    assert drop_notes("first_touch", {"ambiguous": np.zeros(3, bool)}) == []
