@@ -105,8 +105,20 @@ def cutoff_paths(symbol: str, cutoff: time | str, end=None, store: Store | None 
                         f"{sym} 1-minute bars or pick a label of the daily bars (direction, archetype)")
     session = symbol_session(store, sym)
     end = None if end is None else f"{pd.Timestamp(end):%Y-%m-%d}"
-    db = _split_minutes(store, entry, session, parse_time(cutoff), end, TABLE_COLUMNS, PATH_COLUMNS)
-    return paths_from_daybars(db, bar_minutes(entry.freq))
+    key = (str(store.home), entry.sha256, session.description, f"{parse_time(cutoff):%H:%M}", end)
+    hit = _last.get(key)
+    if hit is None:
+        db = _split_minutes(store, entry, session, parse_time(cutoff), end, TABLE_COLUMNS, PATH_COLUMNS)
+        hit = paths_from_daybars(db, bar_minutes(entry.freq))
+        _last.clear()
+        _last[key] = hit
+    return hit
+
+
+#: The last paths read, by (home, file hash, session, cutoff, end): a run reads them twice (the
+#: check of its labelled days before any work, then its labels); the file is content-addressed,
+#: so a hit always belongs to the bytes it was read from. One entry: a few tens of MB at most.
+_last: dict = {}
 
 
 __all__ = ["CutoffPaths", "cutoff_paths", "paths_from_bars", "paths_from_daybars", "PATH_COLUMNS"]

@@ -232,6 +232,32 @@ def make_label(kind: str, session_table: pd.DataFrame, params: dict | None = Non
     return make_label_frame(kind, session_table, params, paths)[kind]
 
 
+def check_label_days(spec, store=None) -> None:
+    """Refuse (SpecError, one line) a path label that leaves fewer labelled days in the spec's
+    range than its walk-forward splits need (a large ``k``, or ``classes: binary`` dropping the
+    days that touch neither barrier), before the features are built. Other labels: nothing
+    to do (``almanac.spec.validate_against_store`` counts their days)."""
+    if spec.data.table is not None or not label_spec(spec.label.kind, spec.label.params()).path:
+        return
+    from features.paths import cutoff_paths
+
+    paths = cutoff_paths(spec.data.symbol, spec.features.cutoff, spec.data.end, store)
+    days = paths.days
+    if spec.data.start is not None:
+        days = days[days >= pd.Timestamp(spec.data.start)]
+    y = make_label_frame(spec.label.kind, pd.DataFrame({"date": days, "cutoff_price": 0.0}),
+                         spec.label.params(), paths)[spec.label.kind]
+    n, need = int(y.notna().sum()), spec.validation.min_days()
+    if n < need:
+        tips = ["lower k"] if "k" in spec.label.params() else []
+        if spec.label.params().get("classes") == "binary":
+            tips.append("use classes: multiclass (binary drops the days that touch neither barrier)")
+        tips.append("widen the date range or lower min_train or n_splits")
+        raise SpecError(f"spec field label.kind: {spec.label.tag} labels {n} of {spec.data.symbol}'s {len(days)} "
+                        f"trading days, fewer than the {need} the splits need: {', '.join(tips[:-1])}"
+                        f"{', ' if len(tips) > 1 else ''}{tips[-1]}")
+
+
 def spec_label(spec, session_table: pd.DataFrame, store=None) -> pd.DataFrame:
     """:func:`make_label_frame` of an experiment spec's label (a path label reads the symbol's
     stored bars after the cutoff up to ``data.end``: :func:`features.paths.cutoff_paths`)."""

@@ -124,7 +124,7 @@ from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_aga
 from almanac.store import Store
 from ml import baselines, drift, evaluation, explain, persist
 from ml.backtester import backtest
-from ml.labelers import label_spec, spec_label
+from ml.labelers import check_label_days, label_spec, spec_label
 from ml.path_labels import DROP_FLAGS, drop_notes, flag_counts
 from ml.models import check_params, make_model
 from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table
@@ -633,6 +633,7 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
         check_gap(spec.validation.gap, lab.horizon_days)
         check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # the library's own rules
         validate_against_store(spec, store)
+        check_label_days(spec, store)  # a path label's days, before the features are built
     created = datetime.now(timezone.utc)
     run_id = registry.new_run_id(spec.data.symbol or spec.data.table, spec.label.kind, spec.model.kind, created)
     root = registry.runs_dir(store.home)

@@ -339,6 +339,10 @@ def _home_state(home) -> dict:
                                  "with 0 < k <= 10, e.g. k: 1.0\n"),
     ("{kind: direction, k: 1}", "error: spec field label.k: k applies to tradeable and first_touch and "
                                 "time_to_touch; direction takes no parameters: remove k\n"),
+    ("{kind: first_touch, k: 3, classes: binary}\nvalidation: {n_splits: 3, min_train: 150}",
+     "error: spec field label.kind: first-touch-k3-binary labels 0 of ES's 330 trading days, fewer than the 211 the "
+     "splits need: lower k, use classes: multiclass (binary drops the days that touch neither barrier), widen the "
+     "date range or lower min_train or n_splits\n"),
 ])
 def test_cli_refuses_bad_label_parameters_with_one_line(market, tmp_path, label, message):
     import os
@@ -346,14 +350,20 @@ def test_cli_refuses_bad_label_parameters_with_one_line(market, tmp_path, label,
     import sys
     from pathlib import Path
 
+    import resource
+    import time as clock
+
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(f"data: {{symbol: ES}}\nlabel: {label}\n")
     before = _home_state(market.home)
+    t = clock.perf_counter()
     out = subprocess.run([sys.executable, "-m", "almanac", "train", "--config", str(cfg)],
                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "ALMANAC_HOME": str(market.home)})
+    spent, peak_mb = clock.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert (out.returncode, out.stderr, out.stdout) == (2, message, "")
-    assert _home_state(market.home) == before
+    assert _home_state(market.home) == before  # no feature cache, no run folder
+    assert spent < 30 and peak_mb < 600  # generous sanity bounds (measured: about 3 s and 250 MB)
 
 
 def test_a_path_label_on_a_daily_only_symbol_is_refused_before_any_work(market):
