@@ -130,6 +130,7 @@ class LabelSpec:
     params: tuple[str, ...] = ()  # parameters the label takes (path labels: k, classes, side)
     path: bool = False  # reads the minute path after the cutoff (func(paths, **params) -> {"y", flags})
     untraded: str | None = None  # why the backtest does not trade its prediction (None: it does)
+    unit: str = ""  # a regression label's unit: "return" (a fraction), "minutes", "ATR"
 
     @property
     def description(self) -> str:
@@ -154,16 +155,18 @@ LABELS: dict[str, LabelSpec] = {
     "archetype": LabelSpec("archetype", "multiclass", 0, ("open", "high", "low", "close"),
                            ARCHETYPE_CLASSES, label_archetype, untraded=_ARCHETYPE_UNTRADED),
     "forward_return": LabelSpec("forward_return", "regression", 0,
-                                ("cutoff_price", "close"), None, label_forward_return),
+                                ("cutoff_price", "close"), None, label_forward_return, unit="return"),
     "tradeable": LabelSpec("tradeable", "binary", 0, _PATH_COLUMNS, pl.TRADEABLE_CLASSES, pl.label_tradeable,
                            ("k",), True, "tradeable says whether the price moves k ATR, not which way; gate a "
                                          "direction with it instead"),
     "first_touch": LabelSpec("first_touch", "multiclass", 0, _PATH_COLUMNS, pl.TOUCH_CLASSES,
                              pl.label_first_touch, ("k", "classes"), True),
     "time_to_touch": LabelSpec("time_to_touch", "regression", 0, _PATH_COLUMNS, None, pl.label_time_to_touch,
-                               ("k",), True, "time_to_touch is a number of minutes, not a direction to trade"),
+                               ("k",), True, "time_to_touch is a number of minutes, not a direction to trade",
+                               "minutes"),
     "max_excursion": LabelSpec("max_excursion", "regression", 0, _PATH_COLUMNS, None, pl.label_max_excursion,
-                               ("side",), True, "max_excursion is the size of a move, not a direction to trade"),
+                               ("side",), True, "max_excursion is the size of a move, not a direction to trade",
+                               "ATR"),
 }
 
 

@@ -63,8 +63,10 @@ def touch_minutes(p: CutoffPaths, k: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_tradeable(p: CutoffPaths, k: float = DEFAULT_K) -> dict:
-    """1 if the price moves at least k x ATR(14 of D-1) from the cutoff price, up or down, before day D's
-    close (a post-cutoff bar's high >= P + kA or low <= P - kA), else 0.
+    """1 if the price moves at least k x ATR(14 of D-1) from the cutoff price P, up or down, before the
+    close, else 0.
+
+    A touch: a post-cutoff bar's high >= P + kA or low <= P - kA.
 
     Future looked at: the bars of day D from the cutoff to the session close (their highs and lows).
     """
@@ -73,10 +75,12 @@ def label_tradeable(p: CutoffPaths, k: float = DEFAULT_K) -> dict:
 
 
 def label_first_touch(p: CutoffPaths, k: float = DEFAULT_K, classes: str = "multiclass") -> dict:
-    """Which barrier day D's path touches first after the cutoff: up (P + kA) = 1, down (P - kA) = 0, or
-    neither by the close = 2 (a triple barrier with the close as its time limit; ``classes: binary`` drops
-    the neither days, flagged ``neither``). A bar touching both barriers is ambiguous (one-minute bars do
-    not say which came first): that day is dropped in both variants (``ambiguous``).
+    """Which the price touches first after the cutoff: k x ATR(14 of D-1) above the cutoff price (up), k x
+    ATR below (down), or neither by the close (a triple barrier; ``classes: binary`` drops the neither days).
+
+    Classes: down = 0, up = 1, neither = 2 (binary: down, up; the dropped days are flagged ``neither``).
+    A bar touching both barriers is ambiguous (one-minute bars do not say which came first): that day is
+    dropped in both variants (``ambiguous``).
 
     Future looked at: the bars of day D from the cutoff to the session close (their highs and lows).
     """
@@ -96,9 +100,11 @@ def label_first_touch(p: CutoffPaths, k: float = DEFAULT_K, classes: str = "mult
 
 
 def label_time_to_touch(p: CutoffPaths, k: float = DEFAULT_K) -> dict:
-    """Minutes from the cutoff to the end of the first bar of day D touching P + kA or P - kA; a day
-    without a touch is censored at the close: its value is the minutes from the cutoff to the session
-    close, and it is flagged ``censored`` (the run counts them).
+    """Minutes from the cutoff until the price first moves k x ATR(14 of D-1) from the cutoff price, up or
+    down; censored at the close.
+
+    The time is to the end of the first touching bar. A day without a touch is censored: its value is
+    the minutes from the cutoff to the session close, and it is flagged ``censored`` (the run counts them).
 
     Future looked at: the bars of day D from the cutoff to the session close (their highs and lows).
     """
@@ -110,9 +116,10 @@ def label_time_to_touch(p: CutoffPaths, k: float = DEFAULT_K) -> dict:
 
 
 def label_max_excursion(p: CutoffPaths, side: str = "up") -> dict:
-    """The largest move of day D after the cutoff in ATR(14 of D-1): ``side: up`` (favourable to a long)
-    max(0, highest post-cutoff high - P) / A; ``side: down`` (adverse to a long) max(0, P - lowest
-    post-cutoff low) / A.
+    """The largest move after the cutoff, up or down (``side``), in ATR(14 of D-1).
+
+    ``side: up`` (favourable to a long): max(0, highest post-cutoff high - P) / A; ``side: down``
+    (adverse to a long): max(0, P - lowest post-cutoff low) / A.
 
     Future looked at: the bars of day D from the cutoff to the session close (their highs and lows).
     """

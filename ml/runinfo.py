@@ -39,4 +39,11 @@ def untraded(run: dict) -> str | None:
     return run.get("backtest_note") or "no backtest: the label is not a direction to trade"
 
 
-__all__ = ["label_kind", "spec_value", "trading_rules", "untraded"]
+def label_unit(run: dict) -> str:
+    """A regression run's outcome unit: ``return`` (a fraction; runs before units were recorded),
+    ``minutes`` (time_to_touch) or ``ATR`` (max_excursion); "" for a classifier."""
+    label = run.get("label") if isinstance(run.get("label"), dict) else {}
+    return label.get("unit") or ("return" if run.get("task") == "regression" else "")
+
+
+__all__ = ["label_kind", "label_unit", "spec_value", "trading_rules", "untraded"]

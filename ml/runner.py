@@ -418,12 +418,14 @@ def _no_backtest(why: str | None) -> str:
            "deflated Sharpe ratio"
 
 
-def _label_extra(spec, data: pd.DataFrame, tested: np.ndarray) -> dict:
-    """``run.json["label"]`` fields of a label with parameters: ``params`` and its flags' counts
-    (time_to_touch: ``censored`` days, all and out-of-fold)."""
+def _label_extra(spec, lab, data: pd.DataFrame, tested: np.ndarray) -> dict:
+    """``run.json["label"]`` fields of a label with parameters or a unit: ``params``, its flags'
+    counts (time_to_touch: ``censored`` days, all and out-of-fold) and ``unit`` (regression)."""
     flags = {c.split(":", 1)[1]: data[c].to_numpy() for c in data.columns if c.startswith("label:")}
     params = spec.label.params() if spec.data.table is None else {}
-    return {**({"params": params} if params else {}), **({"flags": flag_counts(flags, tested)} if flags else {})}
+    unit = getattr(lab, "unit", "")
+    return {**({"params": params} if params else {}), **({"flags": flag_counts(flags, tested)} if flags else {}),
+            **({"unit": unit} if unit else {})}
 _NO_TABLE_BACKTEST = ("no backtest: a table dataset has no trading day to trade (its rows are samples, not "
                       "positions); judge it by its out-of-fold scores")
 
@@ -805,7 +807,8 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
         "status": "complete", "spec": spec.to_dict(), "seed": spec.seed,
         "data_hashes": ft.data_hashes, "versions": _versions(), "code_revision": code_revision(),
         "task": task, "classes": classes, "label": {"kind": lab.name, "horizon_days": lab.horizon_days,
-                                                   "description": lab.description, **_label_extra(spec, data, tested)},
+                                                   "description": lab.description,
+                                                   **_label_extra(spec, lab, data, tested)},
         "feature_names": names, "dropped_features": dropped,
         "lineage": {k_: v for k_, v in ft.lineage.items() if k_ in names}, "notes": ft.notes,
         "warnings": _warnings(data, task, classes, dropped, folds, bt),

@@ -407,7 +407,8 @@ def _form(targets: list[str], symbols: list[str]) -> list:
     d = DEFAULTS
     symbol = d["symbol"] if d["symbol"] in targets else (targets[0] if targets else None)
     sets = [*FEATURE_SETS, *user_sets()]
-    label_options = [{"label": f"{k.replace('_', ' ')} ({v.task})", "value": k} for k, v in LABELS.items()]
+    label_options = [{"label": f"{k.replace('_', ' ')} ({v.task}{' or binary' if 'classes' in v.params else ''})",
+                      "value": k} for k, v in LABELS.items()]
     return [
         html.H3("Run", className="almanac-subheading"),
         dbc.Row([
@@ -452,17 +453,17 @@ def _form(targets: list[str], symbols: list[str]) -> list:
                                                    for k in MODEL_KINDS]), width=6),
         ], className="g-2"),
         dbc.Row([  # a path label's parameters, shown for the labels that take them (show_params)
-            html.Div(_labelled("Barrier k (× ATR of the day before)", _number_input("label_k", d["label_k"], 0.05, 0)),
+            html.Div(_labelled("Barrier k (× ATR of D−1)", _number_input("label_k", d["label_k"], 0.05, 0)),
                      id={"type": "train-label-param", "name": "k"}, className="col-4", style={"display": "none"}),
             html.Div(_labelled("Classes", dbc.Select(id=_field("label_classes"), value=d["label_classes"], size="sm",
                                                      options=[{"label": "up / down / neither", "value": "multiclass"},
                                                               {"label": "up / down (neither dropped)",
                                                                "value": "binary"}])),
-                     id={"type": "train-label-param", "name": "classes"}, className="col-4", style={"display": "none"}),
+                     id={"type": "train-label-param", "name": "classes"}, className="col-8", style={"display": "none"}),
             html.Div(_labelled("Side", dbc.Select(id=_field("label_side"), value=d["label_side"], size="sm",
                                                   options=[{"label": "up (favourable to a long)", "value": "up"},
                                                            {"label": "down (adverse to a long)", "value": "down"}])),
-                     id={"type": "train-label-param", "name": "side"}, className="col-4", style={"display": "none"}),
+                     id={"type": "train-label-param", "name": "side"}, className="col-8", style={"display": "none"}),
         ], className="g-2"),
         html.Div(id="train-label-hint", className="almanac-hint mb-2"),
         html.Div("The label is the table's target column.", id="train-table-label", className="almanac-hint mb-2",

@@ -281,6 +281,7 @@ def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(ma
     assert censored["oof_days"] == int(oof["censored"].sum()) == int(expect["censored"].reindex(oof["date"]).sum())
     assert (oof.loc[oof["censored"], "y"] == 390 - 45).all()  # censored at the 16:00 close, 345 min after 10:15
     assert run["backtest"] is None and "time_to_touch is a number of minutes" in run["backtest_note"]
+    assert run["label"]["unit"] == "minutes"
 
 
 def test_first_touch_binary_run_is_backtested_on_p_up_first_and_tradeable_is_not(market, runs):
@@ -324,6 +325,24 @@ def test_untraded_runs_show_no_backtest_and_their_bundles_no_signal(market, runs
         bundle = load_bundle(export_run(runs[name]["run_id"], tmp_path / f"{name}.zip"))
         assert ("signal" in predictions(bundle, rows).columns) is has_signal
     assert load_bundle(tmp_path / "tradeable.zip").metadata["label"]["params"] == {"k": 0.5}
+
+
+def test_evaluate_shows_minutes_as_minutes_and_says_why_there_is_no_rolling_auc(market, runs, page_module,
+                                                                                 monkeypatch):
+    from viz import evaluation as ve
+
+    monkeypatch.setenv("ALMANAC_HOME", str(market.home))
+    ev = page_module("evaluate")
+    rid = runs["ttt"]["run_id"]
+    assert "this run predicts minutes" in ev.not_applicable(runs["ttt"])[0]
+    scatter = ev.render_curves(rid, "all")[0].figure
+    assert scatter["layout"]["xaxis"]["title"]["text"] == "Out-of-fold prediction (minutes)"
+    assert scatter["layout"]["xaxis"]["tickformat"] is None and max(scatter["data"][1]["y"]) == 345
+    drift = ev.render_drift(rid, "all")[0]
+    assert "predicts minutes, not a direction" in str(drift)
+    fig = ve.prediction_scatter_figure([10.0, 20.0], [30.0, 345.0], unit="minutes")
+    assert list(fig.data[0].x) == [10.0, 345.0] and fig.layout.yaxis.tickformat is None
+    assert ve.prediction_scatter_figure([0.01], [-0.02]).layout.xaxis.tickformat == ".1%"  # returns as before
 
 
 def _home_state(home) -> dict:

@@ -158,24 +158,28 @@ def calibration_figure(reliability, brier: float | None = None, ece: float | Non
 
 
 def prediction_scatter_figure(pred, actual, ic: float | None = None, r2: float | None = None,
-                              height: int = 400) -> go.Figure:
+                              height: int = 400, unit: str = "return") -> go.Figure:
     """Regression: realized outcome (y) against the out-of-fold prediction (x), one point
-    per day, with the y = x line. Values are fractions (returns), shown in %."""
+    per day, with the y = x line. ``unit`` ``return``: fractions, shown in %; another unit
+    (``minutes``, ``ATR``): plain numbers, the unit in the axis titles."""
     x = np.asarray(pred, dtype="float64")
     y = np.asarray(actual, dtype="float64")
     if len(x) == 0:
         return empty_figure("No out-of-fold predictions to show", height)
-    lim = float(np.nanmax(np.abs(np.r_[x, y]))) if np.isfinite(np.r_[x, y]).any() else 1.0
+    both = np.r_[x, y][np.isfinite(np.r_[x, y])]
+    lim = float(np.abs(both).max()) if both.size else 1.0
+    lo, hi = (-lim, lim) if unit == "return" or not both.size else (float(both.min()), float(both.max()))
+    fmt, tick, units = (".2%", ".1%", "") if unit == "return" else (".3g", None, f" ({unit})")
     scatter = go.Scattergl if len(x) > _SVG_POINTS else go.Scatter
     fig = go.Figure([
-        go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", name="prediction = outcome",
+        go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="prediction = outcome",
                    line=dict(color=COLORS["muted"], dash="dash", width=1), hoverinfo="skip"),
         scatter(x=x, y=y, mode="markers", name="days", marker=dict(size=5, opacity=0.6,
                                                                   color=COLORS["accent"]),
-                hovertemplate="predicted %{x:.2%}, outcome %{y:.2%}<extra></extra>"),
+                hovertemplate=f"predicted %{{x:{fmt}}}, outcome %{{y:{fmt}}}<extra></extra>"),
     ])
-    fig.update_xaxes(title_text="Out-of-fold prediction", tickformat=".1%")
-    fig.update_yaxes(title_text="Realized outcome", tickformat=".1%")
+    fig.update_xaxes(title_text="Out-of-fold prediction" + units, tickformat=tick)
+    fig.update_yaxes(title_text="Realized outcome" + units, tickformat=tick)
     parts = [f"IC {ic:.3f}" if ic is not None and np.isfinite(ic) else "",
              f"R² {r2:.3f}" if r2 is not None and np.isfinite(r2) else ""]
     return _layout(fig, "Prediction vs outcome", height,
