@@ -480,6 +480,8 @@ def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, b
         k = len(classes) if classes else 2
         shares = baselines.train_shares(data["y"].to_numpy(), splits, k)[tested]
         out["majority"] = {"metrics": baselines.majority(oof_y, shares, classes)}
+    else:  # the mean of each fold's training outcomes: the honest floor of a regression's scores
+        out["train_mean"] = {"metrics": baselines.train_mean(data["y"].to_numpy(), splits, tested)}
     model_ret = base_ret = None
     if bt is not None:
         rows = data[tested]

@@ -282,6 +282,14 @@ def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(ma
     assert (oof.loc[oof["censored"], "y"] == 390 - 45).all()  # censored at the 16:00 close, 345 min after 10:15
     assert run["backtest"] is None and "time_to_touch is a number of minutes" in run["backtest_note"]
     assert run["label"]["unit"] == "minutes"
+    # the training-mean baseline: each out-of-fold day predicted by its fold's training mean, by hand
+    folds = pd.read_parquet(f"{run['path']}/folds.parquet")
+    pred = np.concatenate([np.full(int(f.n_test), ds["y"][(ds.index >= f.train_start) & (ds.index <= f.train_end)]
+                                   .mean()) for f in folds.itertuples()])
+    mean = run["baselines"]["train_mean"]["metrics"]
+    assert mean["mae"] == pytest.approx(np.abs(pred - oof["y"].to_numpy()).mean(), rel=1e-12)
+    y = oof["y"].to_numpy()
+    assert mean["r2"] == pytest.approx(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum(), rel=1e-9)
 
 
 def test_first_touch_binary_run_is_backtested_on_p_up_first_and_tradeable_is_not(market, runs):
@@ -343,6 +351,11 @@ def test_evaluate_shows_minutes_as_minutes_and_says_why_there_is_no_rolling_auc(
     fig = ve.prediction_scatter_figure([10.0, 20.0], [30.0, 345.0], unit="minutes")
     assert list(fig.data[0].x) == [10.0, 345.0] and fig.layout.yaxis.tickformat is None
     assert ve.prediction_scatter_figure([0.01], [-0.02]).layout.xaxis.tickformat == ".1%"  # returns as before
+    t = ve.baseline_table({"mae": 80.0, "rmse": 99.5, "r2": 0.2318, "ic": 0.47},
+                          {"train_mean": {"metrics": {"n": 9, "mae": 100.0, "rmse": 113.6, "r2": -0.0012}}})
+    assert t.to_dict("records") == [{"Score": "MAE", "Model": "80.000", "Training mean": "100.000"},
+                                    {"Score": "RMSE", "Model": "99.500", "Training mean": "113.600"},
+                                    {"Score": "R²", "Model": "0.232", "Training mean": "-0.001"}]
 
 
 def _home_state(home) -> dict:

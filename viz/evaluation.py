@@ -532,7 +532,8 @@ def _fmt(value, kind: str = "num") -> str:
 
 #: Rows of :func:`baseline_table`: (key, label, kind, better) with better "high" or "low".
 BASELINE_ROWS = (("accuracy", "Accuracy", "pct", "high"), ("roc_auc", "ROC AUC", "num", "high"),
-                 ("brier", "Brier score", "num", "low"), ("log_loss", "Log loss", "num", "low"))
+                 ("brier", "Brier score", "num", "low"), ("log_loss", "Log loss", "num", "low"),
+                 ("mae", "MAE", "num", "low"), ("rmse", "RMSE", "num", "low"), ("r2", "R²", "num", "high"))
 
 
 def baseline_table(metrics: dict | None, baselines: dict | None) -> pd.DataFrame:
@@ -540,12 +541,18 @@ def baseline_table(metrics: dict | None, baselines: dict | None) -> pd.DataFrame
 
     Rows: accuracy, ROC AUC, Brier, log loss (those the model has); columns ``Score``,
     ``Model``, ``Majority`` (always the training base rate) and ``Prior day`` (the sign of
-    the day before), from ``run.json["baselines"]``; a missing value is "—". Empty frame
-    when the run has no baselines (runs trained before they were recorded).
+    the day before), from ``run.json["baselines"]``; a missing value is "—". A regression
+    run with ``train_mean``: rows MAE, RMSE, R², columns ``Score``, ``Model``, ``Training
+    mean``. Empty frame when the run has no baselines (runs trained before they were recorded).
     """
     base = baselines if isinstance(baselines, dict) else {}
     majority = (base.get("majority") or {}).get("metrics") or {}
     prior = (base.get("prior_day") or {}).get("metrics") or {}
+    if not majority and isinstance((base.get("train_mean") or {}).get("metrics"), dict):  # a regression run
+        mean, m = base["train_mean"]["metrics"], metrics or {}
+        rows = [{"Score": label, "Model": _fmt(m.get(key), kind), "Training mean": _fmt(mean.get(key), kind)}
+                for key, label, kind, _better in BASELINE_ROWS if key in mean and _fmt(m.get(key)) != "—"]
+        return pd.DataFrame(rows, columns=["Score", "Model", "Training mean"])
     if not majority and not prior:
         return pd.DataFrame(columns=["Score", "Model", "Majority", "Prior day"])
     m = metrics or {}
