@@ -262,12 +262,19 @@ def check_label_days(spec, store=None) -> None:
 
 
 def spec_label(spec, session_table: pd.DataFrame, store=None) -> pd.DataFrame:
-    """:func:`make_label_frame` of an experiment spec's label (a path label reads the symbol's
-    stored bars after the cutoff up to ``data.end``: :func:`features.paths.cutoff_paths`)."""
-    params = spec.label.params()
+    """:func:`make_label_frame` of an experiment spec's label (see :func:`section_label`)."""
+    return section_label(spec.label, spec.data.symbol, spec.features.cutoff, spec.data.end, session_table, store)
+
+
+def section_label(label, symbol: str, cutoff: str, end, session_table: pd.DataFrame, store=None) -> pd.DataFrame:
+    """:func:`make_label_frame` of one label section (``almanac.spec.LabelSpec``: kind and its
+    parameters; a multi-head run has one per head) for ``symbol``'s session table. A path label
+    reads the symbol's stored bars after ``cutoff`` up to ``end`` (:func:`features.paths.cutoff_paths`,
+    memoized: several heads read them once)."""
+    params = label.params()
     paths = None
-    if label_spec(spec.label.kind, params).path:
+    if label_spec(label.kind, params).path:
         from features.paths import cutoff_paths
 
-        paths = cutoff_paths(spec.data.symbol, spec.features.cutoff, spec.data.end, store)
-    return make_label_frame(spec.label.kind, session_table, params, paths)
+        paths = cutoff_paths(symbol, cutoff, end, store)
+    return make_label_frame(label.kind, session_table, params, paths)

@@ -525,7 +525,8 @@ def render_curves(run_id, fold):
         if run["task"] == "regression":
             oof = oof_rows(run_id, fold)
             fig = ve.prediction_scatter_figure(oof["pred"], oof["y"], fold_metric(run, fold, "ic"),
-                                               fold_metric(run, fold, "r2"), unit=label_unit(run))
+                                               fold_metric(run, fold, "r2"), unit=label_unit(run),
+                                               censored=oof.get("censored"))  # time_to_touch
             return _graph("evaluate-scatter-graph", fig), None, cv
         return None, None, cv  # multiclass: no ROC or calibration card (card_plan)
     except Exception as exc:  # noqa: BLE001

@@ -345,7 +345,11 @@ def test_evaluate_shows_minutes_as_minutes_and_says_why_there_is_no_rolling_auc(
     assert "this run predicts minutes" in ev.not_applicable(runs["ttt"])[0]
     scatter = ev.render_curves(rid, "all")[0].figure
     assert scatter["layout"]["xaxis"]["title"]["text"] == "Out-of-fold prediction (minutes)"
-    assert scatter["layout"]["xaxis"]["tickformat"] is None and max(scatter["data"][1]["y"]) == 345
+    assert scatter["layout"]["xaxis"]["tickformat"] is None and max(scatter["data"][2]["y"]) == 345
+    oof = pd.read_parquet(f"{runs['ttt']['path']}/oof.parquet")
+    assert [(t["name"], len(t["y"])) for t in scatter["data"][1:]] == [
+        ("touched", int((~oof["censored"]).sum())), ("censored at the close", int(oof["censored"].sum()))]
+    assert set(scatter["data"][2]["y"]) == {345.0} and max(scatter["data"][1]["y"]) < 345
     drift = ev.render_drift(rid, "all")[0]
     assert "predicts minutes, not a direction" in str(drift)
     fig = ve.prediction_scatter_figure([10.0, 20.0], [30.0, 345.0], unit="minutes")

@@ -158,10 +158,12 @@ def calibration_figure(reliability, brier: float | None = None, ece: float | Non
 
 
 def prediction_scatter_figure(pred, actual, ic: float | None = None, r2: float | None = None,
-                              height: int = 400, unit: str = "return") -> go.Figure:
+                              height: int = 400, unit: str = "return", censored=None) -> go.Figure:
     """Regression: realized outcome (y) against the out-of-fold prediction (x), one point
     per day, with the y = x line. ``unit`` ``return``: fractions, shown in %; another unit
-    (``minutes``, ``ATR``): plain numbers, the unit in the axis titles."""
+    (``minutes``, ``ATR``): plain numbers, the unit in the axis titles. ``censored`` (a
+    boolean per day, time_to_touch): those days are drawn grey, named "censored at the close"
+    (their outcome is the time to the close, a lower bound)."""
     x = np.asarray(pred, dtype="float64")
     y = np.asarray(actual, dtype="float64")
     if len(x) == 0:
@@ -178,13 +180,23 @@ def prediction_scatter_figure(pred, actual, ic: float | None = None, r2: float |
                                                                   color=COLORS["accent"]),
                 hovertemplate=f"predicted %{{x:{fmt}}}, outcome %{{y:{fmt}}}<extra></extra>"),
     ])
+    has_censored = censored is not None and bool(np.asarray(censored, dtype=bool).any())
+    if has_censored:
+        c = np.asarray(censored, dtype=bool)
+        fig.data[1].update(x=x[~c], y=y[~c], name="touched")
+        fig.add_trace(scatter(x=x[c], y=y[c], mode="markers", name="censored at the close",
+                              marker=dict(size=5, opacity=0.5, color=COLORS["muted"]),
+                              hovertemplate=f"predicted %{{x:{fmt}}}, censored at %{{y:{fmt}}}<extra></extra>"))
     fig.update_xaxes(title_text="Out-of-fold prediction" + units, tickformat=tick)
     fig.update_yaxes(title_text="Realized outcome" + units, tickformat=tick)
     parts = [f"IC {ic:.3f}" if ic is not None and np.isfinite(ic) else "",
              f"R² {r2:.3f}" if r2 is not None and np.isfinite(r2) else ""]
-    return _layout(fig, "Prediction vs outcome", height,
-                   subtitle=" · ".join(p for p in parts if p) or None, hovermode="closest",
-                   showlegend=False)
+    fig = _layout(fig, "Prediction vs outcome", height, subtitle=" · ".join(p for p in parts if p) or None,
+                  hovermode="closest", showlegend=has_censored)
+    if has_censored:
+        fig.update_traces(showlegend=False, selector=dict(mode="lines"))
+        fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    return fig
 
 
 # ------------------------------------------------------------------ SHAP and importance
