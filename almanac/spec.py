@@ -6,7 +6,8 @@ On disk it is YAML::
     data:       {symbol: ES, start: 2010-01-01, end: 2018-12-31}     # start/end optional
     features:   {sets: [early_session, cross_asset, regime], cutoff: "10:15", cross_assets: [VIX, CL]}
     label:      {kind: rest_of_day}                # direction | rest_of_day | archetype | forward_return
-    model:      {kind: lightgbm, params: {}}       # logistic | random_forest | hist_gb | lightgbm | xgboost | knn
+                                                   # | tradeable | first_touch | time_to_touch | max_excursion
+    model:      {kind: lightgbm, params: {}}       # logistic | random_forest | hist_gb | lightgbm | xgboost | knn | minirocket
     validation: {scheme: expanding, n_splits: 5, gap: 1, min_train: 250}  # rolling: + train_size
     backtest:   {threshold: 0.55, cost_bps: 1.0, long_only: false}
     seed: 0                                        # optional: seeds the model and permutation importance
@@ -74,16 +75,28 @@ FOLD_SETS: tuple[str, ...] = ("hmm_regime",)
 #: The label of a table dataset (``data: {table, target}``): the target column itself.
 TABLE_LABEL = "column"
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
-LABEL_KINDS: tuple[str, ...] = ("direction", "rest_of_day", "archetype", "forward_return")
-#: label kind -> task (must match ml.labelers.LABELS[kind].task)
+#: Labels that follow the minute bars after the cutoff, in ATR of D-1 (ml.path_labels).
+PATH_LABELS: tuple[str, ...] = ("tradeable", "first_touch", "time_to_touch", "max_excursion")
+LABEL_KINDS: tuple[str, ...] = ("direction", "rest_of_day", "archetype", "forward_return") + PATH_LABELS
+#: label kind -> task (must match ml.labelers.LABELS[kind].task; first_touch with classes: binary is binary)
 LABEL_TASKS: dict[str, str] = {"direction": "binary", "rest_of_day": "binary",
-                               "archetype": "multiclass", "forward_return": "regression"}
+                               "archetype": "multiclass", "forward_return": "regression",
+                               "tradeable": "binary", "first_touch": "multiclass", "time_to_touch": "regression",
+                               "max_excursion": "regression"}
 #: label kind -> horizon in trading days (must match ml.labelers.LABELS[kind].horizon_days)
 LABEL_HORIZON_DAYS: dict[str, int] = {k: 0 for k in LABEL_KINDS}
 #: session-table prices each label needs (must match ml.labelers.LABELS[kind].columns)
 LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "direction": ("open", "close"), "rest_of_day": ("cutoff_price", "close"),
-    "archetype": ("open", "high", "low", "close"), "forward_return": ("cutoff_price", "close")}
+    "archetype": ("open", "high", "low", "close"), "forward_return": ("cutoff_price", "close"),
+    **{k: ("cutoff_price",) for k in PATH_LABELS}}
+#: label kind -> the parameters it takes (must match ml.labelers.LABELS[kind].params)
+LABEL_PARAMS: dict[str, tuple[str, ...]] = {"tradeable": ("k",), "first_touch": ("k", "classes"),
+                                            "time_to_touch": ("k",), "max_excursion": ("side",)}
+#: Defaults of the label parameters (written into the spec, so a run records them).
+LABEL_PARAM_DEFAULTS: dict[str, Any] = {"k": 1.0, "classes": "multiclass", "side": "up"}
+#: Largest barrier distance ``k`` (in ATR) a spec may give (must match ml.path_labels.MAX_K).
+MAX_LABEL_K = 10.0
 MODEL_KINDS: tuple[str, ...] = ("logistic", "random_forest", "hist_gb", "lightgbm", "xgboost", "knn", "minirocket")
 SCHEMES: tuple[str, ...] = ("expanding", "rolling")
 #: Fewest test days per fold the spec accepts (a fold score on fewer days is noise).
@@ -201,13 +214,64 @@ class FeatureSpec(_Section):
 
 
 class LabelSpec(_Section):
+    """``kind``, and the parameters of a path label (:data:`LABEL_PARAMS`): ``k`` (barrier
+    distance in ATR of D-1, 0 < k <= 10, default 1), ``classes`` (first_touch: multiclass or
+    binary, "neither" days dropped) and ``side`` (max_excursion: up or down). A parameter
+    the kind does not take is refused; the defaults are filled in, so the spec a run
+    records says exactly which label it trained on."""
+
     kind: Literal[LABEL_KINDS + (TABLE_LABEL,)]  # type: ignore[valid-type]
     task: Literal[TASKS] | None = None  # type: ignore[valid-type]  # column labels: override the inferred task
+    k: float | None = None
+    classes: Literal["multiclass", "binary"] | None = None
+    side: Literal["up", "down"] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, v):
         return {"kind": v} if isinstance(v, str) else v
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, v):
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= MAX_LABEL_K):
+            raise _Problem("label.k", f"{v!r} is not a barrier distance in ATR: use a number with 0 < k <= "
+                                      f"{MAX_LABEL_K:g}, e.g. k: 1.0")
+        return float(v)
+
+    @model_validator(mode="after")
+    def _params(self):
+        takes = LABEL_PARAMS.get(self.kind, ())
+        for name in ("k", "classes", "side"):
+            if getattr(self, name) is not None and name not in takes:
+                who = [k for k, v in LABEL_PARAMS.items() if name in v]
+                what = f"takes only {', '.join(takes)}" if takes else "takes no parameters"
+                raise _Problem(f"label.{name}", f"{name} applies to {' and '.join(who)}; {self.kind} {what}: "
+                                                f"remove {name}")
+        for name in takes:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, LABEL_PARAM_DEFAULTS[name])
+        return self
+
+    def params(self) -> dict:
+        """The label's parameters (empty for a label that takes none)."""
+        return {name: getattr(self, name) for name in LABEL_PARAMS.get(self.kind, ())}
+
+    @property
+    def tag(self) -> str:
+        """The kind and its parameters for a run name, e.g. ``first-touch-k1-binary``."""
+        p = self.params()
+        bits = [self.kind] + [f"k{p['k']:g}" if n == "k" else str(p[n]) for n in p]
+        return "-".join(bits).replace("_", "-")
+
+    @property
+    def resolved_task(self) -> str:
+        """binary | multiclass | regression of a bar label (first_touch: by ``classes``)."""
+        if self.kind == "first_touch" and self.classes == "binary":
+            return "binary"
+        return LABEL_TASKS[self.kind]
 
 
 #: The lab's bounds on model parameters that set how much work a fit does: name ->
@@ -417,7 +481,7 @@ class ExperimentSpec(_Section):
     def default_name(self) -> str:
         if self.data.table is not None:
             return f"{self.data.table}-{self.data.target}-{self.model.kind}".lower().replace("_", "-")
-        return f"{self.data.symbol}-{self.label.kind}-{self.model.kind}".lower().replace("_", "-")
+        return f"{self.data.symbol}-{self.label.tag}-{self.model.kind}".lower().replace("_", "-")
 
     @property
     def task(self) -> str:
@@ -425,7 +489,7 @@ class ExperimentSpec(_Section):
         regression until the runner infers it from the target's values)."""
         if self.label.kind == TABLE_LABEL:
             return self.label.task or "regression"
-        return LABEL_TASKS[self.label.kind]
+        return self.label.resolved_task
 
     @property
     def horizon_days(self) -> int:
@@ -436,7 +500,7 @@ class ExperimentSpec(_Section):
         other kind of data (symbol vs table, target, features.columns, label.task) only when set."""
         d = self.model_dump(mode="json")
         for section, key in (("data", "symbol"), ("data", "table"), ("data", "target"), ("features", "columns"),
-                             ("features", "hmm_states"), ("label", "task")):
+                             ("features", "hmm_states"), ("label", "task"), ("label", "k"), ("label", "classes"), ("label", "side")):
             if d[section].get(key) is None:
                 d[section].pop(key, None)
         if self.data.table is not None:  # a table has no cutoff, bar feature sets or trading rules
@@ -765,7 +829,7 @@ def _span_of(store: Store, sym: str) -> tuple[str, str]:
 
 
 #: Labels measured from the price at the cutoff (they need 1-minute bars).
-CUTOFF_LABELS: tuple[str, ...] = ("rest_of_day", "forward_return")
+CUTOFF_LABELS: tuple[str, ...] = ("rest_of_day", "forward_return") + PATH_LABELS
 
 
 def _check_user_sets(spec: ExperimentSpec, store: Store, sym: str, freq: str) -> None:
@@ -836,6 +900,10 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
         if "early_session" in spec.features.sets:
             raise SpecError(f"spec field features.sets: early_session features need 1-minute bars; {sym} has only "
                             f"1d: import {sym} 1-minute bars or remove early_session, e.g. sets: [regime]")
+        if kind in PATH_LABELS:
+            raise SpecError(f"spec field label.kind: {kind} follows the minute bars after the cutoff {cutoff}, "
+                            f"which needs 1-minute bars; {sym} has only 1d bars: import {sym} 1-minute bars or use "
+                            "label direction or archetype")
         if "minute_path" in spec.features.sets:
             raise SpecError(f"spec field features.sets: minute_path is the path of intraday bars from the open to "
                             f"the cutoff; {sym} has only 1d: import {sym} 1-minute bars or choose another set")
@@ -917,7 +985,8 @@ def validate_table_spec(spec, home=None) -> dict:
             "rows": int(len(t)), "features": cols}
 
 
-__all__ = ["validate_table_spec", "FEATURE_SETS", "FOLD_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS", "SEQUENCE_SETS", "SEQUENCE_MODELS",
+__all__ = ["validate_table_spec", "FEATURE_SETS", "USER_SETS", "TABLE_LABEL", "TASKS", "LABEL_KINDS", "LABEL_TASKS", "LABEL_HORIZON_DAYS", "LABEL_COLUMNS", "MODEL_KINDS",
+           "PATH_LABELS", "LABEL_PARAMS", "LABEL_PARAM_DEFAULTS", "MAX_LABEL_K",
            "SCHEMES", "MIN_TEST_DAYS", "ExperimentSpec", "DataSpec", "FeatureSpec", "LabelSpec", "ModelSpec",
            "ValidationSpec", "BacktestSpec", "spec_from_dict", "spec_from_yaml", "load_spec",
            "validate_against_store", "format_validation_error", "parse_yaml", "read_spec_file", "SpecLoader", "PARAM_BOUNDS",

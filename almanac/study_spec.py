@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from almanac.errors import NotFoundError, SpecError
 from almanac.settings import Limits, get_limits
-from almanac.spec import (FEATURE_SETS, LABEL_TASKS, ExperimentSpec, format_validation_error, load_spec,
+from almanac.spec import (FEATURE_SETS, ExperimentSpec, format_validation_error, load_spec,
                           parse_yaml, spec_from_dict)
 
 KINDS = ("search", "ablation")
@@ -151,7 +151,7 @@ class StudySpec(_Section):
 
     @property
     def task(self) -> str:
-        return LABEL_TASKS[self.spec.label.kind]
+        return self.spec.task  # first_touch with classes: binary is binary
 
     @property
     def sampler_seed(self) -> int:

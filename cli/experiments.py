@@ -243,6 +243,9 @@ def cmd_show(args) -> int:
         mm = base["majority"]["metrics"]
         print("majority         " + "  ".join(f"{k} {_fmt(mm.get(k))}" for k in ("accuracy", "brier", "log_loss",
                                                                                      "roc_auc", "base_rate")))
+    if isinstance((base.get("train_mean") or {}).get("metrics"), dict):
+        mm = base["train_mean"]["metrics"]
+        print("train_mean       " + "  ".join(f"{k} {_fmt(mm.get(k))}" for k in ("mae", "rmse", "r2")))
     for key, what in (("sharpe", "Sharpe minus always_long"), ("roc_auc", "ROC AUC minus 0.5")):
         li = (base.get("lift") or {}).get(key)
         if isinstance(li, dict):

@@ -247,7 +247,7 @@ def _data_hashes(target: _Source, crosses: list[_Source], cfg: dict) -> dict[str
 
 
 def _split_minutes(store: Store, entry: CatalogEntry, session: Session, cutoff: time, end,
-                   columns=BAR_COLUMNS) -> DayBars:
+                   columns=BAR_COLUMNS, post_columns: tuple[str, ...] = ()) -> DayBars:
     """The stored minute bars of ``entry`` (exactly its file, rows up to ``end``) split into
     trading days, read a part at a time: the timestamps whole, then only ``columns``, a batch
     of :data:`BATCH_ROWS` rows at a time (:class:`~features.sessions_table.DaySplitter`), so
@@ -260,13 +260,15 @@ def _split_minutes(store: Store, entry: CatalogEntry, session: Session, cutoff: 
         if t is not None:
             # rows before hi (a sorted prefix), as read_bars' filter: t_us * 1000 < hi_ns
             rows = t.size if hi is None else int(np.searchsorted(t, -(-hi.value // 1000), side="left"))
-            splitter = DaySplitter(t[:rows], session, cutoff, columns)
-            for part in _row_group_batches(pf, columns, rows):
+            splitter = DaySplitter(t[:rows], session, cutoff, columns, post_columns)
+            for part in _row_group_batches(pf, splitter.columns, rows):
                 n = part.num_rows
-                splitter.feed(n, {c: np.asarray(part.column(c).to_numpy(), dtype="float64") for c in columns})
+                splitter.feed(n, {c: np.asarray(part.column(c).to_numpy(), dtype="float64")
+                                  for c in splitter.columns})
             return splitter.finish()
-    bars = store.read_bars(entry.symbol, entry.freq, end=end, columns=list(columns), entry=entry)
-    return split_bars(bars, session, cutoff, columns)
+    bars = store.read_bars(entry.symbol, entry.freq, end=end, columns=list(dict.fromkeys((*columns, *post_columns))),
+                           entry=entry)
+    return split_bars(bars, session, cutoff, columns, post_columns)
 
 
 def _row_group_batches(pf, columns, rows: int):

@@ -13,6 +13,9 @@ Which bar belongs where (``t`` = bar start, local wall-clock time):
 * *regular-session bar* of date d: ``open(d) <= t < close(d)``; a *trading day* is a
   date with at least one;
 * *window bar* of day D: a regular-session bar of D with ``t < cutoff(D)``;
+* *post-cutoff bar* of day D: a regular-session bar of D with ``t >= cutoff(D)`` (the
+  rest of the day a position decided at the cutoff lives through; gathered only for the
+  path labels, see :mod:`features.paths`);
 * *overnight bar* of day D: any other bar after the session close of the previous
   trading day and before the open of D (for a 23-hour futures session: the evening and
   night before D; a holiday without a regular session folds into the next trading
@@ -143,6 +146,9 @@ class _Layout:
     night_hi: np.ndarray
     first_minute: np.ndarray  # local minute-of-day of each day's first regular bar
     closed_before_cutoff: np.ndarray  # the session closed before the cutoff (an early close)
+    post_lo: np.ndarray  # first bar at or after the cutoff ([post_lo, reg_hi): the bars after the cutoff)
+    cutoff_us: np.ndarray  # each day's cutoff instant, UTC microseconds
+    close_us: np.ndarray  # each day's session close (an early close included), UTC microseconds
 
 
 @dataclass
@@ -157,12 +163,20 @@ class DayBars(_Layout):
     ``columns``: the bar columns that were read; the bars themselves are not kept (a
     day's reductions are computed on its own rows, the same numbers however the rows
     arrived: all at once or a part of the file at a time, see :class:`DaySplitter`).
+    ``post`` / ``post_pos`` / ``post_t``: the *post-cutoff bars* (regular-session bars of D
+    starting at or after the cutoff of D and before its close, rows ``[post_lo[i],
+    reg_hi[i])``; none on a day that closed before its cutoff), gathered only for the
+    ``post_columns`` asked for (the path labels), with their day index and start
+    (UTC microseconds); empty otherwise.
     """
 
     columns: tuple[str, ...]
     reduced: dict[tuple[str, str, str], np.ndarray]
     win: dict[str, np.ndarray]
     win_pos: np.ndarray
+    post: dict[str, np.ndarray]
+    post_pos: np.ndarray
+    post_t: np.ndarray
     win_t: np.ndarray | None = None  # the window bars' starts, UTC microseconds (features.minute_path)
 
     @property
@@ -215,7 +229,7 @@ def _layout(t: np.ndarray, session: Session, cutoff: time) -> _Layout:
     z = np.zeros(0, dtype=np.int64)
     if t.size == 0:
         return _Layout(pd.DatetimeIndex([], name="date", dtype="datetime64[us]"), z, z, z, z, z, np.zeros(0),
-                       np.zeros(0, dtype=bool))
+                       np.zeros(0, dtype=bool), z, z, z)
     tz = session.tz
     first = pd.Timestamp(t[0], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
     last = pd.Timestamp(t[-1], unit="us", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
@@ -234,8 +248,9 @@ def _layout(t: np.ndarray, session: Session, cutoff: time) -> _Layout:
     night_hi = reg_lo
     open_min = session.open.hour * 60 + session.open.minute
     first_minute = (t[np.minimum(reg_lo, t.size - 1)] - opens[trading]) // 60_000_000 + open_min
+    post_lo = np.where(shut, reg_hi, np.maximum(np.minimum(w_idx[trading], reg_hi), reg_lo))
     return _Layout(pd.DatetimeIndex(cal[trading], name="date"), reg_lo, reg_hi, win_hi, night_lo, night_hi,
-                   first_minute.astype("float64"), shut)
+                   first_minute.astype("float64"), shut, post_lo, cutoffs[trading], closes[trading])
 
 
 class DaySplitter:
@@ -249,11 +264,16 @@ class DaySplitter:
     the rows were cut into parts.
     """
 
-    def __init__(self, t: np.ndarray, session: Session, cutoff: time | str, columns=BAR_COLUMNS):
+    def __init__(self, t: np.ndarray, session: Session, cutoff: time | str, columns=BAR_COLUMNS,
+                 post_columns: tuple[str, ...] = ()):
         self.lay = _layout(t, session, parse_time(cutoff))
         self._t = t
         self.rows = t.size
-        self.columns = tuple(columns)
+        self.columns = tuple(columns) + tuple(c for c in post_columns if c not in columns)
+        self.post_columns = tuple(post_columns)
+        idx, pos = _gather(self.lay.post_lo, self.lay.reg_hi) if self.post_columns else (np.zeros(0, np.int64),) * 2
+        self._post_t, self._post_pos = t[idx], pos
+        self._post: dict = {c: [] for c in self.post_columns}
         self.wanted = [r for r in REDUCTIONS if r[2] in self.columns]
         self._buf = {c: np.zeros(0) for c in self.columns}
         self._start = 0  # row number of the buffer's first row
@@ -288,6 +308,10 @@ class DaySplitter:
             self._win[c].append(buf[c][idx])
         self._pos.append(pos + a)
         self._wt.append(self._t[idx + s])
+        if self.post_columns:
+            idx, _ = _gather(lay.post_lo[a:b] - s, lay.reg_hi[a:b] - s)
+            for c in self.post_columns:
+                self._post[c].append(buf[c][idx])
 
     def finish(self) -> DayBars:
         """The split days, once every row has been fed."""
@@ -297,14 +321,17 @@ class DaySplitter:
         return DayBars(**{f.name: getattr(lay, f.name) for f in fields(_Layout)}, columns=self.columns,
                        reduced={r: _cat(v) for r, v in self._parts.items()},
                        win={c: _cat(v) for c, v in self._win.items()}, win_pos=_cat(self._pos, np.int64),
-                       win_t=_cat(self._wt, np.int64))
+                       win_t=_cat(self._wt, np.int64),
+                       post={c: _cat(v) for c, v in self._post.items()}, post_pos=self._post_pos,
+                       post_t=self._post_t)
 
 
 def _cat(parts: list[np.ndarray], dtype="float64") -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str, columns=BAR_COLUMNS) -> DayBars:
+def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str, columns=BAR_COLUMNS,
+               post_columns: tuple[str, ...] = ()) -> DayBars:
     """Assign minute bars (canonical schema, any order) to trading days; see the module doc.
 
     Bars are sorted once (if needed) and split in one part (:class:`DaySplitter`; the
@@ -315,7 +342,7 @@ def split_bars(bars: pd.DataFrame, session: Session, cutoff: time | str, columns
     if t.size > 1 and not (t[1:] >= t[:-1]).all():
         order = np.argsort(t, kind="stable")
         t = t[order]
-    splitter = DaySplitter(t, session, cutoff, columns)
+    splitter = DaySplitter(t, session, cutoff, columns, post_columns)
     cols = {}
     for c in splitter.columns:
         x = bars[c].to_numpy(dtype="float64", na_value=np.nan)

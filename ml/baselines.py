@@ -16,6 +16,11 @@ conventions (:mod:`ml.stats`).
   ``log_loss`` of those shares, ``roc_auc`` 0.5 by definition (a constant ranks
   nothing), ``base_rate`` = the mean predicted P(up) (binary) or the share of the most
   frequent class (multiclass; its name in ``class``).
+* ``train_mean`` (regression): always predict the mean outcome of the fold's TRAINING
+  rows (scikit-learn's ``DummyRegressor(strategy="mean")`` fitted in each fold): ``mae``,
+  ``rmse`` and ``r2`` on the out-of-fold days. The run's own ``r2`` compares with the mean
+  of the TEST days, which a model cannot know; this one is the honest floor (for
+  time_to_touch or max_excursion, the only baseline there is).
 * ``prior_day``: the sign of day D-1's close-to-close return as the prediction of day D
   (``prob`` 1 for an up day, 0 for a down day, NaN when that return is 0 or missing):
   binary classification scores on the days it predicts (``coverage`` = their share) and
@@ -56,7 +61,8 @@ _TRIAL_KEYS = ("dsr", "n_trials")
 _CHUNK = 100
 
 __all__ = ["BLOCK_DAYS", "RESAMPLES", "LEVEL", "always_long", "prior_day_prob", "prior_day", "majority",
-           "lift", "stationary_indices", "fast_auc", "baseline_stats", "train_shares"]
+           "lift", "stationary_indices", "fast_auc", "baseline_stats", "train_shares",
+           "train_mean"]
 
 
 def _tradable(frame: pd.DataFrame) -> np.ndarray:
@@ -105,6 +111,18 @@ def train_shares(y, splits, k: int) -> np.ndarray:
     for tr, te in splits:
         out[te] = np.bincount(y[tr].astype("int64"), minlength=k)[:k] / len(tr)
     return out
+
+
+def train_mean(y_all, splits, tested: np.ndarray) -> dict:
+    """Scores of predicting, for each out-of-fold day, the mean ``y`` of its fold's training rows
+    (``y_all``: every row's outcome; ``tested``: the rows some fold tests, in order)."""
+    y_all = np.asarray(y_all, dtype="float64")
+    means = np.full(len(y_all), np.nan)
+    for tr, te in splits:
+        means[te] = y_all[tr].mean()
+    y, pred = y_all[tested], means[tested]
+    scores = evaluation.regression_scores(y, pred)
+    return {k: scores[k] for k in ("n", "mae", "rmse", "r2")}
 
 
 def majority(y, shares, classes=None) -> dict:

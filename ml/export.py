@@ -159,7 +159,8 @@ def _label_info(run: dict) -> dict:
     try:
         from ml.labelers import label_spec
 
-        ls = label_spec(kind)
+        recorded = run.get("label") if isinstance(run.get("label"), dict) else {}
+        ls = label_spec(kind, recorded.get("params"))  # a path label's parameters (first_touch: binary)
         info.update(horizon_days=ls.horizon_days, description=ls.description,
                     classes=list(ls.classes) if ls.classes else None)
     except AlmanacError:
@@ -473,6 +474,18 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.metadata.get("threshold") or 0.5)
 
+    @property
+    def trades(self) -> bool:
+        """Whether a prediction is a direction to trade (a ``signal``): not for a label such as
+        tradeable, time_to_touch or max_excursion (``ml.labelers.LabelSpec.untraded``)."""
+        from ml.labelers import label_spec
+
+        label = self.metadata.get("label") if isinstance(self.metadata.get("label"), dict) else {}
+        try:
+            return label_spec(label.get("kind"), label.get("params")).untraded is None
+        except AlmanacError:  # a table's column label: as before
+            return True
+
 
 def _limit_error(where: str, what: str, name: str, limits: Limits) -> AlmanacError:
     value = getattr(limits, name)
@@ -778,6 +791,7 @@ def predictions(bundle: Bundle, frame: pd.DataFrame) -> pd.DataFrame:
     Binary: ``prob`` = P(up) and ``signal`` (+1/−1/0) at the bundle's threshold and
     long-only rule. Multiclass: ``prob_<class>`` per class and ``pred`` (class name).
     Regression: ``pred`` and ``signal`` = sign(pred) (0 for short days when long-only).
+    A label that is not a direction (tradeable, time_to_touch, max_excursion) has no ``signal``.
     A ``date`` column is carried through first. The model runs once, in a child process.
     """
     X = frame.loc[:, bundle.feature_names].astype("float64")
@@ -800,6 +814,8 @@ def predictions(bundle: Bundle, frame: pd.DataFrame) -> pd.DataFrame:
         sig = np.sign(pred).astype("int8")
         out["pred"] = pred
         out["signal"] = np.where(long_only & (sig < 0), 0, sig).astype("int8")
+    if "signal" in out and not bundle.trades:  # P(tradeable), minutes, ATR: no direction to sign
+        out = out.drop(columns="signal")
     return out.reset_index(drop=True)
 
 

@@ -14,24 +14,30 @@ A row with a missing (NaN) or non-positive price among the inputs a label needs 
 NaN label; the caller drops those rows. Nothing is shifted: the label of day D is built
 from day D's row only.
 
-All four labels are resolved at the session close of the same day D, so their
+The *path labels* (``tradeable``, ``first_touch``, ``time_to_touch``, ``max_excursion``,
+:mod:`ml.path_labels`) follow the minute bars after the cutoff instead: they take
+parameters (``k``, ``classes``, ``side``) and read :class:`features.paths.CutoffPaths`
+(``paths=``), aligned to the session table's dates.
+
+All labels are resolved at the session close of the same day D, so their
 ``horizon_days`` is 0: a training row for day D is fully known after D's close, before
 any feature of day D+1 exists. The walk-forward gap (``ml.splits.WalkForwardSplit``)
 must be ``>= horizon_days``; the default gap of 1 day keeps one extra day of margin.
 
-Use :func:`make_label` with a key of :data:`LABELS`.
+Use :func:`make_label` with a key of :data:`LABELS` (:func:`spec_label` for a spec).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from almanac.errors import DataError, SpecError
+from ml import path_labels as pl
 
 #: Class order of the archetype label: class ``i`` is ``ARCHETYPE_CLASSES[i]``.
 ARCHETYPE_CLASSES: tuple[str, ...] = ("TrendUp", "TrendDown", "Range", "Reversal")
@@ -120,7 +126,11 @@ class LabelSpec:
     horizon_days: int  # 0 = resolved at the same day's close
     columns: tuple[str, ...]
     classes: tuple[str, ...] | None  # class names in class-index order; None for regression
-    func: Callable[[pd.DataFrame], np.ndarray]
+    func: Callable[..., np.ndarray | dict]
+    params: tuple[str, ...] = ()  # parameters the label takes (path labels: k, classes, side)
+    path: bool = False  # reads the minute path after the cutoff (func(paths, **params) -> {"y", flags})
+    untraded: str | None = None  # why the backtest does not trade its prediction (None: it does)
+    unit: str = ""  # a regression label's unit: "return" (a fraction), "minutes", "ATR"
 
     @property
     def description(self) -> str:
@@ -133,33 +143,63 @@ class LabelSpec:
         return text.replace("``", "")
 
 
+#: What a path label reads of the session table (the rest comes from the minute path).
+_PATH_COLUMNS = ("cutoff_price",)
+_ARCHETYPE_UNTRADED = "the archetype label is a day shape, not a direction to trade"
+
 LABELS: dict[str, LabelSpec] = {
     "direction": LabelSpec("direction", "binary", 0, ("open", "close"),
                            ("down", "up"), label_direction),
     "rest_of_day": LabelSpec("rest_of_day", "binary", 0, ("cutoff_price", "close"),
                              ("down", "up"), label_rest_of_day),
     "archetype": LabelSpec("archetype", "multiclass", 0, ("open", "high", "low", "close"),
-                           ARCHETYPE_CLASSES, label_archetype),
+                           ARCHETYPE_CLASSES, label_archetype, untraded=_ARCHETYPE_UNTRADED),
     "forward_return": LabelSpec("forward_return", "regression", 0,
-                                ("cutoff_price", "close"), None, label_forward_return),
+                                ("cutoff_price", "close"), None, label_forward_return, unit="return"),
+    "tradeable": LabelSpec("tradeable", "binary", 0, _PATH_COLUMNS, pl.TRADEABLE_CLASSES, pl.label_tradeable,
+                           ("k",), True, "tradeable says whether the price moves k ATR, not which way; gate a "
+                                         "direction with it instead"),
+    "first_touch": LabelSpec("first_touch", "multiclass", 0, _PATH_COLUMNS, pl.TOUCH_CLASSES,
+                             pl.label_first_touch, ("k", "classes"), True),
+    "time_to_touch": LabelSpec("time_to_touch", "regression", 0, _PATH_COLUMNS, None, pl.label_time_to_touch,
+                               ("k",), True, "time_to_touch is a number of minutes, not a direction to trade",
+                               "minutes"),
+    "max_excursion": LabelSpec("max_excursion", "regression", 0, _PATH_COLUMNS, None, pl.label_max_excursion,
+                               ("side",), True, "max_excursion is the size of a move, not a direction to trade",
+                               "ATR"),
 }
 
 
-def label_spec(kind: str) -> LabelSpec:
-    """The :class:`LabelSpec` of ``kind``; SpecError listing the valid kinds."""
+def label_spec(kind: str, params: dict | None = None) -> LabelSpec:
+    """The :class:`LabelSpec` of ``kind`` with ``params`` applied (``first_touch`` with
+    ``classes: binary`` is a binary label of classes down, up); SpecError listing the valid
+    kinds, or naming a parameter the label does not take."""
     try:
-        return LABELS[kind]
+        spec = LABELS[kind]
     except (KeyError, TypeError):
         raise SpecError(f"unknown label {kind!r}; choose one of: {', '.join(LABELS)}") from None
+    params = {k: v for k, v in (params or {}).items() if v is not None}
+    extra = [k for k in params if k not in spec.params]
+    if extra:
+        takes = f"takes only {', '.join(spec.params)}" if spec.params else "takes no parameters"
+        raise SpecError(f"label {kind} {takes}: remove {', '.join(extra)}")
+    if kind == "first_touch":
+        if params.get("classes", "multiclass") == "binary":
+            return replace(spec, task="binary", classes=pl.TOUCH_CLASSES[:2])
+        return replace(spec, untraded="multiclass first_touch has a 'neither' class, not a direction to trade: use "
+                                      "classes: binary to trade P(up first)")
+    return spec
 
 
-def make_label(kind: str, session_table: pd.DataFrame) -> pd.Series:
-    """Label ``kind`` for every row of ``session_table``, indexed by sorted ``date``.
-
-    Returns a float64 Series named ``kind`` (classes as 0.0, 1.0, ...; NaN where an
-    input is missing). Raises DataError if a needed column is absent or a date repeats.
+def make_label_frame(kind: str, session_table: pd.DataFrame, params: dict | None = None,
+                     paths=None) -> pd.DataFrame:
+    """Label ``kind`` for every row of ``session_table``, indexed by sorted ``date``: the column
+    ``kind`` (float64; classes as 0.0, 1.0, ...; NaN where an input is missing) and, for a
+    path label, its boolean flags (``time_to_touch``: ``censored``; ``first_touch``:
+    ``ambiguous``). ``paths``: the :class:`features.paths.CutoffPaths` a path label reads
+    (days it lacks get NaN). Raises DataError if a needed column is absent or a date repeats.
     """
-    spec = label_spec(kind)
+    spec = label_spec(kind, params)
     need = ("date",) + spec.columns
     missing = [c for c in need if c not in session_table.columns]
     if missing:
@@ -172,4 +212,69 @@ def make_label(kind: str, session_table: pd.DataFrame) -> pd.Series:
         dup = dates[dates.duplicated()][0]
         raise DataError(f"session table has date {dup:%Y-%m-%d} more than once; "
                         "build it with one row per trading day")
-    return pd.Series(spec.func(table), index=dates, name=kind, dtype="float64")
+    if not spec.path:
+        return pd.DataFrame({kind: pd.Series(spec.func(table), index=dates, dtype="float64")})
+    if paths is None:
+        raise DataError(f"label {kind!r} follows the minute bars after the cutoff: pass the symbol's paths "
+                        "(features.paths.cutoff_paths)")
+    out = spec.func(paths, **{k: v for k, v in (params or {}).items() if v is not None})
+    frame = pd.DataFrame({(kind if c == "y" else c): v for c, v in out.items()}, index=paths.days)
+    frame = frame[~frame.index.duplicated()].reindex(dates)
+    frame[kind] = frame[kind].astype("float64")
+    for c in frame.columns.drop(kind):
+        frame[c] = frame[c].eq(True)  # a day the paths lack has no flag
+    return frame
+
+
+def make_label(kind: str, session_table: pd.DataFrame, params: dict | None = None, paths=None) -> pd.Series:
+    """Label ``kind`` for every row of ``session_table``, indexed by sorted ``date``.
+
+    Returns a float64 Series named ``kind`` (classes as 0.0, 1.0, ...; NaN where an
+    input is missing); see :func:`make_label_frame` (path labels: ``params``, ``paths``).
+    """
+    return make_label_frame(kind, session_table, params, paths)[kind]
+
+
+def check_label_days(spec, store=None) -> None:
+    """Refuse (SpecError, one line) a path label that leaves fewer labelled days in the spec's
+    range than its walk-forward splits need (a large ``k``, or ``classes: binary`` dropping the
+    days that touch neither barrier), before the features are built. Other labels: nothing
+    to do (``almanac.spec.validate_against_store`` counts their days)."""
+    if spec.data.table is not None or not label_spec(spec.label.kind, spec.label.params()).path:
+        return
+    from features.paths import cutoff_paths
+
+    paths = cutoff_paths(spec.data.symbol, spec.features.cutoff, spec.data.end, store)
+    days = paths.days
+    if spec.data.start is not None:
+        days = days[days >= pd.Timestamp(spec.data.start)]
+    y = make_label_frame(spec.label.kind, pd.DataFrame({"date": days, "cutoff_price": 0.0}),
+                         spec.label.params(), paths)[spec.label.kind]
+    n, need = int(y.notna().sum()), spec.validation.min_days()
+    if n < need:
+        tips = ["lower k"] if "k" in spec.label.params() else []
+        if spec.label.params().get("classes") == "binary":
+            tips.append("use classes: multiclass (binary drops the days that touch neither barrier)")
+        tips.append("widen the date range or lower min_train or n_splits")
+        raise SpecError(f"spec field label.kind: {spec.label.tag} labels {n} of {spec.data.symbol}'s {len(days)} "
+                        f"trading days, fewer than the {need} the splits need: {', '.join(tips[:-1])}"
+                        f"{', ' if len(tips) > 1 else ''}{tips[-1]}")
+
+
+def spec_label(spec, session_table: pd.DataFrame, store=None) -> pd.DataFrame:
+    """:func:`make_label_frame` of an experiment spec's label (see :func:`section_label`)."""
+    return section_label(spec.label, spec.data.symbol, spec.features.cutoff, spec.data.end, session_table, store)
+
+
+def section_label(label, symbol: str, cutoff: str, end, session_table: pd.DataFrame, store=None) -> pd.DataFrame:
+    """:func:`make_label_frame` of one label section (``almanac.spec.LabelSpec``: kind and its
+    parameters; a multi-head run has one per head) for ``symbol``'s session table. A path label
+    reads the symbol's stored bars after ``cutoff`` up to ``end`` (:func:`features.paths.cutoff_paths`,
+    memoized: several heads read them once)."""
+    params = label.params()
+    paths = None
+    if label_spec(label.kind, params).path:
+        from features.paths import cutoff_paths
+
+        paths = cutoff_paths(symbol, cutoff, end, store)
+    return make_label_frame(label.kind, session_table, params, paths)

@@ -41,7 +41,7 @@ from almanac import registry
 from ml import evaluation, factors, replay
 from ml.backtester import monthly_returns
 from ml.modelcard import METRIC_NAMES, STAT_ROWS, _metric_rows, _stats, fmt, stat_columns
-from ml.runinfo import label_kind, spec_value, trading_rules
+from ml.runinfo import label_kind, label_unit, spec_value, trading_rules, untraded
 from ml.trials import deflated
 
 
@@ -97,7 +97,7 @@ def _evaluation_data(run: dict, oof: pd.DataFrame | None, threshold: float) -> d
         names = classes if len(classes) == len(cols) else [c[5:] for c in cols]
         return {"kind": "multiclass", "classes": names, "cm": cm}
     return {"kind": "regression", "pred": oof["pred"].to_numpy(dtype="float64"), "y": y,
-            "ic": metrics.get("ic"), "r2": metrics.get("r2")}
+            "ic": metrics.get("ic"), "r2": metrics.get("r2"), "unit": label_unit(run)}
 
 
 def shap_sample_note(run: dict) -> str | None:
@@ -277,8 +277,8 @@ def _spec_yaml(run_dir: Path, run: dict) -> str:
 def _deciles(run_dir: Path, run: dict) -> pd.DataFrame | None:
     """A regression run's mean realized return per predicted decile (None otherwise)."""
     oof = _read_parquet(run_dir, "oof.parquet")
-    if run.get("task") != "regression" or oof is None or "pred" not in oof.columns:
-        return None
+    if run.get("task") != "regression" or untraded(run) or oof is None or "pred" not in oof.columns:
+        return None  # a label that is not a return (time_to_touch, max_excursion) has no return deciles
     return replay.decile_returns(oof["pred"], oof["y"])
 
 

@@ -30,4 +30,20 @@ def trading_rules(run: dict) -> dict:
     return out
 
 
-__all__ = ["label_kind", "spec_value", "trading_rules"]
+def untraded(run: dict) -> str | None:
+    """Why the run has no backtest (a multiclass label, a label that is not a direction such as
+    tradeable or time_to_touch, a table dataset: the runner's ``backtest_note``), or None when
+    it has one."""
+    if isinstance(run.get("backtest"), dict):
+        return None
+    return run.get("backtest_note") or "no backtest: the label is not a direction to trade"
+
+
+def label_unit(run: dict) -> str:
+    """A regression run's outcome unit: ``return`` (a fraction; runs before units were recorded),
+    ``minutes`` (time_to_touch) or ``ATR`` (max_excursion); "" for a classifier."""
+    label = run.get("label") if isinstance(run.get("label"), dict) else {}
+    return label.get("unit") or ("return" if run.get("task") == "regression" else "")
+
+
+__all__ = ["label_kind", "label_unit", "spec_value", "trading_rules", "untraded"]

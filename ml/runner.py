@@ -126,7 +126,8 @@ from almanac.spec import ExperimentSpec, load_spec, spec_from_dict, validate_aga
 from almanac.store import Store
 from ml import baselines, drift, evaluation, explain, persist, regimes
 from ml.backtester import backtest
-from ml.labelers import label_spec, make_label
+from ml.labelers import check_label_days, label_spec, spec_label
+from ml.path_labels import DROP_FLAGS, drop_notes, flag_counts
 from ml.models import check_params, make_model
 from ml.splits import TimeGroupSplit, WalkForwardSplit, check_gap, fold_ids, fold_table, split_on_days
 from ml.threads import limit_threads
@@ -268,9 +269,12 @@ def _dataset(spec: ExperimentSpec, store: Store, prog: Progress, clock: _Clock):
                             progress=lambda f, s: prog(0.12 * f, f"features: {s}"))
     prog(0.13, "labels")
     with clock.stage("labels"):
-        y = make_label(spec.label.kind, ft.sessions.reset_index())
+        lf = spec_label(spec, ft.sessions.reset_index(), store)  # the label and its flags (path labels)
+        dropped = [c for c in lf.columns if c in DROP_FLAGS]
+        ft.notes = [*ft.notes, *drop_notes(spec.label.kind, {c: lf[c].to_numpy() for c in dropped})]
         names = list(ft.frame.columns)
-        data = ft.frame.join(y.rename("y"), how="left")
+        data = ft.frame.join(lf.drop(columns=dropped).rename(columns={spec.label.kind: "y"}).add_prefix("label:")
+                             .rename(columns={"label:y": "y"}), how="left")
         sess = ft.sessions.reindex(ft.frame.index)
         for c in SESSION_COLUMNS:
             data[c] = sess[c].to_numpy(dtype="float64") if c in sess.columns else np.nan
@@ -431,8 +435,19 @@ def _importance(f: dict, names) -> pd.DataFrame:
     return out.sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
 
 
-_NO_BACKTEST = ("no backtest: the archetype label is a day shape, not a direction to trade; "
-                "this run is not a trial in other runs' deflated Sharpe ratio")
+def _no_backtest(why: str | None) -> str:
+    return f"no backtest: {why or 'the label is not a direction to trade'}; this run is not a trial in other runs' " \
+           "deflated Sharpe ratio"
+
+
+def _label_extra(spec, lab, data: pd.DataFrame, tested: np.ndarray) -> dict:
+    """``run.json["label"]`` fields of a label with parameters or a unit: ``params``, its flags'
+    counts (time_to_touch: ``censored`` days, all and out-of-fold) and ``unit`` (regression)."""
+    flags = {c.split(":", 1)[1]: data[c].to_numpy() for c in data.columns if c.startswith("label:")}
+    params = spec.label.params() if spec.data.table is None else {}
+    unit = getattr(lab, "unit", "")
+    return {**({"params": params} if params else {}), **({"flags": flag_counts(flags, tested)} if flags else {}),
+            **({"unit": unit} if unit else {})}
 _NO_TABLE_BACKTEST = ("no backtest: a table dataset has no trading day to trade (its rows are samples, not "
                       "positions); judge it by its out-of-fold scores")
 
@@ -487,6 +502,8 @@ def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, b
         k = len(classes) if classes else 2
         shares = baselines.train_shares(data["y"].to_numpy(), splits, k)[tested]
         out["majority"] = {"metrics": baselines.majority(oof_y, shares, classes)}
+    else:  # the mean of each fold's training outcomes: the honest floor of a regression's scores
+        out["train_mean"] = {"metrics": baselines.train_mean(data["y"].to_numpy(), splits, tested)}
     model_ret = base_ret = None
     if bt is not None:
         rows = data[tested]
@@ -644,11 +661,12 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
 
             lab = table_label(spec, store)  # the table's checks, and the task from the target's values
         else:
-            lab = label_spec(spec.label.kind)
+            lab = label_spec(spec.label.kind, spec.label.params())
         check_gap(spec.validation.gap, lab.horizon_days)
         check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)  # the library's own rules
         if not store_checked:
             validate_against_store(spec, store)
+        check_label_days(spec, store)  # a path label's days, before the features are built
     created = datetime.now(timezone.utc)
     run_id = registry.new_run_id(spec.data.symbol or spec.data.table, spec.label.kind, spec.model.kind, created)
     root = registry.runs_dir(store.home)
@@ -686,7 +704,7 @@ def holdout_predictions(spec, start, store: Store | None = None) -> dict:
     spec = _as_spec(spec)
     store = store if store is not None else Store()
     limit_threads()
-    lab = label_spec(spec.label.kind)
+    lab = label_spec(spec.label.kind, spec.label.params())
     check_params(spec.model.kind, lab.task, spec.model.params, seed=spec.seed)
     data, names, ft = _dataset(spec, store, lambda f, s: None, _Clock())
     names, _ = _drop_empty(data, names)
@@ -784,8 +802,8 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
     prog(0.76, "evaluation")
     with clock.stage("evaluation"):
         ev = evaluation.evaluate(task, oof_y, oof_pred, folds=fid[tested], threshold=0.5, classes=classes)
-        if task == "multiclass":
-            roll = pd.DataFrame({"date": [], "auc": []})
+        if task == "multiclass" or (task == "regression" and getattr(lab, "untraded", None)):
+            roll = pd.DataFrame({"date": [], "auc": []})  # no direction to rank up-days by
         else:  # regression: how well the predicted return ranks up-days (y > 0) above the others
             up = oof_y if task == "binary" else (oof_y > 0).astype("float64")
             roll = drift.rolling_auc(data.index[tested], up, oof_pred, window=ROLLING_WINDOW)
@@ -793,8 +811,9 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
     last_te = f["splits"][-1][1]
     importance = _importance(f, names)
 
-    bt, bt_record, bt_note = None, None, _NO_BACKTEST if spec.data.table is None else _NO_TABLE_BACKTEST
-    if task != "multiclass" and spec.data.table is None:
+    untraded = getattr(lab, "untraded", None)
+    bt, bt_record, bt_note = None, None, _no_backtest(untraded) if spec.data.table is None else _NO_TABLE_BACKTEST
+    if task != "multiclass" and untraded is None and spec.data.table is None:
         prog(0.84, "backtest")
         with clock.stage("backtest"):
             bt, bt_note = _backtest(spec, store, data[tested], oof_pred, task)
@@ -828,7 +847,8 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
         "status": "complete", "spec": spec.to_dict(), "seed": spec.seed,
         "data_hashes": ft.data_hashes, **(provenance.result() if provenance else _provenance()),
         "task": task, "classes": classes, "label": {"kind": lab.name, "horizon_days": lab.horizon_days,
-                                                   "description": lab.description},
+                                                   "description": lab.description,
+                                                   **_label_extra(spec, lab, data, tested)},
         "feature_names": names, "dropped_features": dropped,
         "lineage": {k_: v for k_, v in ft.lineage.items() if k_ in names}, "notes": ft.notes,
         "warnings": _warnings(data, task, classes, dropped, folds, bt),
@@ -866,6 +886,8 @@ def _write_artifacts(tmp, spec, data, names, task, classes, fid, tested, oof_pre
     ds = data[[*names, "y", *SESSION_COLUMNS]]
     parquet(ds, "dataset.parquet", index=True)
     oof = pd.DataFrame({"date": data.index[tested], "fold": fid[tested], "y": data["y"].to_numpy()[tested]})
+    for c in (c for c in data.columns if c.startswith("label:")):  # a path label's flags, e.g. censored
+        oof[c.split(":", 1)[1]] = data[c].to_numpy()[tested]
     if task == "binary":
         oof["prob"] = oof_pred
     elif task == "regression":

@@ -335,6 +335,8 @@ def predict_frame(served: ServedModel, frame) -> list[dict]:
                               dtype="float64")[:, 1]
         else:
             prob = predictor.predict_proba_up(frame).to_numpy()
+        if not served.bundle.trades:  # P(tradeable): no direction, no signal (as ml.export.predictions)
+            return [{"prob": json_value(p)} for p in prob.tolist()]
         sig = signal_from_proba(prob, served.bundle.threshold, bool(md.get("long_only", False)))
         return [{"prob": json_value(p), "signal": s} for p, s in zip(prob.tolist(), sig.tolist(), strict=True)]
     out = predictions(served.bundle, frame)

@@ -45,7 +45,7 @@ from ml import factors, replay
 from ml.backtester import BacktestResult, monthly_returns
 from ml.modelcard import stat_columns
 from ml.report import report_data
-from ml.runinfo import trading_rules
+from ml.runinfo import trading_rules, untraded
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.feedback import warning_alert
 from pages._components.regimes import backtest_section
@@ -284,9 +284,11 @@ def setup_run(run_id):
     rules = trading_rules(run)
     task = run.get("task")
     table = table_run(run)
+    flat = untraded(run) is not None  # multiclass, or a label that is not a direction (tradeable, ...)
     t = min(max(float(rules["threshold"]), THRESHOLD_MIN), THRESHOLD_MAX)
     rules_text = (NO_TABLE_BACKTEST if table else
                   "no trading rules: a multiclass run has no backtest" if task == "multiclass" else
+                  f"no trading rules: {untraded(run)}" if flat else
                   f"trained with threshold {float(rules['threshold']):.2f}, "
                   f"{'long only' if rules['long_only'] else 'long and short'}, {rules['cost_bps']:g} bp per side")
     summary = html.Div([html.Strong(run.get("name") or run_id), f" · {task} · {rules_text}"
@@ -296,15 +298,15 @@ def setup_run(run_id):
     if table:  # no backtest at all: no cards, no deciles, no controls
         return (t, True, bool(rules["long_only"]), float(rules["cost_bps"]), summary, run_links(run_id, "/backtest"),
                 warnings_banner(run), HIDDEN, HIDDEN, None, True, True, True)
-    if task == "regression":
+    if task == "regression" and not flat:
         try:
             deciles = _graph("backtest-deciles-graph", decile_figure(replay.deciles(run)))
         except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
             deciles = failure_alert(exc, log, f"grouping the predictions of {run_id} in deciles")
     summary = [summary, multihead_view(run, "backtest", "/backtest")]  # a head: its heads and the gated backtest
     return (t, task != "binary", bool(rules["long_only"]), float(rules["cost_bps"]), summary,
-            run_links(run_id, "/backtest"), warnings_banner(run), HIDDEN if task == "multiclass" else SHOWN,
-            SHOWN if task == "regression" else HIDDEN, deciles, *[task == "multiclass"] * 3)
+            run_links(run_id, "/backtest"), warnings_banner(run), HIDDEN if flat else SHOWN,
+            SHOWN if task == "regression" and not flat else HIDDEN, deciles, *[flat] * 3)
 
 
 def _full_render(run_id, drawn) -> bool:
@@ -364,6 +366,9 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
                               + "), not a direction, so there is no signal to trade: see its classification "
                                 "scores on /evaluate.", title="No backtest for a multiclass run")
             return (*empty, note, None, no_update, no_update)
+        if untraded(run):  # a label that is not a direction: tradeable, time_to_touch, max_excursion
+            return (*empty, info_alert(untraded(run) + ": see its scores on /evaluate.",
+                                       title="No backtest for this label"), None, no_update, no_update)
         frame = replay.backtest_frame(run)
         result = recompute(run, threshold, cost_bps, long_only, frame=frame)
         long_run = replay.always_long(frame, result.params["cost_bps"])
@@ -454,7 +459,7 @@ def render_grid(run_id, long_only):
         return None
     try:
         run = registry.get_run(run_id)
-        if run.get("task") == "multiclass" or table_run(run):
+        if untraded(run) or table_run(run):
             return None
         fig = sharpe_grid_figure(replay.grid(run, bool(long_only)))
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged

@@ -61,6 +61,7 @@ from dash import Input, Output, callback, dcc, html
 from almanac import registry
 from almanac.errors import NotFoundError
 from ml import evaluation
+from ml.runinfo import label_unit
 from pages._components import failure_alert, info_alert, page_header, section
 from pages._components.similar import day_options, similar_controls, similar_view
 from pages._components.heads import multihead_view
@@ -286,6 +287,10 @@ def not_applicable(run: dict) -> list[str]:
         return ["ROC, calibration and the threshold slider apply to binary (up/down) runs: this run predicts "
                 f"{len(run.get('classes') or [])} day types, so the confusion matrix shows the most probable class; "
                 "the rolling AUC is not recorded for multiclass runs."]
+    if task == "regression" and label_unit(run) != "return":  # time_to_touch, max_excursion
+        return [f"The confusion matrix, classification report, ROC and calibration apply to classifiers: this run "
+                f"predicts {label_unit(run)}, so its predictions are plotted against the outcomes instead; the "
+                "rolling AUC ranks up days and does not apply to a label that is not a direction."]
     if task == "regression":
         return ["The confusion matrix, classification report, ROC and calibration apply to classifiers: this run "
                 "predicts a return, so its predictions are plotted against the outcomes instead; the rolling "
@@ -534,7 +539,8 @@ def render_curves(run_id, fold):
         if run["task"] == "regression":
             oof = oof_rows(run_id, fold)
             fig = ve.prediction_scatter_figure(oof["pred"], oof["y"], fold_metric(run, fold, "ic"),
-                                               fold_metric(run, fold, "r2"))
+                                               fold_metric(run, fold, "r2"), unit=label_unit(run),
+                                               censored=oof.get("censored"))  # time_to_touch
             return _graph("evaluate-scatter-graph", fig), None, cv
         return None, None, cv  # multiclass: no ROC or calibration card (card_plan)
     except Exception as exc:  # noqa: BLE001
@@ -637,6 +643,9 @@ def render_drift(run_id, fold):
     psi_graph = _graph("psi-graph", ve.psi_figure(psi).update_layout(title_text="Feature drift (PSI)"))
     if run["task"] == "multiclass":
         return None, psi_graph  # no rolling AUC card (card_plan)
+    if roll.empty and label_unit(run) not in ("", "return"):  # time_to_touch, max_excursion
+        return info_alert(f"this run predicts {label_unit(run)}, not a direction, so there are no up days to "
+                          "rank.", title="No rolling AUC"), psi_graph
     if roll.empty:
         return info_alert("too few out-of-fold days for a rolling AUC.", title="No rolling AUC"), psi_graph
     return _graph("drift-graph", ve.rolling_auc_figure(roll["date"], roll["auc"], window)), psi_graph

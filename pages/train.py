@@ -67,7 +67,7 @@ DEFAULTS = {
     "name": "", "notes": "",
     "symbol": "ES", "start": "", "end": "", "cutoff": "10:15",
     "sets": ["early_session", "cross_asset", "regime"], "cross_assets": ["VIX", "CL"],
-    "label": "rest_of_day", "kind": "lightgbm",
+    "label": "rest_of_day", "kind": "lightgbm", "label_k": 1.0, "label_classes": "multiclass", "label_side": "up",
     "scheme": "expanding", "n_splits": 5, "gap": 1, "min_train": 250, "train_size": None,
     "threshold": 0.55, "cost_bps": 1.0, "long_only": [], "target": "",
 }
@@ -167,6 +167,18 @@ def model_params(kind: str, task: str, values: dict) -> dict:
     return out
 
 
+def label_section(label: str, fields: dict) -> dict:
+    """The spec's label section: the kind and, for a path label, the parameters it takes
+    (``label_k``, ``label_classes``, ``label_side`` of the form; blank k: the default)."""
+    out: dict = {"kind": label}
+    for name in LABELS[label].params if label in LABELS else ():
+        value = fields.get(f"label_{name}")
+        if _blank(value):
+            continue
+        out[name] = _number(value, "label k", False) if name == "k" else value
+    return out
+
+
 def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
     """The experiment spec (as a dict) described by the form's field values.
 
@@ -176,7 +188,10 @@ def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
     last day"; a blank rolling window means ``min_train``.
     """
     label = fields.get("label") or DEFAULTS["label"]
+    label_part = label_section(label, fields)
     task = LABELS[label].task if label in LABELS else "binary"
+    if label_part.get("classes") == "binary":  # first_touch with "neither" dropped
+        task = "binary"
     kind = fields.get("kind") or DEFAULTS["kind"]
     scheme = fields.get("scheme") or DEFAULTS["scheme"]
     sets = [s for s in (*ALL_SETS, HMM_SET) if s in (fields.get("sets") or [])]
@@ -209,7 +224,7 @@ def form_to_dict(fields: dict, params: dict[str, dict]) -> dict:
         },
         "features": {"sets": sets, "cutoff": (fields.get("cutoff") or "").strip(),
                      "cross_assets": list(fields.get("cross_assets") or []) if "cross_asset" in sets else []},
-        "label": {"kind": label},
+        "label": label_part,
         "model": {"kind": kind, "params": model_params(kind, task, params.get(kind, {}))},
         "validation": validation,
         "backtest": {
@@ -399,7 +414,8 @@ def _form(targets: list[str], symbols: list[str]) -> list:
     d = DEFAULTS
     symbol = d["symbol"] if d["symbol"] in targets else (targets[0] if targets else None)
     sets = [*FEATURE_SETS, HMM_SET, *SEQUENCE_SETS, *user_sets()]
-    label_options = [{"label": f"{k.replace('_', ' ')} ({v.task})", "value": k} for k, v in LABELS.items()]
+    label_options = [{"label": f"{k.replace('_', ' ')} ({v.task}{' or binary' if 'classes' in v.params else ''})",
+                      "value": k} for k, v in LABELS.items()]
     return [
         html.H3("Run", className="almanac-subheading"),
         dbc.Row([
@@ -442,6 +458,19 @@ def _form(targets: list[str], symbols: list[str]) -> list:
             _labelled("Model", dbc.Select(id=_field("kind"), value=d["kind"], size="sm",
                                           options=[{"label": MODEL_NAMES.get(k, k), "value": k}
                                                    for k in MODEL_KINDS]), width=6),
+        ], className="g-2"),
+        dbc.Row([  # a path label's parameters, shown for the labels that take them (show_params)
+            html.Div(_labelled("Barrier k (× ATR of D−1)", _number_input("label_k", d["label_k"], 0.05, 0)),
+                     id={"type": "train-label-param", "name": "k"}, className="col-4", style={"display": "none"}),
+            html.Div(_labelled("Classes", dbc.Select(id=_field("label_classes"), value=d["label_classes"], size="sm",
+                                                     options=[{"label": "up / down / neither", "value": "multiclass"},
+                                                              {"label": "up / down (neither dropped)",
+                                                               "value": "binary"}])),
+                     id={"type": "train-label-param", "name": "classes"}, className="col-8", style={"display": "none"}),
+            html.Div(_labelled("Side", dbc.Select(id=_field("label_side"), value=d["label_side"], size="sm",
+                                                  options=[{"label": "up (favourable to a long)", "value": "up"},
+                                                           {"label": "down (adverse to a long)", "value": "down"}])),
+                     id={"type": "train-label-param", "name": "side"}, className="col-8", style={"display": "none"}),
         ], className="g-2"),
         html.Div(id="train-label-hint", className="almanac-hint mb-2"),
         html.Div("The label is the table's target column.", id="train-table-label", className="almanac-hint mb-2",
@@ -613,15 +642,18 @@ FORM_STATE = [State({"type": FIELD, "name": ALL}, "value"), State({"type": FIELD
 
 @callback(
     Output({"type": "train-param-group", "kind": ALL}, "style"), Output("train-size-wrap", "style"),
-    Output("train-label-hint", "children"),
+    Output("train-label-hint", "children"), Output({"type": "train-label-param", "name": ALL}, "style"),
     Input(_field("kind"), "value"), Input(_field("scheme"), "value"), Input(_field("label"), "value"),
-    State({"type": "train-param-group", "kind": ALL}, "id"),
+    State({"type": "train-param-group", "kind": ALL}, "id"), State({"type": "train-label-param", "name": ALL}, "id"),
 )
-def show_params(kind, scheme, label, group_ids):
-    """Show the chosen model's parameters, the rolling window for the rolling scheme, the label's meaning."""
+def show_params(kind, scheme, label, group_ids, label_param_ids=()):
+    """Show the chosen model's parameters, the rolling window for the rolling scheme, the label's
+    meaning and the parameters it takes (a path label's k, classes, side)."""
     styles = [{"display": "block" if g["kind"] == kind else "none"} for g in group_ids]
     hint = LABELS[label].description if label in LABELS else ""
-    return styles, {"display": "block" if scheme == "rolling" else "none"}, hint
+    takes = LABELS[label].params if label in LABELS else ()
+    shown = [{"display": "block" if i["name"] in takes else "none"} for i in label_param_ids or []]
+    return styles, {"display": "block" if scheme == "rolling" else "none"}, hint, shown
 
 
 @callback(

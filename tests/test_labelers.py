@@ -76,7 +76,8 @@ def test_non_positive_price_gives_nan():
 def test_registry_metadata():
     assert {k: v.task for k, v in LABELS.items()} == {
         "direction": "binary", "rest_of_day": "binary",
-        "archetype": "multiclass", "forward_return": "regression"}
+        "archetype": "multiclass", "forward_return": "regression", "tradeable": "binary",
+        "first_touch": "multiclass", "time_to_touch": "regression", "max_excursion": "regression"}
     assert all(v.horizon_days == 0 for v in LABELS.values())
     assert LABELS["rest_of_day"].classes == ("down", "up")
     assert "cutoff" in LABELS["rest_of_day"].description

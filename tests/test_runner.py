@@ -507,7 +507,7 @@ def test_multiclass_and_regression_baselines_fit_the_task(small):
     assert [w["code"] for w in arch["warnings"]] == ["class_imbalance"]  # Reversal days are rare
     reg = run_experiment({**SPEC, "label": "forward_return", "validation": TWO_FOLDS,
                           "model": {"kind": "hist_gb", "params": {"max_iter": 30}}}, store=small)
-    assert set(reg["baselines"]) == {"always_long", "prior_day", "lift"}
+    assert set(reg["baselines"]) == {"always_long", "prior_day", "train_mean", "lift"}
     assert set(reg["baselines"]["lift"]) == {"sharpe", "bootstrap"} and reg["warnings"] == []
 
 

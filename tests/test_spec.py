@@ -95,7 +95,8 @@ def test_example_configs_are_valid(path):
     (with_(model={"kind": "lgbm"}),
      "spec field model.kind: 'lgbm' is not one of logistic, random_forest, hist_gb, lightgbm, xgboost, knn, minirocket"),
     (with_(label={"kind": "up"}),
-     "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return, column"),
+     "spec field label.kind: 'up' is not one of direction, rest_of_day, archetype, forward_return, tradeable, "
+     "first_touch, time_to_touch, max_excursion, column"),
     (with_(features={"sets": ["early", "regime"]}),
      "spec field features.sets[0]: 'early' is not one of early_session, cross_asset, regime, hmm_regime, minute_path, tables, plugins"),
     (with_(validation={"scheme": "sliding"}),

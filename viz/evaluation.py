@@ -158,29 +158,45 @@ def calibration_figure(reliability, brier: float | None = None, ece: float | Non
 
 
 def prediction_scatter_figure(pred, actual, ic: float | None = None, r2: float | None = None,
-                              height: int = 400) -> go.Figure:
+                              height: int = 400, unit: str = "return", censored=None) -> go.Figure:
     """Regression: realized outcome (y) against the out-of-fold prediction (x), one point
-    per day, with the y = x line. Values are fractions (returns), shown in %."""
+    per day, with the y = x line. ``unit`` ``return``: fractions, shown in %; another unit
+    (``minutes``, ``ATR``): plain numbers, the unit in the axis titles. ``censored`` (a
+    boolean per day, time_to_touch): those days are drawn grey, named "censored at the close"
+    (their outcome is the time to the close, a lower bound)."""
     x = np.asarray(pred, dtype="float64")
     y = np.asarray(actual, dtype="float64")
     if len(x) == 0:
         return empty_figure("No out-of-fold predictions to show", height)
-    lim = float(np.nanmax(np.abs(np.r_[x, y]))) if np.isfinite(np.r_[x, y]).any() else 1.0
+    both = np.r_[x, y][np.isfinite(np.r_[x, y])]
+    lim = float(np.abs(both).max()) if both.size else 1.0
+    lo, hi = (-lim, lim) if unit == "return" or not both.size else (float(both.min()), float(both.max()))
+    fmt, tick, units = (".2%", ".1%", "") if unit == "return" else (".3g", None, f" ({unit})")
     scatter = go.Scattergl if len(x) > _SVG_POINTS else go.Scatter
     fig = go.Figure([
-        go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", name="prediction = outcome",
+        go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="prediction = outcome",
                    line=dict(color=COLORS["muted"], dash="dash", width=1), hoverinfo="skip"),
         scatter(x=x, y=y, mode="markers", name="days", marker=dict(size=5, opacity=0.6,
                                                                   color=COLORS["accent"]),
-                hovertemplate="predicted %{x:.2%}, outcome %{y:.2%}<extra></extra>"),
+                hovertemplate=f"predicted %{{x:{fmt}}}, outcome %{{y:{fmt}}}<extra></extra>"),
     ])
-    fig.update_xaxes(title_text="Out-of-fold prediction", tickformat=".1%")
-    fig.update_yaxes(title_text="Realized outcome", tickformat=".1%")
+    has_censored = censored is not None and bool(np.asarray(censored, dtype=bool).any())
+    if has_censored:
+        c = np.asarray(censored, dtype=bool)
+        fig.data[1].update(x=x[~c], y=y[~c], name="touched")
+        fig.add_trace(scatter(x=x[c], y=y[c], mode="markers", name="censored at the close",
+                              marker=dict(size=5, opacity=0.5, color=COLORS["muted"]),
+                              hovertemplate=f"predicted %{{x:{fmt}}}, censored at %{{y:{fmt}}}<extra></extra>"))
+    fig.update_xaxes(title_text="Out-of-fold prediction" + units, tickformat=tick)
+    fig.update_yaxes(title_text="Realized outcome" + units, tickformat=tick)
     parts = [f"IC {ic:.3f}" if ic is not None and np.isfinite(ic) else "",
              f"R² {r2:.3f}" if r2 is not None and np.isfinite(r2) else ""]
-    return _layout(fig, "Prediction vs outcome", height,
-                   subtitle=" · ".join(p for p in parts if p) or None, hovermode="closest",
-                   showlegend=False)
+    fig = _layout(fig, "Prediction vs outcome", height, subtitle=" · ".join(p for p in parts if p) or None,
+                  hovermode="closest", showlegend=has_censored)
+    if has_censored:
+        fig.update_traces(showlegend=False, selector=dict(mode="lines"))
+        fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    return fig
 
 
 # ------------------------------------------------------------------ SHAP and importance
@@ -528,7 +544,8 @@ def _fmt(value, kind: str = "num") -> str:
 
 #: Rows of :func:`baseline_table`: (key, label, kind, better) with better "high" or "low".
 BASELINE_ROWS = (("accuracy", "Accuracy", "pct", "high"), ("roc_auc", "ROC AUC", "num", "high"),
-                 ("brier", "Brier score", "num", "low"), ("log_loss", "Log loss", "num", "low"))
+                 ("brier", "Brier score", "num", "low"), ("log_loss", "Log loss", "num", "low"),
+                 ("mae", "MAE", "num", "low"), ("rmse", "RMSE", "num", "low"), ("r2", "R²", "num", "high"))
 
 
 def baseline_table(metrics: dict | None, baselines: dict | None) -> pd.DataFrame:
@@ -536,12 +553,18 @@ def baseline_table(metrics: dict | None, baselines: dict | None) -> pd.DataFrame
 
     Rows: accuracy, ROC AUC, Brier, log loss (those the model has); columns ``Score``,
     ``Model``, ``Majority`` (always the training base rate) and ``Prior day`` (the sign of
-    the day before), from ``run.json["baselines"]``; a missing value is "—". Empty frame
-    when the run has no baselines (runs trained before they were recorded).
+    the day before), from ``run.json["baselines"]``; a missing value is "—". A regression
+    run with ``train_mean``: rows MAE, RMSE, R², columns ``Score``, ``Model``, ``Training
+    mean``. Empty frame when the run has no baselines (runs trained before they were recorded).
     """
     base = baselines if isinstance(baselines, dict) else {}
     majority = (base.get("majority") or {}).get("metrics") or {}
     prior = (base.get("prior_day") or {}).get("metrics") or {}
+    if not majority and isinstance((base.get("train_mean") or {}).get("metrics"), dict):  # a regression run
+        mean, m = base["train_mean"]["metrics"], metrics or {}
+        rows = [{"Score": label, "Model": _fmt(m.get(key), kind), "Training mean": _fmt(mean.get(key), kind)}
+                for key, label, kind, _better in BASELINE_ROWS if key in mean and _fmt(m.get(key)) != "—"]
+        return pd.DataFrame(rows, columns=["Score", "Model", "Training mean"])
     if not majority and not prior:
         return pd.DataFrame(columns=["Score", "Model", "Majority", "Prior day"])
     m = metrics or {}

@@ -152,8 +152,8 @@ def _evaluation_section(figs: _Figures, ev: dict | None) -> str:
         return ('<div class="grid2">' + figs.div(ve.confusion_matrix_figure(ev["cm"], ev["classes"],
                                                                             height=460),
                                                  "confusion") + "</div>")
-    return figs.div(ve.prediction_scatter_figure(ev["pred"], ev["y"], ev["ic"], ev["r2"]),
-                    "prediction")
+    return figs.div(ve.prediction_scatter_figure(ev["pred"], ev["y"], ev["ic"], ev["r2"],
+                                                 unit=ev.get("unit", "return")), "prediction")
 
 
 def _shap_section(figs: _Figures, shap: dict | None) -> str:
