@@ -37,7 +37,7 @@ from almanac.errors import SpecError
 from almanac.settings import Limits, get_limits
 from almanac.spec import (TABLE_LABEL, BacktestSpec, DataSpec, ExperimentSpec, FeatureSpec, LabelSpec,
                           ModelSpec, StrictInt, ValidationSpec, _one, _Problem, _Section, format_validation_error,
-                          parse_yaml, read_spec_file, spec_from_yaml, MAX_TIMEOUT_S)
+                          parse_yaml, read_spec_file, spec_from_yaml, MAX_TIMEOUT_S, UNTRADED_LABELS)
 
 HEAD_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
@@ -122,6 +122,11 @@ class MultiHeadSpec(_Section):
         if self.head_task(bt.signal) == "multiclass":
             raise _Problem("backtest.signal", f"head {bt.signal} is multiclass ({self.heads[bt.signal].label.kind}),"
                                               " not a direction to trade: choose a binary or regression head")
+        if self.heads[bt.signal].label.kind in UNTRADED_LABELS:
+            kind = self.heads[bt.signal].label.kind
+            raise _Problem("backtest.signal", f"head {bt.signal} ({kind}) is not a direction to trade: choose a head "
+                                              "whose label is one (rest_of_day, forward_return, direction, binary "
+                                              f"first_touch) and gate it with {bt.signal}")
         if bt.gate is None:
             raise _Problem("backtest.signal", f"head {bt.signal}'s own backtest is already on its run: add "
                                               "backtest.gate, e.g. gate: {head: NAME, min_proba: 0.6}, or remove "

@@ -77,6 +77,9 @@ TABLE_LABEL = "column"
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 #: Labels that follow the minute bars after the cutoff, in ATR of D-1 (ml.path_labels).
 PATH_LABELS: tuple[str, ...] = ("tradeable", "first_touch", "time_to_touch", "max_excursion")
+#: Labels whose prediction is not a direction to trade, whatever their parameters (must match the
+#: labels of ml.labelers.LABELS with ``untraded`` set; multiclass first_touch is refused by its task).
+UNTRADED_LABELS: tuple[str, ...] = ("archetype", "tradeable", "time_to_touch", "max_excursion")
 LABEL_KINDS: tuple[str, ...] = ("direction", "rest_of_day", "archetype", "forward_return") + PATH_LABELS
 #: label kind -> task (must match ml.labelers.LABELS[kind].task; first_touch with classes: binary is binary)
 LABEL_TASKS: dict[str, str] = {"direction": "binary", "rest_of_day": "binary",

@@ -79,7 +79,7 @@ def shared_days(spec: MultiHeadSpec, store: Store, progress: Progress | None = N
     """Every day of the feature table on which at least one head has a label (sorted): the days
     the heads' walk-forward folds are cut on. Builds the features once (they are cached)."""
     from features import build_features
-    from ml.labelers import make_label
+    from ml.labelers import section_label
 
     f = spec.features
     ft = build_features(spec.data.symbol, cutoff=f.cutoff, sets=f.sets, cross_assets=f.cross_assets,
@@ -88,7 +88,7 @@ def shared_days(spec: MultiHeadSpec, store: Store, progress: Progress | None = N
     sessions = ft.sessions.reset_index()
     labelled = np.zeros(len(ft.frame), dtype=bool)
     for head in spec.heads.values():
-        y = make_label(head.label.kind, sessions)
+        y = section_label(head.label, spec.data.symbol, f.cutoff, spec.data.end, sessions, store)[head.label.kind]
         labelled |= y.reindex(ft.frame.index).notna().to_numpy()
     return pd.DatetimeIndex(ft.frame.index[labelled]).rename("date")
 
@@ -221,7 +221,7 @@ def check_heads(spec: MultiHeadSpec, store: Store | None = None) -> dict:
     """The runner's checks for every head, in its order (gap vs the label horizon, the model's
     parameters by the library's rules, the data the head needs), before any work; a refusal
     names the head's field (``spec field heads.up.label.kind: ...``). Returns {name: head spec}."""
-    from ml.labelers import label_spec
+    from ml.labelers import check_label_days, label_spec
     from ml.models import check_params
     from ml.splits import check_gap
 
@@ -229,10 +229,11 @@ def check_heads(spec: MultiHeadSpec, store: Store | None = None) -> dict:
     for name in spec.heads:
         s = out[name] = spec.head_spec(name)
         try:
-            lab = label_spec(s.label.kind)
+            lab = label_spec(s.label.kind, s.label.params())  # binary first_touch: its task from classes
             check_gap(s.validation.gap, lab.horizon_days)
             check_params(s.model.kind, lab.task, s.model.params, seed=s.seed)
             validate_against_store(s, store)
+            check_label_days(s, store)  # a path label's days, before any feature is built
         except AlmanacError as exc:
             own = ("label", "model") if spec.heads[name].model is not None else ("label",)
             msg = exc.message

@@ -78,6 +78,9 @@ def changed(edit) -> dict:
     (lambda d: d["heads"].update(up={"label": "archetype"}),
      "spec field backtest.signal: head up is multiclass (archetype), not a direction to trade: choose a binary or "
      "regression head"),
+    (lambda d: d["heads"].update(up={"label": {"kind": "tradeable", "k": 0.5}}),
+     "spec field backtest.signal: head up (tradeable) is not a direction to trade: choose a head whose label is one "
+     "(rest_of_day, forward_return, direction, binary first_touch) and gate it with up"),
     (lambda d: d["backtest"].pop("signal"),
      "spec field backtest.gate: a gate needs the head whose signal it gates: add backtest.signal"),
     (lambda d: d["heads"].update(x={"label": "bogus"}),

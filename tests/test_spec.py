@@ -174,6 +174,8 @@ def test_constants_match_the_ml_and_features_registries():
 
     from almanac.spec import SEQUENCE_SETS
     assert SEQUENCE_SETS == Q
+    from almanac.spec import UNTRADED_LABELS
+    assert UNTRADED_LABELS == tuple(k for k, v in LABELS.items() if v.untraded)
 
 
 def test_kernel_does_not_import_ml_or_features():
