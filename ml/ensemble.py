@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from datetime import datetime, timezone
@@ -48,9 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from almanac import faults, registry
+from almanac import registry
 from almanac.errors import AlmanacError, NotFoundError
-from almanac.recovery import RUN_LOCK
 from almanac.spec import spec_from_dict
 from almanac.store import Store
 from ml import baselines, drift, evaluation, persist
@@ -348,24 +346,9 @@ def make_ensemble(run_ids: list[str], method: str = "mean", store: Store | None 
     created = datetime.now(timezone.utc)
     symbol = spec.data.symbol or spec.data.table
     run_id = registry.new_run_id(symbol, spec.label.kind, f"ensemble-{method}", created)
-    root = registry.runs_dir(home)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{registry.TMP_PREFIX}{run_id}"
-    tmp.mkdir()
-    owner = runner._own(tmp)
-    try:
-        record = _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oof, pred, stacker,
-                            stack_record, store, run_id, created, tmp, name, report, t0)
-        (tmp / RUN_LOCK).unlink()
-        faults.point("run:written")
-        runner._publish(tmp, root / run_id)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        os.close(owner)
-    report(1.0, "done")
-    return {**record, "path": str(root / run_id)}
+    return runner.build_run(home, run_id, lambda tmp: _write_run(
+        parts, method, task, spec, data, names, oof, dates, fid_oof, y_oof, pred, stacker, stack_record, store,
+        run_id, created, tmp, name, report, t0), report)
 
 
 def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oof, pred, stacker, stack_record,

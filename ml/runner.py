@@ -669,15 +669,27 @@ def run_experiment(spec, store: Store | None = None, progress: Progress | None =
         check_label_days(spec, store)  # a path label's days, before the features are built
     created = datetime.now(timezone.utc)
     run_id = registry.new_run_id(spec.data.symbol or spec.data.table, spec.label.kind, spec.model.kind, created)
-    root = registry.runs_dir(store.home)
+
+    def write(tmp: Path) -> dict:
+        prog(0.0, f"started {run_id}")
+        return _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra, one_core,
+                    split_days)
+
+    return build_run(store.home, run_id, write, report)
+
+
+def build_run(home, run_id: str, write: Callable[[Path], dict], report: Progress) -> dict:
+    """Build run ``run_id`` in ``runs/.tmp-<id>/`` (``write(tmp)`` writes its files and returns
+    its record, run.json written last) and publish it with one rename; on any error, or a
+    cancel, the folder is removed and nothing is registered. Returns the record plus ``"path"``.
+    The runner and ensembles (:mod:`ml.ensemble`) build their runs this way."""
+    root = registry.runs_dir(home)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{registry.TMP_PREFIX}{run_id}"
     tmp.mkdir()
     owner = _own(tmp)  # the start-up sweep leaves a folder alone while its runner lives
     try:
-        prog(0.0, f"started {run_id}")
-        record = _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, on_fold, extra, one_core,
-                      split_days)
+        record = write(tmp)
         report(0.99, "registering")  # the work is done: no clock reading from here on
         (tmp / RUN_LOCK).unlink()
         faults.point("run:written")
