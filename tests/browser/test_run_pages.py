@@ -24,6 +24,7 @@ import yaml
 from playwright.sync_api import expect
 
 from almanac import registry
+from tests.browser.conftest import page_on, start_lab
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,10 +76,15 @@ def stats_text(page) -> str:
 
 
 # ----------------------------------------------------------------------------- empty states
-def test_empty_states_point_to_train(page, lab_server, screenshot_dir):
-    """Before any run exists each run page says so and links to /train."""
-    if registry.list_runs(lab_server.home):
-        pytest.skip("the app's registry already holds runs (another test trained first)")
+def test_empty_states_point_to_train(chromium, tmp_path, screenshot_dir):
+    """Before any run exists each run page says so and links to /train (a lab of its own: the
+    session's lab holds the runs other browser tests trained)."""
+    with start_lab(tmp_path) as lab, page_on(chromium, lab) as page:
+        assert registry.list_runs(lab.home) == []
+        _empty_states(page, screenshot_dir)
+
+
+def _empty_states(page, screenshot_dir) -> None:
     for path in ("/evaluate", "/backtest", "/models"):
         page.goto(path)
         expect(page.locator(".almanac-empty")).to_contain_text("no runs yet — train one on /train")
