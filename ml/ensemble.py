@@ -154,16 +154,20 @@ class _Regimes:
         self.state, self.record = state, record
 
 
-def _regimes(first: dict, oof: pd.DataFrame, n_rows: int, pos: np.ndarray, task, y_oof, pred, bt) -> _Regimes | None:
+def _regimes(first: dict, oof: pd.DataFrame, n_rows: int, pos: np.ndarray, task, y_oof, pred, bt,
+             home=None) -> _Regimes | None:
     """Every part has the same fold dates and seed, so the same fold HMMs (ml.regimes): the first
-    part's regime of each out-of-fold day is the ensemble's. None when the part recorded none."""
-    rec = first.get("regimes")
-    if not rec or "regime" not in oof.columns:
-        return None
-    from ml import regimes
+    part's regime of each out-of-fold day (recorded, or fitted on first view:
+    :func:`ml.run_regimes.ensure`) is the ensemble's. None when the part can have none."""
+    from ml import regimes, run_regimes
 
+    run, part_oof = run_regimes.ensure(first["run_id"], home)
+    rec = run.get("regimes")
+    if not rec or "regime" not in part_oof.columns:
+        return None
+    by_date = pd.Series(part_oof["regime"].to_numpy(dtype="int64"), index=pd.DatetimeIndex(part_oof["date"]))
     state = np.full(n_rows, -1, dtype="int64")
-    state[pos] = oof["regime"].to_numpy(dtype="int64")
+    state[pos] = by_date.reindex(pd.DatetimeIndex(oof["date"])).fillna(-1).to_numpy(dtype="int64")
     names = list(rec.get("names") or regimes.state_names(rec["n_states"]))
     out = {k: v for k, v in rec.items() if k not in ("scores", "backtest")}
     out["scores"] = regimes.regime_scores(task, y_oof, pred, state[pos], names).to_dict("records")
@@ -398,7 +402,7 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
                 psi.setdefault(k, {}).update(v)
         except NotFoundError:
             pass
-    regs = _regimes(parts[0], oof, len(data), pos, task, y_oof, pred, bt)
+    regs = _regimes(parts[0], oof, len(data), pos, task, y_oof, pred, bt, store.home)
     f = {"shap": empty, "shap_base": empty[["date", "fold"]].assign(base_value=np.array([], dtype="float64")),
          "psi": psi, "regimes": regs}
     importance = pd.DataFrame({"feature": names, "mean_abs_shap": np.nan})

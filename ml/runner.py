@@ -348,16 +348,14 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
     n = len(splits)
     k = len(classes) if classes else 2
     pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
-    fit_s, jobs, regime_jobs = [], [], []
+    fit_s, jobs = [], []
     model = None
     for i, (tr, te) in enumerate(splits):
         prog(0.15 + 0.5 * i / n, f"fold {i + 1} of {n}: fitting")
         X_tr, X_te = X.iloc[tr], X.iloc[te]
-        if reg is not None and reg.use:  # the fold's HMM, fitted on its training days (ml.regimes)
+        if reg is not None:  # hmm_regime: the fold's HMM, fitted on its training days (ml.regimes)
             with clock.stage("regimes"):
                 X_tr, X_te = reg.fold(tr, te, X_tr, X_te)
-        elif reg is not None:  # the regimes only label the test days: the worker fits them (in fold order)
-            regime_jobs.append(pool.submit(_fold_regimes, reg, tr, te, X_tr, X_te, clock))
         if task != "regression":
             _check_classes(y[tr], k, f"the training rows of fold {i + 1} ({_iso(X_tr.index[0])} .. "
                                      f"{_iso(X_tr.index[-1])})")
@@ -381,17 +379,10 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
         psi[str(i)] = out["psi"]
         shap_n += out["rows"]
         shap_output = out["output"]
-    for job in regime_jobs:
-        job.result()
     return {"splits": splits, "table": table, "pred": pred, "model": model, "fit_seconds": fit_s,
             "shap": pd.concat(shap_parts, ignore_index=True), "shap_base": pd.concat(base_parts, ignore_index=True),
             "shap_output": shap_output, "psi": psi, "regimes": reg,
             "shap_info": {"rows_per_fold": SHAP_ROWS_PER_FOLD, "rows": shap_n, "seed": int(spec.seed)}}
-
-
-def _fold_regimes(reg, tr, te, X_tr, X_te, clock) -> None:
-    with clock.stage("regimes"):
-        reg.fold(tr, te, X_tr, X_te)
 
 
 def _explain_fold(spec, model, X_tr: pd.DataFrame, X_te: pd.DataFrame, i: int, clock, deadline) -> dict:

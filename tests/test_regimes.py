@@ -206,14 +206,14 @@ def runs(market):
     return with_set, plain
 
 
-def test_a_run_with_hmm_regime_uses_each_folds_hmm(runs, sessions):
+def test_a_run_with_hmm_regime_uses_each_folds_hmm(runs, sessions, market):
     run, plain = runs
     path = Path(run["path"])
     names = ["hmm_p_calm", "hmm_p_volatile", "hmm_state"]
     assert run["feature_names"][-3:] == names and not set(names) & set(plain["feature_names"])
     g = run["regimes"]
     assert (g["n_states"], g["names"], g["features"]) == (2, ["calm", "volatile"], True)
-    assert g["final"] is not None and plain["regimes"]["final"] is None
+    assert g["final"] is not None and plain["regimes"] is None  # no HMM fitted while it trained
     oof = pd.read_parquet(path / "oof.parquet")
     ds = pd.read_parquet(path / "dataset.parquet")
     obs = regimes.observations(sessions)
@@ -227,11 +227,18 @@ def test_a_run_with_hmm_regime_uses_each_folds_hmm(runs, sessions):
         # the recorded parameters rebuild the fold's HMM
         again = regimes.from_record(rec).probs(obs.loc[:f["test_end"]])
         np.testing.assert_allclose(again[obs.index.get_indexer(rows["date"])], want.to_numpy(), rtol=1e-9)
-    # a run without the set records the same regimes (same HMMs), for slicing
-    plain_oof = pd.read_parquet(Path(plain["path"]) / "oof.parquet")
+    # a run without the set gets the same regimes (same HMMs) on first view, kept with the run
+    from ml import run_regimes
+
+    assert "regime" not in pd.read_parquet(Path(plain["path"]) / "oof.parquet").columns
+    before = set(os.listdir(plain["path"]))
+    plain_run, plain_oof = run_regimes.ensure(plain["run_id"], market)
+    assert set(os.listdir(plain["path"])) - before == {run_regimes.STATES_FILE, run_regimes.RECORD_FILE}
     np.testing.assert_array_equal(plain_oof["regime"].to_numpy(), oof["regime"].to_numpy())
-    # (a run without the set fits them on its worker thread: equal to the last bits or nearly)
-    for a, b in zip(plain["regimes"]["folds"], g["folds"], strict=True):
+    again_run, again_oof = run_regimes.ensure(plain["run_id"], market)  # read back, not refitted
+    assert again_run["regimes"] == plain_run["regimes"] and again_oof.equals(plain_oof)
+    assert plain_run["regimes"]["features"] is False and plain_run["regimes"]["final"] is None
+    for a, b in zip(plain_run["regimes"]["folds"], g["folds"], strict=True):
         assert a.keys() == b.keys()
         for key in a:
             if isinstance(a[key], (list, float)):
@@ -330,6 +337,11 @@ def test_evaluate_and_backtest_regime_cards(runs, market, page_module, monkeypat
     assert "2 states (calm, volatile)" in note and "hmm_regime" in note
     chart, table, note = cards.render_backtest_regimes(run["run_id"], 0.52, False, 1.0)
     assert len(chart.figure["data"]) == len(bars["x"])
+    # a run without hmm_regime: the card fits its folds' HMMs on first view, the same bars
+    plain = runs[1]
+    chart2, _, note2 = cards.render_evaluate_regimes(plain["run_id"], "all")
+    assert list(chart2.figure["data"][0]["x"]) == list(bars["x"]) and "no hmm_regime" in note2
+    assert [n.split("=")[-1] for n in chart2.figure["data"][0]["text"]] == [n.split("=")[-1] for n in bars["text"]]
     # a run without regimes (trained before they were recorded) says so
     rec = json.loads((Path(run["path"]) / "run.json").read_text())
     empty = regime_scores_figure(None, "roc_auc", "ROC AUC")

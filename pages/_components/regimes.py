@@ -4,7 +4,8 @@ Every out-of-fold day of a run on a symbol carries the regime of its fold's HMM
 (``oof.parquet["regime"]``, :mod:`ml.regimes`). /evaluate shows the run's scores on the days
 of each regime (the fold selector applies), /backtest the strategy's statistics and equity
 on the days of each regime at the settings on screen, each with its count of days (and
-trades). A run trained before regimes were recorded says so in an info alert.
+trades). A run trained without the hmm_regime set gets its folds' HMMs fitted the first time
+a card asks (:func:`ml.run_regimes.ensure`, about a second, then kept with the run).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
 from almanac import registry
-from ml import regimes, replay
+from ml import regimes, replay, run_regimes
+from ml.runinfo import untraded
 from pages._components.feedback import failure_alert, info_alert
 from pages._components.layout import section
 from viz.regimes import regime_equity_figure, regime_scores_figure
@@ -102,8 +104,7 @@ def render_evaluate_regimes(run_id, fold):
     if not run_id:
         return None, None, None
     try:
-        run = registry.get_run(run_id)
-        oof = registry.read_artifact(run_id, "oof.parquet")
+        run, oof = run_regimes.ensure(run_id)  # fitted on first view for a run without hmm_regime
         if fold not in (None, "", "all"):
             oof = oof[oof["fold"] == int(fold)].reset_index(drop=True)
         table = regimes.oof_scores(run, oof)
@@ -126,9 +127,9 @@ def render_backtest_regimes(run_id, threshold, long_only, cost_bps):
         return None, None, None
     try:
         run = registry.get_run(run_id)
-        if run.get("task") == "multiclass" or run.get("spec", {}).get("data", {}).get("table"):
+        if untraded(run):
             return None, None, None  # no backtest at all (the page says why)
-        oof = registry.read_artifact(run_id, "oof.parquet")
+        run, oof = run_regimes.ensure(run_id)  # fitted on first view for a run without hmm_regime
         if "regime" not in oof.columns or not regimes.names_of(run):
             return info_alert(regimes.NO_REGIMES, title="No regimes"), None, None
         cost = float("nan") if cost_bps is None else cost_bps
