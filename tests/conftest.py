@@ -1,4 +1,4 @@
-"""Shared fixtures: every test that writes gets its own empty data home."""
+"""Shared fixtures (every test that writes gets its own empty data home) and the `texts` helper of page tests."""
 
 from __future__ import annotations
 
@@ -44,3 +44,14 @@ def _one_thread_per_library():
     from ml.threads import limit_threads
 
     limit_threads()
+
+
+def texts(node) -> str:
+    """All text inside a Dash component tree, space-joined (page callback tests import it)."""
+    if node is None:
+        return ""
+    if isinstance(node, (str, int, float)):
+        return str(node)
+    if isinstance(node, (list, tuple)):
+        return " ".join(texts(n) for n in node)
+    return texts(getattr(node, "children", None))

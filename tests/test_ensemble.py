@@ -28,6 +28,7 @@ from cli import main
 from ml import ensemble, persist
 from ml.runner import run_experiment
 from ml.trials import trial_sharpes
+from tests.conftest import texts
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"name": "ens-lgbm", "data": {"symbol": "ES"},
@@ -313,16 +314,6 @@ def test_multiclass_parts_are_averaged_class_by_class(lab):
     assert ens["metrics"]["accuracy"] == pytest.approx(
         float((e[cols].to_numpy().argmax(axis=1) == e["y"].to_numpy()).mean()), abs=1e-12)
     shutil_rm(ens)
-
-
-def texts(node) -> str:
-    if node is None:
-        return ""
-    if isinstance(node, (str, int, float)):
-        return str(node)
-    if isinstance(node, (list, tuple)):
-        return " ".join(texts(n) for n in node)
-    return texts(getattr(node, "children", None))
 
 
 def test_models_page_makes_an_ensemble_or_says_in_red_which_field_differs(lab, page_module, monkeypatch):

@@ -11,6 +11,7 @@ from dash import dcc, no_update
 
 from features import build_features
 from bench.synthetic import synthetic_store
+from tests.conftest import texts
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +33,6 @@ def built(page, **over):
     data, msg = page.run_build(lambda v: calls.append(v), 1, args["symbol"], args["start"], args["end"],
                                args["cutoff"], args["sets"], args["cross"], args["token"])
     return data, msg, calls
-
-
-def texts(node) -> str:
-    if node is None or isinstance(node, (int, float)):
-        return "" if node is None else str(node)
-    if isinstance(node, str):
-        return node
-    if isinstance(node, (list, tuple)):
-        return " ".join(texts(n) for n in node)
-    return texts(getattr(node, "children", None))
 
 
 def test_layout_defaults_follow_the_catalog(page, lab):

@@ -27,6 +27,7 @@ from dash._utils import AttributeDict
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from almanac import registry
+from tests.conftest import texts
 
 SPEC = {
     "name": "tiny",
@@ -126,16 +127,6 @@ def find(node, cid):
             if found is not None:
                 return found
     return None
-
-
-def texts(node) -> str:
-    if node is None:
-        return ""
-    if isinstance(node, (str, int, float)):
-        return str(node)
-    if isinstance(node, (list, tuple)):
-        return " ".join(texts(n) for n in node)
-    return texts(getattr(node, "children", None))
 
 
 # ----------------------------------------------------------------------------- run picker
