@@ -55,3 +55,16 @@ def texts(node) -> str:
     if isinstance(node, (list, tuple)):
         return " ".join(texts(n) for n in node)
     return texts(getattr(node, "children", None))
+
+
+def load_test_module(path, name: str | None = None):
+    """Another test file, loaded by path under its own module name (its helpers and fixtures),
+    whatever the import mode or package layout of the tests folder."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or f"_almanac_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

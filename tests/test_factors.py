@@ -4,6 +4,7 @@ Newey–West t-statistics; statsmodels' OLS with HAC errors is the reference."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import statsmodels.api as sm
 
 from almanac.errors import DataError
 from ml import factors
+from tests.conftest import load_test_module
 
 
 def _daily(dates, returns) -> pd.DataFrame:
@@ -200,19 +202,7 @@ def test_display_table_rows_and_notes():
 
 # ---------------------------------------------------------------- a run: `runs factors`, the report
 
-def _load_test_export():
-    """tests/test_export.py by path (its run builder), whatever the import mode of the tests folder."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_almanac_test_export_factors",
-                                                  Path(__file__).with_name("test_export.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_te = _load_test_export()
+_te = load_test_module(Path(__file__).with_name("test_export.py"), "_almanac_test_export_factors")  # its run builder
 PAST = "20260101-000000-es-rest-of-day-lightgbm-past01"
 RECENT = "20260101-000000-es-rest-of-day-lightgbm-now001"
 MULTI = "20260101-000000-es-archetype-lightgbm-multi1"

@@ -13,21 +13,10 @@ import pytest
 from sklearn.metrics import confusion_matrix
 
 from almanac.errors import AlmanacError
+from tests.conftest import load_test_module
 
 
-def _load_test_export():
-    """tests/test_export.py by path (its run builder and ``runs`` fixture), whatever the
-    import mode or package layout of the tests folder."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_almanac_test_export",
-                                                  Path(__file__).with_name("test_export.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_te = _load_test_export()
+_te = load_test_module(Path(__file__).with_name("test_export.py"), "_almanac_test_export")  # builder, fixtures
 build_run = _te.build_run
 runs = _te.runs  # a fixture
 

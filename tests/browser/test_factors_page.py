@@ -7,29 +7,20 @@ draw both strategies' betas and show a red alert (not a traceback) for an emptie
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
 
 from almanac import registry
 from ml import factors
+from tests.conftest import load_test_module
 
 pytestmark = pytest.mark.browser
 CHART_MS = 60_000
 
 
-def _load_run_pages():
-    """tests/browser/test_run_pages.py by path (its ``train`` helper and ``figure`` reader)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_almanac_browser_run_pages",
-                                                  Path(__file__).with_name("test_run_pages.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_rp = _load_run_pages()
+_rp = load_test_module(Path(__file__).with_name("test_run_pages.py"), "_almanac_browser_run_pages")  # train, figure
 
 
 @pytest.fixture(scope="module")
