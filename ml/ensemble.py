@@ -434,8 +434,8 @@ def _write_run(parts, method, task, spec, data, names, oof, dates, fid_oof, y_oo
     record = {
         "run_id": run_id, "name": spec_dict["name"], "created_at": created.isoformat(timespec="milliseconds"),
         "status": "complete", "kind": "ensemble", "spec": spec_dict, "seed": spec.seed,
-        "data_hashes": parts[0].get("data_hashes"), "versions": runner._versions(),
-        "code_revision": runner.code_revision(), "task": task, "classes": classes, "label": parts[0].get("label"),
+        "data_hashes": parts[0].get("data_hashes"), **runner._provenance(),  # versions, code revision
+        "task": task, "classes": classes, "label": parts[0].get("label"),
         "feature_names": names, "dropped_features": [], "lineage": lineage, "notes": notes,
         "warnings": runner._warnings(data, task, classes, [], folds, bt),
         "n_rows": int(len(data)),

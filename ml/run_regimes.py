@@ -47,7 +47,7 @@ def ensure(run_id: str, home=None) -> tuple[dict, pd.DataFrame]:
     else:
         from almanac.atomic import atomic_write, atomic_write_json
 
-        record, states = compute(run, home)
+        record, states = compute(run, oof, home)
         atomic_write(folder / STATES_FILE, lambda tmp: states.to_parquet(tmp, index=False))
         atomic_write_json(folder / RECORD_FILE, record)
     by_date = pd.Series(states["regime"].to_numpy(dtype="int64"), index=pd.DatetimeIndex(states["date"]))
@@ -55,10 +55,10 @@ def ensure(run_id: str, home=None) -> tuple[dict, pd.DataFrame]:
     return {**run, "regimes": record}, oof
 
 
-def compute(run: dict, home=None) -> tuple[dict, pd.DataFrame]:
+def compute(run: dict, oof: pd.DataFrame, home=None) -> tuple[dict, pd.DataFrame]:
     """Each fold's HMM fitted on its training days (:func:`ml.regimes.regime_probs`, as
     :class:`ml.regimes.RunRegimes` does during training) and the state of each out-of-fold
-    day: ``(record, DataFrame[date, regime])``."""
+    day of ``oof`` (the run's ``oof.parquet``): ``(record, DataFrame[date, regime])``."""
     from almanac.store import Store
     from features import build_features
 
@@ -70,7 +70,6 @@ def compute(run: dict, home=None) -> tuple[dict, pd.DataFrame]:
     obs = regimes.observations(ft.sessions)
     k = int(feats.get("hmm_states") or regimes.DEFAULT_STATES)
     seed = int(run.get("seed") or 0)
-    oof = registry.read_artifact(run["run_id"], "oof.parquet", home=home)
     dates = pd.DatetimeIndex(oof["date"])
     state = np.full(len(oof), -1, dtype="int64")
     folds = []

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
-from almanac import registry
 from ml import regimes, replay, run_regimes
 from ml.runinfo import untraded
 from pages._components.feedback import failure_alert, info_alert
@@ -126,10 +125,9 @@ def render_backtest_regimes(run_id, threshold, long_only, cost_bps):
     if not run_id:
         return None, None, None
     try:
-        run = registry.get_run(run_id)
+        run, oof = run_regimes.ensure(run_id)  # fitted on first view for a run without hmm_regime
         if untraded(run):
             return None, None, None  # no backtest at all (the page says why)
-        run, oof = run_regimes.ensure(run_id)  # fitted on first view for a run without hmm_regime
         if "regime" not in oof.columns or not regimes.names_of(run):
             return info_alert(regimes.NO_REGIMES, title="No regimes"), None, None
         cost = float("nan") if cost_bps is None else cost_bps
