@@ -66,9 +66,10 @@ The run folder (:data:`almanac.registry.ARTIFACTS` are the files the registry re
                          their dates and scores, pooled metrics, backtest statistics, timings
     spec.yaml            the normalized spec (``python -m almanac train --config`` reruns it)
     dataset.parquet      features, y and the session prices of every labelled day
-    oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>; regime (a symbol's
-                         runs: the state of the day from its fold's HMM, ml.regimes; -1 none;
-                         run.json["regimes"] names the states and holds each fold's HMM)
+    oof.parquet          date, fold, y and the out-of-fold prob / pred / prob_<class>; regime (runs with
+                         the hmm_regime set: the state of the day from its fold's HMM, ml.regimes; -1
+                         none; run.json["regimes"] names the states and holds each fold's HMM; other
+                         runs get regimes.json / regimes.parquet on first view, ml.run_regimes)
     folds.parquet        the fold table (train/test date ranges, sizes, scores)
     shap.parquet         SHAP values of each fold's model on its (sampled) test rows; shap_base.parquet
     importance.parquet   mean |SHAP| (over those rows) per feature
