@@ -58,9 +58,9 @@ def train_multihead(spec, args) -> int:
                         "spec on its own with --queue)")
     from ml.heads import check_heads, run_multihead
 
-    check_heads(spec)  # the runner's checks, per head, before any write (it repeats them: milliseconds)
+    heads = check_heads(spec)  # the runner's checks, per head, before any write (not repeated)
 
-    record = run_multihead(spec, progress=progress_printer("train "))
+    record = run_multihead(spec, progress=progress_printer("train "), heads=heads)
     if args.json:
         print_json(shown_multihead(record))
     else:

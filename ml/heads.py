@@ -245,10 +245,14 @@ def check_heads(spec: MultiHeadSpec, store: Store | None = None) -> dict:
     return out
 
 
-def run_multihead(spec, store: Store | None = None, progress: Progress | None = None) -> dict:
+def run_multihead(spec, store: Store | None = None, progress: Progress | None = None,
+                  heads: dict | None = None) -> dict:
     """Run a multi-head spec (a MultiHeadSpec, a dict or a YAML path); see the module doc.
 
-    Returns the parent record (``multihead.json``) plus ``"path"``."""
+    ``heads``: what :func:`check_heads` just returned for this spec and store (``almanac
+    train`` checks before its heavy imports): not checked again. Each head's run skips the
+    store check check_heads made (it reads every bar's time). Returns the parent record
+    (``multihead.json``) plus ``"path"``."""
     from ml.runner import run_experiment
     from ml.threads import limit_threads
 
@@ -257,7 +261,8 @@ def run_multihead(spec, store: Store | None = None, progress: Progress | None = 
     store = store if store is not None else Store()
     report: Progress = progress or (lambda f, s: None)
     limit_threads()
-    heads = check_heads(spec, store)  # every head's checks before any work: a refusal writes nothing
+    if heads is None:
+        heads = check_heads(spec, store)  # every head's checks before any work: a refusal writes nothing
     created = datetime.now(timezone.utc)
     mid = f"{created:%Y%m%d-%H%M%S}-{registry._slug(spec.name)}-{uuid.uuid4().hex[:6]}"
     report(0.0, f"started multi-head {mid}")
@@ -271,7 +276,7 @@ def run_multihead(spec, store: Store | None = None, progress: Progress | None = 
             def prog(f, stage, lo=lo, name=name):
                 report(lo + 0.9 * f / n, f"head {name}: {stage}")
 
-            runs[name] = run_experiment(s, store=store, progress=prog, split_days=days,
+            runs[name] = run_experiment(s, store=store, progress=prog, split_days=days, store_checked=True,
                                         extra={"multihead": {"id": mid, "name": spec.name, "head": name}})
         report(0.96, "gated backtest")
         result, gated = (gated_backtest(spec, runs, store.home) if spec.backtest.signal is not None
