@@ -226,15 +226,16 @@ def most_likely(probs: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- a run's regimes
 class RunRegimes:
-    """The regimes of one run: each fold's HMM fitted on its training days; its test days'
-    regimes (``state``, -1 = none); with the ``hmm_regime`` set, the features of every row
-    the fold's model sees. ``data``: the run's labelled rows (index = dates)."""
+    """The regimes of a run with the ``hmm_regime`` set: each fold's HMM fitted on its training
+    days; its test days' regimes (``state``, -1 = none) and the features of every row the
+    fold's model sees. ``data``: the run's labelled rows (index = dates). (A run without the
+    set gets its regimes on first view: :mod:`ml.run_regimes`.)"""
 
-    def __init__(self, n_states: int, seed: int, use_features: bool, sessions: pd.DataFrame, data: pd.DataFrame):
-        self.n_states, self.seed, self.use = int(n_states), int(seed), bool(use_features)
+    def __init__(self, n_states: int, seed: int, sessions: pd.DataFrame, data: pd.DataFrame):
+        self.n_states, self.seed = int(n_states), int(seed)
         self.obs = observations(sessions)
         self.data = data
-        self.feature_names = feature_names(self.n_states) if self.use else []
+        self.feature_names = feature_names(self.n_states)
         self.state = np.full(len(data), -1, dtype="int64")
         self.folds: list[dict | None] = []
         self.final: dict | None = None
@@ -250,24 +251,20 @@ class RunRegimes:
 
     def fold(self, tr: np.ndarray, te: np.ndarray, X_tr: pd.DataFrame, X_te: pd.DataFrame):
         """Fit this fold's HMM on its training days; record its test days' regimes; return
-        ``(X_tr, X_te)`` with the hmm_regime columns filled (unchanged without the set)."""
+        ``(X_tr, X_te)`` with the hmm_regime columns filled."""
         idx = self.data.index
         hmm, probs = regime_probs(self.obs.loc[:idx[te[-1]]], idx[tr[0]], idx[tr[-1]], self.n_states, self.seed)
         self.folds.append(hmm.record() if hmm is not None else None)
         self.state[te] = most_likely(probs.reindex(idx[te]).to_numpy())
         f_te = self._features(probs, idx[te])
-        if not self.use:
-            return X_tr, X_te
         self.data.loc[idx[te], self.feature_names] = f_te[self.feature_names].to_numpy()
         return (X_tr.assign(**self._features(probs, idx[tr])[self.feature_names]),
                 X_te.assign(**f_te[self.feature_names]))
 
     def fit_rows(self, tr: np.ndarray, X: pd.DataFrame, rows: np.ndarray | None = None):
         """The final model's (or a holdout's) features: an HMM fitted on the rows ``tr``, the
-        columns filled for ``X`` (rows ``rows`` of the data, default ``tr``). Unchanged without
-        the set; the HMM's parameters go to ``final``."""
-        if not self.use:
-            return X
+        columns filled for ``X`` (rows ``rows`` of the data, default ``tr``); the HMM's parameters
+        go to ``final``."""
         idx = self.data.index
         rows = tr if rows is None else rows
         hmm, probs = regime_probs(self.obs.loc[:idx[rows].max()], idx[tr[0]], idx[tr[-1]], self.n_states, self.seed)
@@ -279,7 +276,7 @@ class RunRegimes:
         mask of out-of-fold rows) also ``scores`` (:func:`regime_scores` at 0.5) and, with the
         backtest ``bt``, ``backtest`` (:func:`backtest_by_regime`'s table), one row per regime."""
         out = {"method": METHOD, "n_states": self.n_states, "names": list(state_names(self.n_states)),
-               "features": self.use, "seed": self.seed, "folds": self.folds, "final": self.final}
+               "features": True, "seed": self.seed, "folds": self.folds, "final": self.final}
         if task is not None:
             names = list(state_names(self.n_states))
             state = self.state[tested]
@@ -298,7 +295,7 @@ def for_spec(spec, ft, data: pd.DataFrame) -> RunRegimes | None:
     if spec.data.table is not None or HMM_SET not in spec.features.sets:
         return None
     k = spec.features.hmm_states or DEFAULT_STATES
-    return RunRegimes(k, spec.seed, HMM_SET in spec.features.sets, ft.sessions, data)
+    return RunRegimes(k, spec.seed, ft.sessions, data)
 
 
 def live_features(run: dict, day, home=None) -> dict[str, float | None]:

@@ -144,7 +144,7 @@ def test_a_folds_hmm_is_fitted_on_its_training_days_only(sessions):
 
     def fold(sess):
         data = pd.DataFrame(index=days)
-        reg = regimes.RunRegimes(2, 0, True, sess, data)
+        reg = regimes.RunRegimes(2, 0, sess, data)
         X = data[reg.feature_names]
         X_tr, X_te = reg.fold(tr, te, X.iloc[tr], X.iloc[te])
         return reg, X_tr, X_te
