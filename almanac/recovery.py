@@ -103,8 +103,8 @@ def _remove(path: Path, home: Path, removed: list[str]) -> None:
 def _leftovers(home: Path) -> list[Path]:
     """Temporary files and folders anywhere in the lab's own folders."""
     found: list[Path] = []
-    for folder in (home, home / "market", home / "cache" / "features", home / "runs", home / "tmp", home / "tables",
-                   home / "plugins", home / "multihead"):
+    for folder in (home, home / "market", home / "cache" / "features", home / "cache" / "days", home / "runs",
+                   home / "tmp", home / "tables", home / "plugins", home / "multihead"):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():

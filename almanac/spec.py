@@ -60,6 +60,7 @@ from almanac.errors import AlmanacError, DataError, NotFoundError, SpecError
 from almanac.settings import Limits, get_limits
 from almanac.sessions import KNOWN_SESSIONS, intraday_entry, parse_time, symbol_session
 from almanac.store import Store, bar_minutes, normalize_symbol
+from almanac.store_days import DaySpan, intraday_days
 
 FEATURE_SETS: tuple[str, ...] = ("early_session", "cross_asset", "regime")
 #: Sets chosen by name, never a default (must match features.lineage.SEQUENCE_SETS).
@@ -795,36 +796,6 @@ def read_spec_file(path: str | Path) -> tuple[str, str]:
 # ---------------------------------------------------------------------- store checks
 
 
-def _trading_days(ts: pd.Series, session) -> pd.DatetimeIndex:
-    """Local dates with at least one bar in the regular session (sorted UTC bar starts).
-
-    Same result as :meth:`Session.trading_days`, without converting every timestamp:
-    candidate dates are the UTC dates of the bars +- 1 day, and a candidate counts when
-    ``searchsorted`` finds a bar in ``[open, close)`` of that date (DST-correct times
-    from :meth:`Session.opens` / :meth:`Session.closes`).
-    """
-    us = pd.DatetimeIndex(ts).as_unit("us").asi8
-    if us.size == 0:
-        return pd.DatetimeIndex([], name="date")
-    day = np.unique(us // 86_400_000_000)
-    cand = np.unique(np.concatenate([day - 1, day, day + 1])).astype("datetime64[D]")
-    dates = pd.DatetimeIndex(cand.astype("datetime64[us]"))
-    lo = np.searchsorted(us, session.opens(dates).as_unit("us").asi8, side="left")
-    hi = np.searchsorted(us, session.closes(dates).as_unit("us").asi8, side="left")
-    return dates[hi > lo].rename("date")
-
-
-def _days_with_bar_before(ts: pd.Series, days: pd.DatetimeIndex, session, cutoff: str) -> pd.DatetimeIndex:
-    """The ``days`` with at least one bar starting in ``[open, cutoff)`` (sorted UTC bar starts):
-    the days that have a price at the cutoff."""
-    if len(days) == 0:
-        return days
-    us = pd.DatetimeIndex(ts).as_unit("us").asi8
-    lo = np.searchsorted(us, session.opens(days).as_unit("us").asi8, side="left")
-    hi = np.searchsorted(us, session.at(days, cutoff).as_unit("us").asi8, side="left")
-    return days[hi > lo]
-
-
 def _span_of(store: Store, sym: str) -> tuple[str, str]:
     """First and last date (YYYY-MM-DD) of any of ``sym``'s datasets."""
     entries = [e for e in (intraday_entry(store, sym), store.entry(sym, "1d") if store.has(sym, "1d") else None) if e]
@@ -891,7 +862,7 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
     freq = entry.freq
     _check_user_sets(spec, store, sym, freq)
     start, end = spec.data.start, spec.data.end
-    span = f"{entry.start[:10]} .. {entry.end[:10]}"
+    span_text = f"{entry.start[:10]} .. {entry.end[:10]}"
     session = symbol_session(store, sym)
     if freq != "1d":
         try:
@@ -930,33 +901,33 @@ def validate_against_store(spec: ExperimentSpec, store: Store | None = None) -> 
         for c in cols:
             x = pd.to_numeric(bars[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             ok &= x > 0  # NaN compares False: a missing or non-positive price labels nothing
-        labelled = days[ok]
-    else:
-        ts = store.read_bars(sym, freq, start=start, end=end, columns=["timestamp"])["timestamp"]
-        days = _trading_days(ts, session)
-        labelled = _days_with_bar_before(ts, days, session, cutoff) if kind in CUTOFF_LABELS else days
-    if len(days) == 0:
+        span, labelled, counts = DaySpan.of(days), DaySpan.of(days[ok]), None
+    else:  # reads every bar's time: remembered by the file's hash once the check passes (almanac.store_days)
+        counts = intraday_days(store, entry, start, end, session, cutoff if kind in CUTOFF_LABELS else None)
+        span, labelled = counts.days, counts.labelled
+    if span.n == 0:
         raise NotFoundError(f"spec field data.start: {sym} has no trading day between {start or 'the start'} and "
-                            f"{end or 'the end'}: its {freq} data covers {span}; choose dates inside it")
-    rng = f"{days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}"
-    if len(labelled) == 0:
+                            f"{end or 'the end'}: its {freq} data covers {span_text}; choose dates inside it")
+    rng = span.text()
+    if labelled.n == 0:
         where = ("features.cutoff", f"no bar before the cutoff {cutoff}: choose a later cutoff") \
             if freq != "1d" else ("data.start", "a missing or non-positive price: choose other dates")
-        raise SpecError(f"spec field {where[0]}: not one of {sym}'s {len(days)} trading days in {rng} can be "
+        raise SpecError(f"spec field {where[0]}: not one of {sym}'s {span.n} trading days in {rng} can be "
                         f"labelled with {kind}, each has {where[1]}")
-    if len(labelled) < spec.validation.min_days():
-        what = "trading days" if len(labelled) == len(days) else f"labelled days (of {len(days)} trading days)"
+    if labelled.n < spec.validation.min_days():
+        what = "trading days" if labelled.n == span.n else f"labelled days (of {span.n} trading days)"
         raise SpecError("spec field data.start: " + too_few_days_message(
-            f"{sym} has {len(labelled)} {what} in {labelled[0]:%Y-%m-%d} .. {labelled[-1]:%Y-%m-%d}",
-            spec.validation))
-    first, last = f"{labelled[0]:%Y-%m-%d}", f"{labelled[-1]:%Y-%m-%d}"
+            f"{sym} has {labelled.n} {what} in {labelled.text()}", spec.validation))
+    first, last = labelled.first, labelled.last
     for c in crosses:
         c_first, c_last = _span_of(store, c)
         if c_last < first or c_first >= last:  # a day's cross features read closes up to D-1
             raise SpecError(f"spec field features.cross_assets: {c} data covers {c_first} .. {c_last}, which does "
                             f"not overlap the experiment's days {first} .. {last}, so its features would all be "
                             f"empty: choose dates inside both or remove {c}")
-    return {"days": int(len(labelled)), "first": first, "last": last, "freq": freq}
+    if counts is not None:
+        counts.keep()
+    return {"days": labelled.n, "first": first, "last": last, "freq": freq}
 
 
 def validate_table_spec(spec, home=None) -> dict:

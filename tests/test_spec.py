@@ -12,8 +12,9 @@ import pytest
 
 from almanac.errors import DataError, NotFoundError, SpecError
 from almanac.sessions import Session
+from almanac.store_days import trading_days
 from almanac.spec import (FEATURE_SETS, LABEL_COLUMNS, LABEL_HORIZON_DAYS, LABEL_KINDS, LABEL_TASKS, MIN_TEST_DAYS,
-                          MODEL_KINDS, SCHEMES, ExperimentSpec, _trading_days, load_spec, spec_from_dict,
+                          MODEL_KINDS, SCHEMES, ExperimentSpec, load_spec, spec_from_dict,
                           spec_from_yaml, validate_against_store)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,8 +205,8 @@ def test_trading_days_match_session_on_23h_futures_bars():
     from bench.synthetic import futures_minutes
 
     bars = futures_minutes("2018-03-01", days=30, step=15, overnight=True)  # spans a DST change
-    assert _trading_days(bars["timestamp"], Session()).equals(Session().trading_days(bars["timestamp"]))
-    assert len(_trading_days(bars["timestamp"], Session())) == 30
+    assert trading_days(bars["timestamp"], Session()).equals(Session().trading_days(bars["timestamp"]))
+    assert len(trading_days(bars["timestamp"], Session())) == 30
 
 
 def test_validate_against_store(store):
