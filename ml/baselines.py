@@ -61,7 +61,7 @@ _TRIAL_KEYS = ("dsr", "n_trials")
 _CHUNK = 100
 
 __all__ = ["BLOCK_DAYS", "RESAMPLES", "LEVEL", "always_long", "prior_day_prob", "prior_day", "majority",
-           "lift", "stationary_indices", "fast_auc", "baseline_stats", "train_shares",
+           "lift", "stationary_indices", "stationary_blocks", "bootstrap_days", "fast_auc", "baseline_stats", "train_shares",
            "train_mean"]
 
 
@@ -224,6 +224,28 @@ def _sharpes(r: np.ndarray) -> np.ndarray:
         return np.where(sd > 0, r.mean(1) / sd * math.sqrt(stats.PERIODS), np.nan)
 
 
+def stationary_blocks(n: int, block_days: float, resamples: int, seed: int, chunk: int = _CHUNK):
+    """The rows of :func:`stationary_indices`, ``chunk`` resamples at a time ((<= chunk, n)
+    int64 arrays, in order): the bootstrap's memory stays one chunk (a run's 1,000 x 2,013
+    indices at once are 16 MB per array, and fresh pages cost more than the arithmetic)."""
+    rng = np.random.default_rng(int(seed))
+    p = 1.0 / block_days
+    pos = np.arange(n)
+    for lo in range(0, resamples, chunk):
+        rows = min(chunk, resamples - lo)
+        starts = np.empty((rows, n), dtype=np.int64)
+        new = np.empty((rows, n), dtype=bool)
+        for r in range(rows):  # the generator's order: integers, then uniforms, per resample
+            starts[r] = rng.integers(n, size=n, dtype=np.int64)
+            new[r] = rng.random(n) <= p
+        new[:, 0] = True
+        first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)  # where each day's block began
+        out = np.take_along_axis(starts, first, axis=1)
+        out += pos - first
+        out %= n
+        yield out
+
+
 def stationary_indices(n: int, block_days: float, resamples: int, seed: int) -> np.ndarray:
     """(resamples, n) day indices of a stationary block bootstrap: the very indices of
     ``arch.bootstrap.StationaryBootstrap(block_days, np.arange(n), seed=seed).bootstrap(resamples)``
@@ -231,18 +253,9 @@ def stationary_indices(n: int, block_days: float, resamples: int, seed: int) -> 
     a second). Per resample, as arch draws them from ``numpy.random.default_rng(seed)``: n
     block starts ``integers(n)``, then n uniforms ``u``; day i > 0 continues the previous
     day's block (index + 1, wrapping to 0 at n) when ``u[i] > 1 / block_days``, else starts
-    a block at its own draw. The continuation is computed for all days at once."""
-    rng = np.random.default_rng(int(seed))
-    starts = np.empty((resamples, n), dtype=np.int64)
-    u = np.empty((resamples, n))
-    for r in range(resamples):  # the generator's order: integers, then uniforms, per resample
-        starts[r] = rng.integers(n, size=n, dtype=np.int64)
-        u[r] = rng.random(n)
-    pos = np.arange(n)
-    new = u <= 1.0 / block_days
-    new[:, 0] = True
-    first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)  # where each day's block began
-    return (np.take_along_axis(starts, first, axis=1) + (pos - first)) % n
+    a block at its own draw. The continuation is computed for all days at once
+    (:func:`stationary_blocks` gives them a chunk at a time)."""
+    return np.concatenate(list(stationary_blocks(n, block_days, resamples, seed)) or [np.empty((0, n), np.int64)])
 
 
 def _interval(value: float, draws: np.ndarray, level: float) -> dict:
@@ -254,15 +267,24 @@ def _interval(value: float, draws: np.ndarray, level: float) -> dict:
     return {"value": float(value), "lo": float(lo), "hi": float(hi), "level": level}
 
 
+def bootstrap_days(n: int, seed: int, block_days: float = BLOCK_DAYS, resamples: int = RESAMPLES) -> list[np.ndarray]:
+    """:func:`lift`'s resampled days for ``n`` out-of-fold days, computed ahead (the runner's
+    worker thread draws them while the folds fit; pass them to ``lift(days=...)``)."""
+    return list(stationary_blocks(n, block_days, resamples, seed))
+
+
 def lift(seed: int, model_returns=None, baseline_returns=None, y=None, pred=None,
-         block_days: int = BLOCK_DAYS, resamples: int = RESAMPLES, level: float = LEVEL) -> dict:
+         block_days: int = BLOCK_DAYS, resamples: int = RESAMPLES, level: float = LEVEL,
+         days: list[np.ndarray] | None = None) -> dict:
     """The model's lift with bootstrap intervals (see the module doc).
 
     ``model_returns`` / ``baseline_returns``: daily strategy returns of the model and of
     ``always_long`` on the same out-of-fold days (``sharpe`` lift; omitted when None).
     ``y`` / ``pred``: out-of-fold outcomes (class indices) and P(up) (n,) or class
     probabilities (n, k) on the same days (``roc_auc`` lift; omitted when None). All
-    arrays given must have one row per out-of-fold day, in the same order.
+    arrays given must have one row per out-of-fold day, in the same order. ``days``: the
+    resampled days drawn ahead by :func:`bootstrap_days` with the same ``seed``,
+    ``block_days`` and ``resamples`` (drawn here when None or for another number of days).
     """
     series = {}
     if model_returns is not None and baseline_returns is not None:
@@ -277,11 +299,15 @@ def lift(seed: int, model_returns=None, baseline_returns=None, y=None, pred=None
         n = len(yy)
     out: dict = {}
     if series:
-        days = stationary_indices(n, block_days, resamples, seed)  # one row of day indices per resample
+        draws: dict = {name: [] for name in series}
+        if days is None or not days or days[0].shape[1] != n:
+            days = stationary_blocks(n, block_days, resamples, seed)
+        for block in days:  # rows of day indices, one per resample
+            for name, stat in series.items():
+                draws[name].append(stat(block))
         whole = np.arange(n)[None, :]
         for name, stat in series.items():
-            draws = np.concatenate([stat(days[j:j + _CHUNK]) for j in range(0, len(days), _CHUNK)])
-            out[name] = _interval(float(stat(whole)[0]), draws, level)
+            out[name] = _interval(float(stat(whole)[0]), np.concatenate(draws[name] or [np.empty(0)]), level)
     out["bootstrap"] = {"method": "stationary", "block_days": int(block_days), "resamples": int(resamples),
                         "seed": int(seed)}
     return out

@@ -347,6 +347,9 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
               else split_on_days(splitter, split_days, data.index))
     table = fold_table(data.index, splits)
     n = len(splits)
+    # the lift's bootstrap days depend only on the number of out-of-fold days: drawn by the
+    # worker while this thread fits (it is idle between the folds' SHAP jobs)
+    boot = pool.submit(baselines.bootstrap_days, int(sum(len(te) for _, te in splits)), spec.seed)
     k = len(classes) if classes else 2
     pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
     fit_s, jobs = [], []
@@ -382,7 +385,7 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
         shap_output = out["output"]
     return {"splits": splits, "table": table, "pred": pred, "model": model, "fit_seconds": fit_s,
             "shap": pd.concat(shap_parts, ignore_index=True), "shap_base": pd.concat(base_parts, ignore_index=True),
-            "shap_output": shap_output, "psi": psi, "regimes": reg,
+            "shap_output": shap_output, "psi": psi, "regimes": reg, "boot": boot,
             "shap_info": {"rows_per_fold": SHAP_ROWS_PER_FOLD, "rows": shap_n, "seed": int(spec.seed)}}
 
 
@@ -487,8 +490,9 @@ def _drop_empty(data: pd.DataFrame, names: list[str]) -> tuple[list[str], list[s
     return kept, dropped
 
 
-def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, bt) -> dict:
-    """``run.json["baselines"]`` (:mod:`ml.baselines`) on the out-of-fold days."""
+def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, bt, boot=None) -> dict:
+    """``run.json["baselines"]`` (:mod:`ml.baselines`) on the out-of-fold days (``boot``: the
+    lift's bootstrap days drawn ahead, :func:`ml.baselines.bootstrap_days`)."""
     out: dict = {}
     if task != "regression":
         k = len(classes) if classes else 2
@@ -511,7 +515,7 @@ def _baselines(spec, data, ft, tested, splits, oof_y, oof_pred, task, classes, b
         out["prior_day"] = baselines.prior_day(frame, up, cost, long_only=spec.backtest.long_only)
         model_ret, base_ret = bt.daily["strategy_return"].to_numpy(), along.daily["strategy_return"].to_numpy()
     auc_y, auc_pred = (oof_y, oof_pred) if task != "regression" else (None, None)
-    out["lift"] = baselines.lift(spec.seed, model_ret, base_ret, auc_y, auc_pred)
+    out["lift"] = baselines.lift(spec.seed, model_ret, base_ret, auc_y, auc_pred, days=boot)
     return out
 
 
@@ -826,7 +830,7 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
 
     prog(0.86, "baselines")
     with clock.stage("baselines"):
-        base = _baselines(spec, data, ft, tested, f["splits"], oof_y, oof_pred, task, classes, bt)
+        base = _baselines(spec, data, ft, tested, f["splits"], oof_y, oof_pred, task, classes, bt, f["boot"].result())
 
     prog(0.88, "final model")
     with clock.stage("final_model"):  # what is left of the refit running since the folds ended

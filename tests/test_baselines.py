@@ -193,6 +193,25 @@ def test_stationary_indices_are_archs(n, block, seed):
     np.testing.assert_array_equal(baselines.stationary_indices(n, block, 60, seed), want)
 
 
+def test_stationary_blocks_carry_the_generator_across_chunks():
+    """Drawn 100 resamples at a time, the days are still arch's (250 resamples: three chunks)."""
+    from arch.bootstrap import StationaryBootstrap
+
+    want = np.stack([d[0][0] for d in StationaryBootstrap(2.5, np.arange(37), seed=4).bootstrap(250)])
+    blocks = list(baselines.stationary_blocks(37, 2.5, 250, 4))
+    assert [b.shape for b in blocks] == [(100, 37), (100, 37), (50, 37)]
+    np.testing.assert_array_equal(np.concatenate(blocks), want)
+
+
+def test_lift_with_days_drawn_ahead_is_the_same(oof):
+    """The runner draws the bootstrap days on its worker thread: the intervals are identical,
+    and days drawn for another number of days are not used."""
+    model, base, y, prob = oof
+    want = baselines.lift(3, model, base, y, prob)
+    assert baselines.lift(3, model, base, y, prob, days=baselines.bootstrap_days(len(y), 3)) == want
+    assert baselines.lift(3, model, base, y, prob, days=baselines.bootstrap_days(len(y) - 1, 3)) == want
+
+
 def test_resampled_aucs_equal_ranking_every_resample_bit_for_bit():
     """AUCs from each resample's day counts equal rankdata on the resampled arrays exactly
     (ties included; binary and one-vs-rest multiclass)."""
