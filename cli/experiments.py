@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli import print_json, progress_printer
+from cli import loaded, print_json, progress_printer
 
 _METRICS = {"binary": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
             "multiclass": ("roc_auc", "accuracy", "balanced_accuracy", "log_loss", "brier"),
@@ -32,7 +32,7 @@ def register(sub) -> None:
     t.add_argument("--json", action="store_true", help="print the run record (as `runs show --json`)")
     t.add_argument("--queue", action="store_true",
                    help="run it on a Celery worker (needs ALMANAC_REDIS_URL and `celery -A worker worker`)")
-    t.set_defaults(handler=cmd_train)
+    t.set_defaults(handler=cmd_train, loads=True)  # calls loaded() itself, after its imports
 
     r = sub.add_parser("runs", help="the registered runs: list, show, activate, delete",
                        description="Complete experiment runs under ALMANAC_HOME/runs.")
@@ -118,10 +118,11 @@ def cmd_train(args) -> int:
     if isinstance(spec, MultiHeadSpec):  # heads: one run per head, one feature table, one fold split
         from cli.heads import train_multihead
 
+        loaded()
         return train_multihead(spec, args)
     # The runner's own checks, in its order, before its heavy imports (scipy, SHAP: ~1-2 s),
     # so a refusal comes fast; nothing is written. The runner repeats the first two (milliseconds),
-    # not the store's check (it reads every bar's time: ~0.1 s of a 2.5 s command).
+    # not the store's check (store_checked).
     from ml.models import check_params
 
     check_params(spec.model.kind, spec.task, spec.model.params, seed=spec.seed)
@@ -130,11 +131,13 @@ def cmd_train(args) -> int:
         from almanac.settings import get_settings
         from ml.scale import train_queued
 
+        loaded()
         out = train_queued(spec.to_dict(), get_settings().home, progress_printer("train "))
         record = get_run(out["run_id"])
     else:
         from ml.runner import run_experiment
 
+        loaded()
         record = run_experiment(spec, progress=progress_printer("train "), store_checked=True)
     for w in record.get("warnings") or []:
         print(f"warning: {w['message']}", file=sys.stderr)
