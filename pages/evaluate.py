@@ -56,14 +56,15 @@ import dash
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, State, callback, dcc, html
 
 from almanac import registry
 from almanac.errors import NotFoundError
 from ml import evaluation
 from ml.runinfo import label_unit
 from pages._components import failure_alert, info_alert, page_header, section
-from pages._components.similar import day_options, similar_controls, similar_view
+from pages._components.context import triggered_id
+from pages._components.similar import PROMPT, day_range, similar_controls, similar_view, snap
 from pages._components.heads import multihead_view
 from pages._components.runs import (base_rate, baselines_view, load_runs, pick_run, run_links, run_page, run_picker,
                                     run_warnings)
@@ -652,31 +653,36 @@ def render_drift(run_id, fold):
 
 
 @callback(
-    Output("evaluate-similar-day", "options"), Output("evaluate-similar-day", "value"),
+    Output("evaluate-similar-day", "min_date_allowed"), Output("evaluate-similar-day", "max_date_allowed"),
+    Output("evaluate-similar-day", "date"), Output("evaluate-similar-day", "initial_visible_month"),
     Input("run-select", "value"),
 )
 def similar_days_of_run(run_id):
-    """The run's out-of-fold days, the latest chosen."""
+    """The picker bounded by the run's out-of-fold days, the latest chosen."""
     from ml.similar import run_days
 
     try:
         days = run_days(run_id) if run_id else []
     except Exception:  # noqa: BLE001 - a run without oof rows: no day to choose
         days = []
-    return day_options(days), (days[-1] if days else None)
+    return day_range(days)
 
 
 @callback(
     Output("evaluate-similar", "children"),
-    Input("evaluate-similar-day", "value"), Input("evaluate-similar-k", "value"), Input("run-select", "value"),
+    Input("evaluate-similar-go", "n_clicks"), Input("run-select", "value"),
+    State("evaluate-similar-day", "date"), State("evaluate-similar-k", "value"),
 )
-def render_similar(day, k, run_id):
-    """The chosen out-of-fold day's neighbours in the run's features (ml.similar.similar_in_run)."""
-    if not run_id or not day:
-        return None
-    from ml.similar import similar_in_run
+def render_similar(n_clicks, run_id, day, k):
+    """On "Find": the chosen out-of-fold day's neighbours in the run's features
+    (ml.similar.similar_in_run); a new run clears the panel."""
+    if not run_id or not day or not n_clicks or triggered_id() == "run-select":
+        return html.Div(PROMPT, className="almanac-hint")
+    from ml.similar import run_days, similar_in_run
 
     try:
-        return similar_view(*similar_in_run(run_id, day, k if k is not None else 0))
+        day, note = snap(str(day)[:10], run_days(run_id))
+        return similar_view(*similar_in_run(run_id, day, k if k is not None else 0), note=note,
+                            graph_id="evaluate-similar-graph")
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return failure_alert(exc, log, "finding similar days")

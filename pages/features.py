@@ -39,7 +39,7 @@ from features.lineage import SEQUENCE_SETS
 from features.explore import TRAIN_FRACTION, binned_hit_rates, mutual_information, rank_correlation
 from pages._components import (empty_state, failure_alert, info_alert, page_header, page_token, read_catalog,
                                section)
-from pages._components.similar import day_options, similar_controls, similar_view
+from pages._components.similar import PROMPT, day_range, similar_controls, similar_view, snap
 from viz.features import (correlation_figure, empty_figure, histogram_figure, hit_rate_figure,
                           importance_figure, timeseries_figure)
 
@@ -414,34 +414,39 @@ def show_results(data, picked):
 
 
 @callback(
-    Output("features-similar-day", "options"), Output("features-similar-day", "value"),
+    Output("features-similar-day", "min_date_allowed"), Output("features-similar-day", "max_date_allowed"),
+    Output("features-similar-day", "date"), Output("features-similar-day", "initial_visible_month"),
+    Output("features-similar", "children"),
     Input("features-config", "data"),
     prevent_initial_call=True,
 )
 def similar_days_of_table(data):
-    """The built table's days, the latest chosen."""
+    """The picker bounded by the built table's days, the latest chosen; the panel waits for "Find"."""
     if not data:
-        return no_update, no_update
+        return no_update, no_update, no_update, no_update, no_update
     try:
         days = [f"{d:%Y-%m-%d}" for d in load_table(data["config"]).frame.index]
     except Exception:  # noqa: BLE001 - show_results says what went wrong
-        return [], None
-    return day_options(days), (days[-1] if days else None)
+        days = []
+    return (*day_range(days), html.Div(PROMPT, className="almanac-hint"))
 
 
 @callback(
-    Output("features-similar", "children"),
-    Input("features-similar-day", "value"), Input("features-similar-k", "value"),
-    State("features-config", "data"),
+    Output("features-similar", "children", allow_duplicate=True),
+    Input("features-similar-go", "n_clicks"),
+    State("features-similar-day", "date"), State("features-similar-k", "value"), State("features-config", "data"),
     prevent_initial_call=True,
 )
-def similar_days(day, k, data):
-    if not data or not day:
+def similar_days(n_clicks, day, k, data):
+    if not data or not day or not n_clicks:
         return no_update
     from ml.similar import similar_in_table
 
     try:
-        return similar_view(*similar_in_table(load_table(data["config"]), day, k if k is not None else 0))
+        table = load_table(data["config"])
+        day, note = snap(str(day)[:10], [f"{d:%Y-%m-%d}" for d in table.frame.index])
+        return similar_view(*similar_in_table(table, day, k if k is not None else 0), note=note,
+                            graph_id="features-similar-graph")
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return failure_alert(exc, log, "finding similar days")
 

@@ -34,6 +34,7 @@ from almanac.study_spec import OBJECTIVE_METRICS, study_from_dict
 from pages._components import error_alert, empty_state, failure_alert, info_alert, page_header, page_token, \
     section, success_alert
 from pages._components import jobs
+from pages._components.context import triggered_id
 
 dash.register_page(__name__, path="/studies", name="Studies", order=7, title="Studies · Almanac ML Lab",
                    description="Search many experiments at once, ablate feature sets, score the winner on a "
@@ -451,7 +452,7 @@ def list_options(status, current):
     progress step of a running job)."""
     from ml.study import list_studies
 
-    if (_triggered() == "studies-status" and (status or {}).get("state") in jobs.ACTIVE
+    if (triggered_id() == "studies-status" and (status or {}).get("state") in jobs.ACTIVE
             and (status or {}).get("study_id") in (None, current)):
         return no_update, no_update
 
@@ -493,7 +494,7 @@ def show_chart(tab, study_id, status=None):
     from ml.study import load_optuna_study, study_report
     from viz import study as charts
 
-    if _triggered() == "studies-status" and (status or {}).get("state") in jobs.ACTIVE:
+    if triggered_id() == "studies-status" and (status or {}).get("state") in jobs.ACTIVE:
         return no_update
     if not study_id or tab not in CHARTS:
         return None
@@ -510,23 +511,13 @@ def show_chart(tab, study_id, status=None):
     return dcc.Graph(id="studies-chart-graph", figure=fig, config={"displaylogo": False, "responsive": True})
 
 
-def _triggered():
-    """The id of the input that fired the running callback (None when called as a function)."""
-    from dash.exceptions import MissingCallbackContextException
-
-    try:
-        return dash.ctx.triggered_id
-    except MissingCallbackContextException:
-        return None
-
-
 @callback(Output("studies-promote-feedback", "children"), Input("studies-promote", "n_clicks"),
           Input("studies-pick", "value"), prevent_initial_call=True)
 def promote(n, study_id):
     """Make the shown study's best trial the active model (another study shown: clear the note)."""
     from ml.study import promote as promote_best
 
-    if _triggered() == "studies-pick":
+    if triggered_id() == "studies-pick":
         return None
     if not n or not study_id:
         return no_update

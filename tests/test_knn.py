@@ -97,17 +97,33 @@ def test_evaluate_similar_days_of_an_out_of_fold_day(run, page_module, monkeypat
     record, store = run
     monkeypatch.setenv("ALMANAC_HOME", str(store.home))
     page = page_module("evaluate")
-    options, value = page.similar_days_of_run(record["run_id"])
+    first, last, value, month = page.similar_days_of_run(record["run_id"])
     oof = pd.read_parquet(store.home / "runs" / record["run_id"] / "oof.parquet")
-    assert len(options) == len(oof) and value == f"{oof['date'].max():%Y-%m-%d}"
+    assert (first, last, value, month) == (f"{oof['date'].min():%Y-%m-%d}", f"{oof['date'].max():%Y-%m-%d}",
+                                           f"{oof['date'].max():%Y-%m-%d}", f"{oof['date'].max():%Y-%m-%d}")
     day = f"{oof['date'].iloc[3]:%Y-%m-%d}"  # an early test day: most neighbours are training days
-    view = page.render_similar(day, 7, record["run_id"])
+    prompt = page.render_similar(0, record["run_id"], day, 7)  # nothing computed before "Find"
+    assert "press Find similar days" in str(prompt.children)
+    view = page.render_similar(1, record["run_id"], day, 7)
     graph = next(c for c in view if isinstance(c, dcc.Graph))
     bar = next(t for t in graph.figure.data if t.type == "bar")
     data = pd.read_parquet(store.home / "runs" / record["run_id"] / "dataset.parquet")
     want = nearest_days(data[record["feature_names"]], rest_of_day_returns(data), day, 7)
     assert list(bar.y) == [f"{d:%Y-%m-%d}" for d in want.table["date"]] and all(d < day for d in bar.y)
     np.testing.assert_allclose(bar.x, 100 * want.table["rest_of_day_return"])
-    train_day = f"{data.index[5]:%Y-%m-%d}"
-    alert = page.render_similar(train_day, 7, record["run_id"])
+    # a picked date that is no out-of-fold day (a Saturday) is the latest one before it, said above the chart
+    saturday = next(d for d in pd.date_range(oof["date"].iloc[3], periods=8) if d.dayofweek == 5)
+    before = f"{oof['date'][oof['date'] < saturday].max():%Y-%m-%d}"
+    moved = page.render_similar(2, record["run_id"], f"{saturday:%Y-%m-%d}", 7)
+    assert f"{saturday:%Y-%m-%d} has no row here" in str(moved[0].children) and f"showing {before}" in str(
+        moved[0].children)
+    assert next(c for c in moved if isinstance(c, dcc.Graph)).figure.layout.title.text.split(":")[0].endswith(before)
+    train_day = f"{data.index[5]:%Y-%m-%d}"  # a training day (the picker starts after them): not queried
+    early = page.render_similar(3, record["run_id"], train_day, 7)
+    assert f"showing {oof['date'].min():%Y-%m-%d}" in str(early[0].children)
+    from ml.similar import similar_in_run
+
+    with pytest.raises(Exception) as exc:  # asked directly, the query itself refuses it
+        similar_in_run(record["run_id"], train_day, 7, store)
+    alert = page.failure_alert(exc.value, page.log, "finding similar days")
     assert isinstance(alert, dbc.Alert) and f"{train_day} is not an out-of-fold day of run" in str(alert.children)

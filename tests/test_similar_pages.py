@@ -59,13 +59,14 @@ def test_mean_path_carries_forward_on_the_union_of_minutes():
 
 def test_features_panel(page, lab):  # noqa: F811 - fixtures
     data, _, _ = built(page)
-    options, value = page.similar_days_of_table(data)
+    first, last, value, month, panel = page.similar_days_of_table(data)
     days = [f"{d:%Y-%m-%d}" for d in page.load_table(data["config"]).frame.index]
-    assert value == days[-1] and options[0]["value"] == days[-1] and len(options) == len(days)
-    view = page.similar_days(days[40], 5, data)
+    assert (first, last, value, month) == (days[0], days[-1], days[-1], days[-1])
+    assert "press Find similar days" in texts(panel)  # nothing computed before "Find"
+    view = page.similar_days(1, days[40], 5, data)
     graph = next(c for c in view if isinstance(c, dcc.Graph))
     bar = next(t for t in graph.figure.data if t.type == "bar")
     assert len(bar.y) == 5 and all(d < days[40] for d in bar.y)
     assert any((t.name or "").endswith("(query)") for t in graph.figure.data)
-    alert = page.similar_days(days[40], 0, data)
+    alert = page.similar_days(2, days[40], 0, data)
     assert isinstance(alert, dbc.Alert) and "k 0 is outside 1..100" in texts(alert)

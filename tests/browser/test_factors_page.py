@@ -37,6 +37,8 @@ def _alpha(run: dict, cost: float) -> tuple[str, str]:
 def test_factor_panel_shows_the_regression_and_follows_the_cost(page, lab_server, run_id, screenshot_dir):
     run = registry.get_run(run_id, lab_server.home)
     page.goto(f"/backtest?run={run_id}")
+    expect(page.locator("#backtest-factors")).to_contain_text("turn the switch on", timeout=CHART_MS)  # off at first
+    page.locator("#backtest-factors-show").check()
     table = page.locator("#backtest-factors-table")
     alpha, t_mkt_long = _alpha(run, 1.0)
     expect(table).to_contain_text(alpha, timeout=CHART_MS)
@@ -58,3 +60,33 @@ def test_factor_panel_shows_the_regression_and_follows_the_cost(page, lab_server
     page.keyboard.press("Enter")
     expect(page.locator("#backtest-factors .alert-danger")).to_contain_text(
         "backtest cost_bps must be a number >= 0", timeout=CHART_MS)
+
+
+def test_similar_days_wait_for_find_and_move_a_weekend_to_the_day_before(page, lab_server, run_id, screenshot_dir):
+    """/evaluate's similar-days panel computes nothing on load; "Find" draws the neighbours of the
+    picked out-of-fold day, and a Saturday is answered with the Friday before it, said above."""
+    import pandas as pd
+
+    oof = pd.read_parquet(lab_server.home / "runs" / run_id / "oof.parquet")
+    last = f"{oof['date'].max():%Y-%m-%d}"
+    page.goto(f"/evaluate?run={run_id}")
+    panel = page.locator("#evaluate-similar")
+    expect(panel).to_contain_text("press Find similar days", timeout=CHART_MS)
+    expect(page.locator("#evaluate-similar-day")).to_have_value(last)
+    page.click("#evaluate-similar-go")
+    traces = _rp.figure(page, "evaluate-similar-graph")
+    title = page.locator("#evaluate-similar-graph .gtitle").text_content()
+    assert title.startswith(f"ES {last}: 10 most similar earlier days"), title
+    saturday = next(d for d in pd.date_range("2017-06-01", periods=8) if d.dayofweek == 5)
+    friday = f"{oof['date'][oof['date'] < saturday].max():%Y-%m-%d}"
+    box = page.locator("#evaluate-similar-day")
+    box.fill(f"{saturday:%Y-%m-%d}")
+    box.press("Enter")
+    page.click("#evaluate-similar-go")
+    expect(panel).to_contain_text(f"{saturday:%Y-%m-%d} has no row here", timeout=CHART_MS)
+    expect(panel).to_contain_text(f"showing {friday}")
+    expect(page.locator("#evaluate-similar-graph .gtitle")).to_contain_text(f"ES {friday}: 10 most similar",
+                                                                           timeout=CHART_MS)
+    assert len(traces) >= 12  # 10 neighbours, their mean, the query day (and the bar of what followed)
+    page.locator("#evaluate-similar-section").scroll_into_view_if_needed()
+    page.locator("#evaluate-similar-section").screenshot(path=str(screenshot_dir / "similar-days-evaluate.png"))
