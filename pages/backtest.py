@@ -48,6 +48,7 @@ from ml.report import report_data
 from ml.runinfo import trading_rules, untraded
 from pages._components import failure_alert, info_alert, page_header, page_token, section
 from pages._components.feedback import warning_alert
+from pages._components.layout import SWITCHED_OFF, show_switch
 from pages._components.regimes import backtest_section
 from pages._components.heads import multihead_view
 from pages._components.runs import NO_TABLE_BACKTEST, load_runs, pick_run, run_links, run_page, run_picker, table_run
@@ -229,7 +230,8 @@ def _body() -> html.Div:
                 class_name="mt-3", section_id="backtest-grid-section"),
         section("Monthly returns", _box("backtest-monthly", 280), class_name="mt-3",
                 section_id="backtest-monthly-section"),
-        section("Factor exposure", _box("backtest-factors", 300),
+        section("Factor exposure", show_switch("backtest-factors-show", "the factor exposure"),
+                _box("backtest-factors", 0),
                 subtitle="the monthly returns regressed on the Fama–French three factors (Jul 1926 – Nov 2018): "
                          "alpha, betas, Newey–West t-statistics; follows the controls above",
                 class_name="mt-3", section_id="backtest-factors-section"),
@@ -434,16 +436,19 @@ def factor_panel(out: dict):
 @callback(
     Output("backtest-factors", "children"),
     Input("run-select", "value"), Input("threshold-slider", "value"), Input("backtest-long-only", "value"),
-    Input("backtest-cost", "value"),
+    Input("backtest-cost", "value"), Input("backtest-factors-show", "value"),
 )
-def render_factors(run_id, threshold, long_only, cost_bps):
-    """Factor exposure of the backtest at the settings on screen (nothing refitted)."""
+def render_factors(run_id, threshold, long_only, cost_bps, show=True):
+    """Factor exposure of the backtest at the settings on screen (nothing refitted), once its
+    switch is on (off by default: a threshold step should not pay for a regression)."""
     if not run_id:
         return None
     try:
         run = registry.get_run(run_id)
         if run.get("task") == "multiclass" or table_run(run):
             return None
+        if not show:
+            return html.Div(SWITCHED_OFF, className="almanac-hint")
         return factor_panel(factors.run_exposure(run, threshold, _cost(cost_bps), long_only))
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         return failure_alert(exc, log, f"regressing the backtest of {run_id} on the Fama–French factors")

@@ -404,6 +404,9 @@ def test_backtest_page_panel_follows_the_controls_and_alerts_on_bad_input(run_ho
     recent = _texts(render(RECENT, 0.55, False, 0.5))
     assert any(t.startswith("No factor regression: 0 month(s)") for t in recent)
     assert render(MULTI, 0.55, False, 0.5) is None  # no backtest cards for a multiclass run
+    assert render(MULTI, 0.55, False, 0.5, False) is None
+    off = render(PAST, 0.55, False, 0.5, False)  # the switch off (the page's default): nothing regressed
+    assert _texts(off) == ["Off: turn the switch on to compute it at the settings on screen."]
     alert = render(PAST, 0.55, False, None)  # an emptied cost box
     assert isinstance(alert, dbc.Alert) and alert.color == "danger"
     assert any("backtest cost_bps must be a number >= 0" in t for t in _texts(alert))

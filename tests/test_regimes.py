@@ -337,6 +337,11 @@ def test_evaluate_and_backtest_regime_cards(runs, market, page_module, monkeypat
     assert "2 states (calm, volatile)" in note and "hmm_regime" in note
     chart, table, note = cards.render_backtest_regimes(run["run_id"], 0.52, False, 1.0)
     assert len(chart.figure["data"]) == len(bars["x"])
+    # its switch off (the page's default): a hint, nothing computed (no HMM fitted for a plain run)
+    with monkeypatch.context() as m:
+        m.setattr(cards.run_regimes, "ensure", lambda *a, **k: pytest.fail("computed while switched off"))
+        off = cards.render_backtest_regimes(runs[1]["run_id"], 0.52, False, 1.0, False)
+    assert off[1:] == (None, None) and "turn the switch on" in off[0].children
     # a run without hmm_regime: the card fits its folds' HMMs on first view, the same bars
     plain = runs[1]
     chart2, _, note2 = cards.render_evaluate_regimes(plain["run_id"], "all")

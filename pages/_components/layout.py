@@ -60,6 +60,18 @@ def section(title: str, *children, subtitle=None, section_id: str | None = None,
                     className=f"almanac-section {class_name}".strip(), **kwargs)
 
 
+def show_switch(switch_id: str, what: str) -> dbc.Switch:
+    """A card's "show" switch, off by default: a secondary card that every control step would
+    recompute (a regression, a per-regime backtest) is computed only once the user asks, and
+    from then on follows the controls."""
+    return dbc.Switch(id=switch_id, label=f"Show {what} (recomputed at every setting above)", value=False,
+                      className="mb-2")
+
+
+#: What a card behind a :func:`show_switch` holds while it is off.
+SWITCHED_OFF = "Off: turn the switch on to compute it at the settings on screen."
+
+
 def step_links(registry: Mapping[str, dict] | None = None, current: str | None = None) -> html.Ol:
     """The research path Data → Features → Train → Evaluate → Backtest → Models.
 

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
+from almanac import registry
 from ml import regimes, replay, run_regimes
 from ml.runinfo import untraded
 from pages._components.feedback import failure_alert, info_alert
-from pages._components.layout import section
+from pages._components.layout import SWITCHED_OFF, section, show_switch
+from pages._components.runs import table_run
 from viz.regimes import regime_equity_figure, regime_scores_figure
 from viz.theme import slim
 
@@ -86,8 +88,8 @@ def evaluate_section() -> dbc.Card:
 
 
 def backtest_section() -> dbc.Card:
-    return section("By regime", dbc.Row([
-        dbc.Col(dcc.Loading(html.Div(id="backtest-regimes-chart", style={"minHeight": "360px"}), delay_show=400),
+    return section("By regime", show_switch("backtest-regimes-show", "the backtest by regime"), dbc.Row([
+        dbc.Col(dcc.Loading(html.Div(id="backtest-regimes-chart"), delay_show=400),
                 lg=7),
         dbc.Col([html.Div(id="backtest-regimes-table"), html.Div(id="backtest-regimes-note",
                                                                 className="almanac-hint mt-2")], lg=5),
@@ -120,11 +122,18 @@ def render_evaluate_regimes(run_id, fold):
 @callback(Output("backtest-regimes-chart", "children"), Output("backtest-regimes-table", "children"),
           Output("backtest-regimes-note", "children"),
           Input("run-select", "value"), Input("threshold-slider", "value"), Input("backtest-long-only", "value"),
-          Input("backtest-cost", "value"))
-def render_backtest_regimes(run_id, threshold, long_only, cost_bps):
+          Input("backtest-cost", "value"), Input("backtest-regimes-show", "value"))
+def render_backtest_regimes(run_id, threshold, long_only, cost_bps, show=True):
+    """The backtest on each regime's days at the settings on screen, once the card's switch is
+    on (off by default: a threshold step should not pay for it)."""
     if not run_id:
         return None, None, None
     try:
+        if not show:
+            run = registry.get_run(run_id)
+            if untraded(run) or run.get("task") == "multiclass" or table_run(run):
+                return None, None, None  # no backtest at all (the page says why)
+            return html.Div(SWITCHED_OFF, className="almanac-hint"), None, None
         run, oof = run_regimes.ensure(run_id)  # fitted on first view for a run without hmm_regime
         if untraded(run):
             return None, None, None  # no backtest at all (the page says why)

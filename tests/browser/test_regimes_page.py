@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from playwright.sync_api import expect
 from sklearn.metrics import roc_auc_score
 
 pytestmark = pytest.mark.browser
@@ -64,6 +65,8 @@ def test_evaluate_scores_by_regime(page, run, screenshot_dir):
 
 def test_backtest_by_regime(page, run, screenshot_dir):
     page.goto(f"/backtest?run={run['run_id']}")
+    expect(page.locator("#backtest-regimes-chart")).to_contain_text("turn the switch on", timeout=CHART_MS)
+    page.locator("#backtest-regimes-show").check()
     lines = traces(page, "backtest-regimes-graph")
     oof = pd.read_parquet(Path(run["path"]) / "oof.parquet")
     counts = oof["regime"].value_counts()
