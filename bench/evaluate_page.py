@@ -244,6 +244,8 @@ def one_repeat(browser, home: Path, runs: list[str], log_path: Path, detail: boo
             seconds = _wait_drawn(page, cbs, SLIDER_GRAPHS, t0)
             page.wait_for_timeout(300)
             slider.append({"seconds": seconds, "bytes": cbs.bytes()})
+            if detail:
+                steps.append((f"slider step {len(slider)}", list(cbs.calls), []))
         out["slider"] = {"seconds": statistics.median(x["seconds"] for x in slider),
                          "bytes": statistics.median(x["bytes"] for x in slider)}
         context.close()
@@ -251,7 +253,8 @@ def one_repeat(browser, home: Path, runs: list[str], log_path: Path, detail: boo
             out["errors"] = errors
         if detail:
             for name, calls, plots in steps:
-                print(f"  [{name}] {out[name]['seconds']:.2f} s, {out[name]['bytes'] / 1e3:.1f} kB")
+                head = out.get(name) or {"seconds": float("nan"), "bytes": sum(c["bytes"] for c in calls)}
+                print(f"  [{name}] {head['seconds']:.2f} s, {head['bytes'] / 1e3:.1f} kB")
                 for c in sorted(calls, key=lambda c: -c["bytes"]):
                     print(f"      callback {c['bytes'] / 1e3:8.1f} kB  server {c['server_ms']:7.0f} ms  "
                           f"sent {c['at'][0]:5.2f} s, done {c['at'][1]:5.2f} s  {c['output']}")
