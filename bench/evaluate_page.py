@@ -237,6 +237,7 @@ def one_repeat(browser, home: Path, runs: list[str], log_path: Path, detail: boo
         slider = []
         for _ in range(SLIDER_STEPS):
             page.evaluate(MARK_OLD, list(SLIDER_GRAPHS))
+            page.evaluate("() => { window.__plotCalls = []; }")
             cbs.reset()
             page.locator("#threshold-slider [role=slider]").focus()
             t0 = time.perf_counter()
@@ -245,7 +246,7 @@ def one_repeat(browser, home: Path, runs: list[str], log_path: Path, detail: boo
             page.wait_for_timeout(300)
             slider.append({"seconds": seconds, "bytes": cbs.bytes()})
             if detail:
-                steps.append((f"slider step {len(slider)}", list(cbs.calls), []))
+                steps.append((f"slider step {len(slider)}", list(cbs.calls), page.evaluate("() => window.__plotCalls")))
         out["slider"] = {"seconds": statistics.median(x["seconds"] for x in slider),
                          "bytes": statistics.median(x["bytes"] for x in slider)}
         context.close()
