@@ -190,9 +190,9 @@ def test_kernel_does_not_import_ml_or_features():
 # ---------------------------------------------------------------- store checks
 
 
-def minute_bars(dates, bars_per_day=6, step=5) -> pd.DataFrame:
-    """``bars_per_day`` bars every ``step`` minutes from the open of each date."""
-    opens = Session().opens(dates).as_unit("us").asi8
+def minute_bars(dates, bars_per_day=6, step=5, first_minute=0) -> pd.DataFrame:
+    """``bars_per_day`` bars every ``step`` minutes from ``first_minute`` after the open of each date."""
+    opens = Session().opens(pd.DatetimeIndex(dates)).as_unit("us").asi8 + first_minute * 60_000_000
     stamps = (opens[:, None] + np.arange(bars_per_day) * step * 60_000_000).ravel()
     n = stamps.size
     price = 100 + np.arange(n) * 0.01

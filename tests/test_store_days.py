@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from almanac import store_days
 from almanac.errors import SpecError
-from almanac.sessions import Session
 from almanac.spec import spec_from_dict, validate_against_store
 from almanac.store import Store
-
-
-def minute_bars(dates, bars_per_day=6, step=5, first_minute=0) -> pd.DataFrame:
-    """``bars_per_day`` bars every ``step`` minutes from ``first_minute`` after each date's open."""
-    opens = Session().opens(pd.DatetimeIndex(dates)).as_unit("us").asi8 + first_minute * 60_000_000
-    stamps = (opens[:, None] + np.arange(bars_per_day) * step * 60_000_000).ravel()
-    price = 100 + np.arange(stamps.size) * 0.01
-    return pd.DataFrame({"timestamp": pd.DatetimeIndex(stamps.astype("datetime64[us]")).tz_localize("UTC"),
-                         "open": price, "high": price + 0.05, "low": price - 0.05, "close": price,
-                         "volume": np.full(stamps.size, 10.0)})
+from tests.test_spec import minute_bars
 
 
 def spec(**data):
