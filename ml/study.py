@@ -344,7 +344,12 @@ def _run_trial(study_id, study, meta, ost, folder, trial, number, store, spec, w
     from almanac import registry
 
     def record() -> dict:
-        if ost._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        stored = ost._storage.get_trial(trial._trial_id)
+        if stored.state == TrialState.COMPLETE and stored.user_attrs.get("run_id") == run["run_id"]:
+            # only this worker completes its trial: an earlier attempt's writes reached Redis before the
+            # connection broke (the reply was lost). The trial is this run's; write what may be missing
+            return _ledger(folder, number, "complete", stored.value, ledger, dict(stored.user_attrs))
+        if stored.state != TrialState.RUNNING:
             # failed meanwhile as stale (its heartbeat did not reach Redis) and proposed again:
             # the run belongs to no trial, so it leaves the registry
             registry.delete_run(run["run_id"], store.home)
@@ -414,6 +419,11 @@ def _close(ost, trial, folder: Path, number: int, state: str, value, ledger: dic
         ost.tell(number, value)
     else:
         ost.tell(number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+    return _ledger(folder, number, state, value, ledger, attrs)
+
+
+def _ledger(folder: Path, number: int, state: str, value, ledger: dict, attrs: dict) -> dict:
+    """The ledger entry of a trial closed in Optuna, and its summary."""
     keep = {k: attrs[k] for k in ("run_id", "error", "folds") if k in attrs}
     record_study_trial(folder, number, state, value=value, **keep, **ledger)
     return {"number": number, "state": state, "value": value, "run_id": attrs.get("run_id"),

@@ -397,3 +397,36 @@ def test_the_shipped_study_files_are_valid(name, monkeypatch):
     s = load_study(ROOT / "configs" / name)
     assert s.spec.name == "es-rest-of-day-lgbm" and s.holdout.start.isoformat() == "2017-01-01"
     assert s.trial_spec_dict()["data"]["end"] == "2016-12-31"
+
+
+def test_a_close_whose_reply_was_lost_keeps_its_run(tmp_path, monkeypatch, caplog):
+    """Redis went away after the trial's close reached it but before the reply came back (the
+    scale test's outage, once in a while): tried again, the close finds its own trial complete with
+    its run, keeps the run and writes the ledger, instead of taking itself for a stale trial."""
+    import redis
+
+    import ml.study as ms
+    from ml import trials
+
+    store = write_market(tmp_path / "home")
+    real_close, lost = ms._close, []
+
+    def close_then_lose_the_reply(*a, **k):
+        out = real_close(*a, **k)
+        if not lost:
+            lost.append(out)
+            (Path(a[2]) / trials.LEDGER_DIR / f"{a[3]}.json").unlink()  # the attempt broke before its ledger
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return out
+
+    monkeypatch.setattr(ms, "_close", close_then_lose_the_reply)
+    # the record step waits for Redis (ml.scale.while_away) as on a Redis study; the rest stays local
+    monkeypatch.setattr(ms, "is_redis", lambda folder: sys._getframe(1).f_code.co_name == "_run_trial")
+    r = ms.run_study({**SEARCH, "name": "tiny-lost-reply", "budget": {"n_trials": 1}, "holdout": None,
+                      "pruner": {"kind": "none"}}, store)
+    [t] = r["trials"]
+    assert lost and lost[0]["state"] == "complete" and t["state"] == "complete"
+    assert [x["run_id"] for x in registry.list_runs(store.home)] == [t["run_id"]] == [lost[0]["run_id"]]
+    entry = json.loads((Path(r["path"]) / trials.LEDGER_DIR / "0.json").read_text())
+    assert (entry["state"], entry["run_id"], entry["value"]) == ("complete", t["run_id"], t["value"])
+    assert "failed as stale" not in caplog.text
