@@ -50,12 +50,22 @@ def test_cancel_a_queued_study_from_the_ui(chromium, tmp_path):
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.goto("/studies")
             expect(page.locator("h1")).to_have_text("Studies")
+            # the page fills the base with the Train form's spec on load: typing before that answer lands
+            # left the default and BASE in one textarea (a key given twice, Start disabled; seen twice in CI)
+            expect(page.locator("#studies-base")).to_have_value(re.compile("name: es-rest-of-day-lightgbm"),
+                                                                timeout=TIMEOUT)
             fill(page, "#studies-base", BASE)
             fill(page, "#studies-name", "es-queued-cancel")
             fill(page, "#studies-n-trials", 30)
             # the form's check runs once per filled field; on a loaded machine (a worker pair and
             # Redis on 2 cores) the last answer can take longer than a click's 30 s
-            expect(page.locator("#studies-start")).to_be_enabled(timeout=TIMEOUT)
+            try:
+                expect(page.locator("#studies-start")).to_be_enabled(timeout=TIMEOUT)
+            except AssertionError as exc:  # say what the form showed: the cause was not visible twice in CI
+                fields = {s: page.input_value(s) for s in ("#studies-name", "#studies-n-trials")}
+                raise AssertionError(f"Start stayed disabled; form feedback: "
+                                     f"{page.inner_text('#studies-form-feedback')!r}; fields {fields}; "
+                                     f"console errors {problems}; app log:\n{lab.log_tail(60)}") from exc
             page.click("#studies-start")
             expect(page.locator("#studies-stage")).to_contain_text(re.compile(r"trial [2-9]/30 .*on the queue"),
                                                                    timeout=TIMEOUT)
