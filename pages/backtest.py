@@ -130,6 +130,28 @@ def _box(box_id: str, min_height: int) -> dcc.Loading:
     return dcc.Loading(html.Div(id=box_id, style={"minHeight": f"{min_height}px"}), type="default", delay_show=400)
 
 
+def blank(height: int) -> dict:
+    """A figure with nothing drawn (no axes), the charts' state before a backtest is shown."""
+    hidden = {"visible": False}
+    return {"data": [], "layout": {"height": height, "xaxis": hidden, "yaxis": hidden,
+                                   "margin": {"l": 0, "r": 0, "t": 0, "b": 0}}}
+
+
+#: The charts a moved control changes: (box, graph, height before the first backtest). Each graph
+#: stays in its box for the page's life and the callback writes its figure (a ``dash.Patch`` of the
+#: changed y values for a moved control): plotly redraws in place. Written as the box's children,
+#: each step mounted a new graph, which drew anew (about twice the time of the redraw).
+CHARTS = (("backtest-equity", "equity-curve-graph", EQUITY_HEIGHT), ("backtest-drawdown", "backtest-drawdown-graph", 280),
+          ("backtest-rolling", "backtest-rolling-graph", 280), ("backtest-monthly", "backtest-monthly-graph", 280))
+BLANKS = tuple(blank(h) for _, _, h in CHARTS)
+
+
+def _chart_box(box_id: str) -> dcc.Loading:
+    _, graph_id, height = next(c for c in CHARTS if c[0] == box_id)
+    return dcc.Loading(html.Div(_graph(graph_id, blank(height)), id=box_id, style={"minHeight": f"{height}px"}),
+                       type="default", delay_show=400)
+
+
 def _position_js(threshold: float, long_only: bool) -> str:
     """The backtester's signal rule (ml.backtester: long when P(up) >= t, short when P(up)
     <= 1 - t unless long only, 1e-12 of float tolerance) as a JavaScript expression on a
@@ -209,7 +231,7 @@ def _body() -> html.Div:
     log_switch = dbc.Switch(id="backtest-log", label="Log scale", value=False, className="mb-1")
     return html.Div(id="backtest-body", children=[
         dbc.Row([
-            dbc.Col(section("Equity curve", log_switch, _box("backtest-equity", EQUITY_HEIGHT),
+            dbc.Col(section("Equity curve", log_switch, _chart_box("backtest-equity"),
                             section_id="backtest-equity-section"), lg=8),
             dbc.Col(section("Statistics", html.Div(id="backtest-stats"), html.Div(id="backtest-stats-note"),
                             subtitle="daily returns of the out-of-fold days. Always long: the same days at the "
@@ -218,9 +240,9 @@ def _body() -> html.Div:
                             section_id="backtest-stats-section"), lg=4),
         ], className="g-3 mt-1"),
         dbc.Row([
-            dbc.Col(section("Drawdown", _box("backtest-drawdown", 280), section_id="backtest-drawdown-section"),
+            dbc.Col(section("Drawdown", _chart_box("backtest-drawdown"), section_id="backtest-drawdown-section"),
                     lg=6),
-            dbc.Col(section("Rolling Sharpe", _box("backtest-rolling", 280), section_id="backtest-rolling-section"),
+            dbc.Col(section("Rolling Sharpe", _chart_box("backtest-rolling"), section_id="backtest-rolling-section"),
                     lg=6),
         ], className="g-3 mt-1"),
         backtest_section(),  # statistics and equity by HMM regime (pages._components.regimes)
@@ -228,7 +250,7 @@ def _body() -> html.Div:
                 subtitle="Sharpe and DSR at every threshold and cost, from the stored predictions (nothing "
                          "refitted); follows the long-only switch",
                 class_name="mt-3", section_id="backtest-grid-section"),
-        section("Monthly returns", _box("backtest-monthly", 280), class_name="mt-3",
+        section("Monthly returns", _chart_box("backtest-monthly"), class_name="mt-3",
                 section_id="backtest-monthly-section"),
         section("Factor exposure", show_switch("backtest-factors-show", "the factor exposure"),
                 _box("backtest-factors", 0),
@@ -331,17 +353,16 @@ def _cost_changed() -> bool:
 
 
 def _patch(updates: dict[int, dict]) -> Patch:
-    """A Patch of a box holding a dcc.Graph: new y values of the traces at these positions."""
+    """A Patch of a figure: new y values of the traces at these positions."""
     p = Patch()
     for i, y in updates.items():
-        p["props"]["figure"]["data"][i]["y"] = y
+        p["data"][i]["y"] = y
     return p
 
 
 @callback(
     Output("backtest-stats", "children"), Output("backtest-stats-note", "children"),
-    Output("backtest-equity", "children"), Output("backtest-drawdown", "children"),
-    Output("backtest-rolling", "children"), Output("backtest-monthly", "children"),
+    *[Output(graph_id, "figure") for _, graph_id, _ in CHARTS],
     Output("backtest-trades", "rowData"), Output("backtest-message", "children"),
     Output("backtest-drawn", "data"), Output("backtest-trades", "columnDefs"),
     Output("backtest-trades", "dashGridOptions"),
@@ -354,7 +375,7 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
     control sends only the statistics, the changed y values (float32), the monthly table
     and the trades grid's rule (its rows, every day with a signal, go once per run:
     :func:`day_rows`); ``backtest-drawn`` holds the run whose charts are on screen."""
-    empty = (None, None, None, None, None, None, [])
+    empty = (None, None, *BLANKS, [])
     if not run_id:
         return (*empty, None, None, no_update, no_update)
     full = _full_render(run_id, drawn)
@@ -405,18 +426,15 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
                            result.stats.get("sharpe"))
         monthly = Patch()
         for key, value in monthly_updates(monthly_table).items():
-            monthly["props"]["figure"]["data"][0][key] = value
+            monthly["data"][0][key] = value
         return (table, no_update, _patch(up["equity"]), _patch(up["drawdown"]), _patch(up["rolling"]), monthly,
                 no_update, None, run_id, columns, grid_options)
     return (table, note,
-            _graph("equity-curve-graph", equity_figure(result.daily, benchmark_name=f"buy and hold {symbol}".strip(),
-                                                       height=EQUITY_HEIGHT, log_scale=bool(log_scale),
-                                                       baseline=long_run.daily)),
-            _graph("backtest-drawdown-graph", drawdown_figure(result.daily)),
-            _graph("backtest-rolling-graph", rolling_sharpe_figure(result.daily, rolling, replay.ROLLING_DAYS,
-                                                                   result.stats.get("sharpe"))),
-            _graph("backtest-monthly-graph", monthly_returns_figure(monthly_table)), day_rows(frame), None, run_id,
-            columns, grid_options)
+            equity_figure(result.daily, benchmark_name=f"buy and hold {symbol}".strip(), height=EQUITY_HEIGHT,
+                          log_scale=bool(log_scale), baseline=long_run.daily),
+            drawdown_figure(result.daily),
+            rolling_sharpe_figure(result.daily, rolling, replay.ROLLING_DAYS, result.stats.get("sharpe")),
+            monthly_returns_figure(monthly_table), day_rows(frame), None, run_id, columns, grid_options)
 
 
 def factor_panel(out: dict):
@@ -473,17 +491,17 @@ def render_grid(run_id, long_only):
 
 
 @callback(
-    Output("backtest-equity", "children", allow_duplicate=True),
+    Output("equity-curve-graph", "figure", allow_duplicate=True),
     Input("backtest-log", "value"), State("backtest-drawn", "data"),
     prevent_initial_call=True,
 )
 def toggle_log(log_scale, drawn="run"):
-    """Switch the equity chart's y axis between linear and log in place (a Patch of the
-    graph in its box: no data resent); nothing while no chart is drawn."""
+    """Switch the equity chart's y axis between linear and log in place (a Patch of its
+    figure: no data resent); nothing while no chart is drawn."""
     if not drawn:
         return no_update
     fig = Patch()
-    fig["props"]["figure"]["layout"]["yaxis"]["type"] = "log" if log_scale else "linear"
+    fig["layout"]["yaxis"]["type"] = "log" if log_scale else "linear"
     return fig
 
 

@@ -426,7 +426,7 @@ def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
     table, note, equity, dd, rolling, monthly, days, message, drawn, columns, grid = bt.render_backtest(
         run["run_id"], 0.6, False, 2.0)
     assert drawn == run["run_id"]
-    assert message is None and table.id == "backtest-stats-table" and equity.id == "equity-curve-graph"
+    assert message is None and table.id == "backtest-stats-table" and equity.layout.height == bt.EQUITY_HEIGHT
     n = int(((o["prob"] >= 0.6) | (o["prob"] <= 0.4)).sum())
     assert f"{n:,}" in texts(table)
     # the grid gets every day with a signal once; it keeps the traded ones by the backtester's rule
@@ -436,10 +436,10 @@ def test_threshold_long_only_and_costs_change_the_trades(lab, no_models):
     net = next(c for c in columns if c.get("colId") == "net_return")["valueGetter"]["function"]
     assert net.endswith("* 0.04")  # 2 bp per side: 0.04 % a round trip
     assert "Trials counted for DSR" in texts(table)
-    assert [t["name"] for t in equity.figure["data"]] == ["buy and hold ES", "always long", "strategy"]
-    assert trace(equity.figure, "strategy")["y"][-1] == pytest.approx(hand_equity(run, 0.6, 2.0)[-1])
+    assert [t["name"] for t in equity["data"]] == ["buy and hold ES", "always long", "strategy"]
+    assert trace(equity, "strategy")["y"][-1] == pytest.approx(hand_equity(run, 0.6, 2.0)[-1])
     # always long: every out-of-fold day, the same 2 bp per side, by hand
-    assert np.allclose(trace(equity.figure, "always long")["y"], hand_equity(run, 0.6, 2.0, always_long=True),
+    assert np.allclose(trace(equity, "always long")["y"], hand_equity(run, 0.6, 2.0, always_long=True),
                        rtol=1e-12)
     *_, grid_long = bt.render_backtest(run["run_id"], 0.6, True, 2.0)
     rule = grid_long.to_plotly_json()["operations"][0]["params"]["value"]["function"]
@@ -458,10 +458,10 @@ def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
     moved = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], 0.6, False, 2.0, False,
                         run["run_id"])
     ops = moved[2].to_plotly_json()["operations"]
-    assert [o["location"] for o in ops] == [["props", "figure", "data", 2, "y"]]  # strategy only: cost unchanged
+    assert [o["location"] for o in ops] == [["data", 2, "y"]]  # strategy only: cost unchanged
     y = np.frombuffer(base64.b64decode(ops[0]["params"]["value"]["bdata"]), dtype="float32")
-    assert np.allclose(y, trace(full[2].figure, "strategy")["y"], rtol=1e-6)
-    assert moved[3].to_plotly_json()["operations"][0]["location"] == ["props", "figure", "data", 0, "y"]
+    assert np.allclose(y, trace(full[2], "strategy")["y"], rtol=1e-6)
+    assert moved[3].to_plotly_json()["operations"][0]["location"] == ["data", 0, "y"]
     assert texts(moved[0]) == texts(full[0]) and moved[8] == run["run_id"]
     assert len(full[6]) == run["n_oof"] and moved[6] is dash.no_update  # the day rows go once per run
     size = lambda out: len(json.dumps(out[:6], cls=PlotlyJSONEncoder))  # noqa: E731 - figures and table
@@ -470,9 +470,13 @@ def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
     costly = in_callback(bt.render_backtest, "backtest-cost.value", run["run_id"], 0.6, False, 3.0, False,
                          run["run_id"])
     assert len(costly[2].to_plotly_json()["operations"]) == 2  # always long follows the cost
+    # each chart stays in its box, blank until a backtest is shown: the callback writes its figure
+    layout = bt.layout()
+    for box, graph_id, height in bt.CHARTS:
+        assert find(find(layout, box), graph_id).figure == bt.blank(height)
     other = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], 0.6, False, 2.0, False,
                         "another-run")
-    assert other[2].id == "equity-curve-graph"  # charts of another run on screen: drawn anew
+    assert [t["name"] for t in other[2]["data"]][-1] == "strategy"  # charts of another run on screen: drawn anew
 
 
 def test_statistics_have_baseline_columns_volatility_turnover_and_cost_drag(lab, no_models):
@@ -551,7 +555,7 @@ def test_log_switch_patches_only_the_axis(page_module):
     toggle_log = page_module("backtest").toggle_log
 
     ops = toggle_log(True, "some-run").to_plotly_json()["operations"]
-    assert ops == [{"operation": "Assign", "location": ["props", "figure", "layout", "yaxis", "type"],
+    assert ops == [{"operation": "Assign", "location": ["layout", "yaxis", "type"],
                     "params": {"value": "log"}}]
     assert toggle_log(False, "some-run").to_plotly_json()["operations"][0]["params"]["value"] == "linear"
     assert toggle_log(True, None) is dash.no_update  # no chart on screen
@@ -572,7 +576,7 @@ def test_regression_and_multiclass_backtests(lab, no_models):
     assert stats["sharpe"] == pytest.approx(reg["backtest"]["sharpe"], rel=1e-12)  # any threshold: sign of pred
     assert len(bt.render_grid(reg["run_id"], False).figure["data"][0]["y"]) == 1  # one row: the sign
     out = bt.render_backtest(multi["run_id"], 0.55, False, 1.0)
-    assert out[:7] == (None, None, None, None, None, None, []) and "No backtest" in texts(out[7])
+    assert out[:7] == (None, None, *bt.BLANKS, []) and "No backtest" in texts(out[7])
     assert out[8] is None
     assert "not a direction" in texts(out[7])
     setup = bt.setup_run(multi["run_id"])
@@ -614,7 +618,7 @@ def test_report_follows_the_settings_on_screen_and_records_them(lab, no_models):
     assert "Report settings: threshold 0.60, long only, 2 bp per side (set on /backtest; the run was trained " \
            "with threshold 0.52, long and short, 1 bp per side)." in html
     strategy = next(t for t in figure_data(html, "fig-equity") if t["name"] == "strategy")
-    page = bt.render_backtest(run["run_id"], 0.6, True, 2.0)[2].figure
+    page = bt.render_backtest(run["run_id"], 0.6, True, 2.0)[2]
     assert np.allclose(as_array(strategy["y"]), trace(page, "strategy")["y"], rtol=1e-12)
     assert any(t["name"] == "always long" for t in figure_data(html, "fig-equity"))
     # at the recorded settings: the DSR and trial count of ml.trials.deflated, as runs show --json

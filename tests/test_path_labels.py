@@ -325,7 +325,7 @@ def test_untraded_runs_show_no_backtest_and_their_bundles_no_signal(market, runs
         setup = bt.setup_run(rid)
         assert setup[7] == {"display": "none"} and setup[8] == {"display": "none"} and setup[10:] == (True,) * 3
         out = bt.render_backtest(rid, 0.55, False, 1.0)
-        assert out[:7] == (None, None, None, None, None, None, []) and "No backtest for this label" in str(out[7])
+        assert out[:7] == (None, None, *bt.BLANKS, []) and "No backtest for this label" in str(out[7])
         assert bt.render_grid(rid, False) is None
     assert untraded(runs["first"]) is None and bt.render_grid(runs["first"]["run_id"], False) is not None
     rows = pd.read_parquet(f"{runs['tradeable']['path']}/dataset.parquet").reset_index().head(3)

@@ -26,6 +26,9 @@ from playwright.sync_api import expect
 from almanac import registry
 from tests.browser.conftest import page_on, start_lab
 
+#: The /backtest charts a moved control changes (pages.backtest.CHARTS).
+SLIDER_GRAPHS = ["equity-curve-graph", "backtest-drawdown-graph", "backtest-rolling-graph", "backtest-monthly-graph"]
+
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "configs" / "es-rest-of-day-lgbm.yaml"
@@ -250,6 +253,9 @@ def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot
     page.wait_for_function("() => document.querySelector('#equity-curve-graph .js-plotly-plot')"
                            "._fullLayout.yaxis.type === 'linear'", timeout=CHART_MS)
 
+    # the four charts a step changes are redrawn in place: the same plot elements, never mounted anew
+    page.evaluate("(ids) => { window.__plots = ids.map(id => document.querySelector('#' + id + ' .js-plotly-plot')); }",
+                  SLIDER_GRAPHS)
     page.locator("#threshold-slider [role=slider]").focus()
     for _ in range(5):
         page.keyboard.press("ArrowRight")
@@ -261,6 +267,8 @@ def test_backtest_slider_switch_and_downloads(page, runs, lab_server, screenshot
     # the strategy's curve was patched in place: a new last value, the same days
     page.wait_for_function(f"() => ({FIGURE})('equity-curve-graph')[2].last !== {last}", timeout=CHART_MS)
     assert figure(page, "equity-curve-graph")[2]["x"] == equity[2]["x"]
+    assert page.evaluate("(ids) => ids.map((id, i) => document.querySelector('#' + id + ' .js-plotly-plot') "
+                         "=== window.__plots[i])", SLIDER_GRAPHS) == [True] * 4
     trades_row = next(line for line in moved.splitlines() if line.startswith("Trades"))
     assert grid_total(page) == int(re.sub(r"\D", "", trades_row.split("\t")[1]))
 
