@@ -330,7 +330,8 @@ def shap_rows(n: int, fold: int, seed: int, per_fold: int | None = None) -> np.n
 
 
 def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, pool: ThreadPoolExecutor,
-           on_fold: FoldHook | None = None, reg: regimes.RunRegimes | None = None, split_days=None):
+           on_fold: FoldHook | None = None, reg: regimes.RunRegimes | None = None, split_days=None,
+           lifted: bool = True):
     """Walk-forward loop: out-of-fold predictions, SHAP, PSI, per-fold times.
 
     This thread fits and predicts the folds one after another; each fitted fold's SHAP
@@ -348,8 +349,10 @@ def _folds(spec, data, names, task, classes, prog, clock, deadline: _Deadline, p
     table = fold_table(data.index, splits)
     n = len(splits)
     # the lift's bootstrap days depend only on the number of out-of-fold days: drawn by the
-    # worker while this thread fits (it is idle between the folds' SHAP jobs)
-    boot = pool.submit(baselines.bootstrap_days, int(sum(len(te) for _, te in splits)), spec.seed)
+    # worker while this thread fits (it is idle between the folds' SHAP jobs); none when the
+    # run has no lift to resample (``lifted``: see _lifted)
+    boot = pool.submit(baselines.bootstrap_days if lifted else _nothing, int(sum(len(te) for _, te in splits)),
+                       spec.seed)
     k = len(classes) if classes else 2
     pred = np.full((len(data), k) if task == "multiclass" else len(data), np.nan)
     fit_s, jobs = [], []
@@ -769,7 +772,8 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
     pool = _Inline() if one_core else ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-worker")
     try:
         provenance = pool.submit(_provenance)  # git and package metadata: the worker, before fold 1's SHAP
-        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold, reg, split_days)
+        f = _folds(spec, data, names, task, classes, prog, clock, deadline, pool, on_fold, reg, split_days,
+                   lifted=_lifted(spec, lab, task))
         fid = fold_ids(len(data), f["splits"])
         tested = fid >= 0
         oof_pred = f["pred"][tested]
@@ -783,6 +787,22 @@ def _run(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline: _Dea
                        names, dropped, ft, y, f, fid, tested, oof_pred, oof_y, final_job, extra, provenance)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _traded(spec, lab, task: str) -> bool:
+    """Whether the run gets a backtest: a direction to trade (not multiclass, not a label
+    such as tradeable or time_to_touch) on market data (not a table dataset)."""
+    return task != "multiclass" and getattr(lab, "untraded", None) is None and spec.data.table is None
+
+
+def _lifted(spec, lab, task: str) -> bool:
+    """Whether the run's lift has a series to resample (:func:`_baselines`): the AUC of a
+    classifier, the Sharpe of a backtest."""
+    return task != "regression" or _traded(spec, lab, task)
+
+
+def _nothing(*_args) -> None:
+    return None
 
 
 class _Inline:
@@ -821,7 +841,7 @@ def _finish(spec, store, lab, run_id, created, tmp, prog, clock, t0, deadline, t
 
     untraded = getattr(lab, "untraded", None)
     bt, bt_record, bt_note = None, None, _no_backtest(untraded) if spec.data.table is None else _NO_TABLE_BACKTEST
-    if task != "multiclass" and untraded is None and spec.data.table is None:
+    if _traded(spec, lab, task):
         prog(0.84, "backtest")
         with clock.stage("backtest"):
             bt, bt_note = _backtest(spec, store, data[tested], oof_pred, task)

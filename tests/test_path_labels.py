@@ -261,10 +261,25 @@ def runs(market):
     """Three runs on the market: time_to_touch, first_touch (binary) and tradeable, k = 0.5."""
     from ml.runner import run_experiment
 
+    from ml import baselines
+
     labels_ = {"ttt": {"kind": "time_to_touch", "k": 0.5},
                "first": {"kind": "first_touch", "k": 0.5, "classes": "binary"},
                "tradeable": {"kind": "tradeable", "k": 0.5}}
-    return {name: run_experiment({**RUN_SPEC, "label": lab}, store=market) for name, lab in labels_.items()}
+    out, drawn, current = {}, [], [None]
+    draw = baselines.bootstrap_days
+
+    def spy(*args, **kwargs):
+        drawn.append(current[0])
+        return draw(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:  # which runs draw the lift's bootstrap days
+        mp.setattr(baselines, "bootstrap_days", spy)
+        for name, lab in labels_.items():
+            current[0] = name
+            out[name] = run_experiment({**RUN_SPEC, "label": lab}, store=market)
+    out["_drawn"] = drawn
+    return out
 
 
 def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(market, runs):
@@ -281,6 +296,10 @@ def test_time_to_touch_run_records_params_and_censoring_and_is_not_backtested(ma
     assert censored["oof_days"] == int(oof["censored"].sum()) == int(expect["censored"].reindex(oof["date"]).sum())
     assert (oof.loc[oof["censored"], "y"] == 390 - 45).all()  # censored at the 16:00 close, 345 min after 10:15
     assert run["backtest"] is None and "time_to_touch is a number of minutes" in run["backtest_note"]
+    # no backtest and no AUC: the lift has nothing to resample, so no bootstrap days are drawn
+    assert run["baselines"]["lift"] == {"bootstrap": {"method": "stationary", "block_days": 20, "resamples": 1000,
+                                                      "seed": 0}}
+    assert runs["_drawn"] == ["first", "tradeable"]  # the classifiers' AUC lift
     assert run["label"]["unit"] == "minutes"
     # the training-mean baseline: each out-of-fold day predicted by its fold's training mean, by hand
     folds = pd.read_parquet(f"{run['path']}/folds.parquet")
