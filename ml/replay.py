@@ -24,6 +24,8 @@ with :func:`recorded_baselines`; runs trained before they existed lack them.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +55,57 @@ def _artifact(run: dict, name: str, columns: list[str] | None = None) -> pd.Data
     return registry.read_artifact(run["run_id"], name, columns=columns)
 
 
+#: The files a run's replay reads: a cached frame is keyed by their modification times.
+FRAME_FILES = ("oof.parquet", "dataset.parquet")
+
+
+def _files_key(run: dict) -> tuple | None:
+    """(folder, task, modification times of :data:`FRAME_FILES`): what the frame of a run
+    with a folder depends on (None without one: read through the registry each time)."""
+    path = run.get("path")
+    if not path:
+        return None
+    try:
+        return str(path), run.get("task"), tuple(Path(path, n).stat().st_mtime_ns for n in FRAME_FILES)
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=8)
+def _frame_of(path: str, task: str, _stamps: tuple) -> pd.DataFrame:
+    return _read_frame({"path": path, "task": task})
+
+
+@lru_cache(maxsize=16)
+def _always_long_of(path: str, task: str, stamps: tuple, cost_bps: float) -> BacktestResult:
+    return always_long(_frame_of(path, task, stamps), cost_bps)
+
+
 def backtest_frame(run: dict) -> pd.DataFrame:
     """One row per out-of-fold day: date, prob, cutoff_price, close, prev_close.
 
     ``prob`` is the stored P(up) (binary) or 1 / 0 for a positive / negative predicted
     return (regression), NaN on days without both prices: the runner's own rule
-    (``ml.runner._backtest_frame``), so the run's recorded backtest is reproduced.
+    (``ml.runner._backtest_frame``), so the run's recorded backtest is reproduced. Read
+    once per run and file version (a moved control on /backtest re-reads nothing); each
+    caller gets its own copy.
     """
+    key = _files_key(run)
+    return (_read_frame(run) if key is None else _frame_of(*key)).copy()
+
+
+def always_long_of(run: dict, cost_bps: float) -> BacktestResult:
+    """:func:`always_long` on the run's :func:`backtest_frame`, computed once per run, file
+    version and cost (a threshold or long-only step on /backtest does not change it); the
+    statistics and parameters are the caller's own copies."""
+    key = _files_key(run)
+    cost = float(cost_bps)
+    res = always_long(backtest_frame(run), cost) if key is None or not math.isfinite(cost) else \
+        _always_long_of(*key, cost)
+    return replace(res, stats=dict(res.stats), params=dict(res.params))
+
+
+def _read_frame(run: dict) -> pd.DataFrame:
     from ml.runner import _backtest_frame  # the runner's rule, imported when first needed
 
     oof = _artifact(run, "oof.parquet")

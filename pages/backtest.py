@@ -394,7 +394,7 @@ def render_backtest(run_id, threshold, long_only, cost_bps, log_scale=False, dra
                                        title="No backtest for this label"), None, no_update, no_update)
         frame = replay.backtest_frame(run)
         result = recompute(run, threshold, cost_bps, long_only, frame=frame)
-        long_run = replay.always_long(frame, result.params["cost_bps"])
+        long_run = replay.always_long_of(run, result.params["cost_bps"])
     except Exception as exc:  # noqa: BLE001 - shown as an alert, traceback logged
         alert = failure_alert(exc, log, f"backtesting run {run_id}")
         if full:

@@ -479,6 +479,32 @@ def test_a_moved_control_patches_only_the_changed_y_values(lab, no_models):
     assert [t["name"] for t in other[2]["data"]][-1] == "strategy"  # charts of another run on screen: drawn anew
 
 
+def test_a_step_reads_no_file_and_always_long_follows_the_cost(lab, no_models, monkeypatch):
+    """The run's days and always long are kept per run, file version and cost: a moved control
+    reads nothing, and the numbers are those computed afresh."""
+    from ml import replay
+
+    bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
+    in_callback(bt.render_backtest, "run-select.value", run["run_id"], 0.6, False, 2.0, False, None)
+    reads = []
+    read = replay._artifact
+    monkeypatch.setattr(replay, "_artifact", lambda *a, **k: reads.append(a[1]) or read(*a, **k))
+    for threshold, cost in ((0.61, 2.0), (0.62, 3.0), (0.6, 2.0)):
+        moved = in_callback(bt.render_backtest, "threshold-slider.value", run["run_id"], threshold, False, cost,
+                            False, run["run_id"])
+        assert moved[7] is None  # no alert
+    assert reads == []
+    record = registry.get_run(run["run_id"])
+    for cost in (2.0, 3.0, 0.0):
+        fresh = replay.always_long(replay._read_frame(record), cost)
+        kept = replay.always_long_of(record, cost)
+        assert kept.stats == pytest.approx(fresh.stats, nan_ok=True, rel=0, abs=0) and kept.params == fresh.params
+        pd.testing.assert_frame_equal(kept.daily, fresh.daily)
+    cached = replay.always_long_of(registry.get_run(run["run_id"]), 3.0)
+    cached.stats["sharpe"] = 99.0  # a caller's change stays its own
+    assert replay.always_long_of(registry.get_run(run["run_id"]), 3.0).stats["sharpe"] != 99.0
+
+
 def test_statistics_have_baseline_columns_volatility_turnover_and_cost_drag(lab, no_models):
     bt, run = lab["pages"]["backtest"], lab["runs"]["lgbm"]
     table, note, *_ = bt.render_backtest(run["run_id"], 0.55, False, 3.0)
