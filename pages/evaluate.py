@@ -49,6 +49,7 @@ no model is loaded or fitted, so switching runs, folds or thresholds is instant.
 from __future__ import annotations
 
 import logging
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,7 +57,7 @@ import dash
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-from dash import Input, Output, State, callback, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 
 from almanac import registry
 from almanac.errors import NotFoundError
@@ -326,11 +327,22 @@ def card_plan(task: str | None) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- layout
-def _graph(graph_id: str, fig, slimmed: bool = False) -> dcc.Graph:
+def _graph(graph_id: str, fig, slimmed: bool = False, config: dict | None = None) -> dcc.Graph:
     """The chart, with its template cut to what it uses (:func:`viz.theme.slim`: ~6 kB less
     each; ``slimmed``: already done, e.g. a cached figure, which is never changed)."""
-    return dcc.Graph(id=graph_id, figure=fig if slimmed else slim(fig), config=GRAPH_CONFIG,
+    return dcc.Graph(id=graph_id, figure=fig if slimmed else slim(fig), config={**GRAPH_CONFIG, **(config or {})},
                      className="almanac-graph")
+
+
+def gl_pixel_ratio(device_ratio) -> float:
+    """plotly's ``plotGlPixelRatio`` for a screen of this device pixel ratio: the screen's own
+    resolution, 1 to 4 (plotly draws a WebGL canvas at twice its size unless told, four
+    times the pixels a standard screen shows); plotly's 2 when the ratio is unknown."""
+    try:
+        ratio = float(device_ratio)
+    except (TypeError, ValueError):
+        return 2.0
+    return min(4.0, max(1.0, ratio)) if math.isfinite(ratio) else 2.0
 
 
 def _box(box_id: str, min_height: int = 380) -> dcc.Loading:
@@ -361,7 +373,7 @@ def layout(run: str | None = None, **_query):
                          page_id="evaluate")
     return run_page("evaluate", header, problem, runs, [
         section("Run", _controls(runs, pick_run(runs, run)), html.Div(id="evaluate-summary", className="mt-3"),
-                section_id="evaluate-run-section"),
+                dcc.Store(id="evaluate-pixel-ratio"), section_id="evaluate-run-section"),
         dbc.Row([
             _card("confusion", 4, section(
                 "Confusion matrix",
@@ -552,10 +564,12 @@ def render_curves(run_id, fold):
     Output("evaluate-shap", "children"), Output("evaluate-shap-bar", "children"),
     Output("evaluate-shap-note", "children"),
     Input("run-select", "value"), Input("evaluate-fold", "value"), Input("evaluate-shap-class", "value"),
+    Input("evaluate-pixel-ratio", "data"),
 )
-def render_shap(run_id, fold, class_index):
-    """Beeswarm (a seeded sample of at most :data:`SHAP_DRAWN` days, said under it) and mean
-    |SHAP| bars (every day) of the stored SHAP values of the fold (or all folds)."""
+def render_shap(run_id, fold, class_index, pixel_ratio=None):
+    """Beeswarm (a seeded sample of at most :data:`SHAP_DRAWN` days, said under it; WebGL at
+    the screen's pixel ratio, :func:`gl_pixel_ratio`) and mean |SHAP| bars (every day) of the
+    stored SHAP values of the fold (or all folds)."""
     if not run_id:
         return None, None, None
     try:
@@ -566,8 +580,16 @@ def render_shap(run_id, fold, class_index):
                                                    fold_number(fold), class_index, SHAP_DRAWN)
     except Exception as exc:  # noqa: BLE001
         return failure_alert(exc, log, f"reading the SHAP values of {run_id}"), None, None
-    return (_graph("shap-summary-graph", summary, slimmed=True), _graph("shap-bar-graph", bars, slimmed=True),
-            shap_note(run, rows, drawn))
+    return (_graph("shap-summary-graph", summary, slimmed=True,
+                   config={"plotGlPixelRatio": gl_pixel_ratio(pixel_ratio)}),
+            _graph("shap-bar-graph", bars, slimmed=True), shap_note(run, rows, drawn))
+
+
+# the screen's pixel ratio (assets/pixel_ratio.js), read in the browser when the page loads
+clientside_callback(
+    ClientsideFunction(namespace="almanac", function_name="pixelRatio"),
+    Output("evaluate-pixel-ratio", "data"), Input("run-select", "value"),
+)
 
 
 @callback(

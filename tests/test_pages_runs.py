@@ -262,6 +262,18 @@ def test_shap_beeswarm_draws_a_stated_sample(lab, no_models, monkeypatch):
     assert ev.shap_note({}, 900, 900) is None
 
 
+def test_the_beeswarm_draws_webgl_at_the_screens_pixel_ratio(lab, no_models):
+    """plotly draws a WebGL canvas at plotGlPixelRatio times its size (2 unless told): the
+    beeswarm gets the screen's device pixel ratio, read in the browser, within plotly's 1-4."""
+    ev, run = lab["pages"]["evaluate"], lab["runs"]["lgbm"]
+    assert [ev.gl_pixel_ratio(r) for r in (1, 1.25, 2, 3, 8, 0.5, None, "?", float("nan"))] == \
+        [1.0, 1.25, 2.0, 3.0, 4.0, 1.0, 2.0, 2.0, 2.0]
+    for ratio, want in ((1, 1.0), (2.5, 2.5), (None, 2.0)):
+        summary, bars, _ = ev.render_shap(run["run_id"], "all", None, ratio)
+        assert summary.config == {**ev.GRAPH_CONFIG, "plotGlPixelRatio": want}
+        assert bars.config == ev.GRAPH_CONFIG
+
+
 def test_callback_payloads_stay_small(lab, no_models):
     """What the page's callbacks send for a run, in bytes (the JSON Dash sends): every
     chart's template is cut to what it uses, and the whole page stays far below 300 kB."""

@@ -120,6 +120,9 @@ def test_evaluate_charts_have_data(page, runs, lab_server, screenshot_dir):
     assert len(per_row) == 12 and len(set(per_row.values())) == 1 and 100 < next(iter(per_row.values())) <= 500
     expect(page.locator("#evaluate-shap-note")).to_contain_text(re.compile(r"SHAP on \d+ sampled days per fold "
                                                                            r"\(seed \d+\)"))
+    # the WebGL beeswarm is drawn at the screen's pixel ratio, not plotly's default of 2
+    assert page.evaluate("() => [document.querySelector('#shap-summary-graph .js-plotly-plot')"
+                         "._context.plotGlPixelRatio, window.devicePixelRatio]") == [1, 1]
     drift = figure(page, "drift-graph")
     assert drift[0]["x"] > 1000
     assert figure(page, "psi-graph")[0]["z"]
