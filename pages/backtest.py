@@ -126,8 +126,9 @@ def _graph(graph_id: str, fig) -> dcc.Graph:
     return dcc.Graph(id=graph_id, figure=fig, config=GRAPH_CONFIG, className="almanac-graph")
 
 
-def _box(box_id: str, min_height: int) -> dcc.Loading:
-    return dcc.Loading(html.Div(id=box_id, style={"minHeight": f"{min_height}px"}), type="default", delay_show=400)
+def _box(box_id: str, min_height: int, *children) -> dcc.Loading:
+    box = html.Div(list(children) or None, id=box_id, style={"minHeight": f"{min_height}px"})
+    return dcc.Loading(box, type="default", delay_show=400)
 
 
 def blank(height: int) -> dict:
@@ -148,8 +149,7 @@ BLANKS = tuple(blank(h) for _, _, h in CHARTS)
 
 def _chart_box(box_id: str) -> dcc.Loading:
     _, graph_id, height = next(c for c in CHARTS if c[0] == box_id)
-    return dcc.Loading(html.Div(_graph(graph_id, blank(height)), id=box_id, style={"minHeight": f"{height}px"}),
-                       type="default", delay_show=400)
+    return _box(box_id, height, _graph(graph_id, blank(height)))
 
 
 def _position_js(threshold: float, long_only: bool) -> str:

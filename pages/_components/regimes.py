@@ -22,7 +22,6 @@ from ml import regimes, replay, run_regimes
 from ml.runinfo import untraded
 from pages._components.feedback import failure_alert, info_alert
 from pages._components.layout import SWITCHED_OFF, section, show_switch
-from pages._components.runs import table_run
 from viz.regimes import regime_equity_figure, regime_scores_figure
 from viz.theme import slim
 
@@ -130,8 +129,7 @@ def render_backtest_regimes(run_id, threshold, long_only, cost_bps, show=True):
         return None, None, None
     try:
         if not show:
-            run = registry.get_run(run_id)
-            if untraded(run) or run.get("task") == "multiclass" or table_run(run):
+            if untraded(registry.get_run(run_id)):  # multiclass, a table, a label that is not a direction
                 return None, None, None  # no backtest at all (the page says why)
             return html.Div(SWITCHED_OFF, className="almanac-hint"), None, None
         run, oof = run_regimes.ensure(run_id)  # fitted on first view for a run without hmm_regime
